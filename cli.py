@@ -1,0 +1,102 @@
+#!/usr/bin/env python
+"""featx command line: parse arguments, call one featx function, print the result.
+
+Every command exits 0 on success and 1 with a one-line message on a featx error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from featx.exceptions import FeatxError
+
+DEFAULT_DATA = "../shared/data/cxr"
+DEFAULT_CACHE = "cache"
+
+
+def _add_data_options(parser):
+    parser.add_argument("--data", default=DEFAULT_DATA, help="data folder (metadata.csv or class sub-folders)")
+    parser.add_argument("--subset", default="all", choices=["all", "dataset1", "dataset2"],
+                        help="the paper's Dataset_1/Dataset_2 or all images")
+    parser.add_argument("--cache", default=DEFAULT_CACHE, help="folder for feature stores, splits and results")
+
+
+def _add_backbone_options(parser):
+    parser.add_argument("--model", required=True, help="backbone name (see `cli.py models`)")
+    parser.add_argument("--weights", default="imagenet", help="imagenet | none (random-init) | PATH to a weights file")
+    parser.add_argument("--input-size", default="200x266", help="letterbox size WIDTHxHEIGHT (default 200x266)")
+
+
+def _print_result(result: dict, as_json: bool, lines) -> None:
+    for line in lines:
+        print(line)
+    if as_json:
+        print(json.dumps(result, default=str))
+
+
+def cmd_models(args) -> int:
+    from featx.backbones import BACKBONES
+
+    for spec in BACKBONES.values():
+        cutoff = spec.cutoff if spec.cutoff is not None else "last 2 blocks + head trainable"
+        print(f"{spec.name:22s} features {spec.feature_dim:5d}  preprocessing {spec.preprocessing:6s} "
+              f"cutoff {cutoff}  paper head {spec.paper_head}")
+    return 0
+
+
+def cmd_extract(args) -> int:
+    from featx.data import load_dataset
+    from featx.extract import extract
+    from featx.images import parse_size
+
+    size = parse_size(args.input_size)
+    dataset = load_dataset(args.data, args.subset)
+    print(dataset.describe(), file=sys.stderr)
+    summary = extract(dataset, args.model, args.weights, size, args.batch_size, args.cache,
+                      strict=args.strict, rebuild=args.rebuild, progress=not args.quiet)
+    lines = [summary["store"]]
+    for skipped in summary["skipped_files"]:
+        lines.append(f"skipped {skipped['image_id']}: {skipped['reason']}")
+    state = "already complete, no CNN work" if summary["cached"] else f"{summary['images_per_s']:.1f} images/s"
+    lines.append(f"{summary['images']} images, {summary['skipped']} skipped, {state} "
+                 f"({summary['backbone']}, weights {summary['weights']})")
+    _print_result(summary, args.json, lines)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cli.py", description="featx: transfer learning on chest X-rays")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    models = commands.add_parser("models", help="list the registered backbones")
+    models.set_defaults(func=cmd_models)
+
+    extract = commands.add_parser("extract", help="phase 1: cache a backbone's pooled features in HDF5")
+    _add_backbone_options(extract)
+    _add_data_options(extract)
+    extract.add_argument("--batch-size", type=int, default=32)
+    extract.add_argument("--strict", action="store_true", help="stop before writing if any image cannot be decoded")
+    extract.add_argument("--rebuild", action="store_true", help="discard an existing or damaged store first")
+    extract.add_argument("--quiet", action="store_true", help="no progress bar")
+    extract.add_argument("--json", action="store_true", help="print the summary as JSON on the last line")
+    extract.set_defaults(func=cmd_extract)
+    return parser
+
+
+def main(argv=None) -> int:
+    """Run one command; return the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except FeatxError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted; a rerun resumes from the last finished batch", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

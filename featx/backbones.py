@@ -1,0 +1,145 @@
+"""Registry of backbones: name -> constructor, preprocessing, paper cutoff and head, sizes.
+
+A plain dict of small frozen specs (as timm does); tests parametrise over it.  Building a
+model goes through :func:`build_feature_model`, which asks :mod:`featx.weights` for the
+weights and returns the model with its provenance.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .exceptions import UnknownNameError
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """What featx knows about one backbone.
+
+    Attributes
+    ----------
+    name : str
+        Registry key.
+    keras_module : str or None
+        ``keras.applications`` sub-module (None for featx's own EfficientNet-Lite).
+    constructor : str
+        Constructor name in that module (or in :mod:`featx.efficientnet_lite`).
+    preprocessing : str
+        ``caffe`` (BGR mean subtraction), ``tf`` ([-1, 1]) or ``lite`` ((x - 127) / 128);
+        part of every cache key.
+    cutoff : int or None
+        The paper's layer cutoff: the first ``cutoff`` layers stay frozen in phase 3.  None
+        means "all but the last two blocks and the head convolution" (EfficientNet-Lite).
+    paper_head : str
+        Head spec the paper used with this backbone.
+    feature_dim : int
+        Length of the pooled feature vector.
+    min_size : int
+        Smallest input side the architecture accepts.
+    imagenet_file : str or None
+        File name Keras downloads for ``imagenet`` weights into ``$KERAS_HOME/models``.
+    """
+
+    name: str
+    keras_module: str | None
+    constructor: str
+    preprocessing: str
+    cutoff: int | None
+    paper_head: str
+    feature_dim: int
+    min_size: int
+    imagenet_file: str | None
+
+
+BACKBONES = {
+    spec.name: spec
+    for spec in (
+        BackboneSpec("vgg19", "vgg19", "VGG19", "caffe", 18, "mlp1024", 512, 32,
+                     "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5"),
+        BackboneSpec("mobilenet_v2", "mobilenet_v2", "MobileNetV2", "tf", 10, "mlp1000-750", 1280, 32,
+                     "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"),
+        BackboneSpec("inception_v3", "inception_v3", "InceptionV3", "tf", 249, "mlp1000", 2048, 75,
+                     "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5"),
+        BackboneSpec("xception", "xception", "Xception", "tf", 120, "mlp1000-750", 2048, 71,
+                     "xception_weights_tf_dim_ordering_tf_kernels_notop.h5"),
+        BackboneSpec("inception_resnet_v2", "inception_resnet_v2", "InceptionResNetV2", "tf", 730, "softmax",
+                     1536, 75, "inception_resnet_v2_weights_tf_dim_ordering_tf_kernels_notop.h5"),
+        BackboneSpec("efficientnet_lite0", None, "efficientnet_lite0", "lite", None, "mlp1000-750", 1280, 32, None),
+        BackboneSpec("efficientnet_lite1", None, "efficientnet_lite1", "lite", None, "mlp1000-750", 1280, 32, None),
+        BackboneSpec("efficientnet_lite2", None, "efficientnet_lite2", "lite", None, "mlp1000-750", 1280, 32, None),
+    )
+}
+
+
+def get_spec(name: str) -> BackboneSpec:
+    """Look a backbone up by name.
+
+    Raises
+    ------
+    UnknownNameError
+        Listing the registered names.
+    """
+    try:
+        return BACKBONES[name]
+    except KeyError:
+        raise UnknownNameError("backbone", name, BACKBONES) from None
+
+
+def preprocess(spec: BackboneSpec, images: np.ndarray) -> np.ndarray:
+    """Apply the backbone's own preprocessing to RGB uint8 images (N, H, W, 3).
+
+    Returns
+    -------
+    numpy.ndarray of float32
+    """
+    images = np.asarray(images, dtype=np.float32)
+    if spec.preprocessing == "lite":
+        from .efficientnet_lite import preprocess_input
+
+        return preprocess_input(images)
+    from keras.src.applications import imagenet_utils
+
+    return imagenet_utils.preprocess_input(images, data_format="channels_last", mode=spec.preprocessing)
+
+
+def build_base(spec: BackboneSpec, input_size, weights="imagenet"):
+    """Build the convolutional base with global average pooling, weights applied.
+
+    Parameters
+    ----------
+    spec : BackboneSpec
+    input_size : tuple of int
+        (width, height).
+    weights : str
+        ``imagenet``, ``none`` or a path to a Keras weights file.
+
+    Returns
+    -------
+    model : keras.Model
+        Maps preprocessed (N, H, W, 3) float32 images to (N, feature_dim) features.
+    provenance : dict
+        ``weights`` label (``imagenet``, ``random-init`` or ``file:NAME``), ``weights_sha256``
+        and ``weights_source``.
+    """
+    from . import weights as weights_module
+
+    width, height = input_size
+    if min(width, height) < spec.min_size:
+        from .exceptions import FeatxError
+
+        raise FeatxError(f"{spec.name} needs inputs of at least {spec.min_size} pixels a side; got {width}x{height}")
+    return weights_module.build_with_weights(spec, (height, width, 3), weights)
+
+
+def cutoff_for(spec: BackboneSpec, model) -> int:
+    """Index of the first trainable layer of ``model`` in phase 3 (layers before it stay frozen)."""
+    if spec.cutoff is not None:
+        return spec.cutoff
+    block_ids = sorted({int(layer.name.split(".")[1]) for layer in model.layers if layer.name.startswith("_blocks.")})
+    first_trainable_block = f"_blocks.{block_ids[-2]}."
+    for index, layer in enumerate(model.layers):
+        if layer.name.startswith(first_trainable_block):
+            return index
+    raise ValueError(f"{spec.name}: block {first_trainable_block} not found")

@@ -1,0 +1,233 @@
+"""Find the images of a dataset, validate them, and draw the paper's Dataset_1 / Dataset_2."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .exceptions import DatasetError, UnknownNameError
+
+CLASSES = ("covid", "pneumonia", "normal")
+MANIFEST = "metadata.csv"
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".dcm", ".dicom"}
+SUBSET_SEED = 2020
+SUBSETS = {
+    "all": None,
+    "dataset1": {"covid": {"covid": 224}, "pneumonia": {"bacterial": 700}, "normal": {"normal": 504}},
+    "dataset2": {
+        "covid": {"covid": 224},
+        "pneumonia": {"bacterial": 400, "viral": 314},
+        "normal": {"normal": 504},
+    },
+}
+OPTIONAL_COLUMNS = ("subtype", "patient_id", "source", "view")
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A validated set of labelled images.
+
+    Attributes
+    ----------
+    root : Path
+        The data folder.
+    subset : str
+        ``all``, ``dataset1`` or ``dataset2``.
+    table : pandas.DataFrame
+        One row per image, sorted by ``image_id``: ``image_id`` (path relative to root),
+        ``path``, ``label``, ``subtype``, ``patient_id`` (empty when unknown), ``source``,
+        ``view``, ``content_hash``, plus any other manifest columns.
+    id : str
+        Stable id derived from image ids, labels and content hashes.
+    parent_id : str
+        The id of the whole folder this subset was drawn from (equal to ``id`` for ``all``).
+    """
+
+    root: Path
+    subset: str
+    table: pd.DataFrame
+    id: str
+    parent_id: str
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+    @property
+    def has_patient_ids(self) -> bool:
+        """Whether every image names its patient."""
+        return bool((self.table["patient_id"].astype(str).str.len() > 0).all())
+
+    def label_indices(self) -> np.ndarray:
+        """Labels as indices into :data:`CLASSES`."""
+        return self.table["label"].map(CLASSES.index).to_numpy()
+
+    def describe(self) -> str:
+        """One line: name, size and class counts."""
+        counts = self.table["label"].value_counts()
+        parts = ", ".join(f"{name} {int(counts.get(name, 0))}" for name in CLASSES)
+        return f"{self.root} [{self.subset}]: {len(self)} images ({parts}), id {self.id}"
+
+
+def load_dataset(root, subset: str = "all") -> Dataset:
+    """Read and validate a data folder, then draw the requested subset.
+
+    Parameters
+    ----------
+    root : str or Path
+        A folder holding ``metadata.csv`` (columns ``filename``, ``label``; optional
+        ``subtype``, ``patient_id``, ``source``, ``view``) or one sub-folder per class.
+    subset : str
+        ``all``, ``dataset1`` or ``dataset2`` (the paper's sets, drawn with a fixed seed).
+
+    Returns
+    -------
+    Dataset
+
+    Raises
+    ------
+    DatasetError
+        Listing every offending row when labels are unknown, files are missing or escape the
+        folder, rows repeat, the same content has two labels, or the manifest is not a CSV.
+    """
+    if subset not in SUBSETS:
+        raise UnknownNameError("subset", subset, SUBSETS)
+    root = Path(root)
+    if not root.is_dir():
+        raise DatasetError(f"{root}: data folder not found")
+    manifest = root / MANIFEST
+    table = _read_manifest(manifest) if manifest.exists() else _scan_class_folders(root)
+    table = _validate_rows(root, table, str(manifest) if manifest.exists() else str(root))
+    table["content_hash"] = _hash_files(table["path"])
+    _check_conflicting_content(table)
+    parent_id = _dataset_id(table)
+    if subset != "all":
+        table = _draw_subset(table, subset)
+    return Dataset(root=root, subset=subset, table=table.reset_index(drop=True), id=_dataset_id(table), parent_id=parent_id)
+
+
+def _read_manifest(manifest: Path) -> pd.DataFrame:
+    try:
+        table = pd.read_csv(manifest, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as error:
+        raise DatasetError(f"{manifest}: not a readable CSV file ({error})") from None
+    table.columns = [str(column).strip() for column in table.columns]
+    missing = [column for column in ("filename", "label") if column not in table.columns]
+    if missing:
+        found = ", ".join(repr(c) for c in table.columns) or "none"
+        hint = ""
+        if len(table.columns) == 1 and any(sep in table.columns[0] for sep in ";\t|"):
+            hint = " It looks like another delimiter was used; featx expects commas."
+        raise DatasetError(
+            f"{manifest}: not a featx manifest: missing column(s) {', '.join(missing)} "
+            f"(found {found}).{hint}"
+        )
+    table["row"] = [f"{manifest.name} line {index + 2}" for index in range(len(table))]
+    return table
+
+
+def _scan_class_folders(root: Path) -> pd.DataFrame:
+    folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not folders:
+        raise DatasetError(f"{root}: neither a {MANIFEST} nor class sub-folders ({', '.join(CLASSES)})")
+    rows = []
+    for folder in folders:
+        files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise DatasetError(f"{folder}: class folder holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+        for file in files:
+            relative = file.relative_to(root).as_posix()
+            rows.append({"filename": relative, "label": folder.name, "row": relative})
+    return pd.DataFrame(rows)
+
+
+def _validate_rows(root: Path, table: pd.DataFrame, where: str) -> pd.DataFrame:
+    table = table.copy()
+    for column in OPTIONAL_COLUMNS:
+        if column not in table.columns:
+            table[column] = ""
+    table["filename"] = table["filename"].str.strip()
+    table["label"] = table["label"].str.strip().str.lower()
+    table["subtype"] = table["subtype"].str.strip().str.lower()
+    if table.empty:
+        raise DatasetError(f"{where}: no images listed")
+    problems = []
+    resolved_root = root.resolve()
+    paths = []
+    for row in table.itertuples():
+        path = (root / row.filename).resolve()
+        paths.append(path)
+        if row.label not in CLASSES:
+            problems.append(f"{row.row}: unknown label {row.label!r} (valid: {', '.join(CLASSES)})")
+        if not row.filename:
+            problems.append(f"{row.row}: empty filename")
+        elif os.path.isabs(row.filename) or not path.is_relative_to(resolved_root):
+            problems.append(f"{row.row}: path {row.filename!r} is outside the data folder; refused")
+        elif not path.is_file():
+            problems.append(f"{row.row}: file {row.filename!r} not found")
+    duplicated = table["filename"].duplicated(keep=False) & (table["filename"] != "")
+    for filename, group in table[duplicated].groupby("filename"):
+        problems.append(f"{', '.join(group['row'])}: {filename!r} is listed more than once")
+    if problems:
+        raise DatasetError(f"{where}: {len(problems)} problem(s):\n  " + "\n  ".join(problems))
+    table["path"] = [str(path) for path in paths]
+    table["image_id"] = table["filename"]
+    present = set(table["label"])
+    if len(present) < 2:
+        raise DatasetError(f"{where}: only class(es) {sorted(present)} present; at least two of {CLASSES} are needed")
+    return table.sort_values("image_id", kind="stable")
+
+
+def _hash_file(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _hash_files(paths) -> list[str]:
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        return list(pool.map(_hash_file, paths))
+
+
+def _check_conflicting_content(table: pd.DataFrame) -> None:
+    labels_per_hash = table.groupby("content_hash")["label"].nunique()
+    conflicting = labels_per_hash[labels_per_hash > 1].index
+    if len(conflicting):
+        lines = []
+        for content_hash in conflicting:
+            rows = table[table["content_hash"] == content_hash]
+            lines.append(", ".join(f"{r.row} ({r.image_id}: {r.label})" for r in rows.itertuples()))
+        raise DatasetError(
+            f"{len(conflicting)} image(s) appear under two labels with identical content:\n  " + "\n  ".join(lines)
+        )
+
+
+def _draw_subset(table: pd.DataFrame, subset: str) -> pd.DataFrame:
+    rng = np.random.default_rng(SUBSET_SEED)
+    chosen, shortfalls = [], []
+    for label, subtypes in SUBSETS[subset].items():
+        for subtype, wanted in subtypes.items():
+            pool = table[(table["label"] == label) & (table["subtype"] == subtype)]
+            if len(pool) < wanted:
+                shortfalls.append(f"{wanted} {label}/{subtype} needed, {len(pool)} available")
+                continue
+            chosen.append(pool.iloc[np.sort(rng.choice(len(pool), size=wanted, replace=False))])
+    if shortfalls:
+        raise DatasetError(
+            f"The data cannot fill the paper's {subset} (needs a 'subtype' column): " + "; ".join(shortfalls)
+        )
+    return pd.concat(chosen).sort_values("image_id", kind="stable")
+
+
+def _dataset_id(table: pd.DataFrame) -> str:
+    digest = hashlib.sha256()
+    for row in table[["image_id", "label", "content_hash"]].itertuples(index=False):
+        digest.update("\t".join(row).encode() + b"\n")
+    return digest.hexdigest()[:16]

