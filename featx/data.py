@@ -112,6 +112,7 @@ def load_dataset(root, subset: str = "all") -> Dataset:
 
 
 def _read_manifest(manifest: Path) -> pd.DataFrame:
+    _check_header(manifest)
     try:
         table = pd.read_csv(manifest, dtype=str, keep_default_na=False, encoding="utf-8-sig")
     except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as error:
@@ -120,15 +121,26 @@ def _read_manifest(manifest: Path) -> pd.DataFrame:
     missing = [column for column in ("filename", "label") if column not in table.columns]
     if missing:
         found = ", ".join(repr(c) for c in table.columns) or "none"
-        hint = ""
-        if len(table.columns) == 1 and any(sep in table.columns[0] for sep in ";\t|"):
-            hint = " It looks like another delimiter was used; featx expects commas."
         raise DatasetError(
-            f"{manifest}: not a featx manifest: missing column(s) {', '.join(missing)} "
-            f"(found {found}).{hint}"
+            f"{manifest}: not a featx manifest: missing column(s) {', '.join(missing)} (found {found})"
         )
     table["row"] = [f"{manifest.name} line {index + 2}" for index in range(len(table))]
     return table
+
+
+def _check_header(manifest: Path) -> None:
+    """Name the delimiter when the header is not comma-separated."""
+    with open(manifest, "rb") as handle:
+        header = handle.readline().decode("utf-8-sig", errors="replace")
+    columns = [column.strip() for column in header.split(",")]
+    if "filename" in columns:
+        return
+    for delimiter, name in ((";", "semicolons"), ("\t", "tabs"), ("|", "pipes")):
+        if "filename" in [column.strip() for column in header.split(delimiter)]:
+            raise DatasetError(
+                f"{manifest}: the header is separated by {name}; featx expects a comma-separated "
+                f"file (another delimiter was used). Header: {header.strip()[:120]!r}"
+            )
 
 
 def _scan_class_folders(root: Path) -> pd.DataFrame:

@@ -74,7 +74,8 @@ def _decode_pillow(path: Path) -> np.ndarray:
             with Image.open(path) as image:
                 if image.width * image.height > MAX_PIXELS:
                     raise ImageDecodeError(
-                        path, f"image too large ({image.width}x{image.height} pixels, limit {MAX_PIXELS})"
+                        path, f"image too large ({image.width}x{image.height} pixels, limit {MAX_PIXELS}); "
+                        "decompression bomb refused"
                     )
                 image.load()
                 image = ImageOps.exif_transpose(image)
@@ -84,7 +85,7 @@ def _decode_pillow(path: Path) -> np.ndarray:
     except UnidentifiedImageError:
         raise ImageDecodeError(path, "not an image (format not recognised as PNG, JPEG or DICOM)") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
-        raise ImageDecodeError(path, f"decompression bomb refused ({error})") from None
+        raise ImageDecodeError(path, f"image too large, decompression bomb refused ({error})") from None
     except (OSError, SyntaxError, ValueError, EOFError) as error:
         raise ImageDecodeError(path, f"corrupt or truncated image ({error})") from None
 

@@ -1,0 +1,135 @@
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from featx import images
+from featx.exceptions import FeatxError, ImageDecodeError
+
+from .conftest import SHARED_DATA, requires_data
+from .hostile import dicom, gradient, png_with_header_size
+
+
+def test_letterbox_keeps_aspect_and_pads_black():
+    wide = np.full((50, 200), 255, dtype=np.uint8)  # 4:1 landscape
+    out = images.letterbox(wide, (100, 100))
+    assert out.shape == (100, 100, 3)
+    rows_with_content = np.where(out[:, :, 0].max(axis=1) > 0)[0]
+    assert len(rows_with_content) == 25  # 200x50 scaled by 0.5 -> 100x25
+    assert out[:rows_with_content[0]].max() == 0 and out[rows_with_content[-1] + 1:].max() == 0
+    assert (out[rows_with_content] == 255).all()
+
+
+def test_letterbox_default_size_is_the_papers_200x266():
+    out = images.letterbox(gradient(), images.DEFAULT_SIZE)
+    assert out.shape == (266, 200, 3)
+
+
+@requires_data
+def test_real_radiograph_decodes_and_letterboxes():
+    path = next((SHARED_DATA / "images").glob("kermany_*.jpg"))
+    pixels = images.decode(path)
+    out = images.load(path, (200, 266))
+    assert pixels.dtype == np.uint8 and pixels.ndim == 2
+    assert out.shape == (266, 200, 3) and out.std() > 10
+    assert (out[..., 0] == out[..., 2]).all()  # grayscale replicated
+
+
+def _save(tmp_path, name, image, **kwargs):
+    path = tmp_path / name
+    image.save(path, **kwargs)
+    return path
+
+
+def test_sixteen_bit_png_is_stretched_to_full_range(tmp_path):
+    ramp = (np.arange(64).reshape(8, 8) * 40 + 1000).astype(np.uint16)
+    path = _save(tmp_path, "deep.png", Image.fromarray(ramp))
+    pixels = images.decode(path)
+    assert pixels.min() == 0 and pixels.max() == 255 and pixels.dtype == np.uint8
+
+
+def test_rgba_and_palette_transparency_composite_onto_black(tmp_path):
+    rgba = np.zeros((4, 4, 4), dtype=np.uint8)
+    rgba[..., :3] = 200
+    rgba[:2, :, 3] = 255  # top half opaque, bottom half transparent
+    pixels = images.decode(_save(tmp_path, "a.png", Image.fromarray(rgba, "RGBA")))
+    assert (pixels[:2] == 200).all() and (pixels[2:] == 0).all()
+    palette = Image.fromarray(rgba, "RGBA").convert("P")
+    palette.info["transparency"] = 0
+    assert images.decode(_save(tmp_path, "p.png", palette, transparency=0)).shape == (4, 4, 3)
+
+
+def test_cmyk_jpeg_becomes_rgb(tmp_path):
+    path = _save(tmp_path, "cmyk.jpg", Image.new("CMYK", (16, 12), (0, 255, 255, 0)))
+    pixels = images.decode(path)
+    assert pixels.shape == (12, 16, 3) and pixels[..., 0].mean() > 200 and pixels[..., 1].mean() < 60
+
+
+def test_exif_rotation_is_applied(tmp_path):
+    image = Image.fromarray(gradient(40, 30))
+    exif = image.getexif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise on display
+    path = _save(tmp_path, "rot.jpg", image, exif=exif)
+    assert images.decode(path).shape == (30, 40)
+
+
+def test_dicom_rescale_and_monochrome1_inversion(tmp_path):
+    ramp = np.tile(np.arange(0, 4000, 250, dtype=np.uint16), (4, 1))
+    plain = images.decode(dicom(tmp_path / "m2.dcm", ramp))
+    inverted = images.decode(dicom(tmp_path / "m1.dcm", ramp, photometric="MONOCHROME1", slope=2.0, intercept=-10))
+    assert plain[0, 0] == 0 and plain[0, -1] == 255
+    assert inverted[0, 0] == 255 and inverted[0, -1] == 0
+
+
+@pytest.mark.parametrize(
+    "name, content, reason",
+    [
+        ("empty.png", b"", "empty file"),
+        ("page.jpg", b"<html><body>Not found</body></html>", "not an image"),
+        ("noise.png", bytes(range(256)) * 4, "not an image"),
+    ],
+)
+def test_undecodable_bytes_name_the_file_and_reason(tmp_path, name, content, reason):
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(ImageDecodeError, match=reason) as caught:
+        images.decode(path)
+    assert caught.value.path == str(path)
+
+
+@requires_data
+def test_truncated_real_jpeg_is_refused(tmp_path):
+    source = next((SHARED_DATA / "images").glob("cohen_*.jpg")).read_bytes()
+    path = tmp_path / "cut.jpg"
+    path.write_bytes(source[: len(source) // 2])
+    with pytest.raises(ImageDecodeError, match="truncated"):
+        images.decode(path)
+
+
+def test_decompression_bomb_is_refused_without_decoding(tmp_path):
+    path = png_with_header_size(tmp_path / "bomb.png", 20000, 20000)
+    with pytest.raises(ImageDecodeError, match="too large"):
+        images.decode(path)
+
+
+def test_one_pixel_image_still_letterboxes(tmp_path):
+    path = _save(tmp_path, "dot.png", Image.new("L", (1, 1), 255))
+    out = images.load(path, (32, 32))
+    assert out.shape == (32, 32, 3) and out.max() == 255
+
+
+def test_dicom_without_pixel_data(tmp_path):
+    path = dicom(tmp_path / "header.dcm", np.zeros((2, 2)), with_pixels=False)
+    with pytest.raises(ImageDecodeError, match="no pixel data"):
+        images.decode(path)
+
+
+@pytest.mark.parametrize("text", ["200", "x266", "axb", "4x4"])
+def test_bad_input_size_is_explained(text):
+    with pytest.raises(FeatxError, match="input size"):
+        images.parse_size(text)
+
+
+def test_input_size_parses_width_then_height():
+    assert images.parse_size("200x266") == (200, 266)
