@@ -169,16 +169,16 @@ def _validate_rows(root: Path, table: pd.DataFrame, where: str) -> pd.DataFrame:
     if table.empty:
         raise DatasetError(f"{where}: no images listed")
     problems = []
-    resolved_root = root.resolve()
     paths = []
     for row in table.itertuples():
-        path = (root / row.filename).resolve()
+        relative = os.path.normpath(row.filename)
+        path = root.resolve() / relative
         paths.append(path)
         if row.label not in CLASSES:
             problems.append(f"{row.row}: unknown label {row.label!r} (valid: {', '.join(CLASSES)})")
         if not row.filename:
             problems.append(f"{row.row}: empty filename")
-        elif os.path.isabs(row.filename) or not path.is_relative_to(resolved_root):
+        elif os.path.isabs(relative) or relative == ".." or relative.startswith(".." + os.sep):
             problems.append(f"{row.row}: path {row.filename!r} is outside the data folder; refused")
         elif not path.is_file():
             problems.append(f"{row.row}: file {row.filename!r} not found")
