@@ -66,6 +66,62 @@ def cmd_extract(args) -> int:
     return 0
 
 
+def _add_protocol_options(parser):
+    parser.add_argument("--folds", type=int, default=10)
+    parser.add_argument("--group-by", default="patient", choices=["patient", "image"],
+                        help="patient: no patient in two folds (default); image: the paper's protocol")
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def _metrics_lines(summary: dict) -> list[str]:
+    ci = summary["ci95"]
+    parts = []
+    for key, label in (("accuracy_3class", "3-class acc"), ("accuracy_2class", "2-class acc"),
+                       ("sensitivity", "covid sens"), ("specificity", "covid spec")):
+        parts.append(f"{label} {summary[key] * 100:.2f}% [{ci[key][0] * 100:.1f}, {ci[key][1] * 100:.1f}]")
+    variant = summary["variant"]
+    timing = "reused stored result" if summary["reused"] else f"fit in {summary['fit_seconds']:.1f}s"
+    return [
+        f"{variant['backbone']} ({variant['weights']}) + {variant['head']}, sampler {variant['sampler']}, "
+        f"{variant['folds']}-fold grouped by {variant['protocol']}, {variant['subset']} "
+        f"({timing})",
+        "; ".join(parts) + f"; AUC covid {summary['auc_covid']:.3f}",
+        f"result: {summary['result_file']}",
+    ]
+
+
+def cmd_fit(args) -> int:
+    from featx.data import load_dataset
+    from featx.evaluate import fit_variant
+    from featx.images import parse_size
+
+    dataset = load_dataset(args.data, args.subset)
+    print(dataset.describe(), file=sys.stderr)
+    summary = fit_variant(
+        dataset, args.model, args.head, args.sampler, args.weights, parse_size(args.input_size), args.group_by,
+        args.folds, args.seed, args.cache, args.epochs, args.batch_size, args.lr, refit=args.refit,
+        progress=not args.quiet,
+    )
+    _print_result(summary, args.json, _metrics_lines(summary))
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from featx.data import load_dataset
+    from featx.report import compare_rows, markdown_table, write_csv
+
+    dataset = load_dataset(args.data, args.subset)
+    rows = compare_rows(args.cache, dataset.id)
+    if not rows:
+        print(f"No stored results for {dataset.describe()}; run `cli.py fit` first.", file=sys.stderr)
+        return 1
+    path = write_csv(rows, args.csv or f"{args.cache}/{dataset.id}/compare.csv")
+    print(f"{dataset.describe()}; 95% bootstrap intervals (patients resampled under the patient protocol)")
+    print(markdown_table(rows))
+    print(f"CSV: {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cli.py", description="featx: transfer learning on chest X-rays")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -82,6 +138,26 @@ def build_parser() -> argparse.ArgumentParser:
     extract.add_argument("--quiet", action="store_true", help="no progress bar")
     extract.add_argument("--json", action="store_true", help="print the summary as JSON on the last line")
     extract.set_defaults(func=cmd_extract)
+
+    fit = commands.add_parser("fit", help="phase 2: train a head on cached features over saved folds")
+    _add_backbone_options(fit)
+    _add_data_options(fit)
+    _add_protocol_options(fit)
+    fit.add_argument("--head", default="paper", help="softmax, mlp1024, mlp1000, mlp1000-750, logreg, svm, xgb, rf, "
+                                                      "or paper (the paper's head for the backbone)")
+    fit.add_argument("--sampler", default="none", choices=["none", "class-weight", "oversample", "undersample", "smote"])
+    fit.add_argument("--epochs", type=int, help="Keras heads: epochs (default 10)")
+    fit.add_argument("--batch-size", type=int, help="Keras heads: batch size (default 64)")
+    fit.add_argument("--lr", type=float, help="Keras heads: Adam learning rate (default 1e-3)")
+    fit.add_argument("--refit", action="store_true", help="train again even if this variant's result exists")
+    fit.add_argument("--quiet", action="store_true")
+    fit.add_argument("--json", action="store_true", help="print the summary as JSON on the last line")
+    fit.set_defaults(func=cmd_fit)
+
+    compare = commands.add_parser("compare", help="side-by-side table of every stored variant of a dataset")
+    _add_data_options(compare)
+    compare.add_argument("--csv", help="CSV file to write (default: cache/<dataset id>/compare.csv)")
+    compare.set_defaults(func=cmd_compare)
     return parser
 
 

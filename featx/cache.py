@@ -72,21 +72,53 @@ class FeatureStore:
     skipped: list
     attrs: dict
 
-    def select(self, image_ids) -> np.ndarray:
-        """Features for ``image_ids`` in that order.
+    def holds(self, content_hashes) -> bool:
+        """Whether every image content in ``content_hashes`` has a feature row here."""
+        return set(content_hashes) <= set(self.rows["content_hash"])
+
+    def select_content(self, content_hashes) -> np.ndarray:
+        """Feature rows for the given image contents (sha256 of the file), in that order.
 
         Raises
         ------
         CacheError
-            Naming the ids the store does not hold (skipped as undecodable or never extracted).
+            Naming how many contents the store does not hold (skipped or never extracted).
         """
-        position = {image_id: index for index, image_id in enumerate(self.rows["image_id"])}
-        missing = [image_id for image_id in image_ids if image_id not in position]
+        position = {digest: index for index, digest in enumerate(self.rows["content_hash"])}
+        missing = [digest for digest in content_hashes if digest not in position]
         if missing:
-            skipped = dict(self.skipped)
-            shown = ", ".join(f"{m} ({skipped.get(m, 'not extracted')})" for m in missing[:10])
-            raise CacheError(f"{self.path}: {len(missing)} requested image(s) not in the store: {shown}")
-        return self.features[[position[image_id] for image_id in image_ids]]
+            raise CacheError(f"{self.path}: {len(missing)} requested image(s) are not in the store "
+                             f"(skipped as undecodable, or never extracted)")
+        return self.features[[position[digest] for digest in content_hashes]]
+
+
+def find_features(cache_dir, identity: dict, content_hashes) -> FeatureStore | None:
+    """A complete store made with ``identity``'s backbone, weights, preprocessing and size
+    that holds every image content in ``content_hashes``, whatever dataset it was made for.
+
+    Features depend only on the image bytes and the backbone identity, so a subset (the
+    paper's Dataset_2, say) reads the store made for the whole folder.  The store made for
+    ``identity['dataset_id']`` itself is tried first.
+
+    Returns
+    -------
+    FeatureStore or None
+    """
+    width, height = identity["input_size"]
+    weights = identity["weights"].replace(":", "-").replace("/", "_")
+    pattern = f"*/{identity['backbone']}-{weights}-{width}x{height}-*.h5"
+    candidates = [p for p in Path(cache_dir).glob(pattern) if not p.name.endswith(".partial.h5")]
+    candidates.sort(key=lambda p: p.parent.name != identity["dataset_id"])
+    content_hashes = list(content_hashes)
+    for path in candidates:
+        store = open_store(path)
+        try:
+            check_identity(path, store.attrs, {**identity, "dataset_id": store.attrs["dataset_id"]})
+        except CacheError:
+            continue
+        if store.holds(content_hashes):
+            return store
+    return None
 
 
 def contents_digest(features: np.ndarray, rows: dict) -> str:
