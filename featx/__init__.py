@@ -3,20 +3,24 @@
 Importing featx does not import TensorFlow or Keras; the heavy modules load on first use.
 """
 
-__version__ = "0.1.0"
+import importlib
 
-__all__ = ["FeatxError", "load_dataset", "extract", "__version__"]
+__version__ = "0.1.0"
 
 from .exceptions import FeatxError  # noqa: E402
 
+_LAZY = {
+    "load_dataset": "data",
+    "extract": "extract",
+    "fit_variant": "evaluate",
+    "make_head": "heads",
+    "with_strategy": "sampling",
+    "CNNFeatures": "pipeline",
+}
+__all__ = ["FeatxError", "__version__", *_LAZY]
+
 
 def __getattr__(name):
-    if name == "load_dataset":
-        from .data import load_dataset
-
-        return load_dataset
-    if name == "extract":
-        from .extract import extract
-
-        return extract
+    if name in _LAZY:
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
     raise AttributeError(f"module 'featx' has no attribute {name!r}")

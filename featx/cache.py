@@ -72,53 +72,69 @@ class FeatureStore:
     skipped: list
     attrs: dict
 
-    def holds(self, content_hashes) -> bool:
-        """Whether every image content in ``content_hashes`` has a feature row here."""
-        return set(content_hashes) <= set(self.rows["content_hash"])
-
-    def select_content(self, content_hashes) -> np.ndarray:
-        """Feature rows for the given image contents (sha256 of the file), in that order.
-
-        Raises
-        ------
-        CacheError
-            Naming how many contents the store does not hold (skipped or never extracted).
-        """
-        position = {digest: index for index, digest in enumerate(self.rows["content_hash"])}
-        missing = [digest for digest in content_hashes if digest not in position]
-        if missing:
-            raise CacheError(f"{self.path}: {len(missing)} requested image(s) are not in the store "
-                             f"(skipped as undecodable, or never extracted)")
-        return self.features[[position[digest] for digest in content_hashes]]
+    def row_of_content(self) -> dict:
+        """Map from image content hash to feature row."""
+        return {digest: index for index, digest in enumerate(self.rows["content_hash"])}
 
 
-def find_features(cache_dir, identity: dict, content_hashes) -> FeatureStore | None:
-    """A complete store made with ``identity``'s backbone, weights, preprocessing and size
-    that holds every image content in ``content_hashes``, whatever dataset it was made for.
-
-    Features depend only on the image bytes and the backbone identity, so a subset (the
-    paper's Dataset_2, say) reads the store made for the whole folder.  The store made for
-    ``identity['dataset_id']`` itself is tried first.
-
-    Returns
-    -------
-    FeatureStore or None
-    """
+def matching_stores(cache_dir, identity: dict) -> list[FeatureStore]:
+    """Complete stores made with ``identity``'s backbone, weights, preprocessing and input size,
+    for any dataset; the one made for ``identity['dataset_id']`` comes first."""
     width, height = identity["input_size"]
     weights = identity["weights"].replace(":", "-").replace("/", "_")
     pattern = f"*/{identity['backbone']}-{weights}-{width}x{height}-*.h5"
     candidates = [p for p in Path(cache_dir).glob(pattern) if not p.name.endswith(".partial.h5")]
-    candidates.sort(key=lambda p: p.parent.name != identity["dataset_id"])
-    content_hashes = list(content_hashes)
+    candidates.sort(key=lambda p: (p.parent.name != identity["dataset_id"], p.name))
+    stores = []
     for path in candidates:
         store = open_store(path)
         try:
             check_identity(path, store.attrs, {**identity, "dataset_id": store.attrs["dataset_id"]})
         except CacheError:
             continue
-        if store.holds(content_hashes):
-            return store
-    return None
+        stores.append(store)
+    return stores
+
+
+def collect_features(cache_dir, identity: dict, content_hashes):
+    """Features of the given image contents, gathered from every matching store.
+
+    Features depend only on the image bytes and the backbone identity, so a subset (the
+    paper's Dataset_2, say) reads the store made for the whole folder, and an image seen in
+    any earlier extraction is never run through the CNN again.
+
+    Parameters
+    ----------
+    cache_dir : str or Path
+    identity : dict
+        See :data:`IDENTITY_KEYS`; ``dataset_id`` only orders the search.
+    content_hashes : sequence of str
+
+    Returns
+    -------
+    features : numpy.ndarray or None
+        (N, D) float32, None when no store matches at all.
+    missing : numpy.ndarray of bool
+        Rows no store holds (their features are NaN).
+    sources : list of str
+        Paths of the stores that supplied rows.
+    """
+    content_hashes = list(content_hashes)
+    missing = np.ones(len(content_hashes), dtype=bool)
+    features, sources = None, []
+    for store in matching_stores(cache_dir, identity):
+        rows = store.row_of_content()
+        found = [i for i in np.flatnonzero(missing) if content_hashes[i] in rows]
+        if not found:
+            continue
+        if features is None:
+            features = np.full((len(content_hashes), store.features.shape[1]), np.nan, dtype=np.float32)
+        features[found] = store.features[[rows[content_hashes[i]] for i in found]]
+        missing[found] = False
+        sources.append(str(store.path))
+        if not missing.any():
+            break
+    return features, missing, sources
 
 
 def contents_digest(features: np.ndarray, rows: dict) -> str:

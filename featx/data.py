@@ -243,3 +243,33 @@ def _dataset_id(table: pd.DataFrame) -> str:
     for row in table[["image_id", "label", "content_hash"]].itertuples(index=False):
         digest.update("\t".join(row).encode() + b"\n")
     return digest.hexdigest()[:16]
+
+
+def dataset_from_paths(paths) -> Dataset:
+    """An unlabelled dataset of image files (for :class:`featx.pipeline.CNNFeatures`, ``predict``).
+
+    Parameters
+    ----------
+    paths : sequence of str or Path
+
+    Returns
+    -------
+    Dataset
+        ``image_id`` is the absolute path; ``label`` is empty.
+
+    Raises
+    ------
+    DatasetError
+        Listing every path that is not a file.
+    """
+    resolved = [Path(p).absolute() for p in paths]
+    missing = [str(p) for p in resolved if not p.is_file()]
+    if missing:
+        raise DatasetError(f"{len(missing)} image file(s) not found:\n  " + "\n  ".join(missing))
+    table = pd.DataFrame({"image_id": [str(p) for p in resolved], "path": [str(p) for p in resolved]})
+    for column in ("label",) + OPTIONAL_COLUMNS:
+        table[column] = ""
+    table["content_hash"] = _hash_files(table["path"])
+    root = Path(os.path.commonpath([str(p.parent) for p in resolved])) if resolved else Path(".")
+    dataset_id = _dataset_id(table)
+    return Dataset(root=root, subset="paths", table=table, id=dataset_id, parent_id=dataset_id)

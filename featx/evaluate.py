@@ -9,7 +9,7 @@ import numpy as np
 
 from . import __version__
 from .backbones import get_spec
-from .cache import find_features
+from .cache import collect_features
 from .data import CLASSES
 from .exceptions import CacheError
 from .extract import store_identity
@@ -102,21 +102,21 @@ def fit_variant(dataset, backbone: str, head: str = "paper", sampler: str = "non
     path = result_path(cache_dir, dataset.id, variant)
     if path.exists() and not refit:
         return _summary(load_result(path), reused=True)
-    store = find_features(cache_dir, identity, dataset.table["content_hash"])
-    if store is None:
+    features, missing, stores = collect_features(cache_dir, identity, dataset.table["content_hash"])
+    if missing.any():
         raise CacheError(
-            f"No feature store of {backbone} ({identity['weights']}, {input_size[0]}x{input_size[1]}) holds the images "
-            f"of {dataset.root} [{dataset.subset}] in {cache_dir}. Make it with:\n  "
+            f"No feature store of {backbone} ({identity['weights']}, {input_size[0]}x{input_size[1]}) in {cache_dir} "
+            f"holds {int(missing.sum())} of the {len(dataset)} images of {dataset.root} [{dataset.subset}] "
+            f"(first: {dataset.table['image_id'].iat[int(np.argmax(missing))]}). Make it with:\n  "
             + extract_command(dataset, backbone, weights, input_size)
         )
-    features = store.select_content(dataset.table["content_hash"])
     y = dataset.label_indices()
     fold = fold_of_each_image(split, dataset.table["image_id"])
     started = time.perf_counter()
     proba, fit_seconds = out_of_fold_proba(
         features, y, fold, lambda: with_strategy(make_head(head, random_state=seed, **params), sampler, seed), progress
     )
-    variant["store"] = str(store.path)
+    variant["stores"] = stores
     variant["featx_version"] = __version__
     timings = {"fit_seconds": fit_seconds, "total_seconds": time.perf_counter() - started}
     save_result(path, variant, dataset.table["image_id"], y, proba, fold, _groups(dataset, group_by), timings)

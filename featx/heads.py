@@ -68,9 +68,10 @@ def make_head(spec: str, random_state: int = 0, **params):
 
         return Standardized(LogisticRegression(C=0.1, max_iter=3000, random_state=random_state))
     if spec == "svm":
+        from sklearn.calibration import CalibratedClassifierCV
         from sklearn.svm import SVC
 
-        return Standardized(SVC(C=1.0, probability=True, random_state=random_state))
+        return Standardized(CalibratedClassifierCV(SVC(C=1.0, random_state=random_state), ensemble=False))
     if spec == "rf":
         from sklearn.ensemble import RandomForestClassifier
 

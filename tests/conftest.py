@@ -56,3 +56,22 @@ def small_data(tmp_path_factory):
         pytest.skip(f"real chest X-ray data not found at {SHARED_DATA}")
     rows = pick_rows({"covid": 12, "bacterial": 6, "viral": 6, "normal": 12})
     return copy_subset(rows, tmp_path_factory.mktemp("small_data"))
+
+
+@pytest.fixture(scope="session")
+def feature_data(tmp_path_factory):
+    """90 real radiographs (30 per class) and a real EfficientNet-Lite0 ImageNet store at 64x64.
+
+    Returns (dataset, cache_dir).
+    """
+    if not (SHARED_DATA / "metadata.csv").exists():
+        pytest.skip(f"real chest X-ray data not found at {SHARED_DATA}")
+    from featx.data import load_dataset
+    from featx.extract import extract
+
+    rows = pick_rows({"covid": 30, "bacterial": 15, "viral": 15, "normal": 30}, seed=3)
+    folder = copy_subset(rows, tmp_path_factory.mktemp("feature_data"))
+    cache = tmp_path_factory.mktemp("feature_cache")
+    dataset = load_dataset(folder)
+    extract(dataset, "efficientnet_lite0", "imagenet", (64, 64), batch_size=32, cache_dir=cache, progress=False)
+    return dataset, cache

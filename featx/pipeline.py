@@ -1,0 +1,97 @@
+"""``CNNFeatures``: a scikit-learn transformer from image paths to cached CNN features."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils.validation import check_is_fitted
+
+from .exceptions import FeatxError
+
+
+class CNNFeatures(TransformerMixin, BaseEstimator):
+    """Pooled features of a frozen backbone for a list of image files.
+
+    ``transform`` reads the feature stores in ``cache_dir`` (matched by image content and
+    backbone identity, whatever dataset they were made for) and extracts only the images
+    no store holds yet, so repeated calls inside cross-validation cost no CNN work.
+
+    Parameters
+    ----------
+    backbone : str
+        Registry name (see ``featx.backbones.BACKBONES``).
+    weights : str
+        ``imagenet``, ``none`` (random-init) or a weights file.
+    input_size : tuple of int
+        (width, height) of the letterboxed input.
+    batch_size : int
+    cache_dir : str
+    progress : bool
+        Show a progress bar while extracting.
+    """
+
+    def __init__(self, backbone="efficientnet_lite0", weights="imagenet", input_size=(200, 266), batch_size=32,
+                 cache_dir="cache", progress=False):
+        self.backbone = backbone
+        self.weights = weights
+        self.input_size = input_size
+        self.batch_size = batch_size
+        self.cache_dir = cache_dir
+        self.progress = progress
+
+    def fit(self, X, y=None):
+        """Check the parameters; no learning happens (the backbone is frozen).
+
+        Parameters
+        ----------
+        X : sequence of str or Path
+            Image files.
+        y : ignored
+        """
+        from .backbones import get_spec
+
+        _as_paths(X)
+        self.feature_dim_ = get_spec(self.backbone).feature_dim
+        return self
+
+    def transform(self, X):
+        """Features of each image, (len(X), feature_dim) float32.
+
+        Raises
+        ------
+        FeatxError
+            Naming each file that cannot be decoded.
+        """
+        from .cache import collect_features
+        from .data import dataset_from_paths
+        from .extract import extract, store_identity
+
+        check_is_fitted(self)
+        dataset = dataset_from_paths(_as_paths(X))
+        identity = store_identity(dataset, self.backbone, self.weights, self.input_size)
+        hashes = list(dataset.table["content_hash"])
+        features, missing, _ = collect_features(self.cache_dir, identity, hashes)
+        if missing.any():
+            todo = dataset_from_paths(dataset.table["path"][missing])
+            summary = extract(todo, self.backbone, self.weights, self.input_size, self.batch_size, self.cache_dir,
+                              progress=self.progress)
+            if summary["skipped"]:
+                reasons = "\n  ".join(f"{s['image_id']}: {s['reason']}" for s in summary["skipped_files"])
+                raise FeatxError(f"{summary['skipped']} image(s) cannot be decoded:\n  {reasons}")
+            features, missing, _ = collect_features(self.cache_dir, identity, hashes)
+        return features
+
+    def get_feature_names_out(self, input_features=None):
+        """Names ``<backbone>_0`` ... of the feature columns."""
+        check_is_fitted(self)
+        return np.array([f"{self.backbone}_{i}" for i in range(self.feature_dim_)], dtype=object)
+
+
+def _as_paths(X) -> list[str]:
+    values = list(np.asarray(X, dtype=object).ravel()) if not isinstance(X, (list, tuple)) else list(X)
+    if not values:
+        raise FeatxError("CNNFeatures needs at least one image path")
+    bad = [repr(v) for v in values if not isinstance(v, (str, bytes)) and not hasattr(v, "__fspath__")]
+    if bad:
+        raise FeatxError(f"CNNFeatures takes image file paths; got {', '.join(bad[:3])}")
+    return [str(v) for v in values]

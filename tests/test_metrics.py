@@ -1,0 +1,76 @@
+"""The metrics module against hand-computed tables and the paper's own Table 3 -> Table 4."""
+
+import numpy as np
+import pytest
+
+from featx import metrics
+
+
+@pytest.mark.parametrize("tp, fp, tn, fn, sensitivity, specificity", [
+    (222, 35, 1169, 2, 99.10, 97.09),   # MobileNetV2, Dataset_1 (paper Tables 3 and 4)
+])
+def test_paper_table4_from_table3(tp, fp, tn, fn, sensitivity, specificity):
+    rates = metrics.binary_rates(tp, fp, tn, fn)
+    # the paper truncates to two decimals: 222/224 = 99.107 is printed 99.10
+    assert int(rates["sensitivity"] * 10000) / 100 == sensitivity
+    assert int(rates["specificity"] * 10000) / 100 == specificity
+    assert rates["accuracy_2class"] == pytest.approx((tp + tn) / (tp + fp + tn + fn))
+
+
+def _proba_for(predicted, n_classes=3):
+    proba = np.full((len(predicted), n_classes), 0.1)
+    proba[np.arange(len(predicted)), predicted] = 0.8
+    return proba
+
+
+def test_hand_computed_three_class_table():
+    # classes: 0 covid, 1 pneumonia, 2 normal
+    y_true = np.array([0, 0, 0, 0, 1, 1, 1, 2, 2, 2])
+    y_pred = np.array([0, 0, 0, 1, 1, 2, 0, 2, 2, 1])
+    result = metrics.point_metrics(y_true, _proba_for(y_pred))
+    assert result["confusion"] == [[3, 1, 0], [1, 1, 1], [0, 1, 2]]
+    assert result["accuracy_3class"] == pytest.approx(6 / 10)
+    # covid vs rest: TP 3, FN 1, FP 1, TN 5 -> the pneumonia/normal confusions still count as correct
+    assert (result["tp"], result["fn"], result["fp"], result["tn"]) == (3, 1, 1, 5)
+    assert result["accuracy_2class"] == pytest.approx(8 / 10)
+    assert result["sensitivity"] == pytest.approx(3 / 4) and result["specificity"] == pytest.approx(5 / 6)
+    assert result["ppv"] == pytest.approx(3 / 4) and result["npv"] == pytest.approx(5 / 6)
+
+
+def test_auc_uses_the_covid_probability():
+    y_true = np.array([0, 0, 1, 2])
+    proba = np.array([[0.9, 0.05, 0.05], [0.4, 0.3, 0.3], [0.5, 0.4, 0.1], [0.1, 0.1, 0.8]])
+    # covid scores 0.9, 0.4 vs others 0.5, 0.1: 3 of 4 pairs ordered -> 0.75
+    assert metrics.point_metrics(y_true, proba)["auc_covid"] == pytest.approx(0.75)
+
+
+def test_per_fold_mean_and_spread():
+    y_true = np.array([0, 1, 0, 1])
+    proba = _proba_for(np.array([0, 1, 1, 1]))
+    fold = np.array([0, 0, 1, 1])
+    spread = metrics.per_fold(y_true, proba, fold)
+    assert spread["accuracy_3class"]["values"] == [1.0, 0.5]
+    assert spread["accuracy_3class"]["mean"] == 0.75 and spread["accuracy_3class"]["std"] == 0.25
+
+
+def test_bootstrap_interval_brackets_the_estimate_and_narrows_with_data():
+    rng = np.random.default_rng(1)
+    y_true = rng.integers(0, 3, 400)
+    y_pred = np.where(rng.random(400) < 0.8, y_true, (y_true + 1) % 3)
+    proba = _proba_for(y_pred)
+    point = metrics.point_metrics(y_true, proba)["accuracy_3class"]
+    wide = metrics.bootstrap_intervals(y_true[:50], proba[:50], n_resamples=300)["accuracy_3class"]
+    narrow = metrics.bootstrap_intervals(y_true, proba, n_resamples=300)["accuracy_3class"]
+    assert narrow[0] <= point <= narrow[1]
+    assert narrow[1] - narrow[0] < wide[1] - wide[0]
+
+
+def test_patient_bootstrap_is_wider_when_patients_repeat():
+    rng = np.random.default_rng(2)
+    patient_correct = rng.random(40) < 0.7
+    y_true = np.zeros(400, dtype=int)
+    y_pred = np.repeat(np.where(patient_correct, 0, 1), 10)  # 10 images per patient, all alike
+    groups = np.repeat(np.arange(40), 10)
+    by_image = metrics.bootstrap_intervals(y_true, _proba_for(y_pred), n_resamples=300)["accuracy_3class"]
+    by_patient = metrics.bootstrap_intervals(y_true, _proba_for(y_pred), groups, n_resamples=300)["accuracy_3class"]
+    assert by_patient[1] - by_patient[0] > 2 * (by_image[1] - by_image[0])
