@@ -29,11 +29,22 @@ def _add_backbone_options(parser):
     parser.add_argument("--input-size", default="200x266", help="letterbox size WIDTHxHEIGHT (default 200x266)")
 
 
+def _finite_or_none(value):
+    """JSON has no NaN: undefined numbers (a PPV with no positive call, say) become null."""
+    if isinstance(value, float) and value != value:
+        return None
+    if isinstance(value, dict):
+        return {key: _finite_or_none(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite_or_none(item) for item in value]
+    return value
+
+
 def _print_result(result: dict, as_json: bool, lines) -> None:
     for line in lines:
         print(line)
     if as_json:
-        print(json.dumps(result, default=str))
+        print(json.dumps(_finite_or_none(result), default=str, allow_nan=False))
 
 
 def cmd_models(args) -> int:
@@ -106,6 +117,22 @@ def cmd_fit(args) -> int:
     return 0
 
 
+def cmd_finetune(args) -> int:
+    from featx.data import load_dataset
+    from featx.finetune import finetune_variant
+    from featx.images import parse_size
+
+    dataset = load_dataset(args.data, args.subset)
+    print(dataset.describe(), file=sys.stderr)
+    summary = finetune_variant(
+        dataset, args.model, args.head, args.cutoff, args.weights, parse_size(args.input_size), args.group_by,
+        args.folds, args.seed, args.epochs, args.batch_size, args.lr, args.precision, args.warm_start, args.cache,
+        refit=args.refit, progress=not args.quiet,
+    )
+    _print_result(summary, args.json, _metrics_lines(summary))
+    return 0
+
+
 def cmd_compare(args) -> int:
     from featx.data import load_dataset
     from featx.report import compare_rows, markdown_table, write_csv
@@ -153,6 +180,23 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--quiet", action="store_true")
     fit.add_argument("--json", action="store_true", help="print the summary as JSON on the last line")
     fit.set_defaults(func=cmd_fit)
+
+    finetune = commands.add_parser("finetune", help="phase 3: train the layers past the cutoff end to end per fold")
+    _add_backbone_options(finetune)
+    _add_data_options(finetune)
+    _add_protocol_options(finetune)
+    finetune.add_argument("--head", default="paper", help="Keras head: softmax or mlpN-M, or paper")
+    finetune.add_argument("--cutoff", type=int, help="first trainable layer (default: the paper's cutoff)")
+    finetune.add_argument("--epochs", type=int, default=10)
+    finetune.add_argument("--batch-size", type=int, default=64)
+    finetune.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate (default 1e-4)")
+    finetune.add_argument("--precision", default="float32", choices=["float32", "mixed_bfloat16"])
+    finetune.add_argument("--warm-start", action="store_true",
+                          help="initialise the head from the phase-2 head trained on cached features")
+    finetune.add_argument("--refit", action="store_true", help="train again even if this variant's result exists")
+    finetune.add_argument("--quiet", action="store_true")
+    finetune.add_argument("--json", action="store_true", help="print the summary as JSON on the last line")
+    finetune.set_defaults(func=cmd_finetune)
 
     compare = commands.add_parser("compare", help="side-by-side table of every stored variant of a dataset")
     _add_data_options(compare)

@@ -101,7 +101,7 @@ def fit_variant(dataset, backbone: str, head: str = "paper", sampler: str = "non
     }
     path = result_path(cache_dir, dataset.id, variant)
     if path.exists() and not refit:
-        return _summary(load_result(path), reused=True)
+        return summary_of(load_result(path), reused=True)
     features, missing, stores = collect_features(cache_dir, identity, dataset.table["content_hash"])
     if missing.any():
         raise CacheError(
@@ -120,14 +120,15 @@ def fit_variant(dataset, backbone: str, head: str = "paper", sampler: str = "non
     variant["featx_version"] = __version__
     timings = {"fit_seconds": fit_seconds, "total_seconds": time.perf_counter() - started}
     save_result(path, variant, dataset.table["image_id"], y, proba, fold, _groups(dataset, group_by), timings)
-    return _summary(load_result(path), reused=False)
+    return summary_of(load_result(path), reused=False)
 
 
 def _groups(dataset, group_by):
     return dataset.table["patient_id" if group_by == "patient" else "image_id"].astype(str)
 
 
-def _summary(result: dict, reused: bool) -> dict:
+def summary_of(result: dict, reused: bool) -> dict:
+    """Headline metrics, intervals, per-fold spread and provenance of a stored result."""
     metrics = summarize(result["y_true"], result["proba"], result["fold"], result["groups"])
     headline = {key: metrics[key] for key in ("accuracy_3class", "accuracy_2class", "sensitivity", "specificity",
                                               "auc_covid", "auc_macro", "ppv", "npv", "confusion", "ci95")}

@@ -183,6 +183,26 @@ class XGBHead(ArgmaxPredictMixin, ClassifierMixin, BaseEstimator):
         return proba if proba.ndim == 2 else np.column_stack([1 - proba, proba])
 
 
+def dense_head(x, hidden, dropout: float, n_classes: int, name: str = "head"):
+    """The paper's dense head on a Keras tensor: ReLU layers, Dropout between them, softmax.
+
+    Layers are named ``{name}_dense_0``, ``{name}_dense_1``, ... (the last is the output), so
+    a head trained on cached features can initialise the same head on a backbone.
+    """
+    import keras
+
+    for index, width in enumerate(hidden):
+        if index > 0:
+            x = keras.layers.Dropout(dropout, name=f"{name}_dropout_{index}")(x)
+        x = keras.layers.Dense(width, activation="relu", name=f"{name}_dense_{index}")(x)
+    return keras.layers.Dense(n_classes, activation="softmax", dtype="float32", name=f"{name}_dense_{len(hidden)}")(x)
+
+
+def dense_layers(model) -> list:
+    """The Dense layers of a model's head built by :func:`dense_head`, in order."""
+    return [layer for layer in model.layers if "_dense_" in layer.name]
+
+
 class KerasMLPClassifier(ArgmaxPredictMixin, ClassifierMixin, BaseEstimator):
     """The paper's dense head in Keras: hidden ReLU layers, Dropout between them, softmax out.
 
@@ -213,13 +233,7 @@ class KerasMLPClassifier(ArgmaxPredictMixin, ClassifierMixin, BaseEstimator):
         import keras
 
         inputs = keras.Input(shape=(n_features,))
-        x = inputs
-        for index, width in enumerate(self.hidden):
-            if index > 0:
-                x = keras.layers.Dropout(self.dropout)(x)
-            x = keras.layers.Dense(width, activation="relu")(x)
-        outputs = keras.layers.Dense(n_classes, activation="softmax")(x)
-        return keras.Model(inputs, outputs)
+        return keras.Model(inputs, dense_head(inputs, self.hidden, self.dropout, n_classes))
 
     def fit(self, X, y, sample_weight=None):
         """Train on features ``X`` (N, D) and labels ``y`` from scratch."""

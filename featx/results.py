@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 
 from .exceptions import CacheError
+from .fileio import write_text_atomic
 
 VARIANT_KEYS = ("phase", "backbone", "weights", "input_size", "head", "sampler", "protocol", "folds", "seed")
 
@@ -43,14 +43,7 @@ def save_result(path: Path, variant: dict, image_ids, y_true, proba, fold, group
         "proba": np.asarray(proba, dtype=np.float64).tolist(),
         "timings": timings,
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + f".{os.getpid()}.tmp")
-    try:
-        temporary.write_text(json.dumps(record))
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
-    return path
+    return write_text_atomic(path, json.dumps(record))
 
 
 def load_result(path) -> dict:

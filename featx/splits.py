@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +10,7 @@ from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
 from .data import CLASSES
 from .exceptions import SplitError
+from .fileio import write_text_atomic
 
 PROTOCOLS = ("patient", "image")
 
@@ -97,10 +97,7 @@ def load_or_make_split(cache_dir, dataset, group_by: str = "patient", folds: int
             raise SplitError(f"{path}: saved split does not cover this dataset's images; delete it to make a new one")
         return split, path
     split = make_split(dataset, group_by, folds, seed)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + f".{os.getpid()}.tmp")
-    temporary.write_text(json.dumps(split, indent=1))
-    os.replace(temporary, path)
+    write_text_atomic(path, json.dumps(split, indent=1))
     return split, path
 
 

@@ -1,0 +1,25 @@
+"""Atomic file writes: a temporary file beside the target, then ``os.replace``."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def write_text_atomic(path, text: str) -> Path:
+    """Write ``text`` to ``path`` so that readers see the old file or the new one, never half.
+
+    The temporary file is removed if writing fails (a full disk, say), and the error re-raised.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(temporary, "w") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+    return path
