@@ -133,6 +133,44 @@ def cmd_finetune(args) -> int:
     return 0
 
 
+def cmd_train(args) -> int:
+    from featx.data import load_dataset
+    from featx.deploy import train_model
+    from featx.images import parse_size
+
+    dataset = load_dataset(args.data, args.subset)
+    print(dataset.describe(), file=sys.stderr)
+    manifest = train_model(
+        dataset, args.model, args.head, args.model_dir, args.weights, parse_size(args.input_size), args.sampler,
+        args.finetune, args.epochs, args.batch_size, args.lr, args.group_by, args.folds, args.seed, args.cache,
+        progress=not args.quiet,
+    )
+    cv = manifest["cross_validation"]
+    lines = [f"model saved to {args.model_dir} ({manifest['backbone']}, weights {manifest['weights']}, "
+             f"head {manifest['head']}{', fine-tuned' if manifest['finetuned'] else ''})"]
+    if "accuracy_3class" in cv:
+        lines.append(f"chosen by {cv['protocol']}-grouped CV: 3-class acc {cv['accuracy_3class'] * 100:.2f}%, "
+                     f"covid sens {cv['sensitivity'] * 100:.2f}%, spec {cv['specificity'] * 100:.2f}%")
+    else:
+        lines.append(cv["note"])
+    _print_result(manifest, args.json, lines)
+    return 0
+
+
+def cmd_predict(args) -> int:
+    from featx.deploy import predict_files
+
+    table = predict_files(args.model_dir, args.inputs, args.out, args.explain)
+    if args.out is None:
+        print(table.to_csv(index=False), end="")
+    else:
+        print(f"{len(table)} rows written to {args.out}")
+    failed = table[table["error"] != ""]
+    for row in failed.itertuples():
+        print(f"could not predict {row.file}: {row.error}", file=sys.stderr)
+    return 0
+
+
 def cmd_compare(args) -> int:
     from featx.data import load_dataset
     from featx.report import compare_rows, markdown_table, write_csv
@@ -197,6 +235,28 @@ def build_parser() -> argparse.ArgumentParser:
     finetune.add_argument("--quiet", action="store_true")
     finetune.add_argument("--json", action="store_true", help="print the summary as JSON on the last line")
     finetune.set_defaults(func=cmd_finetune)
+
+    train = commands.add_parser("train", help="train a final model on all the data and save it to a folder")
+    _add_backbone_options(train)
+    _add_data_options(train)
+    _add_protocol_options(train)
+    train.add_argument("--head", default="paper")
+    train.add_argument("--sampler", default="none", choices=["none", "class-weight", "oversample", "undersample", "smote"])
+    train.add_argument("--model-dir", required=True, help="folder to save the model in")
+    train.add_argument("--finetune", action="store_true", help="fine-tune past the cutoff instead of a frozen backbone")
+    train.add_argument("--epochs", type=int, default=10)
+    train.add_argument("--batch-size", type=int, default=64)
+    train.add_argument("--lr", type=float)
+    train.add_argument("--quiet", action="store_true")
+    train.add_argument("--json", action="store_true")
+    train.set_defaults(func=cmd_train)
+
+    predict = commands.add_parser("predict", help="predict radiographs with a saved model")
+    predict.add_argument("--model-dir", required=True)
+    predict.add_argument("inputs", nargs="+", metavar="IMAGE_OR_FOLDER")
+    predict.add_argument("--out", help="CSV file (default: print to stdout)")
+    predict.add_argument("--explain", metavar="OUTDIR", help="write Grad-CAM overlays (Keras heads)")
+    predict.set_defaults(func=cmd_predict)
 
     compare = commands.add_parser("compare", help="side-by-side table of every stored variant of a dataset")
     _add_data_options(compare)
