@@ -1,8 +1,9 @@
 """Phase 3: unfreeze the layers past the backbone's cutoff and train end to end, per fold.
 
-The first ``cutoff`` layers stay frozen; the backbone is called with ``training=False`` so
-every BatchNorm layer stays in inference mode (its moving statistics never change); the model
-is compiled after trainability is set.  Images stream from disk through a
+The first ``cutoff`` layers stay frozen; every BatchNorm layer stays in inference mode (its
+moving statistics and scale never change: the base is called with ``training=False`` and, since
+Keras 3 lets an outer ``training=True`` override that, BatchNorm layers are also made
+non-trainable); the model is compiled after trainability is set.  Images stream from disk through a
 ``keras.utils.PyDataset`` that decodes in worker threads, so memory does not grow with the
 dataset.  Out-of-fold probabilities land in the same result format as phase 2.
 """
@@ -97,7 +98,10 @@ def build_finetune_model(spec, input_size, weights, head: str, cutoff=None, prec
         if not 0 <= cutoff <= len(base.layers):
             raise FeatxError(f"--cutoff {cutoff} is outside 0..{len(base.layers)} for {spec.name}")
         for index, layer in enumerate(base.layers):
-            layer.trainable = index >= cutoff
+            # Keras 3 lets an outer training=True override the base's training=False
+            # (keras-team/keras#20285); a non-trainable BatchNormalization always runs in
+            # inference mode, so BatchNorm layers are frozen explicitly.
+            layer.trainable = index >= cutoff and not isinstance(layer, keras.layers.BatchNormalization)
         width, height = input_size
         inputs = keras.Input(shape=(height, width, 3), name="image")
         features = base(inputs, training=False)  # BatchNorm stays in inference mode
