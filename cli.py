@@ -171,6 +171,43 @@ def cmd_predict(args) -> int:
     return 0
 
 
+def cmd_reproduce(args) -> int:
+    from featx import __version__
+    from featx.audit import run_audit
+    from featx.data import load_dataset
+    from featx.images import parse_size
+    from featx.report import paper_report
+    from featx.reproduce import reproduce
+
+    size = parse_size(args.input_size)
+    reproduced = reproduce(args.data, args.models, args.phase, size, args.folds, args.seed, args.cache, args.fallback,
+                           args.epochs, progress=not args.quiet)
+    audit = None
+    if not args.no_audit and reproduced["runs"]:
+        audit_model = reproduced["runs"][0]["variant"]
+        audit = run_audit(load_dataset(args.data, "all"), audit_model["backbone"],
+                          "none" if audit_model["weights"] == "random-init" else "imagenet", size, args.folds,
+                          args.seed, args.cache, progress=not args.quiet)
+    markdown, html = paper_report(reproduced, audit, args.out, __version__)
+    lines = [line for line in markdown.read_text().split("## Method")[0].splitlines() if line.strip()]
+    _print_result({"report_md": str(markdown), "report_html": str(html), "runs": len(reproduced["runs"]),
+                   "skipped": reproduced["skipped"]}, args.json, lines + [f"report: {markdown} and {html}"])
+    return 0
+
+
+def cmd_audit(args) -> int:
+    from featx.audit import run_audit
+    from featx.data import load_dataset
+    from featx.images import parse_size
+    from featx.report import audit_summary
+
+    dataset = load_dataset(args.data, args.subset)
+    audit = run_audit(dataset, args.model, args.weights, parse_size(args.input_size), args.folds, args.seed,
+                      args.cache, progress=not args.quiet)
+    _print_result(audit, args.json, audit_summary(audit))
+    return 0
+
+
 def cmd_compare(args) -> int:
     from featx.data import load_dataset
     from featx.report import compare_rows, markdown_table, write_csv
@@ -257,6 +294,32 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--out", help="CSV file (default: print to stdout)")
     predict.add_argument("--explain", metavar="OUTDIR", help="write Grad-CAM overlays (Keras heads)")
     predict.set_defaults(func=cmd_predict)
+
+    reproduce = commands.add_parser("reproduce", help="the paper's experiment under both protocols, with a report")
+    reproduce.add_argument("--data", default=DEFAULT_DATA)
+    reproduce.add_argument("--cache", default=DEFAULT_CACHE)
+    reproduce.add_argument("--models", nargs="+", default=["efficientnet_lite0", "mobilenet_v2"])
+    reproduce.add_argument("--phase", type=int, choices=[2, 3], default=2)
+    reproduce.add_argument("--input-size", default="200x266")
+    reproduce.add_argument("--folds", type=int, default=10)
+    reproduce.add_argument("--seed", type=int, default=0)
+    reproduce.add_argument("--epochs", type=int, default=10, help="phase 3 epochs")
+    reproduce.add_argument("--fallback", default="random-init", choices=["random-init", "skip"],
+                           help="when ImageNet weights are unavailable: run random-init (labelled) or skip")
+    reproduce.add_argument("--no-audit", action="store_true")
+    reproduce.add_argument("--out", default="reports/paper")
+    reproduce.add_argument("--quiet", action="store_true")
+    reproduce.add_argument("--json", action="store_true")
+    reproduce.set_defaults(func=cmd_reproduce)
+
+    audit = commands.add_parser("audit", help="confound audit: source probe, lungs masked, site hold-out, adults")
+    _add_backbone_options(audit)
+    _add_data_options(audit)
+    audit.add_argument("--folds", type=int, default=10)
+    audit.add_argument("--seed", type=int, default=0)
+    audit.add_argument("--quiet", action="store_true")
+    audit.add_argument("--json", action="store_true")
+    audit.set_defaults(func=cmd_audit)
 
     compare = commands.add_parser("compare", help="side-by-side table of every stored variant of a dataset")
     _add_data_options(compare)

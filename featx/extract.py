@@ -25,8 +25,12 @@ from .weights import fingerprint
 PREFETCH_BATCHES = 2
 
 
-def store_identity(dataset, backbone: str, weights: str, input_size) -> dict:
-    """The fields that name a feature store (see :data:`featx.cache.IDENTITY_KEYS`)."""
+def store_identity(dataset, backbone: str, weights: str, input_size, mask: str | None = None) -> dict:
+    """The fields that name a feature store (see :data:`featx.cache.IDENTITY_KEYS`).
+
+    A ``mask`` (see :data:`featx.images.MASKS`) is part of the preprocessing, so masked and
+    plain features never share a store.
+    """
     spec = get_spec(backbone)
     weights_info = fingerprint(spec, weights)
     return {
@@ -34,19 +38,19 @@ def store_identity(dataset, backbone: str, weights: str, input_size) -> dict:
         "backbone": spec.name,
         "weights": weights_info["weights"],
         "weights_sha256": weights_info["weights_sha256"],
-        "preprocessing": spec.preprocessing,
+        "preprocessing": spec.preprocessing + (f"+mask-{mask}" if mask else ""),
         "input_size": [int(input_size[0]), int(input_size[1])],
     }
 
 
-def _load_or_error(path, size):
+def _load_or_error(path, size, mask=None):
     try:
-        return images.load(path, size), None
+        return images.load(path, size, mask), None
     except ImageDecodeError as error:
         return None, error.reason
 
 
-def decoded_batches(paths, size, batch_size: int, start: int = 0, workers: int | None = None):
+def decoded_batches(paths, size, batch_size: int, start: int = 0, workers: int | None = None, mask=None):
     """Yield ``(first, last, pixels, errors)`` batch by batch, decoding ahead in threads.
 
     Parameters
@@ -59,6 +63,8 @@ def decoded_batches(paths, size, batch_size: int, start: int = 0, workers: int |
         Position of the first image to decode.
     workers : int, optional
         Decoding threads (default: the number of CPUs).
+    mask : str, optional
+        Name from :data:`featx.images.MASKS` applied before letterboxing.
 
     Yields
     ------
@@ -76,7 +82,7 @@ def decoded_batches(paths, size, batch_size: int, start: int = 0, workers: int |
 
         def submit_next():
             first, last = bounds.popleft()
-            pending.append((first, last, [pool.submit(_load_or_error, paths[i], size) for i in range(first, last)]))
+            pending.append((first, last, [pool.submit(_load_or_error, paths[i], size, mask) for i in range(first, last)]))
 
         while bounds and len(pending) < PREFETCH_BATCHES + 1:
             submit_next()
@@ -109,7 +115,7 @@ def check_all_decode(dataset, size) -> None:
 
 def extract(dataset, backbone: str, weights: str = "imagenet", input_size=images.DEFAULT_SIZE,
             batch_size: int = 32, cache_dir="cache", strict: bool = False, rebuild: bool = False,
-            progress: bool = True) -> dict:
+            progress: bool = True, mask: str | None = None) -> dict:
     """Extract (or reuse) the feature store of ``backbone`` over ``dataset``.
 
     Parameters
@@ -129,6 +135,8 @@ def extract(dataset, backbone: str, weights: str = "imagenet", input_size=images
         Discard an existing store (complete, damaged or partial) and extract again.
     progress : bool
         Show a progress bar on stderr.
+    mask : str, optional
+        Black out a region first (see :data:`featx.images.MASKS`); recorded in the store.
 
     Returns
     -------
@@ -141,17 +149,18 @@ def extract(dataset, backbone: str, weights: str = "imagenet", input_size=images
     CacheError
         When the store is damaged or another process holds its lock.
     """
-    identity = store_identity(dataset, backbone, weights, input_size)
+    identity = store_identity(dataset, backbone, weights, input_size, mask)
     path = store_path(cache_dir, identity)
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         with FileLock(str(path) + ".lock", timeout=0):
-            return _extract_locked(dataset, identity, path, weights, input_size, batch_size, strict, rebuild, progress)
+            return _extract_locked(dataset, identity, path, weights, input_size, batch_size, strict, rebuild, progress,
+                                   mask)
     except Timeout:
         raise CacheError(f"{path}: another extract is writing this store (lock {path}.lock); wait for it to finish") from None
 
 
-def _extract_locked(dataset, identity, path, weights, input_size, batch_size, strict, rebuild, progress):
+def _extract_locked(dataset, identity, path, weights, input_size, batch_size, strict, rebuild, progress, mask):
     if rebuild:
         path.unlink(missing_ok=True)
         path.with_name(path.stem + ".partial.h5").unlink(missing_ok=True)
@@ -165,7 +174,7 @@ def _extract_locked(dataset, identity, path, weights, input_size, batch_size, st
     try:
         started = time.perf_counter()
         done_before = writer.next_position
-        _run_batches(model, spec, dataset, writer, input_size, batch_size, progress)
+        _run_batches(model, spec, dataset, writer, input_size, batch_size, progress, mask)
         seconds = time.perf_counter() - started
         processed = len(dataset) - done_before
         writer.finish({
@@ -182,7 +191,7 @@ def _extract_locked(dataset, identity, path, weights, input_size, batch_size, st
     return _summary(open_store(path, identity), cached=False)
 
 
-def _run_batches(model, spec, dataset, writer, input_size, batch_size, progress):
+def _run_batches(model, spec, dataset, writer, input_size, batch_size, progress, mask):
     from tqdm import tqdm
 
     table = dataset.table
@@ -190,7 +199,7 @@ def _run_batches(model, spec, dataset, writer, input_size, batch_size, progress)
                desc=f"extract {spec.name}", file=sys.stderr)
     with bar:
         for first, last, pixels, errors in decoded_batches(list(table["path"]), input_size, batch_size,
-                                                             start=writer.next_position):
+                                                             start=writer.next_position, mask=mask):
             positions = [p for p, _ in pixels]
             if pixels:
                 batch = preprocess(spec, np.stack([image for _, image in pixels]))

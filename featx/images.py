@@ -170,6 +170,28 @@ def letterbox(pixels: np.ndarray, size=DEFAULT_SIZE) -> np.ndarray:
     return canvas
 
 
-def load(path, size=DEFAULT_SIZE) -> np.ndarray:
-    """Decode and letterbox one file: (height, width, 3) uint8."""
-    return letterbox(decode(path), size)
+LUNG_FIELD = ((0.15, 0.85), (0.15, 0.90))  # (x from, to), (y from, to) as fractions of the radiograph
+
+
+def mask_lung_field(pixels: np.ndarray) -> np.ndarray:
+    """Black out the central lung field of a radiograph (the confound audit's control).
+
+    The rectangle spans 15-85% of the width and 15-90% of the height, which covers both lungs
+    on a frontal chest film and leaves borders, shoulders, labels and corners visible.
+    """
+    (x0, x1), (y0, y1) = LUNG_FIELD
+    height, width = pixels.shape[:2]
+    masked = pixels.copy()
+    masked[int(y0 * height):int(np.ceil(y1 * height)), int(x0 * width):int(np.ceil(x1 * width))] = 0
+    return masked
+
+
+MASKS = {"lungs": mask_lung_field}
+
+
+def load(path, size=DEFAULT_SIZE, mask: str | None = None) -> np.ndarray:
+    """Decode, optionally mask (a name from :data:`MASKS`), and letterbox one file: (height, width, 3) uint8."""
+    pixels = decode(path)
+    if mask is not None:
+        pixels = MASKS[mask](pixels)
+    return letterbox(pixels, size)
