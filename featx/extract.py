@@ -141,7 +141,8 @@ def extract(dataset, backbone: str, weights: str = "imagenet", input_size=images
     Returns
     -------
     dict
-        ``store``, ``images``, ``skipped``, ``skipped_files``, ``images_per_s``, ``seconds``,
+        ``store``, ``images``, ``skipped``, ``skipped_files``, ``images_per_s`` (whole run),
+        ``steady_images_per_s`` (after the first batch, which includes tracing), ``seconds``,
         ``cached`` (True when no CNN work was needed), ``backbone``, ``weights``, ``dataset_id``.
 
     Raises
@@ -174,12 +175,17 @@ def _extract_locked(dataset, identity, path, weights, input_size, batch_size, st
     try:
         started = time.perf_counter()
         done_before = writer.next_position
-        _run_batches(model, spec, dataset, writer, input_size, batch_size, progress, mask)
-        seconds = time.perf_counter() - started
+        first_batch = _run_batches(model, spec, dataset, writer, input_size, batch_size, progress, mask)
+        finished = time.perf_counter()
+        seconds = finished - started
         processed = len(dataset) - done_before
+        steady = 0.0
+        if first_batch is not None and first_batch[1] < len(dataset) and finished > first_batch[0]:
+            steady = (len(dataset) - first_batch[1]) / (finished - first_batch[0])
         writer.finish({
             "seconds": seconds,
             "images_per_s": processed / seconds if seconds > 0 else 0.0,
+            "steady_images_per_s": steady,
             "resumed_from": done_before,
         })
     except OSError as error:
@@ -197,15 +203,12 @@ def _run_batches(model, spec, dataset, writer, input_size, batch_size, progress,
     table = dataset.table
     bar = tqdm(total=len(table), initial=writer.next_position, unit="img", disable=not progress,
                desc=f"extract {spec.name}", file=sys.stderr)
+    first_batch_done = None
     with bar:
         for first, last, pixels, errors in decoded_batches(list(table["path"]), input_size, batch_size,
                                                              start=writer.next_position, mask=mask):
             positions = [p for p, _ in pixels]
-            if pixels:
-                batch = preprocess(spec, np.stack([image for _, image in pixels]))
-                features = np.asarray(model.predict_on_batch(batch), dtype=np.float32)
-            else:
-                features = np.zeros((0, spec.feature_dim), dtype=np.float32)
+            features = _features(model, spec, [image for _, image in pixels], batch_size)
             rows = {column: list(table[column].iloc[positions].astype(str)) for column in
                     ("image_id", "content_hash", "label", "patient_id")}
             skipped = [(table["image_id"].iat[p], reason) for p, reason in errors]
@@ -213,6 +216,18 @@ def _run_batches(model, spec, dataset, writer, input_size, batch_size, progress,
                 bar.write(f"skipped {image_id}: {reason}")
             writer.append(features, rows, skipped, last)
             bar.update(last - first)
+            if first_batch_done is None:
+                first_batch_done = (time.perf_counter(), last)
+    return first_batch_done
+
+
+def _features(model, spec, pixels, batch_size: int) -> np.ndarray:
+    """Pooled features of one batch; a short batch is padded to ``batch_size`` so that the
+    compiled step is reused (a new shape costs a retrace, and an XLA compile on a GPU)."""
+    if not pixels:
+        return np.zeros((0, spec.feature_dim), dtype=np.float32)
+    batch = np.stack(pixels + [pixels[-1]] * (batch_size - len(pixels)))
+    return np.asarray(model.predict_on_batch(preprocess(spec, batch)), dtype=np.float32)[:len(pixels)]
 
 
 def _provenance(weights_provenance: dict, batch_size: int) -> dict:
@@ -236,6 +251,7 @@ def _summary(store, cached: bool) -> dict:
         "skipped": len(store.skipped),
         "skipped_files": [{"image_id": i, "reason": r} for i, r in store.skipped],
         "images_per_s": round(float(attrs.get("images_per_s", 0.0)), 2),
+        "steady_images_per_s": round(float(attrs.get("steady_images_per_s", 0.0)), 2),
         "seconds": round(float(attrs.get("seconds", 0.0)), 2),
         "cached": cached,
         "backbone": attrs["backbone"],
