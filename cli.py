@@ -181,7 +181,7 @@ def cmd_reproduce(args) -> int:
 
     size = parse_size(args.input_size)
     reproduced = reproduce(args.data, args.models, args.phase, size, args.folds, args.seed, args.cache, args.fallback,
-                           args.epochs, progress=not args.quiet)
+                           args.epochs, progress=not args.quiet, subsets=args.subsets)
     audit = None
     if not args.no_audit and reproduced["runs"]:
         audit_model = reproduced["runs"][0]["variant"]
@@ -205,6 +205,15 @@ def cmd_audit(args) -> int:
     audit = run_audit(dataset, args.model, args.weights, parse_size(args.input_size), args.folds, args.seed,
                       args.cache, progress=not args.quiet)
     _print_result(audit, args.json, audit_summary(audit))
+    return 0
+
+
+def cmd_data_fetch(args) -> int:
+    from featx.fetch import fetch
+
+    summary = fetch(args.dest, args.source, progress=not args.quiet)
+    counts = ", ".join(f"{label} {count}" for label, count in summary["labels"].items())
+    _print_result(summary, args.json, [f"{summary['dest']}: {summary['images']} images ({counts})"])
     return 0
 
 
@@ -300,6 +309,8 @@ def build_parser() -> argparse.ArgumentParser:
     reproduce.add_argument("--cache", default=DEFAULT_CACHE)
     reproduce.add_argument("--models", nargs="+", default=["efficientnet_lite0", "mobilenet_v2"])
     reproduce.add_argument("--phase", type=int, choices=[2, 3], default=2)
+    reproduce.add_argument("--subsets", nargs="+", default=["dataset1", "dataset2"],
+                           choices=["dataset1", "dataset2", "all"], help="the paper's datasets (default both)")
     reproduce.add_argument("--input-size", default="200x266")
     reproduce.add_argument("--folds", type=int, default=10)
     reproduce.add_argument("--seed", type=int, default=0)
@@ -320,6 +331,16 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--quiet", action="store_true")
     audit.add_argument("--json", action="store_true")
     audit.set_defaults(func=cmd_audit)
+
+    data = commands.add_parser("data", help="dataset tools")
+    data_commands = data.add_subparsers(dest="data_command", required=True)
+    fetch = data_commands.add_parser("fetch", help="assemble a data folder from the paper's public sources")
+    fetch.add_argument("--dest", default="data/cxr")
+    fetch.add_argument("--from", dest="source", metavar="DIR_OR_URL",
+                       help="a mirror URL or folder with the archives (and SHA256SUMS), or a featx data folder")
+    fetch.add_argument("--quiet", action="store_true")
+    fetch.add_argument("--json", action="store_true")
+    fetch.set_defaults(func=cmd_data_fetch)
 
     compare = commands.add_parser("compare", help="side-by-side table of every stored variant of a dataset")
     _add_data_options(compare)

@@ -37,3 +37,7 @@ class CacheError(FeatxError):
 
 class SplitError(FeatxError):
     """Folds cannot be built or the saved folds do not fit the data."""
+
+
+class FetchError(FeatxError):
+    """A download failed, was refused (checksum) or the sources are not what was expected."""

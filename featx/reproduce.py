@@ -41,7 +41,7 @@ def usable_weights(backbone: str, data, input_size, cache_dir, fallback: str, pr
 
 def reproduce(data, models, phase: int = 2, input_size=(200, 266), folds: int = 10, seed: int = 0,
               cache_dir="cache", fallback: str = "random-init", epochs: int = 10, progress: bool = True,
-              log=sys.stderr) -> dict:
+              log=sys.stderr, subsets=SUBSETS) -> dict:
     """Run (or reuse) every variant of the paper's design.
 
     Returns
@@ -57,7 +57,7 @@ def reproduce(data, models, phase: int = 2, input_size=(200, 266), folds: int = 
         if weights is None:
             skipped[backbone] = "ImageNet weights unavailable (no network); rerun with --fallback random-init"
             continue
-        for subset in SUBSETS:
+        for subset in subsets:
             dataset = load_dataset(data, subset)
             datasets[subset] = dataset.id
             for protocol in PROTOCOLS:
