@@ -294,9 +294,16 @@ class StoreWriter:
         return self.path
 
     def close(self) -> None:
-        """Close the partial file (it stays on disk for a later resume)."""
+        """Close the partial file (it stays on disk for a later resume).
+
+        On a failing disk closing can fail too; the partial file is then left as it is, and
+        the next run either resumes it or, if HDF5 cannot read it, starts it again.
+        """
         if self.handle.id.valid:
-            self.handle.close()
+            try:
+                self.handle.close()
+            except (OSError, RuntimeError):
+                pass
 
 
 def _extend(dataset, values) -> None:
