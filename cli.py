@@ -47,6 +47,15 @@ def _print_result(result: dict, as_json: bool, lines) -> None:
         print(json.dumps(_finite_or_none(result), default=str, allow_nan=False))
 
 
+def _dataset(args):
+    """Load and validate ``--data``/``--subset``, and say what was loaded on stderr."""
+    from featx.data import load_dataset
+
+    dataset = load_dataset(args.data, args.subset)
+    print(dataset.describe(), file=sys.stderr)
+    return dataset
+
+
 def cmd_models(args) -> int:
     from featx.backbones import BACKBONES
 
@@ -58,13 +67,11 @@ def cmd_models(args) -> int:
 
 
 def cmd_extract(args) -> int:
-    from featx.data import load_dataset
     from featx.extract import extract
     from featx.images import parse_size
 
     size = parse_size(args.input_size)
-    dataset = load_dataset(args.data, args.subset)
-    print(dataset.describe(), file=sys.stderr)
+    dataset = _dataset(args)
     summary = extract(dataset, args.model, args.weights, size, args.batch_size, args.cache,
                       strict=args.strict, rebuild=args.rebuild, progress=not args.quiet)
     lines = [summary["store"]]
@@ -102,12 +109,10 @@ def _metrics_lines(summary: dict) -> list[str]:
 
 
 def cmd_fit(args) -> int:
-    from featx.data import load_dataset
     from featx.evaluate import fit_variant
     from featx.images import parse_size
 
-    dataset = load_dataset(args.data, args.subset)
-    print(dataset.describe(), file=sys.stderr)
+    dataset = _dataset(args)
     summary = fit_variant(
         dataset, args.model, args.head, args.sampler, args.weights, parse_size(args.input_size), args.group_by,
         args.folds, args.seed, args.cache, args.epochs, args.batch_size, args.lr, refit=args.refit,
@@ -118,12 +123,10 @@ def cmd_fit(args) -> int:
 
 
 def cmd_finetune(args) -> int:
-    from featx.data import load_dataset
     from featx.finetune import finetune_variant
     from featx.images import parse_size
 
-    dataset = load_dataset(args.data, args.subset)
-    print(dataset.describe(), file=sys.stderr)
+    dataset = _dataset(args)
     summary = finetune_variant(
         dataset, args.model, args.head, args.cutoff, args.weights, parse_size(args.input_size), args.group_by,
         args.folds, args.seed, args.epochs, args.batch_size, args.lr, args.precision, args.warm_start, args.cache,
@@ -134,12 +137,10 @@ def cmd_finetune(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from featx.data import load_dataset
     from featx.deploy import train_model
     from featx.images import parse_size
 
-    dataset = load_dataset(args.data, args.subset)
-    print(dataset.describe(), file=sys.stderr)
+    dataset = _dataset(args)
     manifest = train_model(
         dataset, args.model, args.head, args.model_dir, args.weights, parse_size(args.input_size), args.sampler,
         args.finetune, args.epochs, args.batch_size, args.lr, args.group_by, args.folds, args.seed, args.cache,

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .fileio import sha256_file
 from .exceptions import DatasetError, UnknownNameError
 
 CLASSES = ("covid", "pneumonia", "normal")
@@ -195,17 +196,9 @@ def _validate_rows(root: Path, table: pd.DataFrame, where: str) -> pd.DataFrame:
     return table.sort_values("image_id", kind="stable")
 
 
-def _hash_file(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _hash_files(paths) -> list[str]:
     with ThreadPoolExecutor(max_workers=4) as pool:
-        return list(pool.map(_hash_file, paths))
+        return list(pool.map(sha256_file, paths))
 
 
 def _check_conflicting_content(table: pd.DataFrame) -> None:

@@ -10,7 +10,6 @@ validated and copied.  A finished dataset is never overwritten.
 
 from __future__ import annotations
 
-import hashlib
 import re
 import shutil
 import sys
@@ -22,6 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from .fileio import sha256_file
 from .exceptions import DatasetError, FetchError
 
 COHEN_ARCHIVE = "covid-chestxray-dataset.zip"
@@ -78,7 +78,7 @@ def download(url: str, target: Path, expected_sha256: str | None, progress: bool
                 raise FetchError(f"{url}: download failed after {RETRIES} tries ({error}); rerun to resume") from None
             print(f"{target.name}: {error}; resuming", file=sys.stderr)
             time.sleep(0.2 * (attempt + 1))
-    digest = _sha256(partial)
+    digest = sha256_file(partial)
     if expected_sha256 is not None and digest != expected_sha256:
         partial.unlink()
         raise FetchError(f"{target.name}: checksum mismatch (expected {expected_sha256}, got {digest}); "
@@ -87,14 +87,6 @@ def download(url: str, target: Path, expected_sha256: str | None, progress: bool
         print(f"{target.name}: no published checksum; sha256 {digest} (record it to pin the source)", file=sys.stderr)
     partial.replace(target)
     return target
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _is_url(source: str) -> bool:

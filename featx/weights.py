@@ -3,10 +3,10 @@ EfficientNet-Lite ImageNet checkpoints; each with provenance (label and sha256).
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 
+from .fileio import sha256_file
 from .exceptions import WeightsError
 
 RANDOM_INIT = "random-init"
@@ -21,15 +21,6 @@ def featx_home() -> Path:
 def keras_models_dir() -> Path:
     """Where Keras looks for (and downloads) application weights."""
     return Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "models"
-
-
-def sha256_of(path) -> str:
-    """Hex sha256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def weights_label(weights: str) -> str:
@@ -91,7 +82,7 @@ def fingerprint(spec, weights) -> dict:
     source = weights_source(spec, weights)
     return {
         "weights": weights_label(weights),
-        "weights_sha256": sha256_of(source) if source is not None and source.exists() else "",
+        "weights_sha256": sha256_file(source) if source is not None and source.exists() else "",
         "weights_source": str(source) if source is not None else f"seed {RANDOM_INIT_SEED}",
     }
 
@@ -172,7 +163,7 @@ def converted_lite_weights(name: str) -> Path:
     from .torchfile import read_legacy_state_dict
 
     checkpoint = lite_package_checkpoint(name)
-    digest = sha256_of(checkpoint)
+    digest = sha256_file(checkpoint)
     target = featx_home() / "weights" / f"{name}-imagenet-{digest[:12]}.weights.h5"
     if target.exists():
         return target
