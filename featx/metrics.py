@@ -8,7 +8,7 @@ covid sensitivity TP/(TP+FN) and specificity TN/(TN+FP).
 from __future__ import annotations
 
 import numpy as np
-from sklearn.metrics import roc_auc_score
+from scipy.stats import rankdata
 
 from .data import CLASSES
 
@@ -80,9 +80,17 @@ def point_metrics(y_true, proba) -> dict:
 
 
 def _auc(is_positive, score) -> float:
-    if is_positive.all() or not is_positive.any():
+    """ROC AUC by the Mann-Whitney rank sum (ties count half), NaN with one class only.
+
+    Equal to ``sklearn.metrics.roc_auc_score`` and fast enough for 1,000 bootstrap resamples.
+    """
+    is_positive = np.asarray(is_positive, dtype=bool)
+    positives = int(is_positive.sum())
+    negatives = len(is_positive) - positives
+    if positives == 0 or negatives == 0:
         return float("nan")
-    return float(roc_auc_score(is_positive, score))
+    ranks = rankdata(score)
+    return float((ranks[is_positive].sum() - positives * (positives + 1) / 2) / (positives * negatives))
 
 
 def _auc_macro(y_true, proba) -> float:

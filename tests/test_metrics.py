@@ -74,3 +74,12 @@ def test_patient_bootstrap_is_wider_when_patients_repeat():
     by_image = metrics.bootstrap_intervals(y_true, _proba_for(y_pred), n_resamples=300)["accuracy_3class"]
     by_patient = metrics.bootstrap_intervals(y_true, _proba_for(y_pred), groups, n_resamples=300)["accuracy_3class"]
     assert by_patient[1] - by_patient[0] > 2 * (by_image[1] - by_image[0])
+
+
+def test_rank_auc_equals_sklearn_with_ties():
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(5)
+    y_true = rng.integers(0, 3, 300)
+    proba = np.round(rng.random((300, 3)), 1)  # many ties
+    assert metrics.point_metrics(y_true, proba)["auc_covid"] == pytest.approx(roc_auc_score(y_true == 0, proba[:, 0]))
