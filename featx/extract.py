@@ -166,7 +166,7 @@ def _extract_locked(dataset, identity, path, weights, input_size, batch_size, st
         path.unlink(missing_ok=True)
         path.with_name(path.stem + ".partial.h5").unlink(missing_ok=True)
     if path.exists():
-        return _summary(open_store(path, identity), cached=True)
+        return _summary(open_store(path, identity, load_features=False), cached=True)
     if strict:
         check_all_decode(dataset, input_size)
     spec = get_spec(identity["backbone"])
@@ -194,7 +194,7 @@ def _extract_locked(dataset, identity, path, weights, input_size, batch_size, st
     except BaseException:
         writer.close()
         raise
-    return _summary(open_store(path, identity), cached=False)
+    return _summary(open_store(path, identity, load_features=False), cached=False)
 
 
 def _run_batches(model, spec, dataset, writer, input_size, batch_size, progress, mask):
@@ -247,7 +247,7 @@ def _summary(store, cached: bool) -> dict:
     attrs = store.attrs
     return {
         "store": str(store.path),
-        "images": int(store.features.shape[0]),
+        "images": len(store.rows["image_id"]),
         "skipped": len(store.skipped),
         "skipped_files": [{"image_id": i, "reason": r} for i, r in store.skipped],
         "images_per_s": round(float(attrs.get("images_per_s", 0.0)), 2),
