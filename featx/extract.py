@@ -171,30 +171,48 @@ def _extract_locked(dataset, identity, path, weights, input_size, batch_size, st
         check_all_decode(dataset, input_size)
     spec = get_spec(identity["backbone"])
     model, weights_provenance = build_base(spec, input_size, weights)
-    writer = StoreWriter(path, identity, _provenance(weights_provenance, batch_size), spec.feature_dim)
+    provenance = _provenance(weights_provenance, batch_size)
+    writer = StoreWriter(path, identity, provenance, spec.feature_dim)
+    resumed = writer.next_position > 0
     try:
-        started = time.perf_counter()
-        done_before = writer.next_position
-        first_batch = _run_batches(model, spec, dataset, writer, input_size, batch_size, progress, mask)
-        finished = time.perf_counter()
-        seconds = finished - started
-        processed = len(dataset) - done_before
-        steady = 0.0
-        if first_batch is not None and first_batch[1] < len(dataset) and finished > first_batch[0]:
-            steady = (len(dataset) - first_batch[1]) / (finished - first_batch[0])
-        writer.finish({
-            "seconds": seconds,
-            "images_per_s": processed / seconds if seconds > 0 else 0.0,
-            "steady_images_per_s": steady,
-            "resumed_from": done_before,
-        })
+        _fill_store(writer, model, spec, dataset, input_size, batch_size, progress, mask)
     except OSError as error:
         writer.close()
-        raise CacheError(f"{writer.partial}: writing failed ({error}); earlier complete stores are untouched") from None
+        if not resumed or not writer.partial.exists():
+            raise CacheError(f"{writer.partial}: writing failed ({error}); earlier complete stores are untouched") from None
+        # A kill during a write can leave HDF5's string heap damaged in a way only the next
+        # write reveals; the interrupted store is then started again rather than patched.
+        print(f"{writer.partial}: the interrupted store cannot be extended ({error}); starting it again",
+              file=sys.stderr)
+        writer.partial.unlink()
+        writer = StoreWriter(path, identity, provenance, spec.feature_dim)
+        try:
+            _fill_store(writer, model, spec, dataset, input_size, batch_size, progress, mask)
+        except OSError as error:
+            writer.close()
+            raise CacheError(f"{writer.partial}: writing failed ({error}); earlier complete stores are untouched") from None
     except BaseException:
         writer.close()
         raise
     return _summary(open_store(path, identity, load_features=False), cached=False)
+
+
+def _fill_store(writer, model, spec, dataset, input_size, batch_size, progress, mask) -> None:
+    """Extract from the writer's resume point to the end and finish the store (timings recorded)."""
+    started = time.perf_counter()
+    done_before = writer.next_position
+    first_batch = _run_batches(model, spec, dataset, writer, input_size, batch_size, progress, mask)
+    finished = time.perf_counter()
+    seconds = finished - started
+    steady = 0.0
+    if first_batch is not None and first_batch[1] < len(dataset) and finished > first_batch[0]:
+        steady = (len(dataset) - first_batch[1]) / (finished - first_batch[0])
+    writer.finish({
+        "seconds": seconds,
+        "images_per_s": (len(dataset) - done_before) / seconds if seconds > 0 else 0.0,
+        "steady_images_per_s": steady,
+        "resumed_from": done_before,
+    })
 
 
 def _run_batches(model, spec, dataset, writer, input_size, batch_size, progress, mask):
