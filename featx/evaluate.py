@@ -17,7 +17,7 @@ from .heads import is_keras_head, make_head
 from .metrics import summarize
 from .results import load_result, result_path, save_result
 from .sampling import with_strategy
-from .splits import fold_of_each_image, load_or_make_split
+from .splits import fold_of_each_image, load_or_make_split, protocol_groups
 
 
 def out_of_fold_proba(features, y, fold, make_estimator, progress: bool = False):
@@ -119,12 +119,8 @@ def fit_variant(dataset, backbone: str, head: str = "paper", sampler: str = "non
     variant["stores"] = stores
     variant["featx_version"] = __version__
     timings = {"fit_seconds": fit_seconds, "total_seconds": time.perf_counter() - started}
-    save_result(path, variant, dataset.table["image_id"], y, proba, fold, _groups(dataset, group_by), timings)
+    save_result(path, variant, dataset.table["image_id"], y, proba, fold, protocol_groups(dataset, group_by), timings)
     return summary_of(load_result(path), reused=False)
-
-
-def _groups(dataset, group_by):
-    return dataset.table["patient_id" if group_by == "patient" else "image_id"].astype(str)
 
 
 def summary_of(result: dict, reused: bool) -> dict:

@@ -24,7 +24,7 @@ from .exceptions import FeatxError
 from .fileio import write_text_atomic
 from .heads import dense_head, dense_layers, hidden_layers, is_keras_head, make_head
 from .results import load_result, result_path, save_result
-from .splits import fold_of_each_image, load_or_make_split
+from .splits import fold_of_each_image, load_or_make_split, protocol_groups
 
 PRECISIONS = ("float32", "mixed_bfloat16")
 DEFAULT_LR = 1e-4
@@ -190,7 +190,7 @@ def finetune_variant(dataset, backbone: str, head: str = "paper", cutoff=None, w
         done[str(k)] = {"proba": proba[test].tolist(), "seconds": fit_seconds[-1]}
         write_text_atomic(checkpoint, json.dumps(done))
     variant["featx_version"] = __version__
-    groups = dataset.table["patient_id" if group_by == "patient" else "image_id"].astype(str)
+    groups = protocol_groups(dataset, group_by)
     timings = {"fit_seconds": fit_seconds, "total_seconds": float(sum(fit_seconds))}
     save_result(path, variant, dataset.table["image_id"], y, proba, fold, groups, timings)
     checkpoint.unlink(missing_ok=True)

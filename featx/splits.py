@@ -101,6 +101,11 @@ def load_or_make_split(cache_dir, dataset, group_by: str = "patient", folds: int
     return split, path
 
 
+def protocol_groups(dataset, group_by: str):
+    """The unit each image belongs to under a protocol: its patient, or itself (as strings)."""
+    return dataset.table["patient_id" if group_by == "patient" else "image_id"].astype(str)
+
+
 def fold_of_each_image(split: dict, image_ids) -> np.ndarray:
     """Test-fold number of each image id, in the given order."""
     fold = {image_id: index for index, ids in enumerate(split["test_folds"]) for image_id in ids}
