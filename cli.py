@@ -49,7 +49,7 @@ def _print_result(result: dict, as_json: bool, lines) -> None:
 
 def _dataset(args):
     """Load and validate ``--data``/``--subset``, and say what was loaded on stderr."""
-    from featx.data import load_dataset
+    from featx.data.dataset import load_dataset
 
     dataset = load_dataset(args.data, args.subset)
     print(dataset.describe(), file=sys.stderr)
@@ -57,7 +57,7 @@ def _dataset(args):
 
 
 def cmd_models(args) -> int:
-    from featx.backbones import BACKBONES
+    from featx.backbones.registry import BACKBONES
 
     for spec in BACKBONES.values():
         cutoff = spec.cutoff if spec.cutoff is not None else "last 2 blocks + head trainable"
@@ -67,8 +67,8 @@ def cmd_models(args) -> int:
 
 
 def cmd_extract(args) -> int:
-    from featx.extract import extract
-    from featx.images import parse_size
+    from featx.features.extract import extract
+    from featx.data.images import parse_size
 
     size = parse_size(args.input_size)
     dataset = _dataset(args)
@@ -109,8 +109,8 @@ def _metrics_lines(summary: dict) -> list[str]:
 
 
 def cmd_fit(args) -> int:
-    from featx.evaluate import fit_variant
-    from featx.images import parse_size
+    from featx.evaluation.crossval import fit_variant
+    from featx.data.images import parse_size
 
     dataset = _dataset(args)
     summary = fit_variant(
@@ -123,8 +123,8 @@ def cmd_fit(args) -> int:
 
 
 def cmd_finetune(args) -> int:
-    from featx.finetune import finetune_variant
-    from featx.images import parse_size
+    from featx.evaluation.finetune import finetune_variant
+    from featx.data.images import parse_size
 
     dataset = _dataset(args)
     summary = finetune_variant(
@@ -137,8 +137,8 @@ def cmd_finetune(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from featx.deploy import train_model
-    from featx.images import parse_size
+    from featx.models.train import train_model
+    from featx.data.images import parse_size
 
     dataset = _dataset(args)
     manifest = train_model(
@@ -159,7 +159,7 @@ def cmd_train(args) -> int:
 
 
 def cmd_predict(args) -> int:
-    from featx.deploy import predict_files
+    from featx.models.train import predict_files
 
     table = predict_files(args.model_dir, args.inputs, args.out, args.explain)
     if args.out is None:
@@ -174,11 +174,11 @@ def cmd_predict(args) -> int:
 
 def cmd_reproduce(args) -> int:
     from featx import __version__
-    from featx.audit import run_audit
-    from featx.data import load_dataset
-    from featx.images import parse_size
-    from featx.report import paper_report
-    from featx.reproduce import reproduce
+    from featx.study.audit import run_audit
+    from featx.data.dataset import load_dataset
+    from featx.data.images import parse_size
+    from featx.study.compare import paper_report
+    from featx.study.reproduce import reproduce
 
     size = parse_size(args.input_size)
     reproduced = reproduce(args.data, args.models, args.phase, size, args.folds, args.seed, args.cache, args.fallback,
@@ -197,10 +197,10 @@ def cmd_reproduce(args) -> int:
 
 
 def cmd_audit(args) -> int:
-    from featx.audit import run_audit
-    from featx.data import load_dataset
-    from featx.images import parse_size
-    from featx.report import audit_summary
+    from featx.study.audit import run_audit
+    from featx.data.dataset import load_dataset
+    from featx.data.images import parse_size
+    from featx.study.compare import audit_summary
 
     dataset = load_dataset(args.data, args.subset)
     audit = run_audit(dataset, args.model, args.weights, parse_size(args.input_size), args.folds, args.seed,
@@ -210,7 +210,7 @@ def cmd_audit(args) -> int:
 
 
 def cmd_data_fetch(args) -> int:
-    from featx.fetch import fetch
+    from featx.data.fetch import fetch
 
     summary = fetch(args.dest, args.source, progress=not args.quiet)
     counts = ", ".join(f"{label} {count}" for label, count in summary["labels"].items())
@@ -219,8 +219,8 @@ def cmd_data_fetch(args) -> int:
 
 
 def cmd_compare(args) -> int:
-    from featx.data import load_dataset
-    from featx.report import compare_rows, markdown_table, write_csv
+    from featx.data.dataset import load_dataset
+    from featx.study.compare import compare_rows, markdown_table, write_csv
 
     dataset = load_dataset(args.data, args.subset)
     rows = compare_rows(args.cache, dataset.id)

@@ -20,10 +20,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from featx import images  # noqa: E402
-from featx.backbones import build_base, get_spec, preprocess  # noqa: E402
-from featx.data import load_dataset  # noqa: E402
-from featx.extract import extract  # noqa: E402
+from featx.data import images  # noqa: E402
+from featx.backbones.registry import build_base, get_spec, preprocess  # noqa: E402
+from featx.data.dataset import load_dataset  # noqa: E402
+from featx.features.extract import extract  # noqa: E402
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "cxr"
 

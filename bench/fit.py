@@ -19,9 +19,9 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from featx.data import load_dataset  # noqa: E402
-from featx.evaluate import fit_variant  # noqa: E402
-from featx.extract import extract  # noqa: E402
+from featx.data.dataset import load_dataset  # noqa: E402
+from featx.evaluation.crossval import fit_variant  # noqa: E402
+from featx.features.extract import extract  # noqa: E402
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "cxr"
 

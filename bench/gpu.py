@@ -24,10 +24,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from featx import images  # noqa: E402
-from featx.backbones import build_base, get_spec, preprocess  # noqa: E402
-from featx.data import dataset_from_paths  # noqa: E402
-from featx.extract import extract  # noqa: E402
+from featx.data import images  # noqa: E402
+from featx.backbones.registry import build_base, get_spec, preprocess  # noqa: E402
+from featx.data.dataset import dataset_from_paths  # noqa: E402
+from featx.features.extract import extract  # noqa: E402
 
 SIZE = images.DEFAULT_SIZE
 
@@ -56,7 +56,7 @@ def bare_rate(model, spec, batch_uint8, repeats: int = 10) -> float:
 
 
 def finetune_rate(name, files, precision, batch_size=64) -> float:
-    from featx.finetune import build_finetune_model, compile_model, image_batches
+    from featx.evaluation.finetune import build_finetune_model, compile_model, image_batches
 
     spec = get_spec(name)
     model, _, _, _ = build_finetune_model(spec, SIZE, "imagenet" if spec.keras_module is None else "none",

@@ -5,22 +5,22 @@ Importing featx does not import TensorFlow or Keras; the heavy modules load on f
 
 import importlib
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
-from .exceptions import FeatxError  # noqa: E402
+from featx.exceptions import FeatxError  # noqa: E402
 
 _LAZY = {
-    "load_dataset": "data",
-    "extract": "extract",
-    "fit_variant": "evaluate",
-    "make_head": "heads",
-    "with_strategy": "sampling",
-    "CNNFeatures": "pipeline",
+    "load_dataset": "featx.data.dataset",
+    "extract": "featx.features.extract",
+    "fit_variant": "featx.evaluation.crossval",
+    "make_head": "featx.heads.dense",
+    "with_strategy": "featx.heads.sampling",
+    "CNNFeatures": "featx.features.transformer",
 }
 __all__ = ["FeatxError", "__version__", *_LAZY]
 
 
 def __getattr__(name):
     if name in _LAZY:
-        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'featx' has no attribute {name!r}")

@@ -66,8 +66,8 @@ def feature_data(tmp_path_factory):
     """
     if not (SHARED_DATA / "metadata.csv").exists():
         pytest.skip(f"real chest X-ray data not found at {SHARED_DATA}")
-    from featx.data import load_dataset
-    from featx.extract import extract
+    from featx.data.dataset import load_dataset
+    from featx.features.extract import extract
 
     rows = pick_rows({"covid": 30, "bacterial": 15, "viral": 15, "normal": 30}, seed=3)
     folder = copy_subset(rows, tmp_path_factory.mktemp("feature_data"))

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from featx.backbones import BACKBONES, build_base, get_spec, preprocess
+from featx.backbones.registry import BACKBONES, build_base, get_spec, preprocess
 from featx.exceptions import FeatxError, UnknownNameError, WeightsError
 
 

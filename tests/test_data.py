@@ -3,7 +3,7 @@ import shutil
 import pandas as pd
 import pytest
 
-from featx.data import CLASSES, load_dataset
+from featx.data.dataset import CLASSES, load_dataset
 from featx.exceptions import DatasetError, UnknownNameError
 
 from .conftest import SHARED_DATA, copy_subset, pick_rows, requires_data

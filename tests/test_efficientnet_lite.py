@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from featx import efficientnet_lite
-from featx.backbones import build_base, cutoff_for, get_spec
+from featx.backbones import efficientnet_lite
+from featx.backbones.registry import build_base, cutoff_for, get_spec
 
 skimage_data = pytest.importorskip("skimage.data")
 CAT_CLASSES = {281, 282, 283, 284, 285}
@@ -15,7 +15,7 @@ ESPRESSO = 967
 def _classifier(name):
     import keras
 
-    from featx.weights import converted_lite_weights
+    from featx.backbones.weights import converted_lite_weights
 
     size = efficientnet_lite.VARIANTS[name].resolution
     model = efficientnet_lite.build(name, (size, size, 3))

@@ -15,10 +15,10 @@ import pytest
 from filelock import FileLock
 
 import cli
-from featx.cache import open_store, partial_path
-from featx.data import load_dataset
+from featx.features.store import open_store, partial_path
+from featx.data.dataset import load_dataset
 from featx.exceptions import CacheError, DatasetError
-from featx.extract import extract, store_identity
+from featx.features.extract import extract, store_identity
 
 from .conftest import REPO
 
@@ -172,7 +172,7 @@ def test_strict_stops_before_writing_anything(data_with_bad_files, tmp_path):
 
 def test_second_writer_is_refused_while_the_lock_is_held(dataset, tmp_path):
     identity = store_identity(dataset, "efficientnet_lite0", "none", SIZE)
-    from featx.cache import store_path
+    from featx.features.store import store_path
 
     path = store_path(tmp_path, identity)
     path.parent.mkdir(parents=True)

@@ -13,8 +13,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from featx import images
-from featx.cache import open_store
+from featx.data import images
+from featx.features.store import open_store
 from featx.exceptions import ImageDecodeError
 
 from .conftest import REPO, SHARED_DATA, requires_data

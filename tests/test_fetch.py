@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 
 import cli
-from featx.data import load_dataset
+from featx.data.dataset import load_dataset
 from featx.exceptions import FetchError
-from featx.fetch import COHEN_ARCHIVE, KERMANY_ARCHIVE, fetch
+from featx.data.fetch import COHEN_ARCHIVE, KERMANY_ARCHIVE, fetch
 
 from .conftest import SHARED_DATA, requires_data, shared_metadata
 

@@ -12,7 +12,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import featx
-from featx.heads import make_head
+from featx.heads.dense import make_head
 
 STOCHASTIC_WEIGHTS = "sample weights are not equivalent to repeated rows for a randomised or float32 learner"
 EXPECTED_FAILURES = {
@@ -47,8 +47,8 @@ def test_keras_head_passes_sklearn_checks(estimator, check):
 
 
 def test_keras_head_clones_pickles_and_predicts_the_same(feature_data):
-    from featx.cache import collect_features
-    from featx.extract import store_identity
+    from featx.features.store import collect_features
+    from featx.features.extract import store_identity
 
     dataset, cache = feature_data
     identity = store_identity(dataset, "efficientnet_lite0", "imagenet", (64, 64))

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from featx import images
+from featx.data import images
 from featx.exceptions import FeatxError, ImageDecodeError
 
 from .conftest import SHARED_DATA, requires_data

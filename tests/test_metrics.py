@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from featx import metrics
+from featx.evaluation import metrics
 
 
 @pytest.mark.parametrize("tp, fp, tn, fn, sensitivity, specificity", [

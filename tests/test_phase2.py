@@ -8,13 +8,13 @@ import pytest
 from imblearn.over_sampling import RandomOverSampler
 
 import cli
-from featx.cache import collect_features
-from featx.evaluate import fit_variant, out_of_fold_proba
+from featx.features.store import collect_features
+from featx.evaluation.crossval import fit_variant, out_of_fold_proba
 from featx.exceptions import CacheError, SplitError, UnknownNameError
-from featx.extract import store_identity
-from featx.heads import available_heads, make_head
-from featx.sampling import SAMPLERS, with_strategy
-from featx.splits import fold_of_each_image, load_or_make_split, make_split
+from featx.features.extract import store_identity
+from featx.heads.dense import available_heads, make_head
+from featx.heads.sampling import SAMPLERS, with_strategy
+from featx.evaluation.splits import fold_of_each_image, load_or_make_split, make_split
 
 SIZE = (64, 64)
 FAST = {"epochs": 2}

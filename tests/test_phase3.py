@@ -7,13 +7,13 @@ import pandas as pd
 import pytest
 
 import cli
-from featx.backbones import get_spec
-from featx.data import load_dataset
-from featx.deploy import LoadedModel, predict_files
-from featx.finetune import build_finetune_model, compile_model, finetune_variant, image_batches
-from featx.gradcam import conv_model, grad_cam
-from featx.metrics import point_metrics
-from featx.results import load_result
+from featx.backbones.registry import get_spec
+from featx.data.dataset import load_dataset
+from featx.models.train import LoadedModel, predict_files
+from featx.evaluation.finetune import build_finetune_model, compile_model, finetune_variant, image_batches
+from featx.models.explain import conv_model, grad_cam
+from featx.evaluation.metrics import point_metrics
+from featx.evaluation.results import load_result
 
 SIZE = (64, 64)
 
@@ -99,8 +99,8 @@ def test_predict_round_trips_and_reports_a_corrupt_file(trained, dataset, tmp_pa
 
 
 def test_gradcam_has_the_image_shape_and_is_not_constant(trained, dataset):
-    from featx.backbones import preprocess
-    from featx.images import load
+    from featx.backbones.registry import preprocess
+    from featx.data.images import load
 
     model = LoadedModel(trained)
     image = load(dataset.table["path"].iat[0], model.input_size)

@@ -7,9 +7,9 @@ import pytest
 from PIL import Image
 
 import cli
-from featx import images
-from featx.metrics import summarize
-from featx.results import load_result
+from featx.data import images
+from featx.evaluation.metrics import summarize
+from featx.evaluation.results import load_result
 
 from .conftest import SHARED_DATA, requires_data
 

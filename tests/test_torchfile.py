@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from featx.exceptions import WeightsError
-from featx.torchfile import LEGACY_MAGIC, LEGACY_PROTOCOL, read_legacy_state_dict
-from featx.weights import lite_package_checkpoint
+from featx.backbones.torchfile import LEGACY_MAGIC, LEGACY_PROTOCOL, read_legacy_state_dict
+from featx.backbones.weights import lite_package_checkpoint
 
 
 def test_reads_every_tensor_of_the_lite0_checkpoint():

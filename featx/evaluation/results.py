@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .exceptions import CacheError
-from .fileio import write_text_atomic
+from featx.exceptions import CacheError
+from featx.fileio import write_text_atomic
 
 VARIANT_KEYS = ("phase", "backbone", "weights", "input_size", "head", "sampler", "protocol", "folds", "seed")
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .fileio import sha256_file
-from .exceptions import DatasetError, UnknownNameError
+from featx.fileio import sha256_file
+from featx.exceptions import DatasetError, UnknownNameError
 
 CLASSES = ("covid", "pneumonia", "normal")
 MANIFEST = "metadata.csv"

@@ -16,11 +16,12 @@ from datetime import datetime, timezone
 import numpy as np
 from filelock import FileLock, Timeout
 
-from . import __version__, images
-from .backbones import build_base, get_spec, preprocess
-from .cache import StoreWriter, open_store, store_path
-from .exceptions import CacheError, DatasetError, ImageDecodeError
-from .weights import fingerprint
+from featx import __version__
+from featx.data import images
+from featx.backbones.registry import build_base, get_spec, preprocess
+from featx.features.store import StoreWriter, open_store, store_path
+from featx.exceptions import CacheError, DatasetError, ImageDecodeError
+from featx.backbones.weights import fingerprint
 
 PREFETCH_BATCHES = 2
 

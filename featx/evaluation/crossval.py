@@ -7,17 +7,17 @@ import time
 
 import numpy as np
 
-from . import __version__
-from .backbones import get_spec
-from .cache import collect_features
-from .data import CLASSES
-from .exceptions import CacheError
-from .extract import store_identity
-from .heads import is_keras_head, make_head
-from .metrics import summarize
-from .results import load_result, result_path, save_result
-from .sampling import with_strategy
-from .splits import fold_of_each_image, load_or_make_split, protocol_groups
+from featx import __version__
+from featx.backbones.registry import get_spec
+from featx.features.store import collect_features
+from featx.data.dataset import CLASSES
+from featx.exceptions import CacheError
+from featx.features.extract import store_identity
+from featx.heads.dense import is_keras_head, make_head
+from featx.evaluation.metrics import summarize
+from featx.evaluation.results import load_result, result_path, save_result
+from featx.heads.sampling import with_strategy
+from featx.evaluation.splits import fold_of_each_image, load_or_make_split, protocol_groups
 
 
 def out_of_fold_proba(features, y, fold, make_estimator, progress: bool = False):

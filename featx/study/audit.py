@@ -18,14 +18,14 @@ import pandas as pd
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedGroupKFold
 
-from .cache import collect_features
-from .data import CLASSES
-from .evaluate import out_of_fold_proba
-from .exceptions import CacheError
-from .extract import extract, store_identity
-from .heads import make_head
-from .metrics import COVID, point_metrics
-from .splits import fold_of_each_image, load_or_make_split
+from featx.features.store import collect_features
+from featx.data.dataset import CLASSES
+from featx.evaluation.crossval import out_of_fold_proba
+from featx.exceptions import CacheError
+from featx.features.extract import extract, store_identity
+from featx.heads.dense import make_head
+from featx.evaluation.metrics import COVID, point_metrics
+from featx.evaluation.splits import fold_of_each_image, load_or_make_split
 
 AUDIT_HEAD = "logreg"
 MIN_SITE_COVID = 15

@@ -11,8 +11,8 @@ from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.utils.class_weight import compute_sample_weight
 from sklearn.utils.validation import check_is_fitted
 
-from .exceptions import UnknownNameError
-from .heads import ArgmaxPredictMixin
+from featx.exceptions import UnknownNameError
+from featx.heads.dense import ArgmaxPredictMixin
 
 SAMPLERS = ("none", "class-weight", "oversample", "undersample", "smote")
 

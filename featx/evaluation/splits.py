@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
-from .data import CLASSES
-from .exceptions import SplitError
-from .fileio import write_text_atomic
+from featx.data.dataset import CLASSES
+from featx.exceptions import SplitError
+from featx.fileio import write_text_atomic
 
 PROTOCOLS = ("patient", "image")
 

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from .fileio import sha256_file
-from .exceptions import DatasetError, FetchError
+from featx.fileio import sha256_file
+from featx.exceptions import DatasetError, FetchError
 
 COHEN_ARCHIVE = "covid-chestxray-dataset.zip"
 KERMANY_ARCHIVE = "ChestXRay2017.zip"
@@ -201,7 +201,7 @@ def fetch(dest, source: str | None = None, progress: bool = True) -> dict:
     FetchError
         When ``dest`` already holds a finished dataset, or a source cannot be used.
     """
-    from .data import load_dataset
+    from featx.data.dataset import load_dataset
 
     dest = Path(dest)
     if (dest / "metadata.csv").exists():

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .metrics import summarize
-from .results import list_results
+from featx.evaluation.metrics import summarize
+from featx.evaluation.results import list_results
 
 PERCENT_METRICS = (
     ("accuracy_3class", "acc 3-class"),
@@ -165,8 +165,8 @@ def _plots(results: list[dict], subset: str, folder: Path) -> list[tuple[Path, s
     import matplotlib.pyplot as plt
     from sklearn.metrics import roc_curve
 
-    from .data import CLASSES
-    from .metrics import COVID, confusion
+    from featx.data.dataset import CLASSES
+    from featx.evaluation.metrics import COVID, confusion
 
     folder.mkdir(parents=True, exist_ok=True)
     figures = []
@@ -209,8 +209,8 @@ def paper_report(reproduced: dict, audit: dict | None, out_dir, featx_version: s
 
     Every number is recomputed from the stored predictions named in ``reproduced['runs']``.
     """
-    from .metrics import summarize
-    from .results import load_result
+    from featx.evaluation.metrics import summarize
+    from featx.evaluation.results import load_result
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .exceptions import WeightsError
+from featx.exceptions import WeightsError
 
 LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 LEGACY_PROTOCOL = 1001

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .exceptions import FeatxError, ImageDecodeError
+from featx.exceptions import FeatxError, ImageDecodeError
 
 DEFAULT_SIZE = (200, 266)  # (width, height), as in the paper
 MAX_PIXELS = 89_478_485  # Pillow's own decompression-bomb threshold

@@ -17,7 +17,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from .exceptions import CacheError
+from featx.exceptions import CacheError
 
 FORMAT_VERSION = 1
 TEXT = h5py.string_dtype()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.stats import rankdata
 
-from .data import CLASSES
+from featx.data.dataset import CLASSES
 
 COVID = CLASSES.index("covid")
 HEADLINE = ("accuracy_3class", "accuracy_2class", "sensitivity", "specificity", "auc_covid")

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .exceptions import UnknownNameError
+from featx.exceptions import UnknownNameError
 
 
 @dataclass(frozen=True)
@@ -96,7 +96,7 @@ def preprocess(spec: BackboneSpec, images: np.ndarray) -> np.ndarray:
     """
     images = np.asarray(images, dtype=np.float32)
     if spec.preprocessing == "lite":
-        from .efficientnet_lite import preprocess_input
+        from featx.backbones.efficientnet_lite import preprocess_input
 
         return preprocess_input(images)
     from keras.src.applications import imagenet_utils
@@ -123,11 +123,11 @@ def build_base(spec: BackboneSpec, input_size, weights="imagenet"):
         ``weights`` label (``imagenet``, ``random-init`` or ``file:NAME``), ``weights_sha256``
         and ``weights_source``.
     """
-    from . import weights as weights_module
+    from featx.backbones import weights as weights_module
 
     width, height = input_size
     if min(width, height) < spec.min_size:
-        from .exceptions import FeatxError
+        from featx.exceptions import FeatxError
 
         raise FeatxError(f"{spec.name} needs inputs of at least {spec.min_size} pixels a side; got {width}x{height}")
     return weights_module.build_with_weights(spec, (height, width, 3), weights)

@@ -15,7 +15,7 @@ from sklearn.preprocessing import LabelEncoder
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .exceptions import UnknownNameError
+from featx.exceptions import UnknownNameError
 
 CLASSICAL = ("logreg", "svm", "rf", "xgb")
 KERAS_EXAMPLES = ("softmax", "mlp1024", "mlp1000", "mlp1000-750")

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import sys
 
-from .backbones import get_spec
-from .data import load_dataset
-from .evaluate import fit_variant
-from .exceptions import WeightsError
-from .extract import extract
+from featx.backbones.registry import get_spec
+from featx.data.dataset import load_dataset
+from featx.evaluation.crossval import fit_variant
+from featx.exceptions import WeightsError
+from featx.features.extract import extract
 
 SUBSETS = ("dataset1", "dataset2")
 PROTOCOLS = ("image", "patient")
@@ -63,7 +63,7 @@ def reproduce(data, models, phase: int = 2, input_size=(200, 266), folds: int = 
             for protocol in PROTOCOLS:
                 print(f"{backbone} ({weights}) {subset} {protocol}-level folds, head {spec.paper_head}", file=log)
                 if phase == 3:
-                    from .finetune import finetune_variant
+                    from featx.evaluation.finetune import finetune_variant
 
                     summary = finetune_variant(dataset, backbone, "paper", None, weights, input_size, protocol, folds,
                                                seed, epochs=epochs, cache_dir=cache_dir, progress=progress)

@@ -17,14 +17,15 @@ import time
 
 import numpy as np
 
-from . import __version__, images
-from .backbones import build_base, cutoff_for, get_spec, preprocess
-from .data import CLASSES
-from .exceptions import FeatxError
-from .fileio import write_text_atomic
-from .heads import dense_head, dense_layers, hidden_layers, is_keras_head, make_head
-from .results import load_result, result_path, save_result
-from .splits import fold_of_each_image, load_or_make_split, protocol_groups
+from featx import __version__
+from featx.data import images
+from featx.backbones.registry import build_base, cutoff_for, get_spec, preprocess
+from featx.data.dataset import CLASSES
+from featx.exceptions import FeatxError
+from featx.fileio import write_text_atomic
+from featx.heads.dense import dense_head, dense_layers, hidden_layers, is_keras_head, make_head
+from featx.evaluation.results import load_result, result_path, save_result
+from featx.evaluation.splits import fold_of_each_image, load_or_make_split, protocol_groups
 
 PRECISIONS = ("float32", "mixed_bfloat16")
 DEFAULT_LR = 1e-4
@@ -150,12 +151,12 @@ def finetune_variant(dataset, backbone: str, head: str = "paper", cutoff=None, w
     dict
         The result record's summary (see :func:`featx.evaluate.summary_of`).
     """
-    from .evaluate import summary_of
+    from featx.evaluation.crossval import summary_of
 
     spec = get_spec(backbone)
     head = spec.paper_head if head == "paper" else head
     split, split_file = load_or_make_split(cache_dir, dataset, group_by, folds, seed)
-    from .weights import fingerprint
+    from featx.backbones.weights import fingerprint
 
     weights_info = fingerprint(spec, weights)
     variant = {
@@ -198,10 +199,10 @@ def finetune_variant(dataset, backbone: str, head: str = "paper", cutoff=None, w
 
 
 def _cached_features(dataset, backbone, weights, input_size, cache_dir):
-    from .cache import collect_features
-    from .exceptions import CacheError
-    from .evaluate import extract_command
-    from .extract import store_identity
+    from featx.features.store import collect_features
+    from featx.exceptions import CacheError
+    from featx.evaluation.crossval import extract_command
+    from featx.features.extract import store_identity
 
     identity = store_identity(dataset, backbone, weights, input_size)
     features, missing, _ = collect_features(cache_dir, identity, dataset.table["content_hash"])

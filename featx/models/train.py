@@ -15,11 +15,12 @@ import numpy as np
 import pandas as pd
 from PIL import Image as PILImage
 
-from . import __version__, images
-from .backbones import build_base, get_spec, preprocess
-from .data import CLASSES, IMAGE_SUFFIXES
-from .exceptions import FeatxError, ImageDecodeError
-from .fileio import write_text_atomic
+from featx import __version__
+from featx.data import images
+from featx.backbones.registry import build_base, get_spec, preprocess
+from featx.data.dataset import CLASSES, IMAGE_SUFFIXES
+from featx.exceptions import FeatxError, ImageDecodeError
+from featx.fileio import write_text_atomic
 
 MANIFEST = "featx-model.json"
 
@@ -46,9 +47,9 @@ def train_model(dataset, backbone: str, head: str, model_dir, weights: str = "im
     """
     import joblib
 
-    from .evaluate import fit_variant
-    from .extract import extract
-    from .weights import fingerprint
+    from featx.evaluation.crossval import fit_variant
+    from featx.features.extract import extract
+    from featx.backbones.weights import fingerprint
 
     spec = get_spec(backbone)
     head = spec.paper_head if head == "paper" else head
@@ -76,10 +77,10 @@ def train_model(dataset, backbone: str, head: str, model_dir, weights: str = "im
 
 
 def _fit_head_on_all(dataset, backbone, head, sampler, weights, input_size, seed, cache_dir, summary):
-    from .cache import collect_features
-    from .extract import store_identity
-    from .heads import make_head
-    from .sampling import with_strategy
+    from featx.features.store import collect_features
+    from featx.features.extract import store_identity
+    from featx.heads.dense import make_head
+    from featx.heads.sampling import with_strategy
 
     identity = store_identity(dataset, backbone, weights, input_size)
     features, _, _ = collect_features(cache_dir, identity, dataset.table["content_hash"])
@@ -90,8 +91,8 @@ def _fit_head_on_all(dataset, backbone, head, sampler, weights, input_size, seed
 
 def _stored_finetune_cv(dataset, backbone, head, weights, input_size, group_by, folds, seed, epochs, batch_size,
                         learning_rate, cache_dir):
-    from .evaluate import summary_of
-    from .results import list_results
+    from featx.evaluation.crossval import summary_of
+    from featx.evaluation.results import list_results
 
     for result in list_results(cache_dir, dataset.id):
         variant = result["variant"]
@@ -105,7 +106,7 @@ def _train_finetuned(dataset, spec, head, weights, input_size, epochs, batch_siz
                      progress):
     import keras
 
-    from .finetune import DEFAULT_LR, build_finetune_model, compile_model, image_batches
+    from featx.evaluation.finetune import DEFAULT_LR, build_finetune_model, compile_model, image_batches
 
     keras.utils.set_random_seed(seed)
     model, _base, _cutoff, _ = build_finetune_model(spec, input_size, weights, head)
@@ -232,7 +233,7 @@ def predict_files(model_dir, inputs, out_csv=None, explain_dir=None, batch_size:
 
 def explain(model: LoadedModel, decoded, table: pd.DataFrame, out_dir: Path) -> list[Path]:
     """Write a Grad-CAM overlay of the predicted class for each decoded image."""
-    from .gradcam import conv_model, grad_cam, overlay
+    from featx.models.explain import conv_model, grad_cam, overlay
 
     head = model.keras_head()
     if head is None:

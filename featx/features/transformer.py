@@ -6,7 +6,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
-from .exceptions import FeatxError
+from featx.exceptions import FeatxError
 
 
 class CNNFeatures(TransformerMixin, BaseEstimator):
@@ -48,7 +48,7 @@ class CNNFeatures(TransformerMixin, BaseEstimator):
             Image files.
         y : ignored
         """
-        from .backbones import get_spec
+        from featx.backbones.registry import get_spec
 
         _as_paths(X)
         self.feature_dim_ = get_spec(self.backbone).feature_dim
@@ -62,9 +62,9 @@ class CNNFeatures(TransformerMixin, BaseEstimator):
         FeatxError
             Naming each file that cannot be decoded.
         """
-        from .cache import collect_features
-        from .data import dataset_from_paths
-        from .extract import extract, store_identity
+        from featx.features.store import collect_features
+        from featx.data.dataset import dataset_from_paths
+        from featx.features.extract import extract, store_identity
 
         check_is_fitted(self)
         dataset = dataset_from_paths(_as_paths(X))

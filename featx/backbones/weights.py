@@ -6,8 +6,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .fileio import sha256_file
-from .exceptions import WeightsError
+from featx.fileio import sha256_file
+from featx.exceptions import WeightsError
 
 RANDOM_INIT = "random-init"
 RANDOM_INIT_SEED = 0
@@ -112,7 +112,7 @@ def _build_keras_application(spec, input_shape, weights):
 def _build_lite(spec, input_shape, weights):
     import keras
 
-    from . import efficientnet_lite
+    from featx.backbones import efficientnet_lite
 
     full = efficientnet_lite.build(spec.name, input_shape, include_top=True)
     if weights == "imagenet":
@@ -159,8 +159,8 @@ def converted_lite_weights(name: str) -> Path:
     The file lives in ``featx_home()/weights`` and its name carries the checkpoint's sha256
     prefix, so a changed package never reuses a stale conversion.
     """
-    from . import efficientnet_lite
-    from .torchfile import read_legacy_state_dict
+    from featx.backbones import efficientnet_lite
+    from featx.backbones.torchfile import read_legacy_state_dict
 
     checkpoint = lite_package_checkpoint(name)
     digest = sha256_file(checkpoint)
