@@ -11,11 +11,16 @@ from featx.exceptions import FeatxError  # noqa: E402
 
 _LAZY = {
     "load_dataset": "featx.data.dataset",
+    "FeatureSpec": "featx.features.identity",
     "extract": "featx.features.extract",
-    "fit_variant": "featx.evaluation.crossval",
-    "make_head": "featx.heads.dense",
-    "with_strategy": "featx.heads.sampling",
     "CNNFeatures": "featx.features.transformer",
+    "make_head": "featx.heads.registry",
+    "HeadRecipe": "featx.heads.recipe",
+    "with_strategy": "featx.heads.sampling",
+    "Protocol": "featx.evaluation.splits",
+    "fit_variant": "featx.evaluation.crossval",
+    "train_model": "featx.models.train",
+    "predict_files": "featx.models.predict",
 }
 __all__ = ["FeatxError", "__version__", *_LAZY]
 

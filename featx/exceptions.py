@@ -41,3 +41,25 @@ class SplitError(FeatxError):
 
 class FetchError(FeatxError):
     """A download failed, was refused (checksum) or the sources are not what was expected."""
+
+
+class ParameterError(FeatxError, ValueError):
+    """A parameter value out of range or of the wrong kind.
+
+    The message speaks of the parameter (``batch_size must be >= 1, got 0``); the command line
+    turns ``parameter`` into its ``--flag``.
+    """
+
+    def __init__(self, parameter: str, value, problem: str):
+        self.parameter = parameter
+        self.value = value
+        self.problem = problem
+        super().__init__(f"{parameter} {problem}, got {value!r}")
+
+
+class MissingFeaturesError(CacheError):
+    """No feature store holds some of the images a computation needs; extract them first."""
+
+
+class ModelFolderError(FeatxError):
+    """A model folder is missing, damaged, incomplete, or holds a file featx refuses to load."""

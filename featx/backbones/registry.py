@@ -1,8 +1,8 @@
 """Registry of backbones: name -> constructor, preprocessing, paper cutoff and head, sizes.
 
-A plain dict of small frozen specs (as timm does); tests parametrise over it.  Building a
-model goes through :func:`build_feature_model`, which asks :mod:`featx.weights` for the
-weights and returns the model with its provenance.
+A plain dict of small frozen specs (as timm does); the CLI and the tests read it. Building a
+model goes through :func:`featx.backbones.weights.build_base`, which applies the weights and
+returns the model with its provenance.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ class BackboneSpec:
         Constructor name in that module (or in :mod:`featx.efficientnet_lite`).
     preprocessing : str
         ``caffe`` (BGR mean subtraction), ``tf`` ([-1, 1]) or ``lite`` ((x - 127) / 128);
-        part of every cache key.
+        part of every cache key. Keras backbones use their module's own ``preprocess_input``.
     cutoff : int or None
         The paper's layer cutoff: the first ``cutoff`` layers stay frozen in phase 3.  None
         means "all but the last two blocks and the head convolution" (EfficientNet-Lite).
@@ -99,38 +99,9 @@ def preprocess(spec: BackboneSpec, images: np.ndarray) -> np.ndarray:
         from featx.backbones.efficientnet_lite import preprocess_input
 
         return preprocess_input(images)
-    from keras.src.applications import imagenet_utils
+    import keras
 
-    return imagenet_utils.preprocess_input(images, data_format="channels_last", mode=spec.preprocessing)
-
-
-def build_base(spec: BackboneSpec, input_size, weights="imagenet"):
-    """Build the convolutional base with global average pooling, weights applied.
-
-    Parameters
-    ----------
-    spec : BackboneSpec
-    input_size : tuple of int
-        (width, height).
-    weights : str
-        ``imagenet``, ``none`` or a path to a Keras weights file.
-
-    Returns
-    -------
-    model : keras.Model
-        Maps preprocessed (N, H, W, 3) float32 images to (N, feature_dim) features.
-    provenance : dict
-        ``weights`` label (``imagenet``, ``random-init`` or ``file:NAME``), ``weights_sha256``
-        and ``weights_source``.
-    """
-    from featx.backbones import weights as weights_module
-
-    width, height = input_size
-    if min(width, height) < spec.min_size:
-        from featx.exceptions import FeatxError
-
-        raise FeatxError(f"{spec.name} needs inputs of at least {spec.min_size} pixels a side; got {width}x{height}")
-    return weights_module.build_with_weights(spec, (height, width, 3), weights)
+    return getattr(keras.applications, spec.keras_module).preprocess_input(images)
 
 
 def cutoff_for(spec: BackboneSpec, model) -> int:

@@ -3,11 +3,13 @@ EfficientNet-Lite ImageNet checkpoints; each with provenance (label and sha256).
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 from pathlib import Path
 
 from featx.fileio import sha256_file
-from featx.exceptions import WeightsError
+from featx.exceptions import ParameterError, WeightsError
 
 RANDOM_INIT = "random-init"
 RANDOM_INIT_SEED = 0
@@ -32,31 +34,64 @@ def weights_label(weights: str) -> str:
     return f"file:{Path(weights).name}"
 
 
-def build_with_weights(spec, input_shape, weights):
-    """Build ``spec``'s pooled base for ``input_shape`` = (H, W, 3) with ``weights`` applied.
+def build_base(spec, input_size, weights="imagenet"):
+    """Build ``spec``'s convolutional base with global average pooling, ``weights`` applied.
+
+    Parameters
+    ----------
+    spec : featx.backbones.BackboneSpec
+    input_size : tuple of int
+        (width, height).
+    weights : str
+        ``imagenet``, ``none`` or a path to a Keras weights file.
 
     Returns
     -------
     model : keras.Model
+        Maps preprocessed (N, H, W, 3) float32 images to (N, feature_dim) features.
     provenance : dict
-        ``weights``, ``weights_sha256``, ``weights_source``.
+        ``weights`` label (``imagenet``, ``random-init`` or ``file:NAME``), ``weights_sha256``
+        and ``weights_source``.
 
     Raises
     ------
+    ParameterError
+        When the input is smaller than the architecture accepts.
     WeightsError
         When ImageNet weights cannot be downloaded (naming the file Keras expects and where
         to put it) or a local file is missing or does not fit the model.
     """
     import keras
 
+    width, height = input_size
+    if min(width, height) < spec.min_size:
+        raise ParameterError("input_size", f"{width}x{height}",
+                             f"must be at least {spec.min_size} pixels a side for {spec.name}")
     keras.utils.set_random_seed(RANDOM_INIT_SEED)  # random-init bases are reproducible
     if weights not in ("imagenet", "none", None) and not Path(weights).is_file():
-        raise WeightsError(f"weights file {weights} not found (use --weights imagenet|none|PATH)")
+        raise WeightsError(f"weights file {weights} not found (weights are imagenet, none, or a file)")
     if spec.keras_module is None:
-        model = _build_lite(spec, input_shape, weights)
+        model = _build_lite(spec, (height, width, 3), weights)
     else:
-        model = _build_keras_application(spec, input_shape, weights)
+        model = _build_keras_application(spec, (height, width, 3), weights)
     return model, fingerprint(spec, weights)
+
+
+def imagenet_availability(spec) -> tuple[bool, str]:
+    """Whether ImageNet weights for ``spec`` can be had on this machine now, and from where.
+
+    EfficientNet-Lite weights come with an installed package; the Keras backbones need their
+    file in Keras' folder (downloaded when online). No network is tried.
+    """
+    if spec.keras_module is None:
+        try:
+            return True, f"package {lite_package_checkpoint(spec.name).parent.parent.name}"
+        except WeightsError as error:
+            return False, str(error)
+    path = keras_models_dir() / spec.imagenet_file
+    if path.exists():
+        return True, str(path)
+    return False, f"needs {spec.imagenet_file} in {path.parent} (Keras downloads it when online)"
 
 
 def weights_source(spec, weights):
@@ -95,13 +130,14 @@ def _build_keras_application(spec, input_shape, weights):
     if weights == "imagenet":
         expected = keras_models_dir() / spec.imagenet_file
         try:
-            return constructor(weights="imagenet", **kwargs)
+            with contextlib.redirect_stdout(sys.stderr):  # Keras announces downloads on stdout
+                return constructor(weights="imagenet", **kwargs)
         except Exception as error:  # Keras wraps network failures in plain Exceptions
             raise WeightsError(
                 f"Cannot get ImageNet weights for {spec.name}: {error}. Keras needs the file "
                 f"{spec.imagenet_file} in {expected.parent} (it downloads it when online). Put it "
-                f"there, or pass a local Keras weights file with --weights PATH, or --weights none "
-                f"for a random-init run (labelled random-init)."
+                f"there, or pass weights=PATH (a local Keras weights file), or weights='none' for a "
+                f"random-init run (labelled random-init)."
             ) from None
     model = constructor(weights=None, **kwargs)
     if weights not in ("none", None):

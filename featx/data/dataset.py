@@ -27,7 +27,15 @@ SUBSETS = {
         "normal": {"normal": 504},
     },
 }
+PAPER_SUBSETS = tuple(name for name, draw in SUBSETS.items() if draw is not None)
 OPTIONAL_COLUMNS = ("subtype", "patient_id", "source", "view")
+DATA_ENV = "FEATX_DATA"
+FETCHED_DATA = "data/cxr"
+
+
+def default_data_dir() -> Path:
+    """``$FEATX_DATA``, else ``data/cxr`` (where ``featx data fetch`` puts the paper's data)."""
+    return Path(os.environ.get(DATA_ENV) or FETCHED_DATA)
 
 
 @dataclass(frozen=True)
@@ -104,8 +112,6 @@ def load_dataset(root, subset: str = "all") -> Dataset:
     manifest = root / MANIFEST
     table = _read_manifest(manifest) if manifest.exists() else _scan_class_folders(root)
     table = _validate_rows(root, table, str(manifest) if manifest.exists() else str(root))
-    table["content_hash"] = _hash_files(table["path"])
-    _check_conflicting_content(table)
     parent_id = _dataset_id(table)
     if subset != "all":
         table = _draw_subset(table, subset)
@@ -170,25 +176,25 @@ def _validate_rows(root: Path, table: pd.DataFrame, where: str) -> pd.DataFrame:
     if table.empty:
         raise DatasetError(f"{where}: no images listed")
     problems = []
-    paths = []
+    paths, readable = [], []
     for row in table.itertuples():
-        relative = os.path.normpath(row.filename)
-        path = root.resolve() / relative
-        paths.append(path)
         if row.label not in CLASSES:
             problems.append(f"{row.row}: unknown label {row.label!r} (valid: {', '.join(CLASSES)})")
-        if not row.filename:
-            problems.append(f"{row.row}: empty filename")
-        elif os.path.isabs(relative) or relative == ".." or relative.startswith(".." + os.sep):
-            problems.append(f"{row.row}: path {row.filename!r} is outside the data folder; refused")
-        elif not path.is_file():
-            problems.append(f"{row.row}: file {row.filename!r} not found")
+        path, problem = _resolve_file(root, row.filename)
+        paths.append(path)
+        readable.append(problem is None)
+        if problem is not None:
+            problems.append(f"{row.row}: {problem}")
     duplicated = table["filename"].duplicated(keep=False) & (table["filename"] != "")
     for filename, group in table[duplicated].groupby("filename"):
         problems.append(f"{', '.join(group['row'])}: {filename!r} is listed more than once")
+    table["path"] = [str(path) for path in paths]
+    readable = np.array(readable)
+    table["content_hash"] = ""
+    table.loc[readable, "content_hash"] = _hash_files(table.loc[readable, "path"])
+    problems += _conflicting_content(table[readable])
     if problems:
         raise DatasetError(f"{where}: {len(problems)} problem(s):\n  " + "\n  ".join(problems))
-    table["path"] = [str(path) for path in paths]
     table["image_id"] = table["filename"]
     present = set(table["label"])
     if len(present) < 2:
@@ -196,22 +202,33 @@ def _validate_rows(root: Path, table: pd.DataFrame, where: str) -> pd.DataFrame:
     return table.sort_values("image_id", kind="stable")
 
 
+def _resolve_file(root: Path, filename: str):
+    """The absolute path of a manifest's filename and what is wrong with it (None when it is a file inside root)."""
+    relative = os.path.normpath(filename)
+    path = root.resolve() / relative
+    if not filename:
+        return path, "empty filename"
+    if os.path.isabs(relative) or relative == ".." or relative.startswith(".." + os.sep):
+        return path, f"path {filename!r} is outside the data folder; refused"
+    if not path.is_file():
+        return path, f"file {filename!r} not found"
+    return path, None
+
+
 def _hash_files(paths) -> list[str]:
     with ThreadPoolExecutor(max_workers=4) as pool:
         return list(pool.map(sha256_file, paths))
 
 
-def _check_conflicting_content(table: pd.DataFrame) -> None:
+def _conflicting_content(table: pd.DataFrame) -> list[str]:
+    """One problem line per image content that appears under two labels."""
     labels_per_hash = table.groupby("content_hash")["label"].nunique()
-    conflicting = labels_per_hash[labels_per_hash > 1].index
-    if len(conflicting):
-        lines = []
-        for content_hash in conflicting:
-            rows = table[table["content_hash"] == content_hash]
-            lines.append(", ".join(f"{r.row} ({r.image_id}: {r.label})" for r in rows.itertuples()))
-        raise DatasetError(
-            f"{len(conflicting)} image(s) appear under two labels with identical content:\n  " + "\n  ".join(lines)
-        )
+    problems = []
+    for content_hash in labels_per_hash[labels_per_hash > 1].index:
+        rows = table[table["content_hash"] == content_hash]
+        listed = ", ".join(f"{r.row} ({r.filename}: {r.label})" for r in rows.itertuples())
+        problems.append(f"the same image content appears under two labels: {listed}")
+    return problems
 
 
 def _draw_subset(table: pd.DataFrame, subset: str) -> pd.DataFrame:

@@ -8,29 +8,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from featx.exceptions import FeatxError, ImageDecodeError
+from featx.exceptions import ImageDecodeError
 
 DEFAULT_SIZE = (200, 266)  # (width, height), as in the paper
 MAX_PIXELS = 89_478_485  # Pillow's own decompression-bomb threshold
 _DICOM_MAGIC_OFFSET = 128
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    """Parse ``"WxH"`` into (width, height).
-
-    Raises
-    ------
-    FeatxError
-        When the text is not two positive integers joined by ``x``.
-    """
-    parts = str(text).lower().split("x")
-    try:
-        width, height = (int(part) for part in parts)
-    except ValueError:
-        raise FeatxError(f"Bad input size {text!r}: expected WIDTHxHEIGHT, e.g. 200x266") from None
-    if width < 8 or height < 8:
-        raise FeatxError(f"Bad input size {text!r}: both sides must be at least 8 pixels")
-    return width, height
 
 
 def decode(path) -> np.ndarray:

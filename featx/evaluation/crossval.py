@@ -1,23 +1,22 @@
-"""Run one variant over the saved folds: out-of-fold probabilities, timings, provenance."""
+"""Phase 2: train a head on cached features over the saved folds and store its out-of-fold predictions."""
 
 from __future__ import annotations
 
 import sys
 import time
+from datetime import datetime, timezone
 
 import numpy as np
 
 from featx import __version__
-from featx.backbones.registry import get_spec
-from featx.features.store import collect_features
 from featx.data.dataset import CLASSES
-from featx.exceptions import CacheError
-from featx.features.extract import store_identity
-from featx.heads.dense import is_keras_head, make_head
-from featx.evaluation.metrics import summarize
-from featx.evaluation.results import load_result, result_path, save_result
-from featx.heads.sampling import with_strategy
-from featx.evaluation.splits import fold_of_each_image, load_or_make_split, protocol_groups
+from featx.evaluation.results import Result, Timings, find_result, result_path
+from featx.evaluation.splits import Protocol, fold_of_each_image, load_or_make_split, protocol_groups
+from featx.evaluation.summary import CVSummary
+from featx.evaluation.variant import Variant
+from featx.features.identity import FeatureSpec
+from featx.features.store import load_features
+from featx.heads.recipe import HeadRecipe
 
 
 def out_of_fold_proba(features, y, fold, make_estimator, progress: bool = False):
@@ -38,104 +37,63 @@ def out_of_fold_proba(features, y, fold, make_estimator, progress: bool = False)
     proba : numpy.ndarray, (N, len(CLASSES))
         Columns in :data:`featx.data.CLASSES` order (a class absent from a training fold
         gets probability 0).
-    fit_seconds : list of float
+    fold_seconds : list of float
     """
     from tqdm import tqdm
 
     proba = np.zeros((len(y), len(CLASSES)))
-    fit_seconds = []
+    fold_seconds = []
     for k in tqdm(np.unique(fold), desc="folds", disable=not progress, file=sys.stderr):
         train, test = fold != k, fold == k
         estimator = make_estimator()
         started = time.perf_counter()
         estimator.fit(features[train], y[train])
-        fit_seconds.append(time.perf_counter() - started)
+        fold_seconds.append(time.perf_counter() - started)
         proba[np.ix_(test, estimator.classes_)] = estimator.predict_proba(features[test])
-    return proba, fit_seconds
+    return proba, fold_seconds
 
 
-def head_params(head: str, epochs: int | None, batch_size: int | None, learning_rate: float | None) -> dict:
-    """The Keras head settings the user changed (empty for classical heads)."""
-    if not is_keras_head(head):
-        return {}
-    given = {"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate}
-    return {key: value for key, value in given.items() if value is not None}
+def phase2_variant(dataset, features: FeatureSpec, recipe: HeadRecipe, protocol: Protocol) -> Variant:
+    """The variant of ``recipe`` on ``features`` over ``dataset`` under ``protocol``."""
+    return Variant(phase=2, features=features.key(dataset.id), head=recipe.head, head_params=recipe.params(),
+                   sampler=recipe.sampler, protocol=protocol, subset=dataset.subset)
 
 
-def extract_command(dataset, backbone, weights, input_size) -> str:
-    """The CLI command that builds the store a fit needs."""
-    width, height = input_size
-    return (f"python cli.py extract --model {backbone} --data {dataset.root} --subset {dataset.subset} "
-            f"--weights {weights} --input-size {width}x{height}")
+def fit_variant(dataset, features: FeatureSpec, recipe: HeadRecipe, protocol: Protocol = Protocol(), *,
+                cache_dir="cache", refit: bool = False, progress: bool = True) -> CVSummary:
+    """Evaluate ``recipe`` on ``features`` over the saved folds of ``dataset``; store and summarise.
 
-
-def fit_variant(dataset, backbone: str, head: str = "paper", sampler: str = "none", weights: str = "imagenet",
-                input_size=(200, 266), group_by: str = "patient", folds: int = 10, seed: int = 0,
-                cache_dir="cache", epochs=None, batch_size=None, learning_rate=None, refit: bool = False,
-                progress: bool = True) -> dict:
-    """Evaluate backbone x head x sampler on the saved folds of ``dataset``; store and summarise.
+    A stored result of the same variant is reused unless ``refit``.
 
     Returns
     -------
-    dict
-        Headline metrics (fractions), ``ci95``, ``protocol``, ``split_file``, ``result_file``,
-        ``reused`` and the variant's provenance.
+    CVSummary
 
     Raises
     ------
-    CacheError
-        When no feature store holds the dataset's images (naming the extract command).
+    MissingFeaturesError
+        When no feature store holds the dataset's images.
     """
-    spec = get_spec(backbone)
-    head = spec.paper_head if head == "paper" else head
-    params = head_params(head, epochs, batch_size, learning_rate)
-    make_head(head, random_state=seed, **params)  # unknown specs fail before any work
-    with_strategy(make_head(head), sampler)
-    identity = store_identity(dataset, backbone, weights, input_size)
-    split, split_file = load_or_make_split(cache_dir, dataset, group_by, folds, seed)
-    variant = {
-        "phase": 2, "backbone": backbone, "weights": identity["weights"], "input_size": identity["input_size"],
-        "head": head, "head_params": params, "sampler": sampler, "protocol": group_by, "folds": folds, "seed": seed,
-        "weights_sha256": identity["weights_sha256"], "preprocessing": identity["preprocessing"],
-        "dataset_id": dataset.id, "subset": dataset.subset, "split_file": str(split_file),
-    }
-    path = result_path(cache_dir, dataset.id, variant)
-    if path.exists() and not refit:
-        return summary_of(load_result(path), reused=True)
-    features, missing, stores = collect_features(cache_dir, identity, dataset.table["content_hash"])
-    if missing.any():
-        raise CacheError(
-            f"No feature store of {backbone} ({identity['weights']}, {input_size[0]}x{input_size[1]}) in {cache_dir} "
-            f"holds {int(missing.sum())} of the {len(dataset)} images of {dataset.root} [{dataset.subset}] "
-            f"(first: {dataset.table['image_id'].iat[int(np.argmax(missing))]}). Make it with:\n  "
-            + extract_command(dataset, backbone, weights, input_size)
-        )
+    variant = phase2_variant(dataset, features, recipe, protocol)
+    stored = None if refit else find_result(cache_dir, variant)
+    if stored is not None:
+        return CVSummary.of(stored, reused=True)
+    split, split_file = load_or_make_split(cache_dir, dataset, protocol)
+    gathered = load_features(cache_dir, variant.features, dataset)
     y = dataset.label_indices()
     fold = fold_of_each_image(split, dataset.table["image_id"])
     started = time.perf_counter()
-    proba, fit_seconds = out_of_fold_proba(
-        features, y, fold, lambda: with_strategy(make_head(head, random_state=seed, **params), sampler, seed), progress
+    proba, fold_seconds = out_of_fold_proba(gathered.features, y, fold, lambda: recipe.build(protocol.seed), progress)
+    result = Result(
+        variant=variant, classes=CLASSES, image_ids=tuple(dataset.table["image_id"]),
+        groups=protocol_groups(dataset, protocol.group_by).to_numpy(), y_true=y, fold=fold, proba=proba,
+        timings=Timings(tuple(fold_seconds), time.perf_counter() - started),
+        provenance=provenance(split_file, gathered.sources),
     )
-    variant["stores"] = stores
-    variant["featx_version"] = __version__
-    timings = {"fit_seconds": fit_seconds, "total_seconds": time.perf_counter() - started}
-    save_result(path, variant, dataset.table["image_id"], y, proba, fold, protocol_groups(dataset, group_by), timings)
-    return summary_of(load_result(path), reused=False)
+    return CVSummary.of(result.save(result_path(cache_dir, variant)), reused=False)
 
 
-def summary_of(result: dict, reused: bool) -> dict:
-    """Headline metrics, intervals, per-fold spread and provenance of a stored result."""
-    metrics = summarize(result["y_true"], result["proba"], result["fold"], result["groups"])
-    headline = {key: metrics[key] for key in ("accuracy_3class", "accuracy_2class", "sensitivity", "specificity",
-                                              "auc_covid", "auc_macro", "ppv", "npv", "confusion", "ci95")}
-    variant = result["variant"]
-    return {
-        **headline,
-        "per_fold": {key: {"mean": v["mean"], "std": v["std"]} for key, v in metrics["per_fold"].items()},
-        "protocol": variant["protocol"],
-        "split_file": variant["split_file"],
-        "result_file": result["path"],
-        "reused": reused,
-        "fit_seconds": result["timings"]["total_seconds"],
-        "variant": variant,
-    }
+def provenance(split_file, stores) -> dict:
+    """What a stored result records about how it was made."""
+    return {"featx_version": __version__, "split_file": str(split_file), "stores": list(stores),
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}

@@ -3,44 +3,121 @@
 The first ``cutoff`` layers stay frozen; every BatchNorm layer stays in inference mode (its
 moving statistics and scale never change: the base is called with ``training=False`` and, since
 Keras 3 lets an outer ``training=True`` override that, BatchNorm layers are also made
-non-trainable); the model is compiled after trainability is set.  Images stream from disk through a
+non-trainable); the model is compiled after trainability is set. Images stream from disk through a
 ``keras.utils.PyDataset`` that decodes in worker threads, so memory does not grow with the
-dataset.  Out-of-fold probabilities land in the same result format as phase 2.
+dataset. Out-of-fold probabilities land in the same result format as phase 2.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import math
 import sys
 import time
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from featx import __version__
+from featx.backbones.registry import cutoff_for, preprocess
+from featx.backbones.weights import build_base
 from featx.data import images
-from featx.backbones.registry import build_base, cutoff_for, get_spec, preprocess
 from featx.data.dataset import CLASSES
-from featx.exceptions import FeatxError
+from featx.evaluation.crossval import provenance
+from featx.evaluation.results import Result, Timings, find_result, result_path
+from featx.evaluation.splits import Protocol, fold_of_each_image, load_or_make_split, protocol_groups
+from featx.evaluation.summary import CVSummary
+from featx.evaluation.variant import Variant
+from featx.exceptions import ParameterError, UnknownNameError
+from featx.features.identity import FeatureSpec
+from featx.features.store import load_features
 from featx.fileio import write_text_atomic
-from featx.heads.dense import dense_head, dense_layers, hidden_layers, is_keras_head, make_head
-from featx.evaluation.results import load_result, result_path, save_result
-from featx.evaluation.splits import fold_of_each_image, load_or_make_split, protocol_groups
+from featx.heads.dense import dense_head, dense_layers, hidden_layers, is_dense_name
+from featx.heads.registry import make_head
 
 PRECISIONS = ("float32", "mixed_bfloat16")
 DEFAULT_LR = 1e-4
+log = logging.getLogger(__name__)
 
 
-def image_batches(paths, labels, spec, input_size, batch_size: int, shuffle_seed=None, workers: int = 2):
+@dataclass(frozen=True)
+class FinetuneRecipe:
+    """How to fine-tune a backbone with a dense head.
+
+    Attributes
+    ----------
+    head : str
+        A dense head: ``softmax`` or ``mlpN[-M...]``.
+    cutoff : int or None
+        First trainable layer of the backbone; None is the paper's cutoff.
+    epochs, batch_size : int
+    learning_rate : float
+        Adam's learning rate (low: the unfrozen layers start from ImageNet weights).
+    precision : str
+        ``float32`` or ``mixed_bfloat16``.
+    warm_start : bool
+        Initialise the head from the phase-2 head trained on cached features of the same fold.
+    """
+
+    head: str
+    cutoff: int | None = None
+    epochs: int = 10
+    batch_size: int = 64
+    learning_rate: float = DEFAULT_LR
+    precision: str = "float32"
+    warm_start: bool = False
+
+    def __post_init__(self):
+        if not is_dense_name(self.head):
+            raise ParameterError("head", self.head, "must be a dense head (softmax or mlpN-M) to fine-tune")
+        if self.precision not in PRECISIONS:
+            raise UnknownNameError("precision", self.precision, PRECISIONS)
+        for name in ("epochs", "batch_size"):
+            if int(getattr(self, name)) < 1:
+                raise ParameterError(name, getattr(self, name), "must be >= 1")
+        if not self.learning_rate > 0:
+            raise ParameterError("learning_rate", self.learning_rate, "must be > 0")
+        if self.cutoff is not None and int(self.cutoff) < 0:
+            raise ParameterError("cutoff", self.cutoff, "must be >= 0")
+
+    def params(self) -> dict:
+        """Every setting but the head, by name."""
+        settings = asdict(self)
+        settings.pop("head")
+        return settings
+
+
+@dataclass(frozen=True)
+class FinetuneModel:
+    """A backbone with its layers past the cutoff trainable, and a dense head (compiled later).
+
+    Attributes
+    ----------
+    model : keras.Model
+    base : keras.Model
+        The backbone inside ``model``.
+    cutoff : int
+        Layers ``base.layers[:cutoff]`` are frozen.
+    provenance : dict
+        Weights provenance.
+    """
+
+    model: object
+    base: object
+    cutoff: int
+    provenance: dict
+
+
+def image_batches(paths, labels, features: FeatureSpec, batch_size: int, *, shuffle_seed=None, workers: int = 2):
     """A ``keras.utils.PyDataset`` of preprocessed images (and labels when given).
 
     Parameters
     ----------
     paths : sequence of str
     labels : numpy.ndarray of int or None
-    spec : featx.backbones.BackboneSpec
-    input_size : tuple of int
-        (width, height).
+    features : FeatureSpec
+        Backbone (its preprocessing) and input size.
     batch_size : int
     shuffle_seed : int, optional
         Shuffle the order at every epoch, reproducibly.
@@ -48,6 +125,8 @@ def image_batches(paths, labels, spec, input_size, batch_size: int, shuffle_seed
         Decoding threads.
     """
     import keras
+
+    spec, size = features.spec, features.input_size
 
     class ImageBatches(keras.utils.PyDataset):
         def __init__(self):
@@ -62,7 +141,7 @@ def image_batches(paths, labels, spec, input_size, batch_size: int, shuffle_seed
 
         def __getitem__(self, index):
             chosen = self.order[index * batch_size:(index + 1) * batch_size]
-            batch = preprocess(spec, np.stack([images.load(paths[i], input_size) for i in chosen]))
+            batch = preprocess(spec, np.stack([images.load(paths[i], size) for i in chosen]))
             return batch if labels is None else (batch, labels[chosen])
 
         def on_epoch_end(self):
@@ -73,44 +152,35 @@ def image_batches(paths, labels, spec, input_size, batch_size: int, shuffle_seed
     return ImageBatches()
 
 
-def build_finetune_model(spec, input_size, weights, head: str, cutoff=None, precision: str = "float32"):
-    """Backbone with the layers past ``cutoff`` trainable, and a dense head; compiled later.
+def build_finetune_model(features: FeatureSpec, recipe: FinetuneRecipe) -> FinetuneModel:
+    """The backbone of ``features`` with ``recipe``'s head, frozen up to the cutoff.
 
-    Returns
-    -------
-    model : keras.Model
-    base : keras.Model
-        The backbone inside ``model``.
-    cutoff : int
-        Layers ``base.layers[:cutoff]`` are frozen.
-    provenance : dict
-        Weights provenance.
+    Raises
+    ------
+    ParameterError
+        When the cutoff lies outside the backbone.
     """
     import keras
 
-    if precision not in PRECISIONS:
-        raise FeatxError(f"Unknown --precision {precision!r}. Available: {', '.join(PRECISIONS)}")
-    if not is_keras_head(head):
-        raise FeatxError(f"Fine-tuning needs a Keras head (softmax or mlpN-M), got {head!r}")
-    keras.mixed_precision.set_dtype_policy(precision)
+    keras.mixed_precision.set_dtype_policy(recipe.precision)
     try:
-        base, provenance = build_base(spec, input_size, weights)
-        cutoff = cutoff_for(spec, base) if cutoff is None else int(cutoff)
-        if not 0 <= cutoff <= len(base.layers):
-            raise FeatxError(f"--cutoff {cutoff} is outside 0..{len(base.layers)} for {spec.name}")
+        base, weights_provenance = build_base(features.spec, features.input_size, features.weights)
+        cutoff = cutoff_for(features.spec, base) if recipe.cutoff is None else int(recipe.cutoff)
+        if cutoff > len(base.layers):
+            raise ParameterError("cutoff", cutoff, f"must be within 0..{len(base.layers)} for {features.backbone}")
         for index, layer in enumerate(base.layers):
             # Keras 3 lets an outer training=True override the base's training=False
             # (keras-team/keras#20285); a non-trainable BatchNormalization always runs in
             # inference mode, so BatchNorm layers are frozen explicitly.
             layer.trainable = index >= cutoff and not isinstance(layer, keras.layers.BatchNormalization)
-        width, height = input_size
+        width, height = features.input_size
         inputs = keras.Input(shape=(height, width, 3), name="image")
-        features = base(inputs, training=False)  # BatchNorm stays in inference mode
-        outputs = dense_head(features, hidden_layers(head), 0.5, len(CLASSES))
-        model = keras.Model(inputs, outputs, name=f"{spec.name}_finetune")
+        pooled = base(inputs, training=False)  # BatchNorm stays in inference mode
+        outputs = dense_head(pooled, hidden_layers(recipe.head), 0.5, len(CLASSES))
+        model = keras.Model(inputs, outputs, name=f"{features.backbone}_finetune")
     finally:
         keras.mixed_precision.set_dtype_policy("float32")
-    return model, base, cutoff, provenance
+    return FinetuneModel(model, base, cutoff, weights_provenance)
 
 
 def compile_model(model, learning_rate: float) -> None:
@@ -120,11 +190,17 @@ def compile_model(model, learning_rate: float) -> None:
     model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="sparse_categorical_crossentropy")
 
 
-def warm_start_head(model, head: str, features, labels, seed: int, params: dict) -> None:
+def warm_start_head(model, head: str, features, labels, seed: int) -> None:
     """Initialise ``model``'s head from the phase-2 head trained on cached features."""
-    trained = make_head(head, random_state=seed, **params).fit(features, labels)
+    trained = make_head(head, random_state=seed).fit(features, labels)
     for target, source in zip(dense_layers(model), dense_layers(trained.model_), strict=True):
         target.set_weights(source.get_weights())
+
+
+def fit_model(model, batches, epochs: int, progress: bool) -> None:
+    """``model.fit`` with Keras' per-epoch lines on stderr (stdout is kept for results and JSON)."""
+    with contextlib.redirect_stdout(sys.stderr):
+        model.fit(batches, epochs=epochs, verbose=2 if progress else 0)
 
 
 def estimate_seconds(model, batches, steps_total: int) -> float:
@@ -136,11 +212,14 @@ def estimate_seconds(model, batches, steps_total: int) -> float:
     return (time.perf_counter() - started) * steps_total
 
 
-def finetune_variant(dataset, backbone: str, head: str = "paper", cutoff=None, weights: str = "imagenet",
-                     input_size=images.DEFAULT_SIZE, group_by: str = "patient", folds: int = 10, seed: int = 0,
-                     epochs: int = 10, batch_size: int = 64, learning_rate: float = DEFAULT_LR,
-                     precision: str = "float32", warm_start: bool = False, cache_dir="cache", refit: bool = False,
-                     progress: bool = True, log=sys.stderr) -> dict:
+def phase3_variant(dataset, features: FeatureSpec, recipe: FinetuneRecipe, protocol: Protocol) -> Variant:
+    """The variant of fine-tuning with ``recipe`` over ``dataset`` under ``protocol``."""
+    return Variant(phase=3, features=features.key(dataset.id), head=recipe.head, head_params=recipe.params(),
+                   sampler="none", protocol=protocol, subset=dataset.subset)
+
+
+def finetune_variant(dataset, features: FeatureSpec, recipe: FinetuneRecipe, protocol: Protocol = Protocol(), *,
+                     cache_dir="cache", refit: bool = False, progress: bool = True) -> CVSummary:
     """Fine-tune per fold and store out-of-fold probabilities in the phase-2 result format.
 
     Finished folds are checkpointed beside the result, so a killed run resumes at the next
@@ -148,92 +227,76 @@ def finetune_variant(dataset, backbone: str, head: str = "paper", cutoff=None, w
 
     Returns
     -------
-    dict
-        The result record's summary (see :func:`featx.evaluate.summary_of`).
+    CVSummary
     """
-    from featx.evaluation.crossval import summary_of
-
-    spec = get_spec(backbone)
-    head = spec.paper_head if head == "paper" else head
-    split, split_file = load_or_make_split(cache_dir, dataset, group_by, folds, seed)
-    from featx.backbones.weights import fingerprint
-
-    weights_info = fingerprint(spec, weights)
-    variant = {
-        "phase": 3, "backbone": backbone, "weights": weights_info["weights"], "input_size": list(input_size),
-        "head": head, "head_params": {"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate,
-                                      "cutoff": cutoff, "precision": precision, "warm_start": warm_start},
-        "sampler": "none", "protocol": group_by, "folds": folds, "seed": seed,
-        "weights_sha256": weights_info["weights_sha256"], "preprocessing": spec.preprocessing,
-        "dataset_id": dataset.id, "subset": dataset.subset, "split_file": str(split_file),
-    }
-    path = result_path(cache_dir, dataset.id, variant)
-    if path.exists() and not refit:
-        return summary_of(load_result(path), reused=True)
+    variant = phase3_variant(dataset, features, recipe, protocol)
+    stored = None if refit else find_result(cache_dir, variant)
+    if stored is not None:
+        return CVSummary.of(stored, reused=True)
+    split, split_file = load_or_make_split(cache_dir, dataset, protocol)
+    path = result_path(cache_dir, variant)
     checkpoint = path.with_name(path.stem + ".partial.json")
     done = json.loads(checkpoint.read_text()) if checkpoint.exists() and not refit else {}
-    paths = dataset.table["path"].to_numpy()
-    y = dataset.label_indices()
     fold = fold_of_each_image(split, dataset.table["image_id"])
-    features = _cached_features(dataset, backbone, weights, input_size, cache_dir) if warm_start else None
-    proba = np.zeros((len(y), len(CLASSES)))
-    fit_seconds = []
-    for k in range(folds):
+    cached = load_features(cache_dir, variant.features, dataset).features if recipe.warm_start else None
+    trainer = _FoldTrainer(features, recipe, dataset, fold, protocol.seed, cached, progress)
+    proba = np.zeros((len(dataset), len(CLASSES)))
+    fold_seconds = []
+    for k in range(protocol.folds):
         test = fold == k
-        if str(k) in done:
-            proba[test] = np.asarray(done[str(k)]["proba"])
-            fit_seconds.append(done[str(k)]["seconds"])
-            continue
-        started = time.perf_counter()
-        proba[test] = _run_fold(spec, head, cutoff, weights, input_size, paths, y, fold, k, seed, epochs, batch_size,
-                                learning_rate, precision, features, progress, log)
-        fit_seconds.append(time.perf_counter() - started)
-        done[str(k)] = {"proba": proba[test].tolist(), "seconds": fit_seconds[-1]}
-        write_text_atomic(checkpoint, json.dumps(done))
-    variant["featx_version"] = __version__
-    groups = protocol_groups(dataset, group_by)
-    timings = {"fit_seconds": fit_seconds, "total_seconds": float(sum(fit_seconds))}
-    save_result(path, variant, dataset.table["image_id"], y, proba, fold, groups, timings)
+        if str(k) not in done:
+            started = time.perf_counter()
+            predicted = trainer.run(k)
+            done[str(k)] = {"proba": predicted.tolist(), "seconds": time.perf_counter() - started}
+            write_text_atomic(checkpoint, json.dumps(done))
+        proba[test] = np.asarray(done[str(k)]["proba"])
+        fold_seconds.append(done[str(k)]["seconds"])
+    result = Result(
+        variant=variant, classes=CLASSES, image_ids=tuple(dataset.table["image_id"]),
+        groups=protocol_groups(dataset, protocol.group_by).to_numpy(), y_true=trainer.y, fold=fold, proba=proba,
+        timings=Timings(tuple(fold_seconds), float(sum(fold_seconds))), provenance=provenance(split_file, []),
+    ).save(path)
     checkpoint.unlink(missing_ok=True)
-    return summary_of(load_result(path), reused=False)
+    return CVSummary.of(result, reused=False)
 
 
-def _cached_features(dataset, backbone, weights, input_size, cache_dir):
-    from featx.features.store import collect_features
-    from featx.exceptions import CacheError
-    from featx.evaluation.crossval import extract_command
-    from featx.features.extract import store_identity
+class _FoldTrainer:
+    """Fine-tunes one fold at a time over a dataset's images."""
 
-    identity = store_identity(dataset, backbone, weights, input_size)
-    features, missing, _ = collect_features(cache_dir, identity, dataset.table["content_hash"])
-    if missing.any():
-        raise CacheError("--warm-start trains the head on cached features first; make them with:\n  "
-                         + extract_command(dataset, backbone, weights, input_size))
-    return features
+    def __init__(self, features, recipe, dataset, fold, seed, cached_features, progress):
+        self.features = features
+        self.recipe = recipe
+        self.paths = dataset.table["path"].to_numpy()
+        self.y = dataset.label_indices()
+        self.fold = fold
+        self.seed = seed
+        self.cached_features = cached_features
+        self.progress = progress
 
+    def _fresh_model(self, k: int, train: np.ndarray) -> FinetuneModel:
+        import keras
 
-def _run_fold(spec, head, cutoff, weights, input_size, paths, y, fold, k, seed, epochs, batch_size, learning_rate,
-              precision, features, progress, log):
-    import keras
+        keras.utils.set_random_seed(self.seed + k)
+        built = build_finetune_model(self.features, self.recipe)
+        if self.cached_features is not None:
+            warm_start_head(built.model, self.recipe.head, self.cached_features[train], self.y[train], self.seed)
+        compile_model(built.model, self.recipe.learning_rate)
+        return built
 
-    train, test = np.flatnonzero(fold != k), np.flatnonzero(fold == k)
-
-    def fresh_model():
-        keras.utils.set_random_seed(seed + k)
-        model, base, first_trainable, _ = build_finetune_model(spec, input_size, weights, head, cutoff, precision)
-        if features is not None:
-            warm_start_head(model, head, features[train], y[train], seed, {})
-        compile_model(model, learning_rate)
-        return model, len(base.layers), first_trainable
-
-    model, n_layers, first_trainable = fresh_model()
-    batches = image_batches(paths[train], y[train], spec, input_size, batch_size, shuffle_seed=seed + k)
-    if k == 0:
-        n_folds = int(fold.max()) + 1
-        estimate = estimate_seconds(model, batches, len(batches) * epochs * n_folds)
-        print(f"fine-tuning {spec.name} past layer {first_trainable} of {n_layers}: about {estimate / 60:.0f} min "
-              f"for {n_folds} folds x {epochs} epochs on this machine (timed first batch)", file=log, flush=True)
-        model, _, _ = fresh_model()  # the timing step changed the weights
-    model.fit(batches, epochs=epochs, verbose=2 if progress else 0)
-    test_batches = image_batches(paths[test], None, spec, input_size, batch_size)
-    return np.asarray(model.predict(test_batches, verbose=0), dtype=np.float64)
+    def run(self, k: int) -> np.ndarray:
+        """Train on every fold but ``k``; return the probabilities of fold ``k``'s images."""
+        train, test = np.flatnonzero(self.fold != k), np.flatnonzero(self.fold == k)
+        recipe = self.recipe
+        built = self._fresh_model(k, train)
+        batches = image_batches(self.paths[train], self.y[train], self.features, recipe.batch_size,
+                                shuffle_seed=self.seed + k)
+        if k == 0:
+            n_folds = int(self.fold.max()) + 1
+            estimate = estimate_seconds(built.model, batches, len(batches) * recipe.epochs * n_folds)
+            log.info("fine-tuning %s past layer %d of %d: about %.0f min for %d folds x %d epochs on this machine "
+                     "(timed first batch)", self.features.backbone, built.cutoff, len(built.base.layers),
+                     estimate / 60, n_folds, recipe.epochs)
+            built = self._fresh_model(k, train)  # the timing step changed the weights
+        fit_model(built.model, batches, recipe.epochs, self.progress)
+        test_batches = image_batches(self.paths[test], None, self.features, recipe.batch_size)
+        return np.asarray(built.model.predict(test_batches, verbose=0), dtype=np.float64)

@@ -6,42 +6,69 @@ memory stays flat in the number of images and the CNN, not the decoder, sets the
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
+from pathlib import Path
 
 import numpy as np
 from filelock import FileLock, Timeout
 
 from featx import __version__
+from featx.backbones.registry import preprocess
+from featx.backbones.weights import build_base
 from featx.data import images
-from featx.backbones.registry import build_base, get_spec, preprocess
-from featx.features.store import StoreWriter, open_store, store_path
-from featx.exceptions import CacheError, DatasetError, ImageDecodeError
-from featx.backbones.weights import fingerprint
+from featx.exceptions import CacheError, DatasetError, ImageDecodeError, ParameterError
+from featx.features.identity import FeatureSpec
+from featx.features.store import StoreWriter, open_store, partial_path
 
 PREFETCH_BATCHES = 2
+log = logging.getLogger(__name__)
 
 
-def store_identity(dataset, backbone: str, weights: str, input_size, mask: str | None = None) -> dict:
-    """The fields that name a feature store (see :data:`featx.cache.IDENTITY_KEYS`).
+@dataclass(frozen=True)
+class ExtractSummary:
+    """What one extraction produced (or found already done).
 
-    A ``mask`` (see :data:`featx.images.MASKS`) is part of the preprocessing, so masked and
-    plain features never share a store.
+    Attributes
+    ----------
+    store : str
+        Path of the complete store.
+    images : int
+        Rows in the store.
+    skipped : int
+    skipped_files : list of dict
+        ``image_id`` and ``reason`` of each undecodable file.
+    images_per_s : float
+        Whole run, model build excluded.
+    steady_images_per_s : float
+        After the first batch (which includes tracing).
+    seconds : float
+    cached : bool
+        True when the store existed and no CNN work was done.
+    backbone, weights, dataset_id : str
     """
-    spec = get_spec(backbone)
-    weights_info = fingerprint(spec, weights)
-    return {
-        "dataset_id": dataset.id,
-        "backbone": spec.name,
-        "weights": weights_info["weights"],
-        "weights_sha256": weights_info["weights_sha256"],
-        "preprocessing": spec.preprocessing + (f"+mask-{mask}" if mask else ""),
-        "input_size": [int(input_size[0]), int(input_size[1])],
-    }
+
+    store: str
+    images: int
+    skipped: int
+    skipped_files: list
+    images_per_s: float
+    steady_images_per_s: float
+    seconds: float
+    cached: bool
+    backbone: str
+    weights: str
+    dataset_id: str
+
+    def to_json(self) -> dict:
+        """A JSON-ready dict of every field."""
+        return asdict(self)
 
 
 def _load_or_error(path, size, mask=None):
@@ -51,21 +78,21 @@ def _load_or_error(path, size, mask=None):
         return None, error.reason
 
 
-def decoded_batches(paths, size, batch_size: int, start: int = 0, workers: int | None = None, mask=None):
+def decoded_batches(paths, size, batch_size: int, *, start: int = 0, workers: int | None = None, mask=None):
     """Yield ``(first, last, pixels, errors)`` batch by batch, decoding ahead in threads.
 
     Parameters
     ----------
     paths : sequence of str
     size : tuple of int
-        (width, height) for :func:`featx.images.load`.
+        (width, height) for :func:`featx.data.images.load`.
     batch_size : int
     start : int
         Position of the first image to decode.
     workers : int, optional
         Decoding threads (default: the number of CPUs).
     mask : str, optional
-        Name from :data:`featx.images.MASKS` applied before letterboxing.
+        Name from :data:`featx.data.images.MASKS` applied before letterboxing.
 
     Yields
     ------
@@ -98,7 +125,7 @@ def decoded_batches(paths, size, batch_size: int, start: int = 0, workers: int |
 
 
 def check_all_decode(dataset, size) -> None:
-    """Decode every image once; raise listing every failure (the ``--strict`` pre-pass).
+    """Decode every image once; raise listing every failure (the ``strict`` pre-pass).
 
     Raises
     ------
@@ -110,25 +137,21 @@ def check_all_decode(dataset, size) -> None:
         failures += [f"{table['image_id'].iat[p]}: {reason}" for p, reason in errors]
     if failures:
         raise DatasetError(
-            f"--strict: {len(failures)} image(s) cannot be decoded; nothing was written:\n  " + "\n  ".join(failures)
+            f"strict: {len(failures)} image(s) cannot be decoded; nothing was written:\n  " + "\n  ".join(failures)
         )
 
 
-def extract(dataset, backbone: str, weights: str = "imagenet", input_size=images.DEFAULT_SIZE,
-            batch_size: int = 32, cache_dir="cache", strict: bool = False, rebuild: bool = False,
-            progress: bool = True, mask: str | None = None) -> dict:
-    """Extract (or reuse) the feature store of ``backbone`` over ``dataset``.
+def extract(dataset, features: FeatureSpec, *, batch_size: int = 32, cache_dir="cache", strict: bool = False,
+            rebuild: bool = False, progress: bool = True) -> ExtractSummary:
+    """Extract (or reuse) the feature store of ``features`` over ``dataset``.
 
     Parameters
     ----------
     dataset : featx.data.Dataset
-    backbone : str
-        Registry name.
-    weights : str
-        ``imagenet``, ``none`` or a weights file.
-    input_size : tuple of int
-        (width, height) of the letterboxed input.
+    features : FeatureSpec
+        Backbone, weights, input size and mask.
     batch_size : int
+        Images per forward pass, at least 1.
     cache_dir : str or Path
     strict : bool
         Stop before writing anything when any image cannot be decoded.
@@ -136,117 +159,134 @@ def extract(dataset, backbone: str, weights: str = "imagenet", input_size=images
         Discard an existing store (complete, damaged or partial) and extract again.
     progress : bool
         Show a progress bar on stderr.
-    mask : str, optional
-        Black out a region first (see :data:`featx.images.MASKS`); recorded in the store.
 
     Returns
     -------
-    dict
-        ``store``, ``images``, ``skipped``, ``skipped_files``, ``images_per_s`` (whole run),
-        ``steady_images_per_s`` (after the first batch, which includes tracing), ``seconds``,
-        ``cached`` (True when no CNN work was needed), ``backbone``, ``weights``, ``dataset_id``.
+    ExtractSummary
 
     Raises
     ------
+    ParameterError
+        When ``batch_size`` is below 1.
     CacheError
         When the store is damaged or another process holds its lock.
     """
-    identity = store_identity(dataset, backbone, weights, input_size, mask)
-    path = store_path(cache_dir, identity)
+    if int(batch_size) < 1:
+        raise ParameterError("batch_size", batch_size, "must be >= 1")
+    key = features.key(dataset.id)
+    path = key.path(cache_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
+    lock_path = Path(f"{path}.lock")
+    lock = FileLock(str(lock_path), timeout=0)
     try:
-        with FileLock(str(path) + ".lock", timeout=0):
-            return _extract_locked(dataset, identity, path, weights, input_size, batch_size, strict, rebuild, progress,
-                                   mask)
+        lock.acquire()
     except Timeout:
-        raise CacheError(f"{path}: another extract is writing this store (lock {path}.lock); wait for it to finish") from None
+        raise CacheError(f"{path}: another extract is writing this store (lock {lock_path}); wait for it to "
+                         "finish") from None
+    try:
+        return _extract_locked(dataset, features, key, cache_dir, batch_size, strict=strict, rebuild=rebuild,
+                               progress=progress)
+    finally:
+        lock.release()
+        lock_path.unlink(missing_ok=True)
 
 
-def _extract_locked(dataset, identity, path, weights, input_size, batch_size, strict, rebuild, progress, mask):
+def _extract_locked(dataset, features, key, cache_dir, batch_size, *, strict, rebuild, progress):
+    path = key.path(cache_dir)
     if rebuild:
         path.unlink(missing_ok=True)
-        path.with_name(path.stem + ".partial.h5").unlink(missing_ok=True)
+        partial_path(path).unlink(missing_ok=True)
     if path.exists():
-        return _summary(open_store(path, identity, load_features=False), cached=True)
+        return _summary(open_store(path, key, load_features=False), cached=True)
     if strict:
-        check_all_decode(dataset, input_size)
-    spec = get_spec(identity["backbone"])
-    model, weights_provenance = build_base(spec, input_size, weights)
+        check_all_decode(dataset, features.input_size)
+    model, weights_provenance = build_base(features.spec, features.input_size, features.weights)
     provenance = _provenance(weights_provenance, batch_size)
-    writer = StoreWriter(path, identity, provenance, spec.feature_dim)
+    writer = StoreWriter(key, cache_dir, provenance, features.spec.feature_dim)
+    run = _Run(model, features, dataset, batch_size, progress)
     resumed = writer.next_position > 0
     try:
-        _fill_store(writer, model, spec, dataset, input_size, batch_size, progress, mask)
+        run.fill(writer)
     except OSError as error:
         writer.close()
         if not resumed or not writer.partial.exists():
             raise CacheError(f"{writer.partial}: writing failed ({error}); earlier complete stores are untouched") from None
         # A kill during a write can leave HDF5's string heap damaged in a way only the next
         # write reveals; the interrupted store is then started again rather than patched.
-        print(f"{writer.partial}: the interrupted store cannot be extended ({error}); starting it again",
-              file=sys.stderr)
+        log.warning("%s: the interrupted store cannot be extended (%s); starting it again", writer.partial, error)
         writer.partial.unlink()
-        writer = StoreWriter(path, identity, provenance, spec.feature_dim)
+        writer = StoreWriter(key, cache_dir, provenance, features.spec.feature_dim)
         try:
-            _fill_store(writer, model, spec, dataset, input_size, batch_size, progress, mask)
+            run.fill(writer)
         except OSError as error:
             writer.close()
             raise CacheError(f"{writer.partial}: writing failed ({error}); earlier complete stores are untouched") from None
     except BaseException:
         writer.close()
         raise
-    return _summary(open_store(path, identity, load_features=False), cached=False)
+    return _summary(open_store(path, key, load_features=False), cached=False)
 
 
-def _fill_store(writer, model, spec, dataset, input_size, batch_size, progress, mask) -> None:
-    """Extract from the writer's resume point to the end and finish the store (timings recorded)."""
-    started = time.perf_counter()
-    done_before = writer.next_position
-    first_batch = _run_batches(model, spec, dataset, writer, input_size, batch_size, progress, mask)
-    finished = time.perf_counter()
-    seconds = finished - started
-    steady = 0.0
-    if first_batch is not None and first_batch[1] < len(dataset) and finished > first_batch[0]:
-        steady = (len(dataset) - first_batch[1]) / (finished - first_batch[0])
-    writer.finish({
-        "seconds": seconds,
-        "images_per_s": (len(dataset) - done_before) / seconds if seconds > 0 else 0.0,
-        "steady_images_per_s": steady,
-        "resumed_from": done_before,
-    })
+class _Run:
+    """One extraction pass: a built model, the dataset, the batch size."""
 
+    def __init__(self, model, features: FeatureSpec, dataset, batch_size: int, progress: bool):
+        self.model = model
+        self.features = features
+        self.dataset = dataset
+        self.batch_size = batch_size
+        self.progress = progress
 
-def _run_batches(model, spec, dataset, writer, input_size, batch_size, progress, mask):
-    from tqdm import tqdm
+    def fill(self, writer: StoreWriter) -> None:
+        """Extract from the writer's resume point to the end and finish the store (timings recorded)."""
+        total = len(self.dataset)
+        started = time.perf_counter()
+        done_before = writer.next_position
+        first_batch = self._batches(writer)
+        finished = time.perf_counter()
+        seconds = finished - started
+        steady = 0.0
+        if first_batch is not None and first_batch[1] < total and finished > first_batch[0]:
+            steady = (total - first_batch[1]) / (finished - first_batch[0])
+        writer.finish({
+            "seconds": seconds,
+            "images_per_s": (total - done_before) / seconds if seconds > 0 else 0.0,
+            "steady_images_per_s": steady,
+            "resumed_from": done_before,
+        })
 
-    table = dataset.table
-    bar = tqdm(total=len(table), initial=writer.next_position, unit="img", disable=not progress,
-               desc=f"extract {spec.name}", file=sys.stderr)
-    first_batch_done = None
-    with bar:
-        for first, last, pixels, errors in decoded_batches(list(table["path"]), input_size, batch_size,
-                                                             start=writer.next_position, mask=mask):
-            positions = [p for p, _ in pixels]
-            features = _features(model, spec, [image for _, image in pixels], batch_size)
-            rows = {column: list(table[column].iloc[positions].astype(str)) for column in
-                    ("image_id", "content_hash", "label", "patient_id")}
-            skipped = [(table["image_id"].iat[p], reason) for p, reason in errors]
-            for image_id, reason in skipped:
-                bar.write(f"skipped {image_id}: {reason}")
-            writer.append(features, rows, skipped, last)
-            bar.update(last - first)
-            if first_batch_done is None:
-                first_batch_done = (time.perf_counter(), last)
-    return first_batch_done
+    def _batches(self, writer: StoreWriter):
+        from tqdm import tqdm
 
+        table = self.dataset.table
+        spec = self.features.spec
+        bar = tqdm(total=len(table), initial=writer.next_position, unit="img", disable=not self.progress,
+                   desc=f"extract {spec.name}", file=sys.stderr)
+        first_batch_done = None
+        with bar:
+            for first, last, pixels, errors in decoded_batches(list(table["path"]), self.features.input_size,
+                                                                 self.batch_size, start=writer.next_position,
+                                                                 mask=self.features.mask):
+                positions = [p for p, _ in pixels]
+                rows = {column: list(table[column].iloc[positions].astype(str)) for column in
+                        ("image_id", "content_hash", "label", "patient_id")}
+                skipped = [(table["image_id"].iat[p], reason) for p, reason in errors]
+                for image_id, reason in skipped:
+                    log.warning("skipped %s: %s", image_id, reason)
+                writer.append(self._features([image for _, image in pixels]), rows, skipped, last)
+                bar.update(last - first)
+                if first_batch_done is None:
+                    first_batch_done = (time.perf_counter(), last)
+        return first_batch_done
 
-def _features(model, spec, pixels, batch_size: int) -> np.ndarray:
-    """Pooled features of one batch; a short batch is padded to ``batch_size`` so that the
-    compiled step is reused (a new shape costs a retrace, and an XLA compile on a GPU)."""
-    if not pixels:
-        return np.zeros((0, spec.feature_dim), dtype=np.float32)
-    batch = np.stack(pixels + [pixels[-1]] * (batch_size - len(pixels)))
-    return np.asarray(model.predict_on_batch(preprocess(spec, batch)), dtype=np.float32)[:len(pixels)]
+    def _features(self, pixels) -> np.ndarray:
+        """Pooled features of one batch; a short batch is padded to the batch size so that the
+        compiled step is reused (a new shape costs a retrace, and an XLA compile on a GPU)."""
+        spec = self.features.spec
+        if not pixels:
+            return np.zeros((0, spec.feature_dim), dtype=np.float32)
+        batch = np.stack(pixels + [pixels[-1]] * (self.batch_size - len(pixels)))
+        return np.asarray(self.model.predict_on_batch(preprocess(spec, batch)), dtype=np.float32)[:len(pixels)]
 
 
 def _provenance(weights_provenance: dict, batch_size: int) -> dict:
@@ -262,18 +302,19 @@ def _provenance(weights_provenance: dict, batch_size: int) -> dict:
     }
 
 
-def _summary(store, cached: bool) -> dict:
+def _summary(store, cached: bool) -> ExtractSummary:
     attrs = store.attrs
-    return {
-        "store": str(store.path),
-        "images": len(store.rows["image_id"]),
-        "skipped": len(store.skipped),
-        "skipped_files": [{"image_id": i, "reason": r} for i, r in store.skipped],
-        "images_per_s": round(float(attrs.get("images_per_s", 0.0)), 2),
-        "steady_images_per_s": round(float(attrs.get("steady_images_per_s", 0.0)), 2),
-        "seconds": round(float(attrs.get("seconds", 0.0)), 2),
-        "cached": cached,
-        "backbone": attrs["backbone"],
-        "weights": attrs["weights"],
-        "dataset_id": attrs["dataset_id"],
-    }
+    return ExtractSummary(
+        store=str(store.path),
+        images=len(store.rows["image_id"]),
+        skipped=len(store.skipped),
+        skipped_files=[{"image_id": i, "reason": r} for i, r in store.skipped],
+        images_per_s=round(float(attrs.get("images_per_s", 0.0)), 2),
+        steady_images_per_s=round(float(attrs.get("steady_images_per_s", 0.0)), 2),
+        seconds=round(float(attrs.get("seconds", 0.0)), 2),
+        cached=cached,
+        backbone=store.key.backbone,
+        weights=store.key.weights,
+        dataset_id=store.key.dataset_id,
+    )
+

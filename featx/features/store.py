@@ -1,15 +1,18 @@
-"""HDF5 feature store: one file per (dataset, backbone, weights, input size, preprocessing).
+"""HDF5 feature store: one file per :class:`~featx.features.identity.StoreKey`.
 
 A store is written as ``NAME.partial.h5`` batch by batch (flushed after each, so a killed
 run resumes from its last finished batch) and renamed to ``NAME.h5`` only once complete,
-with a checksum of its contents.  A store whose provenance does not match the request, or
-whose checksum fails, is refused with its path.
+with a checksum of its contents. A store whose key or format version does not match the
+request, or whose checksum fails, is refused with its path.
+
+Features depend only on the image bytes and the key's backbone, weights, preprocessing and
+input size, so rows are looked up by image content hash across every store with the same
+features, whatever dataset it was made for (:func:`gather_features`).
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,33 +20,13 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from featx.exceptions import CacheError
+from featx.exceptions import CacheError, MissingFeaturesError
+from featx.features.identity import StoreKey
 
 FORMAT_VERSION = 1
 TEXT = h5py.string_dtype()
 ROW_COLUMNS = ("image_id", "content_hash", "label", "patient_id")
-IDENTITY_KEYS = ("dataset_id", "backbone", "weights", "weights_sha256", "preprocessing", "input_size")
-
-
-def request_key(identity: dict) -> str:
-    """Short hash of the fields that make two stores interchangeable."""
-    text = json.dumps({key: identity[key] for key in IDENTITY_KEYS}, sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()[:12]
-
-
-def store_path(cache_dir, identity: dict) -> Path:
-    """Where the complete store for ``identity`` lives.
-
-    Parameters
-    ----------
-    cache_dir : str or Path
-    identity : dict
-        Holds every key of :data:`IDENTITY_KEYS`; ``input_size`` is ``[width, height]``.
-    """
-    width, height = identity["input_size"]
-    weights = identity["weights"].replace(":", "-").replace("/", "_")
-    name = f"{identity['backbone']}-{weights}-{width}x{height}-{request_key(identity)}.h5"
-    return Path(cache_dir) / identity["dataset_id"] / name
+DIGEST_ROWS = 4096
 
 
 def partial_path(path: Path) -> Path:
@@ -51,23 +34,26 @@ def partial_path(path: Path) -> Path:
     return path.with_name(path.stem + ".partial.h5")
 
 
-@dataclass
+@dataclass(frozen=True, eq=False)
 class FeatureStore:
-    """A complete, verified feature store loaded into memory.
+    """A complete, verified feature store.
 
     Attributes
     ----------
     path : Path
-    features : numpy.ndarray, (N, D) float32, or None when opened without loading them
+    key : StoreKey
+    features : numpy.ndarray or None
+        (N, D) float32; None when opened without loading them.
     rows : dict of str to numpy.ndarray
         ``image_id``, ``content_hash``, ``label``, ``patient_id`` (N strings each).
     skipped : list of (image_id, reason)
     attrs : dict
-        Provenance.
+        Every recorded attribute (the key, provenance, timings).
     """
 
     path: Path
-    features: np.ndarray
+    key: StoreKey
+    features: np.ndarray | None
     rows: dict
     skipped: list
     attrs: dict
@@ -77,52 +63,59 @@ class FeatureStore:
         return {digest: index for index, digest in enumerate(self.rows["content_hash"])}
 
 
-def matching_stores(cache_dir, identity: dict) -> list[FeatureStore]:
-    """Complete stores made with ``identity``'s backbone, weights, preprocessing and input size,
-    for any dataset; the one made for ``identity['dataset_id']`` comes first."""
-    width, height = identity["input_size"]
-    weights = identity["weights"].replace(":", "-").replace("/", "_")
-    pattern = f"*/{identity['backbone']}-{weights}-{width}x{height}-*.h5"
-    candidates = [p for p in Path(cache_dir).glob(pattern) if not p.name.endswith(".partial.h5")]
-    candidates.sort(key=lambda p: (p.parent.name != identity["dataset_id"], p.name))
+@dataclass(frozen=True, eq=False)
+class GatheredFeatures:
+    """Features of a list of image contents, gathered from every store that holds them.
+
+    Attributes
+    ----------
+    features : numpy.ndarray or None
+        (N, D) float32 (NaN rows where missing); None when no store matched at all.
+    missing : numpy.ndarray of bool
+        Rows no store holds.
+    sources : list of str
+        Paths of the stores that supplied rows.
+    """
+
+    features: np.ndarray | None
+    missing: np.ndarray
+    sources: list
+
+
+def complete_store_paths(cache_dir) -> list[Path]:
+    """Every complete store file under ``cache_dir`` (any dataset, any features)."""
+    return sorted(p for p in Path(cache_dir).glob("*/*.h5") if not p.name.endswith(".partial.h5"))
+
+
+def matching_stores(cache_dir, key: StoreKey) -> list[FeatureStore]:
+    """Complete, verified stores holding ``key``'s features for any dataset; ``key``'s own dataset first."""
+    candidates = [p for p in Path(cache_dir).glob(f"*/{key.prefix}-*.h5") if not p.name.endswith(".partial.h5")]
+    candidates.sort(key=lambda p: (p.parent.name != key.dataset_id, p.name))
     stores = []
     for path in candidates:
         store = open_store(path)
-        try:
-            check_identity(path, store.attrs, {**identity, "dataset_id": store.attrs["dataset_id"]})
-        except CacheError:
-            continue
-        stores.append(store)
+        if not key.for_dataset(store.key.dataset_id).differences(store.attrs):
+            stores.append(store)
     return stores
 
 
-def collect_features(cache_dir, identity: dict, content_hashes):
-    """Features of the given image contents, gathered from every matching store.
+def gather_features(cache_dir, key: StoreKey, content_hashes) -> GatheredFeatures:
+    """Features of the given image contents from every store of ``key``'s features.
 
-    Features depend only on the image bytes and the backbone identity, so a subset (the
-    paper's Dataset_2, say) reads the store made for the whole folder, and an image seen in
-    any earlier extraction is never run through the CNN again.
+    A subset (the paper's Dataset_2, say) thus reads the store made for the whole folder, and
+    an image seen in any earlier extraction is never run through the CNN again.
 
     Parameters
     ----------
     cache_dir : str or Path
-    identity : dict
-        See :data:`IDENTITY_KEYS`; ``dataset_id`` only orders the search.
+    key : StoreKey
+        ``dataset_id`` only orders the search.
     content_hashes : sequence of str
-
-    Returns
-    -------
-    features : numpy.ndarray or None
-        (N, D) float32, None when no store matches at all.
-    missing : numpy.ndarray of bool
-        Rows no store holds (their features are NaN).
-    sources : list of str
-        Paths of the stores that supplied rows.
     """
     content_hashes = list(content_hashes)
     missing = np.ones(len(content_hashes), dtype=bool)
     features, sources = None, []
-    for store in matching_stores(cache_dir, identity):
+    for store in matching_stores(cache_dir, key):
         rows = store.row_of_content()
         found = [i for i in np.flatnonzero(missing) if content_hashes[i] in rows]
         if not found:
@@ -134,10 +127,55 @@ def collect_features(cache_dir, identity: dict, content_hashes):
         sources.append(str(store.path))
         if not missing.any():
             break
-    return features, missing, sources
+    return GatheredFeatures(features, missing, sources)
 
 
-DIGEST_ROWS = 4096
+def load_features(cache_dir, key: StoreKey, dataset) -> GatheredFeatures:
+    """Features of every image of ``dataset``, all of which must be stored.
+
+    Raises
+    ------
+    MissingFeaturesError
+        Naming the features, the dataset, how many images are missing and the first of them.
+    """
+    gathered = gather_features(cache_dir, key, dataset.table["content_hash"])
+    if gathered.missing.any():
+        first = dataset.table["image_id"].iat[int(np.argmax(gathered.missing))]
+        raise MissingFeaturesError(
+            f"No feature store of {key.backbone} ({key.weights}, {key.input_size[0]}x{key.input_size[1]}"
+            f"{', ' + key.preprocessing if '+mask' in key.preprocessing else ''}) in {cache_dir} holds "
+            f"{int(gathered.missing.sum())} of the {len(dataset)} images of {dataset.root} [{dataset.subset}] "
+            f"(first: {first})"
+        )
+    return gathered
+
+
+def extracted_features(cache_dir, content_hashes) -> list:
+    """Every set of unmasked features in ``cache_dir`` whose stores together hold all ``content_hashes``.
+
+    Returns
+    -------
+    list of FeatureSpec
+        One per backbone / weights / input size, sorted by backbone, weights, input size.
+    """
+    from featx.features.identity import FeatureSpec
+
+    wanted = set(content_hashes)
+    held, specs = {}, {}
+    for path in complete_store_paths(cache_dir):
+        try:
+            store = open_store(path, load_features=False)
+        except CacheError:
+            continue
+        if "+mask" in store.key.preprocessing:
+            continue
+        identity = store.key.for_dataset("")
+        held.setdefault(identity, set()).update(store.rows["content_hash"])
+        specs.setdefault(identity, FeatureSpec(store.key.backbone, store.key.weights_argument(
+            store.attrs.get("weights_source", "")), store.key.input_size))
+    covering = [identity for identity, hashes in held.items() if wanted <= hashes]
+    covering.sort(key=lambda k: (k.backbone, k.weights, k.input_size))
+    return [specs[identity] for identity in covering]
 
 
 def contents_digest(features, rows: dict) -> str:
@@ -158,66 +196,65 @@ def _text(values) -> list[str]:
     return [v.decode() if isinstance(v, bytes) else str(v) for v in values]
 
 
-def open_store(path, identity: dict | None = None, load_features: bool = True) -> FeatureStore:
+def read_attrs(handle) -> dict:
+    """An HDF5 object's attributes as plain Python values."""
+    return {key: _attr(value) for key, value in handle.attrs.items()}
+
+
+def open_store(path, key: StoreKey | None = None, load_features: bool = True) -> FeatureStore:
     """Open a complete store and verify it.
 
     Parameters
     ----------
     path : str or Path
-    identity : dict, optional
-        When given, every key of :data:`IDENTITY_KEYS` must match the store's attributes.
+    key : StoreKey, optional
+        When given, every field must match the store's attributes.
     load_features : bool
         False verifies the store chunk by chunk and leaves ``features`` None (for summaries).
 
     Raises
     ------
     CacheError
-        When the file is missing, unreadable, incomplete, damaged (checksum) or made for
-        another request.
+        When the file is missing, unreadable, incomplete, damaged (checksum), of another format
+        version, or made for another request.
     """
     path = Path(path)
     if not path.exists():
         raise CacheError(f"{path}: feature store not found")
     try:
         with h5py.File(path, "r") as handle:
-            attrs = {key: _attr(value) for key, value in handle.attrs.items()}
+            attrs = read_attrs(handle)
             rows = {column: np.array(_text(handle[column][...]), dtype=object) for column in ROW_COLUMNS}
             skipped = list(zip(_text(handle["skipped_id"][...]), _text(handle["skipped_reason"][...])))
             features = handle["features"][...] if load_features else None
             intact = contents_digest(handle["features"] if features is None else features, rows) == attrs.get(
                 "contents_sha256")
-    except (OSError, KeyError, ValueError) as error:
-        raise CacheError(f"{path}: damaged feature store ({error}); delete it or rerun extract with --rebuild") from None
+        stored_key = StoreKey.from_attrs(attrs)
+    except (OSError, KeyError, ValueError, TypeError) as error:
+        raise CacheError(f"{path}: damaged feature store ({error}); delete it or extract again with rebuild") from None
+    if attrs.get("format_version") != FORMAT_VERSION:
+        raise CacheError(f"{path}: store format {attrs.get('format_version')!r}, this featx reads format "
+                         f"{FORMAT_VERSION}; extract again with rebuild")
     if not attrs.get("complete"):
-        raise CacheError(f"{path}: store is not marked complete; rerun extract to finish it")
+        raise CacheError(f"{path}: store is not marked complete; extract again to finish it")
     if not intact:
-        raise CacheError(f"{path}: checksum mismatch, the file was truncated or edited; rerun extract with --rebuild")
-    if identity is not None:
-        check_identity(path, attrs, identity)
-    return FeatureStore(path, features, rows, skipped, attrs)
+        raise CacheError(f"{path}: checksum mismatch, the file was truncated or edited; extract again with rebuild")
+    if key is not None:
+        check_key(path, attrs, key)
+    return FeatureStore(path, stored_key, features, rows, skipped, attrs)
 
 
-def check_identity(path, attrs: dict, identity: dict) -> None:
-    """Refuse a store whose provenance differs from the request.
+def check_key(path, attrs: dict, key: StoreKey) -> None:
+    """Refuse a store whose recorded key differs from the request.
 
     Raises
     ------
     CacheError
         Listing each differing field with the stored and requested values.
     """
-    differences = [
-        f"{key}: store has {attrs.get(key)!r}, request has {identity[key]!r}"
-        for key in IDENTITY_KEYS
-        if _normalise(attrs.get(key)) != _normalise(identity[key])
-    ]
+    differences = key.differences(attrs)
     if differences:
         raise CacheError(f"{path}: provenance does not match the request; refused ({'; '.join(differences)})")
-
-
-def _normalise(value):
-    if isinstance(value, (list, tuple, np.ndarray)):
-        return [int(v) for v in value]
-    return value
 
 
 def _attr(value):
@@ -235,52 +272,59 @@ class StoreWriter:
 
     Parameters
     ----------
-    path : Path
-        The final store path; the writer works on :func:`partial_path` of it.
-    identity : dict
-        Request identity (see :data:`IDENTITY_KEYS`).
+    key : StoreKey
+    cache_dir : str or Path
     provenance : dict
         Further attributes to record (versions, weights source, ...).
     feature_dim : int
     """
 
-    def __init__(self, path: Path, identity: dict, provenance: dict, feature_dim: int):
-        self.path = Path(path)
+    def __init__(self, key: StoreKey, cache_dir, provenance: dict, feature_dim: int):
+        self.key = key
+        self.path = key.path(cache_dir)
         self.partial = partial_path(self.path)
         self.partial.parent.mkdir(parents=True, exist_ok=True)
-        self.handle = self._open_or_create(identity, provenance, feature_dim)
+        self.handle = self._open_or_create(provenance, feature_dim)
 
     @property
     def next_position(self) -> int:
         """Dataset position of the first image not yet processed."""
         return int(self.handle.attrs["next_position"])
 
-    def _open_or_create(self, identity, provenance, feature_dim):
+    def _open_or_create(self, provenance, feature_dim):
         if self.partial.exists():
-            try:
-                handle = h5py.File(self.partial, "a")
-                attrs = {key: _attr(value) for key, value in handle.attrs.items()}
-                check_identity(self.partial, attrs, identity)
-                if handle["features"].shape[0] != handle["image_id"].shape[0]:
-                    raise CacheError("row count mismatch")
+            handle = self._reopen()
+            if handle is not None:
                 return handle
-            except (OSError, KeyError, CacheError):
-                try:
-                    handle.close()
-                except (NameError, UnboundLocalError, OSError):
-                    pass
-                self.partial.unlink()
+            self.partial.unlink()
         handle = h5py.File(self.partial, "w")
         handle.create_dataset("features", shape=(0, feature_dim), maxshape=(None, feature_dim),
                               dtype="float32", chunks=(256, feature_dim))
         for column in ROW_COLUMNS + ("skipped_id", "skipped_reason"):
             handle.create_dataset(column, shape=(0,), maxshape=(None,), dtype=TEXT, chunks=(1024,))
-        for key, value in {**provenance, **identity}.items():
-            handle.attrs[key] = value
+        for name, value in {**provenance, **self.key.as_attrs()}.items():
+            handle.attrs[name] = value
         handle.attrs["format_version"] = FORMAT_VERSION
         handle.attrs["complete"] = False
         handle.attrs["next_position"] = 0
         handle.flush()
+        return handle
+
+    def _reopen(self):
+        """The partial file opened for appending, or None when it is unreadable or another request's."""
+        try:
+            handle = h5py.File(self.partial, "a")
+        except OSError:
+            return None
+        try:
+            usable = (not self.key.differences(read_attrs(handle))
+                      and handle.attrs.get("format_version") == FORMAT_VERSION
+                      and handle["features"].shape[0] == handle["image_id"].shape[0])
+        except (OSError, KeyError):
+            usable = False
+        if not usable:
+            handle.close()
+            return None
         return handle
 
     def append(self, features: np.ndarray, rows: dict, skipped: list, next_position: int) -> None:
@@ -297,8 +341,8 @@ class StoreWriter:
     def finish(self, extra_attrs: dict) -> Path:
         """Mark complete with its checksum, close, and rename into place atomically."""
         rows = {column: _text(self.handle[column][...]) for column in ROW_COLUMNS}
-        for key, value in extra_attrs.items():
-            self.handle.attrs[key] = value
+        for name, value in extra_attrs.items():
+            self.handle.attrs[name] = value
         self.handle.attrs["contents_sha256"] = contents_digest(self.handle["features"], rows)
         self.handle.attrs["complete"] = True
         self.close()

@@ -6,7 +6,9 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
+from featx.data.images import DEFAULT_SIZE
 from featx.exceptions import FeatxError
+from featx.features.identity import FeatureSpec
 
 
 class CNNFeatures(TransformerMixin, BaseEstimator):
@@ -30,7 +32,7 @@ class CNNFeatures(TransformerMixin, BaseEstimator):
         Show a progress bar while extracting.
     """
 
-    def __init__(self, backbone="efficientnet_lite0", weights="imagenet", input_size=(200, 266), batch_size=32,
+    def __init__(self, backbone="efficientnet_lite0", weights="imagenet", input_size=DEFAULT_SIZE, batch_size=32,
                  cache_dir="cache", progress=False):
         self.backbone = backbone
         self.weights = weights
@@ -48,10 +50,8 @@ class CNNFeatures(TransformerMixin, BaseEstimator):
             Image files.
         y : ignored
         """
-        from featx.backbones.registry import get_spec
-
         _as_paths(X)
-        self.feature_dim_ = get_spec(self.backbone).feature_dim
+        self.feature_dim_ = FeatureSpec(self.backbone, self.weights, self.input_size).spec.feature_dim
         return self
 
     def transform(self, X):
@@ -62,24 +62,24 @@ class CNNFeatures(TransformerMixin, BaseEstimator):
         FeatxError
             Naming each file that cannot be decoded.
         """
-        from featx.features.store import collect_features
         from featx.data.dataset import dataset_from_paths
-        from featx.features.extract import extract, store_identity
+        from featx.features.extract import extract
+        from featx.features.store import gather_features
 
         check_is_fitted(self)
         dataset = dataset_from_paths(_as_paths(X))
-        identity = store_identity(dataset, self.backbone, self.weights, self.input_size)
-        hashes = list(dataset.table["content_hash"])
-        features, missing, _ = collect_features(self.cache_dir, identity, hashes)
-        if missing.any():
-            todo = dataset_from_paths(dataset.table["path"][missing])
-            summary = extract(todo, self.backbone, self.weights, self.input_size, self.batch_size, self.cache_dir,
+        features = FeatureSpec(self.backbone, self.weights, self.input_size)
+        key = features.key(dataset.id)
+        gathered = gather_features(self.cache_dir, key, dataset.table["content_hash"])
+        if gathered.missing.any():
+            todo = dataset_from_paths(dataset.table["path"][gathered.missing])
+            summary = extract(todo, features, batch_size=self.batch_size, cache_dir=self.cache_dir,
                               progress=self.progress)
-            if summary["skipped"]:
-                reasons = "\n  ".join(f"{s['image_id']}: {s['reason']}" for s in summary["skipped_files"])
-                raise FeatxError(f"{summary['skipped']} image(s) cannot be decoded:\n  {reasons}")
-            features, missing, _ = collect_features(self.cache_dir, identity, hashes)
-        return features
+            if summary.skipped:
+                reasons = "\n  ".join(f"{s['image_id']}: {s['reason']}" for s in summary.skipped_files)
+                raise FeatxError(f"{summary.skipped} image(s) cannot be decoded:\n  {reasons}")
+            gathered = gather_features(self.cache_dir, key, dataset.table["content_hash"])
+        return gathered.features
 
     def get_feature_names_out(self, input_features=None):
         """Names ``<backbone>_0`` ... of the feature columns."""

@@ -1,9 +1,4 @@
-"""Heads named by spec strings, all scikit-learn classifiers.
-
-``softmax`` and ``mlpN[-M...]`` are the paper's Keras dense heads (ReLU, Dropout between
-hidden layers, Adam, 10 epochs, batch 64); ``logreg``, ``svm``, ``rf`` and ``xgb`` are
-classical heads on standardised features.
-"""
+"""The paper's dense heads in Keras: hidden ReLU layers, Dropout between them, softmax out."""
 
 from __future__ import annotations
 
@@ -15,172 +10,22 @@ from sklearn.preprocessing import LabelEncoder
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from featx.exceptions import UnknownNameError
+from featx.heads.base import ArgmaxPredictMixin, check_sample_weight
 
-CLASSICAL = ("logreg", "svm", "rf", "xgb")
-KERAS_EXAMPLES = ("softmax", "mlp1024", "mlp1000", "mlp1000-750")
-_MLP = re.compile(r"^mlp(\d+(?:-\d+)*)$")
-
-
-def available_heads() -> list[str]:
-    """Spec strings featx accepts (any ``mlpN-M...`` works; these are the paper's)."""
-    return list(KERAS_EXAMPLES) + list(CLASSICAL) + ["paper"]
+MLP_NAME = re.compile(r"^mlp(\d+(?:-\d+)*)$")
+KERAS_PARAMS = ("epochs", "batch_size", "learning_rate")
 
 
-def is_keras_head(spec: str) -> bool:
-    """Whether ``spec`` names a Keras dense head."""
-    return spec == "softmax" or bool(_MLP.match(spec))
+def is_dense_name(name: str) -> bool:
+    """Whether ``name`` is ``softmax`` or ``mlpN[-M...]``."""
+    return name == "softmax" or bool(MLP_NAME.match(name))
 
 
-def hidden_layers(spec: str) -> tuple[int, ...]:
-    """Hidden layer widths of a Keras head spec (empty for ``softmax``)."""
-    if spec == "softmax":
+def hidden_layers(name: str) -> tuple[int, ...]:
+    """Hidden layer widths of a dense head name (empty for ``softmax``)."""
+    if name == "softmax":
         return ()
-    return tuple(int(width) for width in _MLP.match(spec).group(1).split("-"))
-
-
-def make_head(spec: str, random_state: int = 0, **params):
-    """Build the classifier named by ``spec``.
-
-    Parameters
-    ----------
-    spec : str
-        ``softmax``, ``mlp1024``, ``mlp1000``, ``mlp1000-750`` (any ``mlpN-M``), ``logreg``,
-        ``svm``, ``rf`` or ``xgb``.
-    random_state : int
-        Seed of the head's own randomness.
-    **params
-        Keras heads take ``epochs``, ``batch_size``, ``learning_rate``, ``dropout``.
-
-    Returns
-    -------
-    sklearn classifier
-
-    Raises
-    ------
-    UnknownNameError
-        Listing the valid specs.
-    """
-    if is_keras_head(spec):
-        return KerasMLPClassifier(hidden=hidden_layers(spec), random_state=random_state, **params)
-    if spec == "logreg":
-        from sklearn.linear_model import LogisticRegression
-
-        return Standardized(LogisticRegression(C=0.1, max_iter=3000, random_state=random_state))
-    if spec == "svm":
-        from sklearn.calibration import CalibratedClassifierCV
-        from sklearn.svm import SVC
-
-        return Standardized(CalibratedClassifierCV(SVC(C=1.0, random_state=random_state), ensemble=False))
-    if spec == "rf":
-        from sklearn.ensemble import RandomForestClassifier
-
-        return RandomForestClassifier(n_estimators=300, n_jobs=-1, random_state=random_state)
-    if spec == "xgb":
-        return XGBHead(random_state=random_state)
-    raise UnknownNameError("head", spec, available_heads())
-
-
-class ArgmaxPredictMixin:
-    """``predict`` as the most probable class of ``predict_proba``."""
-
-    def predict(self, X):
-        """Most probable class."""
-        proba = self.predict_proba(X)
-        return self.classes_[np.argmax(proba, axis=1)]
-
-
-def _check_weights(sample_weight, n_samples: int):
-    """Refuse sample weights of the wrong shape or that are all zero."""
-    if sample_weight is None:
-        return None
-    sample_weight = np.asarray(sample_weight, dtype=np.float64)
-    if sample_weight.shape != (n_samples,):
-        raise ValueError(f"sample_weight has shape {sample_weight.shape}; expected ({n_samples},)")
-    if not np.any(sample_weight > 0):
-        raise ValueError("All sample weights are zero; at least one must be positive")
-    return sample_weight
-
-
-class Standardized(ArgmaxPredictMixin, ClassifierMixin, BaseEstimator):
-    """A classifier fitted on features standardised with the training rows' mean and scale.
-
-    Parameters
-    ----------
-    estimator : sklearn classifier
-        Cloned and fitted in :meth:`fit`.
-    """
-
-    def __init__(self, estimator):
-        self.estimator = estimator
-
-    def fit(self, X, y, sample_weight=None):
-        """Standardise ``X`` and fit a clone of ``estimator``."""
-        from sklearn.base import clone
-        from sklearn.preprocessing import StandardScaler
-
-        X, y = validate_data(self, X, y)
-        check_classification_targets(y)
-        sample_weight = _check_weights(sample_weight, X.shape[0])
-        self.scaler_ = StandardScaler().fit(X, sample_weight=sample_weight)
-        self.estimator_ = clone(self.estimator).fit(self.scaler_.transform(X), y, sample_weight=sample_weight)
-        self.classes_ = self.estimator_.classes_
-        return self
-
-    def predict_proba(self, X):
-        """Class probabilities, columns in ``classes_`` order."""
-        check_is_fitted(self)
-        return self.estimator_.predict_proba(self.scaler_.transform(validate_data(self, X, reset=False)))
-
-
-class XGBHead(ArgmaxPredictMixin, ClassifierMixin, BaseEstimator):
-    """Gradient-boosted trees (xgboost) with sklearn's label handling.
-
-    Parameters
-    ----------
-    n_estimators, max_depth, learning_rate, subsample, colsample_bytree, max_bin : xgboost settings.
-        The defaults keep a 10-fold fit on ~1,300 x 1,280 features to a few minutes on two
-        cores (xgboost's histogram building costs ~0.2 s a round there at 64 bins).
-    random_state : int
-    n_jobs : int
-    """
-
-    def __init__(self, n_estimators=100, max_depth=3, learning_rate=0.2, subsample=1.0, colsample_bytree=0.5,
-                 max_bin=64, random_state=0, n_jobs=2):
-        self.n_estimators = n_estimators
-        self.max_depth = max_depth
-        self.learning_rate = learning_rate
-        self.subsample = subsample
-        self.colsample_bytree = colsample_bytree
-        self.max_bin = max_bin
-        self.random_state = random_state
-        self.n_jobs = n_jobs
-
-    def fit(self, X, y, sample_weight=None):
-        """Fit on features ``X`` (N, D) and labels ``y``."""
-        from xgboost import XGBClassifier
-
-        X, y = validate_data(self, X, y)
-        check_classification_targets(y)
-        sample_weight = _check_weights(sample_weight, X.shape[0])
-        self.encoder_ = LabelEncoder().fit(y)
-        self.classes_ = self.encoder_.classes_
-        encoded = self.encoder_.transform(y)
-        self.model_ = XGBClassifier(
-            n_estimators=self.n_estimators, max_depth=self.max_depth, learning_rate=self.learning_rate,
-            subsample=self.subsample, colsample_bytree=self.colsample_bytree, max_bin=self.max_bin,
-            random_state=self.random_state, n_jobs=self.n_jobs, tree_method="hist",
-            objective="multi:softprob" if len(self.classes_) > 2 else "binary:logistic",
-        )
-        self.model_.fit(X, encoded, sample_weight=sample_weight)
-        return self
-
-    def predict_proba(self, X):
-        """Class probabilities, columns in ``classes_`` order."""
-        check_is_fitted(self)
-        X = validate_data(self, X, reset=False)
-        proba = self.model_.predict_proba(X)
-        return proba if proba.ndim == 2 else np.column_stack([1 - proba, proba])
+    return tuple(int(width) for width in MLP_NAME.match(name).group(1).split("-"))
 
 
 def dense_head(x, hidden, dropout: float, n_classes: int, name: str = "head"):
@@ -241,7 +86,7 @@ class KerasMLPClassifier(ArgmaxPredictMixin, ClassifierMixin, BaseEstimator):
 
         X, y = validate_data(self, X, y, dtype=np.float32)
         check_classification_targets(y)
-        sample_weight = _check_weights(sample_weight, X.shape[0])
+        sample_weight = check_sample_weight(sample_weight, X.shape[0])
         self.encoder_ = LabelEncoder().fit(y)
         self.classes_ = self.encoder_.classes_
         keras.utils.set_random_seed(self.random_state)

@@ -7,38 +7,79 @@ weights from the training labels of each fit.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Callable
+
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.utils.class_weight import compute_sample_weight
 from sklearn.utils.validation import check_is_fitted
 
 from featx.exceptions import UnknownNameError
-from featx.heads.dense import ArgmaxPredictMixin
-
-SAMPLERS = ("none", "class-weight", "oversample", "undersample", "smote")
+from featx.heads.base import ArgmaxPredictMixin
 
 
-def make_sampler(name: str, random_state: int = 0):
-    """The imbalanced-learn sampler for ``name`` (None for ``none`` and ``class-weight``).
+def _random_over(random_state):
+    from imblearn.over_sampling import RandomOverSampler
+
+    return RandomOverSampler(random_state=random_state)
+
+
+def _random_under(random_state):
+    from imblearn.under_sampling import RandomUnderSampler
+
+    return RandomUnderSampler(random_state=random_state)
+
+
+def _smote(random_state):
+    from imblearn.over_sampling import SMOTE
+
+    return SMOTE(random_state=random_state)
+
+
+@dataclass(frozen=True)
+class SamplerSpec:
+    """One imbalance strategy.
+
+    Attributes
+    ----------
+    name : str
+    summary : str
+    make : callable or None
+        ``make(random_state)`` returns an imbalanced-learn sampler; None when the strategy
+        resamples nothing.
+    weights_classes : bool
+        Whether the head is fitted with balanced class weights instead.
+    """
+
+    name: str
+    summary: str
+    make: Callable | None = None
+    weights_classes: bool = False
+
+
+SAMPLERS = {
+    spec.name: spec
+    for spec in (
+        SamplerSpec("none", "train on each fold as it is"),
+        SamplerSpec("class-weight", "weight samples inversely to their class frequency", weights_classes=True),
+        SamplerSpec("oversample", "repeat minority-class rows at random", _random_over),
+        SamplerSpec("undersample", "drop majority-class rows at random", _random_under),
+        SamplerSpec("smote", "synthesise minority-class rows (SMOTE)", _smote),
+    )
+}
+
+
+def get_sampler(name: str) -> SamplerSpec:
+    """The spec of a strategy name.
 
     Raises
     ------
     UnknownNameError
     """
-    if name not in SAMPLERS:
-        raise UnknownNameError("sampler", name, SAMPLERS)
-    if name == "oversample":
-        from imblearn.over_sampling import RandomOverSampler
-
-        return RandomOverSampler(random_state=random_state)
-    if name == "undersample":
-        from imblearn.under_sampling import RandomUnderSampler
-
-        return RandomUnderSampler(random_state=random_state)
-    if name == "smote":
-        from imblearn.over_sampling import SMOTE
-
-        return SMOTE(random_state=random_state)
-    return None
+    try:
+        return SAMPLERS[name]
+    except KeyError:
+        raise UnknownNameError("sampler", name, SAMPLERS) from None
 
 
 def with_strategy(head, name: str, random_state: int = 0, sampler=None):
@@ -48,7 +89,7 @@ def with_strategy(head, name: str, random_state: int = 0, sampler=None):
     ----------
     head : sklearn classifier
     name : str
-        One of :data:`SAMPLERS`.
+        A key of :data:`SAMPLERS`.
     random_state : int
     sampler : imblearn sampler, optional
         Use this sampler instead of the one ``name`` makes.
@@ -60,10 +101,18 @@ def with_strategy(head, name: str, random_state: int = 0, sampler=None):
     """
     from imblearn.pipeline import Pipeline
 
-    if name == "class-weight":
+    spec = get_sampler(name)
+    if spec.weights_classes:
         head = BalancedClassWeights(head)
-    sampler = sampler if sampler is not None else make_sampler(name, random_state)
+    if sampler is None and spec.make is not None:
+        sampler = spec.make(random_state)
     return Pipeline([("sampler", sampler if sampler is not None else "passthrough"), ("head", head)])
+
+
+def fitted_head(estimator):
+    """The fitted classifier inside a strategy pipeline (what predicts; samplers act in fit only)."""
+    head = estimator.steps[-1][1] if hasattr(estimator, "steps") else estimator
+    return head.estimator_ if isinstance(head, BalancedClassWeights) else head
 
 
 class BalancedClassWeights(ArgmaxPredictMixin, ClassifierMixin, BaseEstimator):

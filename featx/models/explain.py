@@ -6,8 +6,15 @@ The gradient step is the one truly backend-specific piece of featx: TensorFlow u
 
 from __future__ import annotations
 
+import logging
+from pathlib import Path
+
 import numpy as np
 from PIL import Image
+
+from featx.exceptions import FeatxError
+
+log = logging.getLogger(__name__)
 
 
 def conv_model(base):
@@ -78,3 +85,48 @@ def overlay(image: np.ndarray, cam: np.ndarray, alpha: float = 0.4) -> np.ndarra
 
     colours = colormaps["jet"](cam)[..., :3] * 255
     return np.clip((1 - alpha) * image + alpha * colours, 0, 255).astype(np.uint8)
+
+
+def check_explainable(model) -> None:
+    """Refuse, before any work, a model whose head Grad-CAM cannot differentiate.
+
+    Raises
+    ------
+    FeatxError
+    """
+    if model.manifest.finetuned is False and model.head.keras_model is None:
+        raise FeatxError(f"explain needs a Keras head (softmax or mlpN-M); this model's head is {model.manifest.head}")
+
+
+def explain(model, decoded, table, out_dir: Path) -> list[Path]:
+    """Write a Grad-CAM overlay of the predicted class for each decoded image.
+
+    Parameters
+    ----------
+    model : featx.models.predict.LoadedModel
+    decoded : list of (Path, numpy.ndarray)
+        Files and their letterboxed pixels.
+    table : pandas.DataFrame
+        The predictions (``file``, ``predicted``).
+    out_dir : Path
+
+    Returns
+    -------
+    list of Path
+    """
+    from featx.backbones.registry import preprocess
+
+    check_explainable(model)
+    head = model.keras_head()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    conv = conv_model(model.base)
+    predicted = dict(zip(table["file"], table["predicted"]))
+    written = []
+    for path, image in decoded:
+        class_index = model.classes.index(predicted[str(path)])
+        cam = grad_cam(conv, head, preprocess(model.spec, image[None]), class_index)[0]
+        target = out_dir / f"{Path(path).stem}-gradcam-{predicted[str(path)]}.png"
+        Image.fromarray(overlay(image, cam)).save(target)
+        written.append(target)
+    log.info("Grad-CAM overlays: %s (%d images)", out_dir, len(written))
+    return written

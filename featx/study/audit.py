@@ -11,6 +11,7 @@ Four checks on cached features (all with the ``logreg`` head, so they take secon
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass, replace
 from urllib.parse import urlparse
 
 import numpy as np
@@ -18,14 +19,14 @@ import pandas as pd
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedGroupKFold
 
-from featx.features.store import collect_features
 from featx.data.dataset import CLASSES
 from featx.evaluation.crossval import out_of_fold_proba
-from featx.exceptions import CacheError
-from featx.features.extract import extract, store_identity
-from featx.heads.dense import make_head
 from featx.evaluation.metrics import COVID, point_metrics
-from featx.evaluation.splits import fold_of_each_image, load_or_make_split
+from featx.evaluation.splits import Protocol, fold_of_each_image, load_or_make_split
+from featx.features.extract import extract
+from featx.features.identity import FeatureSpec
+from featx.features.store import load_features
+from featx.heads.registry import make_head
 
 AUDIT_HEAD = "logreg"
 MIN_SITE_COVID = 15
@@ -68,19 +69,13 @@ def source_probe(features, table, label: str, folds: int = 5, seed: int = 0) -> 
     return {**result, "auc": float(roc_auc_score(y, scores)), "compared": [str(first), str(second)]}
 
 
-def lungs_masked_control(dataset, backbone, weights, input_size, features, fold, cache_dir, progress) -> dict:
-    """3-class accuracy with and without the lung field, same folds and head."""
-    extract(dataset, backbone, weights, input_size, cache_dir=cache_dir, progress=progress, mask="lungs")
-    identity = store_identity(dataset, backbone, weights, input_size, mask="lungs")
-    masked, missing, _ = collect_features(cache_dir, identity, dataset.table["content_hash"])
-    if missing.any():
-        raise CacheError(f"{int(missing.sum())} images could not be extracted with the lungs masked")
-    y = dataset.label_indices()
-    plain = point_metrics(y, out_of_fold_proba(features, y, fold, lambda: make_head(AUDIT_HEAD))[0])
-    blind = point_metrics(y, out_of_fold_proba(masked, y, fold, lambda: make_head(AUDIT_HEAD))[0])
+def lungs_masked_control(plain, masked, y, fold) -> dict:
+    """3-class accuracy and covid AUC with and without the lung field, same folds and head."""
+    with_lungs = point_metrics(y, out_of_fold_proba(plain, y, fold, lambda: make_head(AUDIT_HEAD))[0])
+    without = point_metrics(y, out_of_fold_proba(masked, y, fold, lambda: make_head(AUDIT_HEAD))[0])
     return {
-        "accuracy_3class": plain["accuracy_3class"], "accuracy_3class_masked": blind["accuracy_3class"],
-        "auc_covid": plain["auc_covid"], "auc_covid_masked": blind["auc_covid"],
+        "accuracy_3class": with_lungs["accuracy_3class"], "accuracy_3class_masked": without["accuracy_3class"],
+        "auc_covid": with_lungs["auc_covid"], "auc_covid_masked": without["auc_covid"],
         "chance_3class": float(np.bincount(y).max() / len(y)),
     }
 
@@ -121,30 +116,72 @@ def adult_check(table, proba) -> dict:
     }
 
 
-def run_audit(dataset, backbone: str, weights: str = "imagenet", input_size=(200, 266), folds: int = 10,
-              seed: int = 0, cache_dir="cache", progress: bool = True) -> dict:
+@dataclass(frozen=True)
+class Audit:
+    """The four confound checks on one backbone's features, with their provenance.
+
+    Attributes
+    ----------
+    backbone, weights : str
+    input_size : tuple of int
+    head : str
+        The head every check trains (``logreg``).
+    protocol : str
+    folds : int
+    split_file : str
+    dataset : str
+        One line describing the audited data.
+    source_probe : list of dict
+        Per class: ``class``, ``sources`` (name -> images), ``auc`` (None when the class has one source),
+        ``compared``.
+    lungs_masked : dict
+        3-class accuracy and covid AUC with and without the lung field, and the chance level.
+    leave_one_site_out : list of dict
+        ``site``, ``covid_images``, ``sensitivity``.
+    adult_check : dict
+        Adult non-covid radiographs and how many are called covid.
+    """
+
+    backbone: str
+    weights: str
+    input_size: tuple
+    head: str
+    protocol: str
+    folds: int
+    split_file: str
+    dataset: str
+    source_probe: list
+    lungs_masked: dict
+    leave_one_site_out: list
+    adult_check: dict
+
+    def to_json(self) -> dict:
+        """Every field, JSON-ready."""
+        return {**asdict(self), "input_size": list(self.input_size)}
+
+
+def run_audit(dataset, features: FeatureSpec, protocol: Protocol = Protocol(), *, cache_dir="cache",
+              progress: bool = True) -> Audit:
     """All four checks on ``dataset`` (use the whole folder: it holds the adult non-covid images).
 
-    Returns
-    -------
-    dict
-        ``source_probe`` (per class), ``lungs_masked``, ``leave_one_site_out``, ``adult_check``,
-        and the provenance (backbone, weights, protocol).
+    The features are extracted first where no store holds them, with the lungs masked too.
     """
-    extract(dataset, backbone, weights, input_size, cache_dir=cache_dir, progress=progress)
-    identity = store_identity(dataset, backbone, weights, input_size)
-    features, _, _ = collect_features(cache_dir, identity, dataset.table["content_hash"])
-    split, split_file = load_or_make_split(cache_dir, dataset, "patient", folds, seed)
+    extract(dataset, features, cache_dir=cache_dir, progress=progress)
+    key = features.key(dataset.id)
+    plain = load_features(cache_dir, key, dataset).features
+    split, split_file = load_or_make_split(cache_dir, dataset, protocol)
     fold = fold_of_each_image(split, dataset.table["image_id"])
     y = dataset.label_indices()
-    proba, _ = out_of_fold_proba(features, y, fold, lambda: make_head(AUDIT_HEAD))
+    proba, _ = out_of_fold_proba(plain, y, fold, lambda: make_head(AUDIT_HEAD))
+    masked_features = replace(features, mask="lungs")
+    extract(dataset, masked_features, cache_dir=cache_dir, progress=progress)
+    masked = load_features(cache_dir, masked_features.key(dataset.id), dataset).features
     table = dataset.table
-    return {
-        "backbone": backbone, "weights": identity["weights"], "input_size": list(input_size), "head": AUDIT_HEAD,
-        "protocol": "patient", "folds": folds, "split_file": str(split_file), "dataset": dataset.describe(),
-        "source_probe": [source_probe(features, table, label, seed=seed) for label in ("pneumonia", "normal")],
-        "lungs_masked": lungs_masked_control(dataset, backbone, weights, input_size, features, fold, cache_dir,
-                                             progress),
-        "leave_one_site_out": leave_one_site_out(features, table),
-        "adult_check": adult_check(table, proba),
-    }
+    return Audit(
+        backbone=features.backbone, weights=key.weights, input_size=features.input_size, head=AUDIT_HEAD,
+        protocol=protocol.group_by, folds=protocol.folds, split_file=str(split_file), dataset=dataset.describe(),
+        source_probe=[source_probe(plain, table, label, seed=protocol.seed) for label in ("pneumonia", "normal")],
+        lungs_masked=lungs_masked_control(plain, masked, y, fold),
+        leave_one_site_out=leave_one_site_out(plain, table),
+        adult_check=adult_check(table, proba),
+    )

@@ -1,74 +1,132 @@
-"""Rebuild the paper's experiment: Dataset_1 and Dataset_2, each backbone with the paper's
-head, under the paper's image-level protocol and the patient-grouped one; reuse every store,
-split and result that already exists."""
+"""Rebuild the paper's experiment: Dataset_1 and Dataset_2, each backbone with the paper's head,
+under the paper's image-level protocol and the patient-grouped one; reuse every store, split and
+result that already exists."""
 
 from __future__ import annotations
 
-import sys
+import logging
+from dataclasses import dataclass, replace
 
-from featx.backbones.registry import get_spec
-from featx.data.dataset import load_dataset
+from featx.data.dataset import PAPER_SUBSETS, load_dataset
+from featx.data.images import DEFAULT_SIZE
 from featx.evaluation.crossval import fit_variant
-from featx.exceptions import WeightsError
+from featx.evaluation.splits import PROTOCOLS, Protocol
+from featx.evaluation.summary import CVSummary
+from featx.exceptions import ParameterError, UnknownNameError, WeightsError
 from featx.features.extract import extract
+from featx.features.identity import FeatureSpec
+from featx.heads.recipe import HeadRecipe
 
-SUBSETS = ("dataset1", "dataset2")
-PROTOCOLS = ("image", "patient")
-FALLBACKS = ("random-init", "skip")
+FALLBACKS = {
+    "random-init": "run the backbone with random weights, labelled random-init everywhere",
+    "skip": "leave the backbone out",
+}
+log = logging.getLogger(__name__)
 
 
-def usable_weights(backbone: str, data, input_size, cache_dir, fallback: str, progress: bool, log=sys.stderr):
-    """Extract the whole folder once with ImageNet weights, or fall back; return the weights used.
+@dataclass(frozen=True)
+class ReproducedRun:
+    """One cell of the paper's design: a subset, and the summary of its variant."""
+
+    subset: str
+    summary: CVSummary
+
+
+@dataclass(frozen=True)
+class Reproduction:
+    """Everything ``reproduce`` ran or skipped.
+
+    Attributes
+    ----------
+    runs : list of ReproducedRun
+        One per subset x backbone x protocol.
+    skipped : dict
+        Backbone -> reason.
+    datasets : dict
+        Subset -> dataset id.
+    """
+
+    runs: list
+    skipped: dict
+    datasets: dict
+
+
+def usable_features(data, features: FeatureSpec, *, cache_dir, fallback: str, progress: bool) -> FeatureSpec | None:
+    """Extract the whole folder once with ImageNet weights, or fall back; return the features used.
 
     Returns
     -------
-    str or None
-        ``imagenet``, ``none`` (random-init) or None when the backbone is skipped.
+    FeatureSpec or None
+        ``features`` (ImageNet), the same with ``weights='none'`` (random-init), or None when
+        the backbone is skipped.
     """
     dataset = load_dataset(data, "all")
     try:
-        extract(dataset, backbone, "imagenet", input_size, cache_dir=cache_dir, progress=progress)
-        return "imagenet"
+        extract(dataset, features, cache_dir=cache_dir, progress=progress)
+        return features
     except WeightsError as error:
         if fallback == "skip":
-            print(f"skipping {backbone}: {error}", file=log)
+            log.warning("skipping %s: %s", features.backbone, error)
             return None
-        print(f"{backbone}: ImageNet weights unavailable here, running it as RANDOM-INIT (labelled so): "
-              f"{str(error).split('.')[0]}", file=log)
-        extract(dataset, backbone, "none", input_size, cache_dir=cache_dir, progress=progress)
-        return "none"
+        log.warning("%s: ImageNet weights unavailable here, running it as RANDOM-INIT (labelled so): %s",
+                    features.backbone, str(error).split(".")[0])
+        random_init = replace(features, weights="none")
+        extract(dataset, random_init, cache_dir=cache_dir, progress=progress)
+        return random_init
 
 
-def reproduce(data, models, phase: int = 2, input_size=(200, 266), folds: int = 10, seed: int = 0,
-              cache_dir="cache", fallback: str = "random-init", epochs: int = 10, progress: bool = True,
-              log=sys.stderr, subsets=SUBSETS) -> dict:
+def reproduce(data, models, *, phase: int = 2, input_size=DEFAULT_SIZE, folds: int = 10, seed: int = 0,
+              epochs: int = 10, subsets=PAPER_SUBSETS, fallback: str = "random-init", cache_dir="cache",
+              progress: bool = True) -> Reproduction:
     """Run (or reuse) every variant of the paper's design.
+
+    Parameters
+    ----------
+    data : str or Path
+        The data folder.
+    models : sequence of str
+        Backbones.
+    phase : int
+        2 (the paper's frozen backbone) or 3 (fine-tuned, ``epochs`` per fold).
+    input_size : tuple of int
+    folds, seed : int
+    epochs : int
+        Phase 3 only.
+    subsets : sequence of str
+    fallback : str
+        What to do when ImageNet weights are unavailable (see :data:`FALLBACKS`).
+    cache_dir : str or Path
+    progress : bool
 
     Returns
     -------
-    dict
-        ``runs`` (one summary per subset x backbone x protocol), ``skipped`` (backbone -> reason),
-        ``datasets`` (subset -> dataset id).
+    Reproduction
     """
+    if phase not in (2, 3):
+        raise ParameterError("phase", phase, "must be 2 or 3")
+    if fallback not in FALLBACKS:
+        raise UnknownNameError("fallback", fallback, FALLBACKS)
     runs, skipped, datasets = [], {}, {}
     for backbone in models:
-        spec = get_spec(backbone)
-        weights = usable_weights(backbone, data, input_size, cache_dir, fallback, progress, log)
-        if weights is None:
-            skipped[backbone] = "ImageNet weights unavailable (no network); rerun with --fallback random-init"
+        features = usable_features(data, FeatureSpec(backbone, "imagenet", input_size), cache_dir=cache_dir,
+                                   fallback=fallback, progress=progress)
+        if features is None:
+            skipped[backbone] = "ImageNet weights unavailable (no network); rerun with the random-init fallback"
             continue
+        head = features.spec.paper_head
         for subset in subsets:
             dataset = load_dataset(data, subset)
             datasets[subset] = dataset.id
-            for protocol in PROTOCOLS:
-                print(f"{backbone} ({weights}) {subset} {protocol}-level folds, head {spec.paper_head}", file=log)
+            for group_by in PROTOCOLS:
+                protocol = Protocol(group_by, folds, seed)
+                log.info("%s (%s) %s %s-level folds, head %s", backbone, features.weights, subset, group_by, head)
                 if phase == 3:
-                    from featx.evaluation.finetune import finetune_variant
+                    from featx.evaluation.finetune import FinetuneRecipe, finetune_variant
 
-                    summary = finetune_variant(dataset, backbone, "paper", None, weights, input_size, protocol, folds,
-                                               seed, epochs=epochs, cache_dir=cache_dir, progress=progress)
+                    summary = finetune_variant(dataset, features, FinetuneRecipe(head, epochs=epochs), protocol,
+                                               cache_dir=cache_dir, progress=progress)
                 else:
-                    summary = fit_variant(dataset, backbone, "paper", "none", weights, input_size, protocol, folds,
-                                          seed, cache_dir, progress=progress)
-                runs.append({"subset": subset, **summary})
-    return {"runs": runs, "skipped": skipped, "datasets": datasets}
+                    summary = fit_variant(dataset, features, HeadRecipe(head), protocol, cache_dir=cache_dir,
+                                          progress=progress)
+                runs.append(ReproducedRun(subset, summary))
+    return Reproduction(runs, skipped, datasets)

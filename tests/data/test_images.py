@@ -5,10 +5,10 @@ import pytest
 from PIL import Image
 
 from featx.data import images
-from featx.exceptions import FeatxError, ImageDecodeError
+from featx.exceptions import ImageDecodeError
 
-from .conftest import SHARED_DATA, requires_data
-from .hostile import dicom, gradient, png_with_header_size
+from tests.realdata import SHARED_DATA, requires_data
+from tests.hostile import dicom, gradient, png_with_header_size
 
 
 def test_letterbox_keeps_aspect_and_pads_black():
@@ -125,11 +125,18 @@ def test_dicom_without_pixel_data(tmp_path):
         images.decode(path)
 
 
-@pytest.mark.parametrize("text", ["200", "x266", "axb", "4x4"])
-def test_bad_input_size_is_explained(text):
-    with pytest.raises(FeatxError, match="input size"):
-        images.parse_size(text)
+def test_lung_mask_blackens_the_central_field_only():
+    pixels = np.full((100, 80), 200, dtype=np.uint8)
+    masked = images.mask_lung_field(pixels)
+    assert (masked[15:90, 12:68] == 0).all()
+    assert (masked[:15] == 200).all() and (masked[90:] == 200).all()
+    assert (masked[:, :12] == 200).all() and (masked[:, 68:] == 200).all()
 
 
-def test_input_size_parses_width_then_height():
-    assert images.parse_size("200x266") == (200, 266)
+@requires_data
+def test_lung_mask_survives_letterboxing_on_a_real_radiograph():
+    path = next((SHARED_DATA / "images").glob("cohen_*.jpg"))
+    plain, masked = images.load(path, (64, 64)), images.load(path, (64, 64), mask="lungs")
+    centre = (slice(28, 36), slice(28, 36))
+    assert plain[centre].max() > 0 and masked[centre].max() == 0
+    assert masked[:4].sum() == plain[:4].sum() or plain[:4].max() == 0

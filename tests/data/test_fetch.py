@@ -9,12 +9,12 @@ import zipfile
 import pandas as pd
 import pytest
 
-import cli
+from featx import cli
 from featx.data.dataset import load_dataset
 from featx.exceptions import FetchError
 from featx.data.fetch import COHEN_ARCHIVE, KERMANY_ARCHIVE, fetch
 
-from .conftest import SHARED_DATA, requires_data, shared_metadata
+from tests.realdata import SHARED_DATA, requires_data, shared_metadata
 
 pytestmark = requires_data
 

@@ -6,7 +6,7 @@ import pytest
 from featx.data.dataset import CLASSES, load_dataset
 from featx.exceptions import DatasetError, UnknownNameError
 
-from .conftest import SHARED_DATA, copy_subset, pick_rows, requires_data
+from tests.realdata import SHARED_DATA, copy_subset, pick_rows, requires_data
 
 pytestmark = requires_data
 
@@ -75,8 +75,24 @@ def test_same_content_under_two_labels_is_refused(folder):
     shutil.copyfile(folder / covid["filename"], folder / "images" / "copy.jpg")
     _rewrite(folder, lambda t: pd.concat([t, pd.DataFrame([{**covid.to_dict(), "filename": "images/copy.jpg",
                                                              "label": "normal"}])]))
-    with pytest.raises(DatasetError, match=r"two labels with identical content:\n.*copy.jpg: normal"):
+    with pytest.raises(DatasetError, match=r"1 problem\(s\):\n.*same image content appears under two labels: .*copy.jpg: normal"):
         load_dataset(folder)
+
+
+def test_same_content_under_two_labels_is_reported_with_the_other_bad_rows(folder):
+    table = pd.read_csv(folder / "metadata.csv", dtype=str, keep_default_na=False)
+    covid = table[table["label"] == "covid"].iloc[0]
+    shutil.copyfile(folder / covid["filename"], folder / "images" / "copy.jpg")
+
+    def edit(t):
+        t.loc[1, "filename"] = "images/missing.jpg"
+        return pd.concat([t, pd.DataFrame([{**covid.to_dict(), "filename": "images/copy.jpg", "label": "normal"}])])
+    _rewrite(folder, edit)
+    with pytest.raises(DatasetError) as caught:
+        load_dataset(folder)
+    message = str(caught.value)
+    assert "2 problem(s)" in message and "images/missing.jpg' not found" in message
+    assert "same image content appears under two labels" in message and "copy.jpg: normal" in message
 
 
 def test_manifest_that_is_not_a_csv(folder):

@@ -2,27 +2,24 @@
 
 import json
 import os
-import re
-import signal
 import subprocess
-import sys
-import threading
-import time
 
 import h5py
 import numpy as np
 import pytest
 from filelock import FileLock
 
-import cli
-from featx.features.store import open_store, partial_path
+from featx.cli import main
 from featx.data.dataset import load_dataset
-from featx.exceptions import CacheError, DatasetError
-from featx.features.extract import extract, store_identity
-
-from .conftest import REPO
+from featx.exceptions import CacheError, DatasetError, ParameterError
+from featx.features.extract import extract
+from featx.features.identity import FeatureSpec
+from featx.features.store import open_store, partial_path
+from tests.processes import kill_at_progress
+from tests.realdata import featx_command
 
 SIZE = (64, 64)
+RANDOM = FeatureSpec("efficientnet_lite0", "none", SIZE)
 
 
 @pytest.fixture(scope="module")
@@ -34,11 +31,11 @@ def dataset(small_data):
 def reference_store(dataset, tmp_path_factory):
     """An uninterrupted extraction, the yardstick for resumed ones."""
     cache = tmp_path_factory.mktemp("reference_cache")
-    return extract(dataset, "efficientnet_lite0", "none", SIZE, batch_size=4, cache_dir=cache, progress=False)
+    return extract(dataset, RANDOM, batch_size=4, cache_dir=cache, progress=False)
 
 
 def test_store_holds_every_image_with_provenance(reference_store, dataset):
-    store = open_store(reference_store["store"])
+    store = open_store(reference_store.store)
     assert store.features.shape == (36, 1280) and store.features.dtype == np.float32
     assert np.isfinite(store.features).all() and store.features.std() > 0
     assert list(store.rows["image_id"]) == list(dataset.table["image_id"])
@@ -52,39 +49,9 @@ def test_store_holds_every_image_with_provenance(reference_store, dataset):
 
 
 def test_second_run_does_no_cnn_work(reference_store, dataset):
-    cache = os.path.dirname(os.path.dirname(reference_store["store"]))
-    started = time.perf_counter()
-    again = extract(dataset, "efficientnet_lite0", "none", SIZE, batch_size=4, cache_dir=cache, progress=False)
-    assert again["cached"] and again["store"] == reference_store["store"]
-    assert time.perf_counter() - started < 5
-
-
-def _cli(*args):
-    return [sys.executable, str(REPO / "cli.py"), *args]
-
-
-def _kill_after_progress(command, images_done: int, env) -> str:
-    """Start ``command``, SIGKILL it once its progress bar passes ``images_done``; return stderr."""
-    process = subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, env=env)
-    seen = []
-
-    def pump():
-        for chunk in iter(lambda: process.stderr.read1(256), b""):
-            seen.append(chunk.decode(errors="replace"))
-
-    reader = threading.Thread(target=pump, daemon=True)
-    reader.start()
-    deadline = time.time() + 120
-    while time.time() < deadline and process.poll() is None:
-        counts = [int(n) for n in re.findall(r"(\d+)/36", "".join(seen))]
-        if counts and max(counts) >= images_done:
-            process.send_signal(signal.SIGKILL)
-            break
-        time.sleep(0.05)
-    process.wait()
-    reader.join(timeout=5)
-    assert process.returncode == -signal.SIGKILL, "the extraction finished before it could be killed"
-    return "".join(seen)
+    cache = os.path.dirname(os.path.dirname(reference_store.store))
+    again = extract(dataset, RANDOM, batch_size=4, cache_dir=cache, progress=False)
+    assert again.cached and again.store == reference_store.store and again.seconds == reference_store.seconds
 
 
 def test_killed_extraction_resumes_to_identical_features(small_data, reference_store, tmp_path):
@@ -92,51 +59,50 @@ def test_killed_extraction_resumes_to_identical_features(small_data, reference_s
     args = ["extract", "--model", "efficientnet_lite0", "--weights", "none", "--input-size", "64x64",
             "--batch-size", "4", "--data", str(small_data), "--cache", str(cache)]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    _kill_after_progress(_cli(*args), images_done=12, env=env)
+    kill_at_progress(featx_command(*args), r"(\d+)/36", lambda done: max(done) >= 12, env)
 
-    final = cache / os.path.relpath(reference_store["store"], os.path.dirname(os.path.dirname(reference_store["store"])))
+    final = cache / os.path.relpath(reference_store.store, os.path.dirname(os.path.dirname(reference_store.store)))
     assert not final.exists(), "a killed run must not leave a store that claims to be complete"
     with h5py.File(partial_path(final), "r") as partial:
         assert not partial.attrs["complete"] and partial.attrs["next_position"] >= 12
 
-    finished = subprocess.run(_cli(*args, "--json", "--quiet"), capture_output=True, text=True, env=env)
+    finished = subprocess.run(featx_command(*args, "--json", "--quiet"), capture_output=True, text=True, env=env)
     assert finished.returncode == 0, finished.stderr
     summary = json.loads(finished.stdout.strip().splitlines()[-1])
     resumed = open_store(summary["store"])
     # either a genuine resume, or (when the kill landed inside an HDF5 write) a detected restart
     assert resumed.attrs["resumed_from"] >= 12 or "cannot be extended" in finished.stderr
-    reference = open_store(reference_store["store"])
+    reference = open_store(reference_store.store)
     np.testing.assert_array_equal(resumed.features, reference.features)
     assert list(resumed.rows["image_id"]) == list(reference.rows["image_id"])
 
 
 def test_provenance_mismatch_is_refused(reference_store, dataset, tmp_path):
-    identity = store_identity(dataset, "efficientnet_lite0", "none", SIZE)
+    key = RANDOM.key(dataset.id)
     with pytest.raises(CacheError, match="provenance does not match.*input_size"):
-        open_store(reference_store["store"], {**identity, "input_size": [32, 32]})
+        open_store(reference_store.store, FeatureSpec("efficientnet_lite0", "none", (32, 32)).key(dataset.id))
     copy = tmp_path / "edited.h5"
-    copy.write_bytes(open(reference_store["store"], "rb").read())
+    copy.write_bytes(open(reference_store.store, "rb").read())
     with h5py.File(copy, "a") as handle:
         handle.attrs["weights"] = "imagenet"
     with pytest.raises(CacheError, match="edited.h5: provenance does not match.*weights"):
-        open_store(copy, identity)
+        open_store(copy, key)
 
 
 def test_edited_or_truncated_store_is_detected_and_rebuilt_on_request(dataset, reference_store, tmp_path):
     cache = tmp_path / "cache"
-    summary = extract(dataset, "efficientnet_lite0", "none", SIZE, batch_size=4, cache_dir=cache, progress=False)
-    with h5py.File(summary["store"], "a") as handle:
+    summary = extract(dataset, RANDOM, batch_size=4, cache_dir=cache, progress=False)
+    with h5py.File(summary.store, "a") as handle:
         handle["features"][3, 7] += 1.0
     with pytest.raises(CacheError, match="checksum mismatch"):
-        extract(dataset, "efficientnet_lite0", "none", SIZE, batch_size=4, cache_dir=cache, progress=False)
-    data = open(summary["store"], "rb").read()
-    with open(summary["store"], "wb") as handle:
+        extract(dataset, RANDOM, batch_size=4, cache_dir=cache, progress=False)
+    data = open(summary.store, "rb").read()
+    with open(summary.store, "wb") as handle:
         handle.write(data[: len(data) // 2])
     with pytest.raises(CacheError, match="damaged feature store"):
-        extract(dataset, "efficientnet_lite0", "none", SIZE, batch_size=4, cache_dir=cache, progress=False)
-    rebuilt = extract(dataset, "efficientnet_lite0", "none", SIZE, batch_size=4, cache_dir=cache,
-                      rebuild=True, progress=False)
-    np.testing.assert_array_equal(open_store(rebuilt["store"]).features, open_store(reference_store["store"]).features)
+        extract(dataset, RANDOM, batch_size=4, cache_dir=cache, progress=False)
+    rebuilt = extract(dataset, RANDOM, batch_size=4, cache_dir=cache, rebuild=True, progress=False)
+    np.testing.assert_array_equal(open_store(rebuilt.store).features, open_store(reference_store.store).features)
 
 
 @pytest.fixture
@@ -155,43 +121,46 @@ def data_with_bad_files(small_data, tmp_path):
 
 def test_bad_files_are_skipped_listed_and_stored(data_with_bad_files, tmp_path):
     dataset = load_dataset(data_with_bad_files)
-    summary = extract(dataset, "efficientnet_lite0", "none", SIZE, batch_size=8, cache_dir=tmp_path / "c", progress=False)
-    reasons = {s["image_id"]: s["reason"] for s in summary["skipped_files"]}
-    assert summary["images"] == 36 and summary["skipped"] == 2
+    summary = extract(dataset, RANDOM, batch_size=8, cache_dir=tmp_path / "c", progress=False)
+    reasons = {s["image_id"]: s["reason"] for s in summary.skipped_files}
+    assert summary.images == 36 and summary.skipped == 2
     assert "empty file" in reasons["images/zero.jpg"] and "not an image" in reasons["images/page.jpg"]
-    assert dict(open_store(summary["store"]).skipped) == reasons
+    assert dict(open_store(summary.store).skipped) == reasons
 
 
 def test_strict_stops_before_writing_anything(data_with_bad_files, tmp_path):
     dataset = load_dataset(data_with_bad_files)
     cache = tmp_path / "c"
-    with pytest.raises(DatasetError, match=r"--strict: 2 image\(s\).*\n.*page.jpg: not an image.*\n.*zero.jpg: empty"):
-        extract(dataset, "efficientnet_lite0", "none", SIZE, cache_dir=cache, strict=True, progress=False)
+    with pytest.raises(DatasetError, match=r"strict: 2 image\(s\).*\n.*page.jpg: not an image.*\n.*zero.jpg: empty"):
+        extract(dataset, RANDOM, cache_dir=cache, strict=True, progress=False)
     assert not list(cache.rglob("*.h5"))
 
 
 def test_second_writer_is_refused_while_the_lock_is_held(dataset, tmp_path):
-    identity = store_identity(dataset, "efficientnet_lite0", "none", SIZE)
-    from featx.features.store import store_path
-
-    path = store_path(tmp_path, identity)
+    path = RANDOM.key(dataset.id).path(tmp_path)
     path.parent.mkdir(parents=True)
     with FileLock(str(path) + ".lock"):
         with pytest.raises(CacheError, match="another extract is writing this store"):
-            extract(dataset, "efficientnet_lite0", "none", SIZE, cache_dir=tmp_path, progress=False)
+            extract(dataset, RANDOM, cache_dir=tmp_path, progress=False)
+
+
+def test_a_finished_run_leaves_no_lock_file(reference_store):
+    folder = os.path.dirname(reference_store.store)
+    assert not [name for name in os.listdir(folder) if name.endswith(".lock")]
+
+
+@pytest.mark.parametrize("batch_size", [0, -1])
+def test_batch_size_below_one_is_refused_before_any_file_is_written(dataset, tmp_path, batch_size):
+    with pytest.raises(ParameterError, match=f"batch_size must be >= 1, got {batch_size}"):
+        extract(dataset, RANDOM, batch_size=batch_size, cache_dir=tmp_path / "c", progress=False)
+    assert not (tmp_path / "c").exists()
 
 
 def test_cli_json_summary_and_clean_errors(small_data, tmp_path, capsys):
-    code = cli.main(["extract", "--model", "efficientnet_lite0", "--weights", "none", "--input-size", "64x64",
+    code = main(["extract", "--model", "efficientnet_lite0", "--weights", "none", "--input-size", "64x64",
                      "--data", str(small_data), "--cache", str(tmp_path), "--json", "--quiet"])
-    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    summary = json.loads(capsys.readouterr().out)  # under --json stdout holds the JSON object alone
     assert code == 0 and summary["images"] == 36 and summary["skipped"] == 0 and summary["images_per_s"] > 0
     assert os.path.exists(summary["store"])
-    assert cli.main(["extract", "--model", "mobilenet", "--data", str(small_data)]) == 1
+    assert main(["extract", "--model", "mobilenet", "--data", str(small_data)]) == 1
     assert "Unknown backbone 'mobilenet'. Available:" in capsys.readouterr().err
-
-
-def test_cli_help_does_not_import_tensorflow():
-    probe = "import sys, cli; cli.build_parser(); import featx; print('tensorflow' in sys.modules or 'keras' in sys.modules)"
-    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=REPO)
-    assert result.stdout.strip() == "False"

@@ -1,8 +1,9 @@
 import numpy as np
 import pytest
 
-from featx.backbones.registry import BACKBONES, build_base, get_spec, preprocess
-from featx.exceptions import FeatxError, UnknownNameError, WeightsError
+from featx.backbones.registry import BACKBONES, get_spec, preprocess
+from featx.backbones.weights import build_base
+from featx.exceptions import ParameterError, UnknownNameError, WeightsError
 
 
 @pytest.mark.parametrize("name", sorted(BACKBONES))
@@ -38,7 +39,7 @@ def test_unknown_backbone_lists_the_valid_names():
 
 
 def test_too_small_input_is_refused_with_the_minimum():
-    with pytest.raises(FeatxError, match="at least 75 pixels"):
+    with pytest.raises(ParameterError, match="input_size must be at least 75 pixels a side for inception_v3, got '64x64'"):
         build_base(get_spec("inception_v3"), (64, 64), weights="none")
 
 
@@ -48,7 +49,7 @@ def test_offline_imagenet_error_names_the_file_and_the_way_out(tmp_path, monkeyp
         build_base(get_spec("vgg19"), (64, 64), weights="imagenet")
     message = str(caught.value)
     assert "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5" in message
-    assert str(tmp_path / "models") in message and "--weights PATH" in message
+    assert str(tmp_path / "models") in message and "weights=PATH" in message and "weights='none'" in message
 
 
 def test_local_weights_file_round_trips(tmp_path):

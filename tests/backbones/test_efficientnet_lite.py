@@ -5,7 +5,8 @@ import pytest
 from PIL import Image
 
 from featx.backbones import efficientnet_lite
-from featx.backbones.registry import build_base, cutoff_for, get_spec
+from featx.backbones.registry import cutoff_for, get_spec
+from featx.backbones.weights import build_base
 
 skimage_data = pytest.importorskip("skimage.data")
 CAT_CLASSES = {281, 282, 283, 284, 285}

@@ -1,0 +1,5 @@
+"""``python -m featx``: the featx command line."""
+
+from featx.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,5 @@
+"""One module per command, each with ``register(subparsers, common)`` and ``run(args) -> int``."""
+
+from featx.cli.commands import audit, compare, data, extract, finetune, fit, models, predict, reproduce, train
+
+COMMANDS = (models, extract, fit, compare, finetune, train, predict, reproduce, audit, data)

@@ -1,0 +1,153 @@
+"""Argument groups shared by several commands, and option types that check their range where parsed.
+
+An option whose value cannot be read (``--folds x``) is a usage error (exit 2, argparse's own
+message); a value read but out of range (``--batch-size 0``) is bad input (exit 1), reported as
+:class:`OptionError` before any work starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from featx.backbones.registry import BACKBONES
+from featx.data.dataset import DATA_ENV, FETCHED_DATA, SUBSETS
+from featx.data.images import DEFAULT_SIZE
+from featx.evaluation.splits import PROTOCOLS
+from featx.exceptions import FeatxError
+from featx.heads.registry import HEADS, PAPER
+from featx.heads.sampling import SAMPLERS
+
+
+class OptionError(FeatxError):
+    """An option value that was read but is out of range."""
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Show each option's default (unless it has none or says it already), keep the examples' line breaks."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if action.default in (None, False, argparse.SUPPRESS) or "default" in text or not action.option_strings:
+            return text
+        default = size_text(action.default) if action.dest == "input_size" else action.default
+        if isinstance(default, (list, tuple)):
+            default = " ".join(map(str, default))
+        return f"{text} (default: {str(default).replace('%', '%%')})"
+
+
+def integer(flag: str, minimum: int):
+    """An argparse type: an int of at least ``minimum``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < minimum:
+            raise OptionError(f"{flag} must be >= {minimum}, got {value}")
+        return value
+
+    return parse
+
+
+def positive_float(flag: str):
+    """An argparse type: a float above zero."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not value > 0:
+            raise OptionError(f"{flag} must be > 0, got {text}")
+        return value
+
+    return parse
+
+
+def input_size(text: str) -> tuple[int, int]:
+    """An argparse type: ``WIDTHxHEIGHT``, both at least 8."""
+    parts = str(text).lower().split("x")
+    try:
+        width, height = (int(part) for part in parts)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT such as 200x266, got {text!r}") from None
+    if width < 8 or height < 8:
+        raise OptionError(f"--input-size must be at least 8x8, got {text}")
+    return width, height
+
+
+def size_text(size) -> str:
+    """``WIDTHxHEIGHT``."""
+    return f"{size[0]}x{size[1]}"
+
+
+def add_data(parser, subsets: bool = True) -> None:
+    """``--data``, ``--subset``, ``--cache``."""
+    group = parser.add_argument_group("data")
+    group.add_argument("--data", metavar="DIR", help=f"data folder: metadata.csv or one sub-folder per class "
+                       f"(default: ${DATA_ENV}, else {FETCHED_DATA}, where `featx data fetch` puts it)")
+    if subsets:
+        group.add_argument("--subset", default="all", choices=list(SUBSETS),
+                           help="the paper's Dataset_1 / Dataset_2, or every image")
+    group.add_argument("--cache", default="cache", metavar="DIR", help="folder for feature stores, splits and results")
+
+
+def add_backbone(parser, required: bool = True) -> None:
+    """``--model``, ``--weights``, ``--input-size``."""
+    group = parser.add_argument_group("backbone")
+    default = DEFAULT_SIZE if required else None
+    group.add_argument("--model", required=required, metavar="NAME",
+                       help=f"backbone: {', '.join(BACKBONES)}" + ("" if required else " (default: every extracted one)"))
+    group.add_argument("--weights", default="imagenet" if required else None, metavar="imagenet|none|PATH",
+                       help="ImageNet weights, none (random-init, labelled so everywhere), or a Keras weights file")
+    group.add_argument("--input-size", type=input_size, default=default, metavar="WxH",
+                       help=f"letterbox size (default {size_text(DEFAULT_SIZE)}, the paper's)")
+
+
+def add_protocol(parser) -> None:
+    """``--folds``, ``--group-by``, ``--seed``."""
+    group = parser.add_argument_group("cross-validation")
+    group.add_argument("--folds", type=integer("--folds", 2), default=10, help="number of folds")
+    group.add_argument("--group-by", default="patient", choices=list(PROTOCOLS),
+                       help="; ".join(f"{name}: {text}" for name, text in PROTOCOLS.items()))
+    group.add_argument("--seed", type=integer("--seed", 0), default=0, help="seed of the folds and the heads")
+
+
+def add_head(parser, samplers: bool = True) -> None:
+    """``--head`` and, for heads on cached features, ``--sampler``."""
+    parser.add_argument("--head", default=PAPER, metavar="NAME",
+                        help=f"{', '.join(HEADS)}, any mlpN-M, or {PAPER} (the paper's head for the backbone)")
+    if samplers:
+        parser.add_argument("--sampler", default="none", choices=list(SAMPLERS),
+                            help="; ".join(f"{spec.name}: {spec.summary}" for spec in SAMPLERS.values()))
+
+
+def add_training(parser, defaults: dict) -> None:
+    """``--epochs``, ``--batch-size``, ``--lr`` with the given defaults (None: the head's own)."""
+    parser.add_argument("--epochs", type=integer("--epochs", 1), default=defaults["epochs"],
+                        help="training epochs (dense heads and fine-tuning; default: 10)")
+    parser.add_argument("--batch-size", type=integer("--batch-size", 1), default=defaults["batch_size"],
+                        help="training batch size (dense heads and fine-tuning; default: 64)")
+    parser.add_argument("--lr", type=positive_float("--lr"), default=defaults["lr"],
+                        help="Adam learning rate (default: 1e-3 for heads, 1e-4 for fine-tuning)")
+
+
+def common_parser() -> argparse.ArgumentParser:
+    """``-v``, ``-q`` and ``--json``, shared by every command."""
+    common = argparse.ArgumentParser(add_help=False)
+    group = common.add_argument_group("output")
+    group.add_argument("-v", "--verbose", action="count", default=None,
+                       help="more detail (-v: debug messages and TensorFlow's own log)")
+    group.add_argument("-q", "--quiet", action="store_true", help="warnings and results only, no progress bars")
+    group.add_argument("--json", action="store_true",
+                       help="print one JSON object on stdout (everything else goes to stderr)")
+    return common
+
+
+def new_command(subparsers, common, name: str, summary: str, examples) -> argparse.ArgumentParser:
+    """A subcommand with its one-line summary, shared options, and examples after the options."""
+    return subparsers.add_parser(
+        name, parents=[common], help=summary.replace("%", "%%"), description=summary, formatter_class=HelpFormatter,
+        epilog="examples:\n" + "\n".join(f"  {line}" for line in examples),
+    )

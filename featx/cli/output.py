@@ -1,0 +1,37 @@
+"""What a command prints: human lines on stdout, or under ``--json`` one JSON object on stdout and
+the human lines on stderr."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+
+def finite(value):
+    """JSON has no NaN: undefined numbers (a PPV with no positive call, say) become null."""
+    if isinstance(value, float) and value != value:
+        return None
+    if isinstance(value, dict):
+        return {key: finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite(item) for item in value]
+    return value
+
+
+def emit(args, payload: dict, lines) -> None:
+    """Print a command's result.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        ``args.json`` chooses the form.
+    payload : dict
+        The result as JSON (NaN becomes null).
+    lines : iterable of str
+        The result for people.
+    """
+    human = sys.stderr if args.json else sys.stdout
+    for line in lines:
+        print(line, file=human)
+    if args.json:
+        print(json.dumps(finite(payload), default=str, allow_nan=False))

@@ -1,0 +1,52 @@
+"""The headline numbers of a stored result, with intervals, spread over folds and provenance."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from featx.evaluation.metrics import summarize
+from featx.evaluation.results import Result
+
+HEADLINE_KEYS = ("accuracy_3class", "accuracy_2class", "sensitivity", "specificity", "auc_covid", "auc_macro",
+                 "ppv", "npv", "confusion", "ci95")
+
+
+@dataclass(frozen=True, eq=False)
+class CVSummary:
+    """Cross-validated metrics of one variant, recomputed from its stored predictions.
+
+    Attributes
+    ----------
+    result : Result
+    metrics : dict
+        :func:`featx.evaluation.metrics.summarize` of the result.
+    reused : bool
+        True when the result was already stored and nothing was trained.
+    """
+
+    result: Result
+    metrics: dict
+    reused: bool
+
+    @classmethod
+    def of(cls, result: Result, reused: bool) -> CVSummary:
+        """Summarise ``result`` (bootstrap intervals resample its groups)."""
+        return cls(result, summarize(result.y_true, result.proba, result.fold, result.groups), reused)
+
+    def __getitem__(self, name: str):
+        """A headline metric by name (``accuracy_3class``, ``sensitivity``, ``ci95``, ...)."""
+        return self.metrics[name]
+
+    def to_json(self) -> dict:
+        """Headline metrics (fractions), ``ci95``, ``per_fold``, the variant and where things are stored."""
+        result = self.result
+        return {
+            **{key: self.metrics[key] for key in HEADLINE_KEYS},
+            "per_fold": {key: {"mean": v["mean"], "std": v["std"]} for key, v in self.metrics["per_fold"].items()},
+            "protocol": result.variant.protocol.group_by,
+            "split_file": result.provenance.get("split_file"),
+            "result_file": str(result.path),
+            "reused": self.reused,
+            "fit_seconds": result.timings.total_seconds,
+            "variant": result.variant.to_dict(),
+        }

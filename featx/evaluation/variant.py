@@ -1,0 +1,93 @@
+"""A variant: everything that defines one set of out-of-fold predictions.
+
+Phase 2 (a head on cached features) and phase 3 (fine-tuning) both describe their runs with
+a :class:`Variant`; its file name carries a hash of every field, so two runs share a stored
+result exactly when they are the same experiment.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+
+from featx.evaluation.splits import Protocol
+from featx.features.identity import StoreKey
+
+PHASES = {2: "head on cached features", 3: "fine-tuned past the cutoff"}
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One experiment: features, head, imbalance strategy, protocol, dataset.
+
+    Attributes
+    ----------
+    phase : int
+        2 (frozen backbone, cached features) or 3 (fine-tuned).
+    features : StoreKey
+        Backbone, weights, preprocessing and input size; ``dataset_id`` is the evaluated dataset.
+    head : str
+        A head name (never ``paper``: that is resolved before).
+    head_params : dict
+        Settings that differ from the head's defaults (phase 3: every fine-tuning setting).
+    sampler : str
+    protocol : Protocol
+    subset : str
+        The subset of the data folder the dataset was drawn as.
+    """
+
+    phase: int
+    features: StoreKey
+    head: str
+    head_params: dict = field(default_factory=dict)
+    sampler: str = "none"
+    protocol: Protocol = Protocol()
+    subset: str = "all"
+
+    def to_dict(self) -> dict:
+        """The flat JSON form stored in result files."""
+        key = self.features
+        return {
+            "phase": self.phase, "backbone": key.backbone, "weights": key.weights,
+            "weights_sha256": key.weights_sha256, "preprocessing": key.preprocessing,
+            "input_size": list(key.input_size), "head": self.head, "head_params": dict(self.head_params),
+            "sampler": self.sampler, "protocol": self.protocol.group_by, "folds": self.protocol.folds,
+            "seed": self.protocol.seed, "dataset_id": key.dataset_id, "subset": self.subset,
+        }
+
+    @classmethod
+    def from_dict(cls, values: dict) -> Variant:
+        """Rebuild a variant from :meth:`to_dict`'s form.
+
+        Raises
+        ------
+        KeyError, TypeError, ValueError
+            When a field is missing or malformed.
+        """
+        return cls(
+            phase=int(values["phase"]),
+            features=StoreKey.from_attrs(values),
+            head=values["head"],
+            head_params=dict(values["head_params"]),
+            sampler=values["sampler"],
+            protocol=Protocol(values["protocol"], int(values["folds"]), int(values["seed"])),
+            subset=values["subset"],
+        )
+
+    @property
+    def weights_label(self) -> str:
+        """``imagenet``, ``random-init`` or ``file:NAME``."""
+        return self.features.weights
+
+    def name(self) -> str:
+        """File-name-safe name with a hash of every field."""
+        digest = hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:8]
+        protocol = self.protocol
+        return (f"p{self.phase}-{self.features.prefix}-{self.head}-{self.sampler}-{protocol.group_by}-"
+                f"k{protocol.folds}-s{protocol.seed}-{digest}")
+
+    def describe(self) -> str:
+        """One line for people: backbone (weights) + head, sampler, protocol, subset."""
+        return (f"{self.features.backbone} ({self.weights_label}) + {self.head}, sampler {self.sampler}, "
+                f"{self.protocol.folds}-fold grouped by {self.protocol.group_by}, {self.subset}")

@@ -1,0 +1,169 @@
+"""What names a feature store: the user's request (:class:`FeatureSpec`) and the key it resolves to.
+
+A :class:`FeatureSpec` is what a user asks for (a backbone, its weights argument, an input
+size, an optional mask). A :class:`StoreKey` is what the features actually depend on: the
+backbone, the weights' label and sha256, the preprocessing (mask included) and the input size,
+plus the dataset the store was made for. Two stores with equal keys but for the dataset id hold
+interchangeable rows, which is how a subset reads the store of its whole folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+from featx.backbones.registry import BackboneSpec, get_spec
+from featx.data.images import DEFAULT_SIZE, MASKS
+from featx.exceptions import ParameterError, UnknownNameError
+
+
+def check_input_size(input_size) -> tuple[int, int]:
+    """``input_size`` as a (width, height) tuple of ints, both at least 8.
+
+    Raises
+    ------
+    ParameterError
+    """
+    try:
+        width, height = (int(side) for side in input_size)
+    except (TypeError, ValueError):
+        raise ParameterError("input_size", input_size, "must be (width, height)") from None
+    if width < 8 or height < 8:
+        raise ParameterError("input_size", f"{width}x{height}", "must be at least 8 pixels a side")
+    return width, height
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """The features a user asks for.
+
+    Attributes
+    ----------
+    backbone : str
+        Registry name (see :data:`featx.backbones.BACKBONES`).
+    weights : str
+        ``imagenet``, ``none`` (random initialisation, labelled ``random-init``) or a path to a
+        Keras weights file.
+    input_size : tuple of int
+        (width, height) of the letterboxed input.
+    mask : str or None
+        A region blacked out before letterboxing (see :data:`featx.data.images.MASKS`).
+    """
+
+    backbone: str
+    weights: str = "imagenet"
+    input_size: tuple[int, int] = DEFAULT_SIZE
+    mask: str | None = None
+
+    def __post_init__(self):
+        get_spec(self.backbone)
+        object.__setattr__(self, "input_size", check_input_size(self.input_size))
+        object.__setattr__(self, "weights", "none" if self.weights is None else str(self.weights))
+        if self.mask is not None and self.mask not in MASKS:
+            raise UnknownNameError("mask", self.mask, MASKS)
+
+    @property
+    def spec(self) -> BackboneSpec:
+        """The backbone's registry entry."""
+        return get_spec(self.backbone)
+
+    @property
+    def size_text(self) -> str:
+        """``WIDTHxHEIGHT``."""
+        return f"{self.input_size[0]}x{self.input_size[1]}"
+
+    def key(self, dataset_id: str) -> StoreKey:
+        """The store key of these features for dataset ``dataset_id`` (hashes the weights file)."""
+        from featx.backbones.weights import fingerprint
+
+        spec = self.spec
+        weights = fingerprint(spec, self.weights)
+        return StoreKey(
+            dataset_id=dataset_id,
+            backbone=spec.name,
+            weights=weights["weights"],
+            weights_sha256=weights["weights_sha256"],
+            preprocessing=spec.preprocessing + (f"+mask-{self.mask}" if self.mask else ""),
+            input_size=self.input_size,
+        )
+
+
+@dataclass(frozen=True)
+class StoreKey:
+    """The identity of a feature store; every field is recorded in the store and checked on open.
+
+    Attributes
+    ----------
+    dataset_id : str
+    backbone : str
+    weights : str
+        Label: ``imagenet``, ``random-init`` or ``file:NAME``.
+    weights_sha256 : str
+        Empty for random-init (and for Keras ImageNet weights not downloaded yet).
+    preprocessing : str
+        The backbone's input scaling, with ``+mask-NAME`` when a region was blacked out.
+    input_size : tuple of int
+        (width, height).
+    """
+
+    dataset_id: str
+    backbone: str
+    weights: str
+    weights_sha256: str
+    preprocessing: str
+    input_size: tuple[int, int]
+
+    @classmethod
+    def from_attrs(cls, attrs: dict) -> StoreKey:
+        """The key recorded in a store's attributes.
+
+        Raises
+        ------
+        KeyError
+            When an attribute is missing.
+        """
+        values = {field.name: attrs[field.name] for field in fields(cls)}
+        values["input_size"] = tuple(int(side) for side in values["input_size"])
+        return cls(**values)
+
+    def as_attrs(self) -> dict:
+        """The key as HDF5/JSON attributes (``input_size`` a list)."""
+        return {**asdict(self), "input_size": list(self.input_size)}
+
+    def for_dataset(self, dataset_id: str) -> StoreKey:
+        """The same features for another dataset."""
+        return StoreKey(**{**asdict(self), "dataset_id": dataset_id})
+
+    def digest(self) -> str:
+        """Short hash of every field."""
+        text = json.dumps(self.as_attrs(), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+    @property
+    def prefix(self) -> str:
+        """File-name prefix shared by every store of these features: ``backbone-weights-WxH``."""
+        weights = self.weights.replace(":", "-").replace("/", "_")
+        return f"{self.backbone}-{weights}-{self.input_size[0]}x{self.input_size[1]}"
+
+    def path(self, cache_dir) -> Path:
+        """Where the complete store lives: ``cache_dir/dataset_id/prefix-digest.h5``."""
+        return Path(cache_dir) / self.dataset_id / f"{self.prefix}-{self.digest()}.h5"
+
+    def differences(self, attrs: dict) -> list[str]:
+        """Each field on which a store's attributes differ from this key, as readable text."""
+        expected = self.as_attrs()
+        found = {key: attrs.get(key) for key in expected}
+        if isinstance(found["input_size"], (list, tuple)) or hasattr(found["input_size"], "tolist"):
+            found["input_size"] = [int(side) for side in found["input_size"]]
+        return [f"{key}: store has {found[key]!r}, request has {expected[key]!r}"
+                for key in expected if found[key] != expected[key]]
+
+    def weights_argument(self, weights_source: str) -> str:
+        """The ``weights`` argument that gives this key's weights (``weights_source`` for files)."""
+        if self.weights == "random-init":
+            return "none"
+        if self.weights == "imagenet":
+            return "imagenet"
+        return weights_source

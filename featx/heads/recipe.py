@@ -1,0 +1,50 @@
+"""A head recipe: which head, which imbalance strategy, which settings; validated once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from featx.exceptions import ParameterError
+from featx.heads.registry import get_head, make_head
+from featx.heads.sampling import get_sampler, with_strategy
+
+
+@dataclass(frozen=True)
+class HeadRecipe:
+    """How to train a head on cached features.
+
+    Attributes
+    ----------
+    head : str
+        A head name (``paper`` resolved already, see :func:`featx.heads.resolve_head`).
+    sampler : str
+        An imbalance strategy (see :data:`featx.heads.SAMPLERS`).
+    epochs, batch_size : int or None
+        Dense heads only; None keeps the paper's 10 epochs, batch 64.
+    learning_rate : float or None
+        Dense heads only; None keeps Adam's 1e-3.
+    """
+
+    head: str
+    sampler: str = "none"
+    epochs: int | None = None
+    batch_size: int | None = None
+    learning_rate: float | None = None
+
+    def __post_init__(self):
+        spec = get_head(self.head)
+        get_sampler(self.sampler)
+        for name, value in self.params().items():
+            if name not in spec.params:
+                raise ParameterError(name, value, f"does not apply to head {spec.name!r}")
+            if value <= 0:
+                raise ParameterError(name, value, "must be > 0")
+
+    def params(self) -> dict:
+        """The settings given (not None), by name."""
+        given = {"epochs": self.epochs, "batch_size": self.batch_size, "learning_rate": self.learning_rate}
+        return {name: value for name, value in given.items() if value is not None}
+
+    def build(self, seed: int):
+        """A fresh, unfitted strategy pipeline around the head, seeded."""
+        return with_strategy(make_head(self.head, random_state=seed, **self.params()), self.sampler, seed)

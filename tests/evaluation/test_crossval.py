@@ -1,0 +1,91 @@
+"""Phase 2 on real features of real radiographs: out-of-fold predictions, samplers, stored results."""
+
+import hashlib
+
+import numpy as np
+import pytest
+from imblearn.over_sampling import RandomOverSampler
+
+from featx.evaluation.crossval import fit_variant, out_of_fold_proba
+from featx.evaluation.results import load_result
+from featx.evaluation.splits import Protocol
+from featx.exceptions import MissingFeaturesError
+from featx.features.identity import FeatureSpec
+from featx.features.store import load_features
+from featx.heads import HeadRecipe, make_head, with_strategy
+from tests.realdata import LITE0_64
+
+FIVE = Protocol("patient", 5, 0)
+
+
+@pytest.fixture(scope="module")
+def features(feature_data):
+    dataset, cache = feature_data
+    return load_features(cache, LITE0_64.key(dataset.id), dataset).features, dataset.label_indices()
+
+
+def _fit(feature_data, recipe, protocol=FIVE, **options):
+    dataset, cache = feature_data
+    return fit_variant(dataset, LITE0_64, recipe, protocol, cache_dir=cache, progress=False, **options)
+
+
+class RecordingOverSampler(RandomOverSampler):
+    """A real RandomOverSampler that also remembers every row it was given."""
+
+    seen = []
+
+    def fit_resample(self, X, y, **params):
+        RecordingOverSampler.seen.append(np.array(X, copy=True))
+        return super().fit_resample(X, y, **params)
+
+
+@pytest.mark.parametrize("strategy", ["oversample", "smote", "undersample", "class-weight"])
+def test_strategies_train_and_sampler_never_sees_test_rows(strategy, features):
+    matrix, y = features
+    fold = np.arange(len(y)) % 3
+    proba, _ = out_of_fold_proba(matrix, y, fold, lambda: with_strategy(make_head("logreg"), strategy))
+    assert np.allclose(proba.sum(axis=1), 1)
+    RecordingOverSampler.seen = []
+    out_of_fold_proba(matrix, y, fold, lambda: with_strategy(make_head("logreg"), "oversample",
+                                                              sampler=RecordingOverSampler(random_state=0)))
+    assert len(RecordingOverSampler.seen) == 3
+    for k, rows in enumerate(RecordingOverSampler.seen):
+        test_rows = {row.tobytes() for row in matrix[fold == k]}
+        assert not any(row.tobytes() in test_rows for row in rows)
+        assert len(rows) == int((fold != k).sum())
+
+
+def test_variants_share_one_byte_identical_split_and_rerun_reproduces(feature_data):
+    first = _fit(feature_data, HeadRecipe("mlp1000-750", epochs=2))
+    split_file = first.result.provenance["split_file"]
+    split_bytes = hashlib.sha256(open(split_file, "rb").read()).hexdigest()
+    other = _fit(feature_data, HeadRecipe("logreg", "smote"))
+    assert other.result.provenance["split_file"] == split_file
+    assert hashlib.sha256(open(split_file, "rb").read()).hexdigest() == split_bytes
+    again = _fit(feature_data, HeadRecipe("mlp1000-750", epochs=2), refit=True)
+    assert not again.reused
+    np.testing.assert_array_equal(again.result.proba, first.result.proba)
+    assert _fit(feature_data, HeadRecipe("mlp1000-750", epochs=2)).reused
+
+
+def test_stored_result_round_trips_its_records(feature_data):
+    summary = _fit(feature_data, HeadRecipe("logreg"))
+    stored = load_result(summary.result.path)
+    assert stored.variant == summary.result.variant and stored.classes == ("covid", "pneumonia", "normal")
+    np.testing.assert_array_equal(stored.proba, summary.result.proba)
+    assert stored.timings.total_seconds > 0 and len(stored.timings.fold_seconds) == 5
+    assert summary["accuracy_3class"] == pytest.approx(np.mean(stored.proba.argmax(axis=1) == stored.y_true))
+
+
+def test_the_variant_names_every_setting(feature_data):
+    base = _fit(feature_data, HeadRecipe("logreg")).result.variant
+    for other in (_fit(feature_data, HeadRecipe("logreg"), Protocol("patient", 5, 1)).result.variant,
+                  _fit(feature_data, HeadRecipe("logreg", "class-weight")).result.variant):
+        assert other.name() != base.name()
+
+
+def test_fit_without_a_store_names_what_is_missing(feature_data):
+    dataset, cache = feature_data
+    with pytest.raises(MissingFeaturesError, match=r"efficientnet_lite0 \(imagenet, 96x96\).*holds 90 of the 90"):
+        fit_variant(dataset, FeatureSpec("efficientnet_lite0", "imagenet", (96, 96)), HeadRecipe("logreg"), FIVE,
+                    cache_dir=cache)

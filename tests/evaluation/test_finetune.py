@@ -1,0 +1,64 @@
+"""Phase 3 on real radiographs at a small input size: freezing, BatchNorm, the shared result format."""
+
+import numpy as np
+import pytest
+
+from featx.cli import main
+from featx.data.dataset import load_dataset
+from featx.evaluation.finetune import (FinetuneRecipe, build_finetune_model, compile_model, finetune_variant,
+                                       image_batches)
+from featx.evaluation.metrics import point_metrics
+from featx.evaluation.results import load_result
+from featx.evaluation.splits import Protocol
+from featx.exceptions import ParameterError, UnknownNameError
+from tests.realdata import LITE0_64
+
+
+@pytest.fixture(scope="module")
+def dataset(small_data):
+    return load_dataset(small_data)
+
+
+def test_frozen_layers_and_batchnorm_statistics_stay_bit_identical(dataset):
+    built = build_finetune_model(LITE0_64, FinetuneRecipe("mlp1000"))
+    base, cutoff = built.base, built.cutoff
+    before = [[w.copy() for w in layer.get_weights()] for layer in base.layers]
+    compile_model(built.model, 1e-3)
+    batches = image_batches(dataset.table["path"].to_numpy(), dataset.label_indices(), LITE0_64, 8, shuffle_seed=0)
+    built.model.fit(batches, epochs=1, verbose=0)
+    changed_trainable = 0
+    for index, layer in enumerate(base.layers):
+        after = layer.get_weights()
+        if index < cutoff:
+            assert all(np.array_equal(a, b) for a, b in zip(before[index], after)), layer.name
+        if type(layer).__name__ == "BatchNormalization":  # moving mean/variance: inference mode everywhere
+            np.testing.assert_array_equal(before[index][2], after[2])
+            np.testing.assert_array_equal(before[index][3], after[3])
+        elif index >= cutoff and layer.trainable_weights:
+            changed_trainable += any(not np.array_equal(a, b) for a, b in zip(before[index], after))
+    assert changed_trainable >= 5
+    assert all(not layer.trainable for layer in base.layers[:cutoff])
+
+
+def test_recipe_checks_its_values():
+    with pytest.raises(ParameterError, match="head must be a dense head"):
+        FinetuneRecipe("logreg")
+    with pytest.raises(UnknownNameError, match="Unknown precision 'float16'"):
+        FinetuneRecipe("mlp1000", precision="float16")
+    with pytest.raises(ParameterError, match="epochs must be >= 1, got 0"):
+        FinetuneRecipe("mlp1000", epochs=0)
+    with pytest.raises(ParameterError, match="cutoff must be within 0..\\d+ for efficientnet_lite0, got 100000"):
+        build_finetune_model(LITE0_64, FinetuneRecipe("mlp1000", cutoff=100000))
+
+
+def test_finetune_lands_in_the_shared_format_and_reruns_identically(dataset, tmp_path):
+    recipe = FinetuneRecipe("mlp1000", epochs=1, batch_size=8)
+    protocol = Protocol("patient", 2, 0)
+    first = finetune_variant(dataset, LITE0_64, recipe, protocol, cache_dir=tmp_path, progress=False)
+    result = load_result(first.result.path)
+    assert result.variant.phase == 3 and result.proba.shape == (36, 3)
+    assert np.allclose(result.proba.sum(axis=1), 1, atol=1e-5)
+    assert first["accuracy_3class"] == point_metrics(result.y_true, result.proba)["accuracy_3class"]
+    again = finetune_variant(dataset, LITE0_64, recipe, protocol, cache_dir=tmp_path, refit=True, progress=False)
+    np.testing.assert_allclose(load_result(again.result.path).proba, result.proba, atol=1e-6)
+    assert main(["compare", "--data", str(dataset.root), "--cache", str(tmp_path), "-q"]) == 0

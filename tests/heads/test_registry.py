@@ -1,0 +1,69 @@
+"""The head and sampler registries: names, builders, the paper's head, recipes; on real features."""
+
+import numpy as np
+import pytest
+
+from featx.exceptions import ParameterError, UnknownNameError
+from featx.features.store import load_features
+from featx.heads import HEADS, SAMPLERS, HeadRecipe, get_head, make_head, resolve_head
+from featx.heads.sampling import fitted_head
+from tests.realdata import LITE0_64
+
+FAST = {"epochs": 2}
+
+
+@pytest.fixture(scope="module")
+def features(feature_data):
+    dataset, cache = feature_data
+    return load_features(cache, LITE0_64.key(dataset.id), dataset).features, dataset.label_indices()
+
+
+@pytest.mark.parametrize("name", sorted(HEADS))
+def test_every_registered_head_fits_and_predicts_real_features(name, features):
+    matrix, y = features
+    model = make_head(name, **(FAST if get_head(name).family == "dense" else {}))
+    model.fit(matrix[:70], y[:70])
+    proba = model.predict_proba(matrix[70:])
+    assert proba.shape == (20, 3) and np.allclose(proba.sum(axis=1), 1, atol=1e-5)
+    assert set(model.predict(matrix[70:])) <= {0, 1, 2}
+
+
+def test_any_mlp_width_is_a_dense_head_with_those_layers():
+    spec = get_head("mlp64-32-16")
+    assert spec.family == "dense" and spec.file_format == "keras"
+    assert make_head("mlp64-32-16").hidden == (64, 32, 16)
+
+
+def test_unknown_head_lists_the_registered_names():
+    with pytest.raises(UnknownNameError, match="Unknown head 'mlp'. Available: .*logreg.*mlp1000-750.*mlpN-M.*paper"):
+        make_head("mlp")
+
+
+def test_paper_needs_a_backbone_and_resolves_with_one():
+    with pytest.raises(ParameterError, match="head means the paper's head for a backbone"):
+        make_head("paper")
+    assert resolve_head("paper", "vgg19") == "mlp1024"
+    assert make_head("paper", backbone="inception_resnet_v2").hidden == ()
+
+
+def test_training_settings_only_for_dense_heads():
+    with pytest.raises(ParameterError, match="epochs does not apply to head 'logreg'"):
+        HeadRecipe("logreg", epochs=5)
+    with pytest.raises(ParameterError, match="batch_size must be > 0, got 0"):
+        HeadRecipe("mlp1000", batch_size=0)
+    with pytest.raises(UnknownNameError, match="Unknown sampler 'adasyn'. Available: " + ", ".join(sorted(SAMPLERS))):
+        HeadRecipe("logreg", sampler="adasyn")
+    assert HeadRecipe("mlp1000", batch_size=32).params() == {"batch_size": 32}
+
+
+def test_batch_size_reaches_the_dense_head():
+    recipe = HeadRecipe("mlp1000", "class-weight", batch_size=16)
+    head = recipe.build(seed=3).steps[-1][1].estimator
+    assert head.batch_size == 16 and head.random_state == 3
+
+
+def test_fitted_head_unwraps_samplers_and_class_weights(features):
+    matrix, y = features
+    for sampler in SAMPLERS:
+        fitted = fitted_head(HeadRecipe("logreg", sampler).build(0).fit(matrix, y))
+        assert type(fitted).__name__ == "Standardized" and hasattr(fitted, "classes_")

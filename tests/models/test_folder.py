@@ -1,0 +1,97 @@
+"""Model folders load without running code: a malicious pickle is refused and never executed."""
+
+import json
+import pickle
+import shutil
+
+import pytest
+
+from featx.exceptions import ModelFolderError
+from featx.models.folder import MANIFEST, ModelManifest
+from featx.models.predict import LoadedModel
+
+
+class CreatesAFile:
+    """Unpickling this calls ``open(path, 'w')``: the file appears if anything unpickles it."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+@pytest.fixture(scope="module")
+def logreg_folder(small_data, tmp_path_factory):
+    from featx.cli import main
+
+    folder = tmp_path_factory.mktemp("models") / "logreg"
+    assert main(["train", "--model", "efficientnet_lite0", "--input-size", "64x64", "--head", "logreg", "--folds", "2",
+                 "--data", str(small_data), "--cache", str(tmp_path_factory.mktemp("cache")), "--model-dir",
+                 str(folder), "-q"]) == 0
+    return folder
+
+
+def _copy(folder, tmp_path):
+    target = tmp_path / "copy"
+    shutil.copytree(folder, target)
+    return target
+
+
+def _edit_manifest(folder, edit):
+    manifest = json.loads((folder / MANIFEST).read_text())
+    edit(manifest)
+    (folder / MANIFEST).write_text(json.dumps(manifest))
+
+
+@pytest.mark.parametrize("file_name", ["head.joblib", "head.skops"])
+def test_a_malicious_pickle_is_refused_and_never_run(logreg_folder, tmp_path, file_name):
+    folder = _copy(logreg_folder, tmp_path)
+    marker = tmp_path / "pwned"
+    (folder / "head.skops").unlink()
+    (folder / file_name).write_bytes(pickle.dumps(CreatesAFile(marker)))
+    _edit_manifest(folder, lambda m: m.update(model_file=file_name))
+    with pytest.raises(ModelFolderError) as caught:
+        LoadedModel(folder)
+    assert file_name in str(caught.value)
+    assert not marker.exists()
+
+
+def test_a_skops_file_naming_an_untrusted_type_is_refused(logreg_folder, tmp_path):
+    import skops.io
+    from sklearn.linear_model import LogisticRegression
+
+    folder = _copy(logreg_folder, tmp_path)
+    head = LogisticRegression().fit([[0.0], [1.0]], [0, 1])
+    head.smuggled = CreatesAFile(tmp_path / "pwned")
+    try:
+        skops.io.dump(head, folder / "head.skops")
+    except TypeError:
+        pytest.skip("skops cannot even write this object")
+    with pytest.raises(ModelFolderError, match="names types featx does not trust: .*CreatesAFile"):
+        LoadedModel(folder)
+    assert not (tmp_path / "pwned").exists()
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda folder: (folder / MANIFEST).write_text("{ not json"), "damaged manifest"),
+    (lambda folder: _edit_manifest(folder, lambda m: m.pop("classes")), "manifest lacks classes"),
+    (lambda folder: (folder / "head.skops").unlink(), "the model file head.skops is missing"),
+    (lambda folder: (folder / MANIFEST).unlink(), "not a featx model folder"),
+])
+def test_damaged_folders_are_named_with_the_problem(logreg_folder, tmp_path, damage, message):
+    folder = _copy(logreg_folder, tmp_path)
+    damage(folder)
+    with pytest.raises(ModelFolderError, match=message):
+        ModelManifest.read(folder)
+
+
+def test_training_never_overwrites_a_folder_that_is_not_a_model(small_data, tmp_path):
+    from featx.cli import main
+
+    precious = tmp_path / "thesis"
+    precious.mkdir()
+    (precious / "chapter1.tex").write_text("months of work")
+    code = main(["train", "--model", "efficientnet_lite0", "--input-size", "64x64", "--head", "logreg", "--folds", "2",
+                 "--data", str(small_data), "--cache", str(tmp_path / "cache"), "--model-dir", str(precious), "-q"])
+    assert code == 1 and (precious / "chapter1.tex").read_text() == "months of work"

@@ -1,0 +1,65 @@
+"""Report pieces on hand-made inputs: the document renderer, comparison tables, the paper's own figures."""
+
+import math
+from html.parser import HTMLParser
+
+from PIL import Image
+
+from featx.study.compare import markdown_table
+from featx.study.document import Document
+from featx.study.formatting import percent, percent_with_interval
+from featx.study.paper_report import PAPER, paper_table
+
+
+def test_percent_formats_fractions_and_says_na_for_undefined():
+    assert percent(0.12345) == "12.3" and percent(None) == "n/a" and percent(math.nan) == "n/a"
+    metrics = {"sensitivity": 0.9, "ci95": {"sensitivity": [0.85, 0.95]}}
+    assert percent_with_interval(metrics, "sensitivity") == "90.0 [85.0, 95.0]"
+
+
+def test_document_renders_markdown_and_escaped_self_contained_html(tmp_path):
+    figure = tmp_path / "figures" / "f.png"
+    figure.parent.mkdir()
+    Image.new("RGB", (4, 3), (255, 0, 0)).save(figure)
+    doc = Document("A <title>")
+    doc.heading("Results")
+    doc.paragraph("x < y & z")
+    doc.bullets(["one", "two"])
+    doc.table(["a", "b"], [[1, 2.5]])
+    doc.image(figure, "caption")
+    markdown, html = doc.write(tmp_path)
+    assert markdown.read_text().splitlines() == [
+        "# A <title>", "", "## Results", "", "x < y & z", "", "- one", "- two", "", "| a | b |", "|---|---|",
+        "| 1 | 2.5 |", "", "![caption](figures/f.png)"]
+    text = html.read_text()
+    assert "x &lt; y &amp; z" in text and "<title>A &lt;title&gt;</title>" in text
+
+    class Images(HTMLParser):
+        sources = []
+
+        def handle_starttag(self, tag, attrs):
+            if tag == "img":
+                self.sources.append(dict(attrs)["src"])
+
+    parser = Images()
+    parser.feed(text)
+    assert len(parser.sources) == 1 and parser.sources[0].startswith("data:image/png;base64,")
+
+
+def test_comparison_table_shows_intervals_and_na():
+    row = {"phase": 2, "backbone": "efficientnet_lite0", "weights": "imagenet", "head": "logreg", "sampler": "none",
+           "protocol": "patient", "input": "64x64", "fit_seconds": 1.25, "auc_covid": 0.9, "auc_covid_low": 0.8,
+           "auc_covid_high": 0.95}
+    for key, value in (("accuracy_3class", 0.9), ("accuracy_2class", 0.95), ("sensitivity", 0.8),
+                       ("specificity", math.nan)):
+        row.update({key: value, f"{key}_low": value - 0.05, f"{key}_high": value + 0.05})
+    lines = markdown_table([row]).splitlines()
+    assert lines[0].startswith("| phase | backbone | weights | head | sampler | protocol | input | acc 3-class")
+    assert lines[2] == ("| 2 | efficientnet_lite0 | imagenet | logreg | none | patient | 64x64 | 90.0 [85.0, 95.0] | "
+                        "95.0 [90.0, 100.0] | 80.0 [75.0, 85.0] | n/a [n/a, n/a] | 0.900 [0.800, 0.950] | 1.2 |")
+
+
+def test_paper_table_lists_the_papers_own_rows():
+    assert paper_table("dataset2") == [["mobilenet_v2", 96.78, 94.72, 98.66, 96.46]]
+    assert [row[0] for row in paper_table("dataset1")] == [b for (s, b) in PAPER if s == "dataset1"]
+    assert paper_table("all") == []
