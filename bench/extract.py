@@ -20,10 +20,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
+from featx.backbones.registry import get_spec, preprocess  # noqa: E402
+from featx.backbones.weights import build_base  # noqa: E402
 from featx.data import images  # noqa: E402
-from featx.backbones.registry import build_base, get_spec, preprocess  # noqa: E402
 from featx.data.dataset import load_dataset  # noqa: E402
 from featx.features.extract import extract  # noqa: E402
+from featx.features.identity import FeatureSpec  # noqa: E402
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "cxr"
 
@@ -62,13 +64,14 @@ def main(argv=None) -> int:
     size = images.DEFAULT_SIZE
     folder = first_images(args.data, args.images)
     dataset = load_dataset(folder)
-    print(f"{len(dataset)} real radiographs, input {size[0]}x{size[1]}, batch {args.batch_size}, "
-          f"{os.cpu_count()} CPUs")
+    print(f"{len(dataset)} real radiographs, input {size[0]}x{size[1]}, batch {args.batch_size}, {os.cpu_count()} CPUs")
     print(f"{'model':20s} {'pipeline img/s':>15s} {'bare predict img/s':>19s} {'ratio':>6s}")
     for name in args.models:
         weights = "imagenet" if get_spec(name).keras_module is None else "none"  # speed does not depend on values
         with tempfile.TemporaryDirectory() as cache:
-            summary = extract(dataset, name, weights, size, args.batch_size, cache, progress=False)
+            summary = extract(
+                dataset, FeatureSpec(name, weights, size), batch_size=args.batch_size, cache_dir=cache, progress=False
+            ).to_json()
         bare = bare_predict_rate(name, dataset, size, args.batch_size, weights)
         ratio = summary["images_per_s"] / bare
         print(f"{name:20s} {summary['images_per_s']:15.1f} {bare:19.1f} {ratio:6.2f}")

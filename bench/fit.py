@@ -21,7 +21,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from featx.data.dataset import load_dataset  # noqa: E402
 from featx.evaluation.crossval import fit_variant  # noqa: E402
+from featx.evaluation.splits import Protocol  # noqa: E402
 from featx.features.extract import extract  # noqa: E402
+from featx.features.identity import FeatureSpec  # noqa: E402
+from featx.heads import HeadRecipe  # noqa: E402
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "cxr"
 
@@ -38,13 +41,16 @@ def main(argv=None) -> int:
     print(f"{dataset.describe()}; {os.cpu_count()} CPUs")
     with tempfile.TemporaryDirectory() as cache:
         started = time.perf_counter()
-        extract(dataset, args.model, "imagenet", cache_dir=cache, progress=False)
+        features = FeatureSpec(args.model)
+        extract(dataset, features, cache_dir=cache, progress=False)
         extraction = time.perf_counter() - started
         print(f"phase 1 extract {args.model}: {extraction:.1f} s (model build included)")
         print(f"{'head':14s} {'10-fold fit s':>14s} {'fit/extract':>12s}  3-class acc ({args.group_by} folds)")
         for head in args.heads:
             started = time.perf_counter()
-            summary = fit_variant(dataset, args.model, head, group_by=args.group_by, cache_dir=cache, progress=False)
+            summary = fit_variant(
+                dataset, features, HeadRecipe(head), Protocol(args.group_by), cache_dir=cache, progress=False
+            )
             seconds = time.perf_counter() - started
             print(f"{head:14s} {seconds:14.1f} {seconds / extraction:12.2f}  {summary['accuracy_3class'] * 100:.2f}%")
     return 0

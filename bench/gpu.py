@@ -24,10 +24,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
+from featx.backbones.registry import get_spec, preprocess  # noqa: E402
+from featx.backbones.weights import build_base  # noqa: E402
 from featx.data import images  # noqa: E402
-from featx.backbones.registry import build_base, get_spec, preprocess  # noqa: E402
 from featx.data.dataset import dataset_from_paths  # noqa: E402
 from featx.features.extract import extract  # noqa: E402
+from featx.features.identity import FeatureSpec  # noqa: E402
 
 SIZE = images.DEFAULT_SIZE
 
@@ -56,14 +58,14 @@ def bare_rate(model, spec, batch_uint8, repeats: int = 10) -> float:
 
 
 def finetune_rate(name, files, precision, batch_size=64) -> float:
-    from featx.evaluation.finetune import build_finetune_model, compile_model, image_batches
+    from featx.evaluation.finetune import FinetuneRecipe, build_finetune_model, compile_model, image_batches
 
     spec = get_spec(name)
-    model, _, _, _ = build_finetune_model(spec, SIZE, "imagenet" if spec.keras_module is None else "none",
-                                          spec.paper_head, precision=precision)
+    features = FeatureSpec(name, "imagenet" if spec.keras_module is None else "none", SIZE)
+    model = build_finetune_model(features, FinetuneRecipe(spec.paper_head, precision=precision)).model
     compile_model(model, 1e-4)
     labels = np.arange(len(files)) % 3
-    batches = image_batches([str(f) for f in files], labels, spec, SIZE, batch_size, shuffle_seed=0, workers=12)
+    batches = image_batches([str(f) for f in files], labels, features, batch_size, shuffle_seed=0, workers=12)
     model.fit(batches, epochs=1, verbose=0)  # compile
     started = time.perf_counter()
     model.fit(batches, epochs=1, verbose=0)
@@ -83,8 +85,10 @@ def main(argv=None) -> int:
     dataset = dataset_from_paths(files)
     sample = np.stack([images.load(f, SIZE) for f in files[:256]])
     print(f"backend {keras.backend.backend()}, {len(files)} image files, input {SIZE[0]}x{SIZE[1]}")
-    print(f"{'model':20s} {'precision':15s} {'bare fwd img/s':>15s} {'extract img/s':>14s} {'steady img/s':>14s} "
-          f"{'ratio':>6s} {'finetune img/s':>15s}")
+    print(
+        f"{'model':20s} {'precision':15s} {'bare fwd img/s':>15s} {'extract img/s':>14s} {'steady img/s':>14s} "
+        f"{'ratio':>6s} {'finetune img/s':>15s}"
+    )
     for name in args.models:
         spec = get_spec(name)
         weights = "imagenet" if spec.keras_module is None else "none"
@@ -93,12 +97,17 @@ def main(argv=None) -> int:
             model, _ = build_base(spec, SIZE, weights)
             bare = bare_rate(model, spec, sample)
             with tempfile.TemporaryDirectory() as cache:
-                summary = extract(dataset, name, weights, SIZE, batch_size=256, cache_dir=cache, progress=False)
+                summary = extract(
+                    dataset, FeatureSpec(name, weights, SIZE), batch_size=256, cache_dir=cache, progress=False
+                ).to_json()
             keras.mixed_precision.set_dtype_policy("float32")
-            tuned = finetune_rate(name, files[:args.finetune_images], precision) if args.finetune_images else 0.0
+            tuned = finetune_rate(name, files[: args.finetune_images], precision) if args.finetune_images else 0.0
             steady = summary["steady_images_per_s"]
-            print(f"{name:20s} {precision:15s} {bare:15.0f} {summary['images_per_s']:14.0f} {steady:14.0f} "
-                  f"{steady / bare:6.2f} {tuned:15.0f}", flush=True)
+            print(
+                f"{name:20s} {precision:15s} {bare:15.0f} {summary['images_per_s']:14.0f} {steady:14.0f} "
+                f"{steady / bare:6.2f} {tuned:15.0f}",
+                flush=True,
+            )
     return 0
 
 

@@ -43,15 +43,31 @@ def folder_of(count: int, data: Path) -> Path:
 def peak_rss_mib(count: int, data: Path, input_size: str) -> tuple[float, dict]:
     folder = folder_of(count, data)
     with tempfile.TemporaryDirectory() as cache:
-        command = [sys.executable, str(REPO / "cli.py"), "extract", "--model", "efficientnet_lite0", "--data",
-                   str(folder), "--cache", cache, "--input-size", input_size, "--batch-size", "64", "--quiet",
-                   "--json"]
-        result = subprocess.run(command, capture_output=True, text=True,
-                                env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+        command = [
+            sys.executable,
+            "-m",
+            "featx",
+            "extract",
+            "--model",
+            "efficientnet_lite0",
+            "--data",
+            str(folder),
+            "--cache",
+            cache,
+            "--input-size",
+            input_size,
+            "--batch-size",
+            "64",
+            "--quiet",
+            "--json",
+        ]
+        result = subprocess.run(
+            command, capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+        )
         if result.returncode != 0:
             raise SystemExit(result.stderr[-2000:])
         peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # KiB, this process's only child
-    return peak / 1024, json.loads(result.stdout.strip().splitlines()[-1])
+    return peak / 1024, json.loads(result.stdout)
 
 
 def main(argv=None) -> int:
@@ -63,8 +79,11 @@ def main(argv=None) -> int:
     print(f"{'images':>8s} {'peak RSS MiB':>13s} {'images/s':>9s}")
     peaks = []
     for count in args.sizes:
-        code = ("import sys; sys.path.insert(0, %r); from bench.scale import peak_rss_mib; from pathlib import Path; "
-                "import json; print(json.dumps(peak_rss_mib(%d, Path(%r), %r)))" % (str(REPO), count, str(args.data), args.input_size))
+        code = (
+            f"import sys; sys.path.insert(0, {str(REPO)!r}); from bench.scale import peak_rss_mib; "
+            f"from pathlib import Path; import json; "
+            f"print(json.dumps(peak_rss_mib({count}, Path({str(args.data)!r}), {args.input_size!r})))"
+        )
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
         peak, summary = json.loads(out.strip().splitlines()[-1])
         peaks.append(peak)

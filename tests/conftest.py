@@ -55,4 +55,3 @@ def feature_data(tmp_path_factory):
     dataset = load_dataset(folder)
     extract(dataset, LITE0_64, batch_size=32, cache_dir=cache, progress=False)
     return dataset, cache
-

@@ -20,14 +20,15 @@ def png_with_header_size(path: Path, width: int, height: int) -> Path:
     Image.fromarray(np.zeros((1, 1), dtype=np.uint8)).save(path)
     data = bytearray(path.read_bytes())
     ihdr = 8 + 8  # signature, then length + b"IHDR"
-    data[ihdr:ihdr + 8] = struct.pack(">II", width, height)
-    data[ihdr + 13:ihdr + 17] = struct.pack(">I", zlib.crc32(bytes(data[ihdr - 4:ihdr + 13])))
+    data[ihdr : ihdr + 8] = struct.pack(">II", width, height)
+    data[ihdr + 13 : ihdr + 17] = struct.pack(">I", zlib.crc32(bytes(data[ihdr - 4 : ihdr + 13])))
     path.write_bytes(bytes(data))
     return path
 
 
-def dicom(path: Path, pixels: np.ndarray, photometric="MONOCHROME2", slope=1.0, intercept=0.0,
-          with_pixels=True) -> Path:
+def dicom(
+    path: Path, pixels: np.ndarray, photometric="MONOCHROME2", slope=1.0, intercept=0.0, with_pixels=True
+) -> Path:
     """Write a minimal but valid DICOM file with pydicom."""
     from pydicom.dataset import FileDataset, FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid

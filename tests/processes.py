@@ -47,6 +47,7 @@ def kill_at_progress(command, marker: str, reached, env) -> str:
         time.sleep(0.02)
     process.wait()
     reader.join(timeout=5)
-    assert process.returncode == -signal.SIGKILL, "the run ended before it reached the point to kill it at:\n" + \
-        "".join(seen)[-2000:]
+    assert process.returncode == -signal.SIGKILL, (
+        "the run ended before it reached the point to kill it at:\n" + "".join(seen)[-2000:]
+    )
     return "".join(seen)

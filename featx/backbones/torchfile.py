@@ -131,7 +131,7 @@ def _materialise(ref: _TensorRef, storages) -> np.ndarray:
     flat = storages[ref.storage_key]
     itemsize = flat.dtype.itemsize
     view = np.lib.stride_tricks.as_strided(
-        flat[ref.offset:],
+        flat[ref.offset :],
         shape=ref.size,
         strides=tuple(s * itemsize for s in ref.stride),
         writeable=False,

@@ -8,8 +8,8 @@ import os
 import sys
 from pathlib import Path
 
-from featx.fileio import sha256_file
 from featx.exceptions import ParameterError, WeightsError
+from featx.fileio import sha256_file
 
 RANDOM_INIT = "random-init"
 RANDOM_INIT_SEED = 0
@@ -65,8 +65,9 @@ def build_base(spec, input_size, weights="imagenet"):
 
     width, height = input_size
     if min(width, height) < spec.min_size:
-        raise ParameterError("input_size", f"{width}x{height}",
-                             f"must be at least {spec.min_size} pixels a side for {spec.name}")
+        raise ParameterError(
+            "input_size", f"{width}x{height}", f"must be at least {spec.min_size} pixels a side for {spec.name}"
+        )
     keras.utils.set_random_seed(RANDOM_INIT_SEED)  # random-init bases are reproducible
     if weights not in ("imagenet", "none", None) and not Path(weights).is_file():
         raise WeightsError(f"weights file {weights} not found (weights are imagenet, none, or a file)")

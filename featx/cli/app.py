@@ -28,11 +28,13 @@ log = logging.getLogger("featx")
 def build_parser() -> argparse.ArgumentParser:
     """The whole command line; building it imports no TensorFlow or Keras."""
     parser = argparse.ArgumentParser(
-        prog="featx", formatter_class=HelpFormatter,
+        prog="featx",
+        formatter_class=HelpFormatter,
         description="featx: transfer learning on chest X-rays with cached ImageNet CNN features, honestly evaluated.",
-        epilog="exit status:\n" + "\n".join(f"  {code:>3}  {text}" for code, text in EXIT_CODES.items())
+        epilog="exit status:\n"
+        + "\n".join(f"  {code:>3}  {text}" for code, text in EXIT_CODES.items())
         + "\n\nstart with:\n  featx data fetch --dest data/cxr\n  featx extract --model efficientnet_lite0\n"
-          "  featx fit --head mlp1000-750\n  featx COMMAND --help",
+        "  featx fit --head mlp1000-750\n  featx COMMAND --help",
     )
     parser.add_argument("--version", action="version", version=f"featx {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

@@ -23,8 +23,10 @@ def data_folder(args) -> Path:
     folder = Path(args.data) if args.data else default_data_dir()
     if not folder.is_dir():
         origin = "--data" if args.data else f"the default (${DATA_ENV}, else data/cxr)"
-        raise DatasetError(f"data folder {folder} not found ({origin}); pass --data DIR, or make it with "
-                           f"`featx data fetch --dest {folder}`")
+        raise DatasetError(
+            f"data folder {folder} not found ({origin}); pass --data DIR, or make it with "
+            f"`featx data fetch --dest {folder}`"
+        )
     return folder
 
 

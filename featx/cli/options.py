@@ -85,11 +85,16 @@ def size_text(size) -> str:
 def add_data(parser, subsets: bool = True) -> None:
     """``--data``, ``--subset``, ``--cache``."""
     group = parser.add_argument_group("data")
-    group.add_argument("--data", metavar="DIR", help=f"data folder: metadata.csv or one sub-folder per class "
-                       f"(default: ${DATA_ENV}, else {FETCHED_DATA}, where `featx data fetch` puts it)")
+    group.add_argument(
+        "--data",
+        metavar="DIR",
+        help=f"data folder: metadata.csv or one sub-folder per class "
+        f"(default: ${DATA_ENV}, else {FETCHED_DATA}, where `featx data fetch` puts it)",
+    )
     if subsets:
-        group.add_argument("--subset", default="all", choices=list(SUBSETS),
-                           help="the paper's Dataset_1 / Dataset_2, or every image")
+        group.add_argument(
+            "--subset", default="all", choices=list(SUBSETS), help="the paper's Dataset_1 / Dataset_2, or every image"
+        )
     group.add_argument("--cache", default="cache", metavar="DIR", help="folder for feature stores, splits and results")
 
 
@@ -97,57 +102,104 @@ def add_backbone(parser, required: bool = True) -> None:
     """``--model``, ``--weights``, ``--input-size``."""
     group = parser.add_argument_group("backbone")
     default = DEFAULT_SIZE if required else None
-    group.add_argument("--model", required=required, metavar="NAME",
-                       help=f"backbone: {', '.join(BACKBONES)}" + ("" if required else " (default: every extracted one)"))
-    group.add_argument("--weights", default="imagenet" if required else None, metavar="imagenet|none|PATH",
-                       help="ImageNet weights, none (random-init, labelled so everywhere), or a Keras weights file")
-    group.add_argument("--input-size", type=input_size, default=default, metavar="WxH",
-                       help=f"letterbox size (default {size_text(DEFAULT_SIZE)}, the paper's)")
+    group.add_argument(
+        "--model",
+        required=required,
+        metavar="NAME",
+        help=f"backbone: {', '.join(BACKBONES)}" + ("" if required else " (default: every extracted one)"),
+    )
+    group.add_argument(
+        "--weights",
+        default="imagenet" if required else None,
+        metavar="imagenet|none|PATH",
+        help="ImageNet weights, none (random-init, labelled so everywhere), or a Keras weights file",
+    )
+    group.add_argument(
+        "--input-size",
+        type=input_size,
+        default=default,
+        metavar="WxH",
+        help=f"letterbox size (default {size_text(DEFAULT_SIZE)}, the paper's)",
+    )
 
 
 def add_protocol(parser) -> None:
     """``--folds``, ``--group-by``, ``--seed``."""
     group = parser.add_argument_group("cross-validation")
     group.add_argument("--folds", type=integer("--folds", 2), default=10, help="number of folds")
-    group.add_argument("--group-by", default="patient", choices=list(PROTOCOLS),
-                       help="; ".join(f"{name}: {text}" for name, text in PROTOCOLS.items()))
+    group.add_argument(
+        "--group-by",
+        default="patient",
+        choices=list(PROTOCOLS),
+        help="; ".join(f"{name}: {text}" for name, text in PROTOCOLS.items()),
+    )
     group.add_argument("--seed", type=integer("--seed", 0), default=0, help="seed of the folds and the heads")
 
 
 def add_head(parser, samplers: bool = True) -> None:
     """``--head`` and, for heads on cached features, ``--sampler``."""
-    parser.add_argument("--head", default=PAPER, metavar="NAME",
-                        help=f"{', '.join(HEADS)}, any mlpN-M, or {PAPER} (the paper's head for the backbone)")
+    parser.add_argument(
+        "--head",
+        default=PAPER,
+        metavar="NAME",
+        help=f"{', '.join(HEADS)}, any mlpN-M, or {PAPER} (the paper's head for the backbone)",
+    )
     if samplers:
-        parser.add_argument("--sampler", default="none", choices=list(SAMPLERS),
-                            help="; ".join(f"{spec.name}: {spec.summary}" for spec in SAMPLERS.values()))
+        parser.add_argument(
+            "--sampler",
+            default="none",
+            choices=list(SAMPLERS),
+            help="; ".join(f"{spec.name}: {spec.summary}" for spec in SAMPLERS.values()),
+        )
 
 
 def add_training(parser, defaults: dict) -> None:
     """``--epochs``, ``--batch-size``, ``--lr`` with the given defaults (None: the head's own)."""
-    parser.add_argument("--epochs", type=integer("--epochs", 1), default=defaults["epochs"],
-                        help="training epochs (dense heads and fine-tuning; default: 10)")
-    parser.add_argument("--batch-size", type=integer("--batch-size", 1), default=defaults["batch_size"],
-                        help="training batch size (dense heads and fine-tuning; default: 64)")
-    parser.add_argument("--lr", type=positive_float("--lr"), default=defaults["lr"],
-                        help="Adam learning rate (default: 1e-3 for heads, 1e-4 for fine-tuning)")
+    parser.add_argument(
+        "--epochs",
+        type=integer("--epochs", 1),
+        default=defaults["epochs"],
+        help="training epochs (dense heads and fine-tuning; default: 10)",
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=integer("--batch-size", 1),
+        default=defaults["batch_size"],
+        help="training batch size (dense heads and fine-tuning; default: 64)",
+    )
+    parser.add_argument(
+        "--lr",
+        type=positive_float("--lr"),
+        default=defaults["lr"],
+        help="Adam learning rate (default: 1e-3 for heads, 1e-4 for fine-tuning)",
+    )
 
 
 def common_parser() -> argparse.ArgumentParser:
     """``-v``, ``-q`` and ``--json``, shared by every command."""
     common = argparse.ArgumentParser(add_help=False)
     group = common.add_argument_group("output")
-    group.add_argument("-v", "--verbose", action="count", default=None,
-                       help="more detail (-v: debug messages and TensorFlow's own log)")
+    group.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=None,
+        help="more detail (-v: debug messages and TensorFlow's own log)",
+    )
     group.add_argument("-q", "--quiet", action="store_true", help="warnings and results only, no progress bars")
-    group.add_argument("--json", action="store_true",
-                       help="print one JSON object on stdout (everything else goes to stderr)")
+    group.add_argument(
+        "--json", action="store_true", help="print one JSON object on stdout (everything else goes to stderr)"
+    )
     return common
 
 
 def new_command(subparsers, common, name: str, summary: str, examples) -> argparse.ArgumentParser:
     """A subcommand with its one-line summary, shared options, and examples after the options."""
     return subparsers.add_parser(
-        name, parents=[common], help=summary.replace("%", "%%"), description=summary, formatter_class=HelpFormatter,
+        name,
+        parents=[common],
+        help=summary.replace("%", "%%"),
+        description=summary,
+        formatter_class=HelpFormatter,
         epilog="examples:\n" + "\n".join(f"  {line}" for line in examples),
     )

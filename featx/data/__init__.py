@@ -1,6 +1,13 @@
 """Data in: the validated dataset (manifest, labels, the paper's subsets), image decoding, fetching."""
 
-from featx.data.dataset import (CLASSES, PAPER_SUBSETS, SUBSETS, Dataset, dataset_from_paths, default_data_dir,
-                                load_dataset)
+from featx.data.dataset import (
+    CLASSES,
+    PAPER_SUBSETS,
+    SUBSETS,
+    Dataset,
+    dataset_from_paths,
+    default_data_dir,
+    load_dataset,
+)
 
 __all__ = ["CLASSES", "PAPER_SUBSETS", "SUBSETS", "Dataset", "dataset_from_paths", "default_data_dir", "load_dataset"]

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from featx.fileio import sha256_file
 from featx.exceptions import DatasetError, UnknownNameError
+from featx.fileio import sha256_file
 
 CLASSES = ("covid", "pneumonia", "normal")
 MANIFEST = "metadata.csv"
@@ -115,7 +115,9 @@ def load_dataset(root, subset: str = "all") -> Dataset:
     parent_id = _dataset_id(table)
     if subset != "all":
         table = _draw_subset(table, subset)
-    return Dataset(root=root, subset=subset, table=table.reset_index(drop=True), id=_dataset_id(table), parent_id=parent_id)
+    return Dataset(
+        root=root, subset=subset, table=table.reset_index(drop=True), id=_dataset_id(table), parent_id=parent_id
+    )
 
 
 def _read_manifest(manifest: Path) -> pd.DataFrame:
@@ -128,9 +130,7 @@ def _read_manifest(manifest: Path) -> pd.DataFrame:
     missing = [column for column in ("filename", "label") if column not in table.columns]
     if missing:
         found = ", ".join(repr(c) for c in table.columns) or "none"
-        raise DatasetError(
-            f"{manifest}: not a featx manifest: missing column(s) {', '.join(missing)} (found {found})"
-        )
+        raise DatasetError(f"{manifest}: not a featx manifest: missing column(s) {', '.join(missing)} (found {found})")
     table["row"] = [f"{manifest.name} line {index + 2}" for index in range(len(table))]
     return table
 

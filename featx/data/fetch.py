@@ -21,15 +21,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from featx.fileio import sha256_file
 from featx.exceptions import DatasetError, FetchError
+from featx.fileio import sha256_file
 
 COHEN_ARCHIVE = "covid-chestxray-dataset.zip"
 KERMANY_ARCHIVE = "ChestXRay2017.zip"
 UPSTREAM = {
     COHEN_ARCHIVE: "https://github.com/ieee8023/covid-chestxray-dataset/archive/refs/heads/master.zip",
     KERMANY_ARCHIVE: "https://data.mendeley.com/public-files/datasets/rscbjbr9sj/files/"
-                     "f12eaf6d-6023-432f-acc9-80c9d7393433/file_downloaded",
+    "f12eaf6d-6023-432f-acc9-80c9d7393433/file_downloaded",
 }
 FRONTAL = {"PA", "AP", "AP Supine"}
 RETRIES = 5
@@ -64,9 +64,18 @@ def download(url: str, target: Path, expected_sha256: str | None, progress: bool
                 if have and response.status != 206:
                     have = 0  # the server ignored the range: start again
                 total = have + int(response.headers.get("Content-Length", 0) or 0)
-                with open(partial, "ab" if have else "wb") as handle, tqdm(
-                        total=total or None, initial=have, unit="B", unit_scale=True, desc=target.name,
-                        disable=not progress, file=sys.stderr) as bar:
+                with (
+                    open(partial, "ab" if have else "wb") as handle,
+                    tqdm(
+                        total=total or None,
+                        initial=have,
+                        unit="B",
+                        unit_scale=True,
+                        desc=target.name,
+                        disable=not progress,
+                        file=sys.stderr,
+                    ) as bar,
+                ):
                     for chunk in iter(lambda: response.read(1 << 16), b""):
                         handle.write(chunk)
                         bar.update(len(chunk))
@@ -81,8 +90,9 @@ def download(url: str, target: Path, expected_sha256: str | None, progress: bool
     digest = sha256_file(partial)
     if expected_sha256 is not None and digest != expected_sha256:
         partial.unlink()
-        raise FetchError(f"{target.name}: checksum mismatch (expected {expected_sha256}, got {digest}); "
-                         f"the download was deleted")
+        raise FetchError(
+            f"{target.name}: checksum mismatch (expected {expected_sha256}, got {digest}); the download was deleted"
+        )
     if expected_sha256 is None:
         print(f"{target.name}: no published checksum; sha256 {digest} (record it to pin the source)", file=sys.stderr)
     partial.replace(target)
@@ -111,8 +121,10 @@ def _archives(source: str | None, work: Path, progress: bool) -> dict:
         except (urllib.error.URLError, OSError) as error:
             raise FetchError(f"{base}/SHA256SUMS: cannot be read ({error}); a mirror must publish checksums") from None
     work.mkdir(parents=True, exist_ok=True)
-    return {name: (work / name if (work / name).exists() else download(url, work / name, sums.get(name), progress))
-            for name, url in urls.items()}
+    return {
+        name: (work / name if (work / name).exists() else download(url, work / name, sums.get(name), progress))
+        for name, url in urls.items()
+    }
 
 
 def _unpack(archive: Path, work: Path) -> Path:
@@ -139,7 +151,7 @@ def cohen_rows(root: Path) -> pd.DataFrame:
     base = manifests[0].parent
     rows = []
     for row in table.itertuples():
-        finding, view = getattr(row, "finding"), getattr(row, "view")
+        finding, view = row.finding, row.view
         image = base / getattr(row, "folder", "images") / row.filename
         if view not in FRONTAL or not image.exists():
             continue
@@ -149,12 +161,23 @@ def cohen_rows(root: Path) -> pd.DataFrame:
             label, subtype = "normal", "normal"
         elif "Pneumonia" in finding:
             kind = finding.lower()
-            label, subtype = "pneumonia", "bacterial" if "bacterial" in kind else "viral" if "viral" in kind else "unknown"
+            label, subtype = (
+                "pneumonia",
+                "bacterial" if "bacterial" in kind else "viral" if "viral" in kind else "unknown",
+            )
         else:
             continue
-        rows.append({"source_file": str(image), "filename": f"images/cohen_{row.filename}", "label": label,
-                     "subtype": subtype, "patient_id": f"cohen_{row.patientid}", "view": view,
-                     "source": "ieee8023/covid-chestxray-dataset"})
+        rows.append(
+            {
+                "source_file": str(image),
+                "filename": f"images/cohen_{row.filename}",
+                "label": label,
+                "subtype": subtype,
+                "patient_id": f"cohen_{row.patientid}",
+                "view": view,
+                "source": "ieee8023/covid-chestxray-dataset",
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -173,9 +196,17 @@ def kermany_rows(root: Path) -> pd.DataFrame:
             patient = f"kermany_{match.group(1)}"
         else:
             continue
-        rows.append({"source_file": str(image), "filename": f"images/kermany_{image.parent.parent.name}_{image.name}",
-                     "label": label, "subtype": subtype, "patient_id": patient, "view": "PA",
-                     "source": "kermany2018/chest_xray"})
+        rows.append(
+            {
+                "source_file": str(image),
+                "filename": f"images/kermany_{image.parent.parent.name}_{image.name}",
+                "label": label,
+                "subtype": subtype,
+                "patient_id": patient,
+                "view": "PA",
+                "source": "kermany2018/chest_xray",
+            }
+        )
     if not rows:
         raise FetchError(f"{root}: no Kermany chest_xray images (NORMAL / PNEUMONIA folders) found")
     return pd.DataFrame(rows)
@@ -214,8 +245,13 @@ def fetch(dest, source: str | None = None, progress: bool = True) -> dict:
     else:
         work = staging / ".downloads"
         archives = _archives(source, work, progress)
-        table = pd.concat([cohen_rows(_unpack(archives[COHEN_ARCHIVE], work)),
-                           kermany_rows(_unpack(archives[KERMANY_ARCHIVE], work))], ignore_index=True)
+        table = pd.concat(
+            [
+                cohen_rows(_unpack(archives[COHEN_ARCHIVE], work)),
+                kermany_rows(_unpack(archives[KERMANY_ARCHIVE], work)),
+            ],
+            ignore_index=True,
+        )
     _assemble(table, staging)
     shutil.rmtree(staging / ".downloads", ignore_errors=True)
     staging.replace(dest)

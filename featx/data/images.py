@@ -56,8 +56,9 @@ def _decode_pillow(path: Path) -> np.ndarray:
             with Image.open(path) as image:
                 if image.width * image.height > MAX_PIXELS:
                     raise ImageDecodeError(
-                        path, f"image too large ({image.width}x{image.height} pixels, limit {MAX_PIXELS}); "
-                        "decompression bomb refused"
+                        path,
+                        f"image too large ({image.width}x{image.height} pixels, limit {MAX_PIXELS}); "
+                        "decompression bomb refused",
                     )
                 image.load()
                 image = ImageOps.exif_transpose(image)
@@ -146,7 +147,7 @@ def letterbox(pixels: np.ndarray, size=DEFAULT_SIZE) -> np.ndarray:
     resized = np.asarray(Image.fromarray(pixels).resize((new_w, new_h), Image.BILINEAR))
     canvas = np.zeros((height, width) + resized.shape[2:], dtype=np.uint8)
     top, left = (height - new_h) // 2, (width - new_w) // 2
-    canvas[top:top + new_h, left:left + new_w] = resized
+    canvas[top : top + new_h, left : left + new_w] = resized
     if canvas.ndim == 2:
         canvas = np.repeat(canvas[:, :, None], 3, axis=2)
     return canvas
@@ -164,7 +165,7 @@ def mask_lung_field(pixels: np.ndarray) -> np.ndarray:
     (x0, x1), (y0, y1) = LUNG_FIELD
     height, width = pixels.shape[:2]
     masked = pixels.copy()
-    masked[int(y0 * height):int(np.ceil(y1 * height)), int(x0 * width):int(np.ceil(x1 * width))] = 0
+    masked[int(y0 * height) : int(np.ceil(y1 * height)), int(x0 * width) : int(np.ceil(x1 * width))] = 0
     return masked
 
 

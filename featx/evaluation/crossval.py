@@ -55,12 +55,27 @@ def out_of_fold_proba(features, y, fold, make_estimator, progress: bool = False)
 
 def phase2_variant(dataset, features: FeatureSpec, recipe: HeadRecipe, protocol: Protocol) -> Variant:
     """The variant of ``recipe`` on ``features`` over ``dataset`` under ``protocol``."""
-    return Variant(phase=2, features=features.key(dataset.id), head=recipe.head, head_params=recipe.params(),
-                   sampler=recipe.sampler, protocol=protocol, subset=dataset.subset)
+    return Variant(
+        phase=2,
+        features=features.key(dataset.id),
+        head=recipe.head,
+        head_params=recipe.params(),
+        sampler=recipe.sampler,
+        protocol=protocol,
+        subset=dataset.subset,
+    )
 
 
-def fit_variant(dataset, features: FeatureSpec, recipe: HeadRecipe, protocol: Protocol = Protocol(), *,
-                cache_dir="cache", refit: bool = False, progress: bool = True) -> CVSummary:
+def fit_variant(
+    dataset,
+    features: FeatureSpec,
+    recipe: HeadRecipe,
+    protocol: Protocol = Protocol(),
+    *,
+    cache_dir="cache",
+    refit: bool = False,
+    progress: bool = True,
+) -> CVSummary:
     """Evaluate ``recipe`` on ``features`` over the saved folds of ``dataset``; store and summarise.
 
     A stored result of the same variant is reused unless ``refit``.
@@ -85,8 +100,13 @@ def fit_variant(dataset, features: FeatureSpec, recipe: HeadRecipe, protocol: Pr
     started = time.perf_counter()
     proba, fold_seconds = out_of_fold_proba(gathered.features, y, fold, lambda: recipe.build(protocol.seed), progress)
     result = Result(
-        variant=variant, classes=CLASSES, image_ids=tuple(dataset.table["image_id"]),
-        groups=protocol_groups(dataset, protocol.group_by).to_numpy(), y_true=y, fold=fold, proba=proba,
+        variant=variant,
+        classes=CLASSES,
+        image_ids=tuple(dataset.table["image_id"]),
+        groups=protocol_groups(dataset, protocol.group_by).to_numpy(),
+        y_true=y,
+        fold=fold,
+        proba=proba,
         timings=Timings(tuple(fold_seconds), time.perf_counter() - started),
         provenance=provenance(split_file, gathered.sources),
     )
@@ -95,5 +115,9 @@ def fit_variant(dataset, features: FeatureSpec, recipe: HeadRecipe, protocol: Pr
 
 def provenance(split_file, stores) -> dict:
     """What a stored result records about how it was made."""
-    return {"featx_version": __version__, "split_file": str(split_file), "stores": list(stores),
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    return {
+        "featx_version": __version__,
+        "split_file": str(split_file),
+        "stores": list(stores),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }

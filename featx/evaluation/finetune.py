@@ -140,7 +140,7 @@ def image_batches(paths, labels, features: FeatureSpec, batch_size: int, *, shuf
             return math.ceil(len(paths) / batch_size)
 
         def __getitem__(self, index):
-            chosen = self.order[index * batch_size:(index + 1) * batch_size]
+            chosen = self.order[index * batch_size : (index + 1) * batch_size]
             batch = preprocess(spec, np.stack([images.load(paths[i], size) for i in chosen]))
             return batch if labels is None else (batch, labels[chosen])
 
@@ -214,12 +214,27 @@ def estimate_seconds(model, batches, steps_total: int) -> float:
 
 def phase3_variant(dataset, features: FeatureSpec, recipe: FinetuneRecipe, protocol: Protocol) -> Variant:
     """The variant of fine-tuning with ``recipe`` over ``dataset`` under ``protocol``."""
-    return Variant(phase=3, features=features.key(dataset.id), head=recipe.head, head_params=recipe.params(),
-                   sampler="none", protocol=protocol, subset=dataset.subset)
+    return Variant(
+        phase=3,
+        features=features.key(dataset.id),
+        head=recipe.head,
+        head_params=recipe.params(),
+        sampler="none",
+        protocol=protocol,
+        subset=dataset.subset,
+    )
 
 
-def finetune_variant(dataset, features: FeatureSpec, recipe: FinetuneRecipe, protocol: Protocol = Protocol(), *,
-                     cache_dir="cache", refit: bool = False, progress: bool = True) -> CVSummary:
+def finetune_variant(
+    dataset,
+    features: FeatureSpec,
+    recipe: FinetuneRecipe,
+    protocol: Protocol = Protocol(),
+    *,
+    cache_dir="cache",
+    refit: bool = False,
+    progress: bool = True,
+) -> CVSummary:
     """Fine-tune per fold and store out-of-fold probabilities in the phase-2 result format.
 
     Finished folds are checkpointed beside the result, so a killed run resumes at the next
@@ -252,9 +267,15 @@ def finetune_variant(dataset, features: FeatureSpec, recipe: FinetuneRecipe, pro
         proba[test] = np.asarray(done[str(k)]["proba"])
         fold_seconds.append(done[str(k)]["seconds"])
     result = Result(
-        variant=variant, classes=CLASSES, image_ids=tuple(dataset.table["image_id"]),
-        groups=protocol_groups(dataset, protocol.group_by).to_numpy(), y_true=trainer.y, fold=fold, proba=proba,
-        timings=Timings(tuple(fold_seconds), float(sum(fold_seconds))), provenance=provenance(split_file, []),
+        variant=variant,
+        classes=CLASSES,
+        image_ids=tuple(dataset.table["image_id"]),
+        groups=protocol_groups(dataset, protocol.group_by).to_numpy(),
+        y_true=trainer.y,
+        fold=fold,
+        proba=proba,
+        timings=Timings(tuple(fold_seconds), float(sum(fold_seconds))),
+        provenance=provenance(split_file, []),
     ).save(path)
     checkpoint.unlink(missing_ok=True)
     return CVSummary.of(result, reused=False)
@@ -288,14 +309,22 @@ class _FoldTrainer:
         train, test = np.flatnonzero(self.fold != k), np.flatnonzero(self.fold == k)
         recipe = self.recipe
         built = self._fresh_model(k, train)
-        batches = image_batches(self.paths[train], self.y[train], self.features, recipe.batch_size,
-                                shuffle_seed=self.seed + k)
+        batches = image_batches(
+            self.paths[train], self.y[train], self.features, recipe.batch_size, shuffle_seed=self.seed + k
+        )
         if k == 0:
             n_folds = int(self.fold.max()) + 1
             estimate = estimate_seconds(built.model, batches, len(batches) * recipe.epochs * n_folds)
-            log.info("fine-tuning %s past layer %d of %d: about %.0f min for %d folds x %d epochs on this machine "
-                     "(timed first batch)", self.features.backbone, built.cutoff, len(built.base.layers),
-                     estimate / 60, n_folds, recipe.epochs)
+            log.info(
+                "fine-tuning %s past layer %d of %d: about %.0f min for %d folds x %d epochs on this machine "
+                "(timed first batch)",
+                self.features.backbone,
+                built.cutoff,
+                len(built.base.layers),
+                estimate / 60,
+                n_folds,
+                recipe.epochs,
+            )
             built = self._fresh_model(k, train)  # the timing step changed the weights
         fit_model(built.model, batches, recipe.epochs, self.progress)
         test_batches = image_batches(self.paths[test], None, self.features, recipe.batch_size)

@@ -109,12 +109,15 @@ def per_fold(y_true, proba, fold) -> dict:
         metrics = point_metrics(y_true[fold == f], proba[fold == f])
         for name in HEADLINE:
             values[name].append(metrics[name])
-    return {name: {"mean": float(np.nanmean(v)), "std": float(np.nanstd(v)), "values": [float(x) for x in v]}
-            for name, v in values.items()}
+    return {
+        name: {"mean": float(np.nanmean(v)), "std": float(np.nanstd(v)), "values": [float(x) for x in v]}
+        for name, v in values.items()
+    }
 
 
-def bootstrap_intervals(y_true, proba, groups=None, n_resamples: int = 1000, seed: int = 0,
-                        level: float = 0.95) -> dict:
+def bootstrap_intervals(
+    y_true, proba, groups=None, n_resamples: int = 1000, seed: int = 0, level: float = 0.95
+) -> dict:
     """Percentile bootstrap intervals of the headline numbers.
 
     Parameters
@@ -148,8 +151,9 @@ def bootstrap_intervals(y_true, proba, groups=None, n_resamples: int = 1000, see
         for name in HEADLINE:
             samples[name].append(metrics[name])
     tail = (1 - level) / 2 * 100
-    return {name: [float(np.nanpercentile(v, tail)), float(np.nanpercentile(v, 100 - tail))]
-            for name, v in samples.items()}
+    return {
+        name: [float(np.nanpercentile(v, tail)), float(np.nanpercentile(v, 100 - tail))] for name, v in samples.items()
+    }
 
 
 def _fast_headline(y_true, proba) -> dict:

@@ -121,8 +121,9 @@ def load_result(path) -> Result:
         if result.proba.ndim != 2 or result.proba.shape[1] != len(result.classes):
             raise ValueError(f"probabilities of shape {result.proba.shape} for {len(result.classes)} classes")
     except (OSError, ValueError, KeyError, TypeError) as error:
-        raise CacheError(f"{path}: damaged or outdated result file ({type(error).__name__}: {error}); delete it and "
-                         "fit again") from None
+        raise CacheError(
+            f"{path}: damaged or outdated result file ({type(error).__name__}: {error}); delete it and fit again"
+        ) from None
     return result
 
 

@@ -84,8 +84,9 @@ def make_split(dataset, protocol: Protocol) -> dict:
     for index, name in enumerate(CLASSES):
         count = len(np.unique(groups[labels == index]))
         if 0 < count < protocol.folds:
-            raise SplitError(f"class {name!r} has only {count} {unit}, fewer than folds={protocol.folds}; "
-                             f"use {count} folds or fewer")
+            raise SplitError(
+                f"class {name!r} has only {count} {unit}, fewer than folds={protocol.folds}; use {count} folds or fewer"
+            )
     if protocol.group_by == "patient":
         splitter = StratifiedGroupKFold(n_splits=protocol.folds, shuffle=True, random_state=protocol.seed)
         assignments = splitter.split(np.zeros(len(labels)), labels, groups)
@@ -94,8 +95,13 @@ def make_split(dataset, protocol: Protocol) -> dict:
         assignments = splitter.split(np.zeros(len(labels)), labels)
     ids = dataset.table["image_id"].to_numpy()
     test_folds = [sorted(ids[test].tolist()) for _train, test in assignments]
-    return {"dataset_id": dataset.id, "protocol": protocol.group_by, "folds": protocol.folds, "seed": protocol.seed,
-            "test_folds": test_folds}
+    return {
+        "dataset_id": dataset.id,
+        "protocol": protocol.group_by,
+        "folds": protocol.folds,
+        "seed": protocol.seed,
+        "test_folds": test_folds,
+    }
 
 
 def load_or_make_split(cache_dir, dataset, protocol: Protocol):

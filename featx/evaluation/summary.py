@@ -7,8 +7,18 @@ from dataclasses import dataclass
 from featx.evaluation.metrics import summarize
 from featx.evaluation.results import Result
 
-HEADLINE_KEYS = ("accuracy_3class", "accuracy_2class", "sensitivity", "specificity", "auc_covid", "auc_macro",
-                 "ppv", "npv", "confusion", "ci95")
+HEADLINE_KEYS = (
+    "accuracy_3class",
+    "accuracy_2class",
+    "sensitivity",
+    "specificity",
+    "auc_covid",
+    "auc_macro",
+    "ppv",
+    "npv",
+    "confusion",
+    "ci95",
+)
 
 
 @dataclass(frozen=True, eq=False)

@@ -49,11 +49,20 @@ class Variant:
         """The flat JSON form stored in result files."""
         key = self.features
         return {
-            "phase": self.phase, "backbone": key.backbone, "weights": key.weights,
-            "weights_sha256": key.weights_sha256, "preprocessing": key.preprocessing,
-            "input_size": list(key.input_size), "head": self.head, "head_params": dict(self.head_params),
-            "sampler": self.sampler, "protocol": self.protocol.group_by, "folds": self.protocol.folds,
-            "seed": self.protocol.seed, "dataset_id": key.dataset_id, "subset": self.subset,
+            "phase": self.phase,
+            "backbone": key.backbone,
+            "weights": key.weights,
+            "weights_sha256": key.weights_sha256,
+            "preprocessing": key.preprocessing,
+            "input_size": list(key.input_size),
+            "head": self.head,
+            "head_params": dict(self.head_params),
+            "sampler": self.sampler,
+            "protocol": self.protocol.group_by,
+            "folds": self.protocol.folds,
+            "seed": self.protocol.seed,
+            "dataset_id": key.dataset_id,
+            "subset": self.subset,
         }
 
     @classmethod
@@ -84,10 +93,14 @@ class Variant:
         """File-name-safe name with a hash of every field."""
         digest = hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:8]
         protocol = self.protocol
-        return (f"p{self.phase}-{self.features.prefix}-{self.head}-{self.sampler}-{protocol.group_by}-"
-                f"k{protocol.folds}-s{protocol.seed}-{digest}")
+        return (
+            f"p{self.phase}-{self.features.prefix}-{self.head}-{self.sampler}-{protocol.group_by}-"
+            f"k{protocol.folds}-s{protocol.seed}-{digest}"
+        )
 
     def describe(self) -> str:
         """One line for people: backbone (weights) + head, sampler, protocol, subset."""
-        return (f"{self.features.backbone} ({self.weights_label}) + {self.head}, sampler {self.sampler}, "
-                f"{self.protocol.folds}-fold grouped by {self.protocol.group_by}, {self.subset}")
+        return (
+            f"{self.features.backbone} ({self.weights_label}) + {self.head}, sampler {self.sampler}, "
+            f"{self.protocol.folds}-fold grouped by {self.protocol.group_by}, {self.subset}"
+        )

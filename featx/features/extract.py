@@ -110,7 +110,9 @@ def decoded_batches(paths, size, batch_size: int, *, start: int = 0, workers: in
 
         def submit_next():
             first, last = bounds.popleft()
-            pending.append((first, last, [pool.submit(_load_or_error, paths[i], size, mask) for i in range(first, last)]))
+            pending.append(
+                (first, last, [pool.submit(_load_or_error, paths[i], size, mask) for i in range(first, last)])
+            )
 
         while bounds and len(pending) < PREFETCH_BATCHES + 1:
             submit_next()
@@ -141,8 +143,16 @@ def check_all_decode(dataset, size) -> None:
         )
 
 
-def extract(dataset, features: FeatureSpec, *, batch_size: int = 32, cache_dir="cache", strict: bool = False,
-            rebuild: bool = False, progress: bool = True) -> ExtractSummary:
+def extract(
+    dataset,
+    features: FeatureSpec,
+    *,
+    batch_size: int = 32,
+    cache_dir="cache",
+    strict: bool = False,
+    rebuild: bool = False,
+    progress: bool = True,
+) -> ExtractSummary:
     """Extract (or reuse) the feature store of ``features`` over ``dataset``.
 
     Parameters
@@ -181,11 +191,13 @@ def extract(dataset, features: FeatureSpec, *, batch_size: int = 32, cache_dir="
     try:
         lock.acquire()
     except Timeout:
-        raise CacheError(f"{path}: another extract is writing this store (lock {lock_path}); wait for it to "
-                         "finish") from None
+        raise CacheError(
+            f"{path}: another extract is writing this store (lock {lock_path}); wait for it to finish"
+        ) from None
     try:
-        return _extract_locked(dataset, features, key, cache_dir, batch_size, strict=strict, rebuild=rebuild,
-                               progress=progress)
+        return _extract_locked(
+            dataset, features, key, cache_dir, batch_size, strict=strict, rebuild=rebuild, progress=progress
+        )
     finally:
         lock.release()
         lock_path.unlink(missing_ok=True)
@@ -210,7 +222,9 @@ def _extract_locked(dataset, features, key, cache_dir, batch_size, *, strict, re
     except OSError as error:
         writer.close()
         if not resumed or not writer.partial.exists():
-            raise CacheError(f"{writer.partial}: writing failed ({error}); earlier complete stores are untouched") from None
+            raise CacheError(
+                f"{writer.partial}: writing failed ({error}); earlier complete stores are untouched"
+            ) from None
         # A kill during a write can leave HDF5's string heap damaged in a way only the next
         # write reveals; the interrupted store is then started again rather than patched.
         log.warning("%s: the interrupted store cannot be extended (%s); starting it again", writer.partial, error)
@@ -220,7 +234,9 @@ def _extract_locked(dataset, features, key, cache_dir, batch_size, *, strict, re
             run.fill(writer)
         except OSError as error:
             writer.close()
-            raise CacheError(f"{writer.partial}: writing failed ({error}); earlier complete stores are untouched") from None
+            raise CacheError(
+                f"{writer.partial}: writing failed ({error}); earlier complete stores are untouched"
+            ) from None
     except BaseException:
         writer.close()
         raise
@@ -248,28 +264,42 @@ class _Run:
         steady = 0.0
         if first_batch is not None and first_batch[1] < total and finished > first_batch[0]:
             steady = (total - first_batch[1]) / (finished - first_batch[0])
-        writer.finish({
-            "seconds": seconds,
-            "images_per_s": (total - done_before) / seconds if seconds > 0 else 0.0,
-            "steady_images_per_s": steady,
-            "resumed_from": done_before,
-        })
+        writer.finish(
+            {
+                "seconds": seconds,
+                "images_per_s": (total - done_before) / seconds if seconds > 0 else 0.0,
+                "steady_images_per_s": steady,
+                "resumed_from": done_before,
+            }
+        )
 
     def _batches(self, writer: StoreWriter):
         from tqdm import tqdm
 
         table = self.dataset.table
         spec = self.features.spec
-        bar = tqdm(total=len(table), initial=writer.next_position, unit="img", disable=not self.progress,
-                   desc=f"extract {spec.name}", file=sys.stderr)
+        bar = tqdm(
+            total=len(table),
+            initial=writer.next_position,
+            unit="img",
+            disable=not self.progress,
+            desc=f"extract {spec.name}",
+            file=sys.stderr,
+        )
         first_batch_done = None
         with bar:
-            for first, last, pixels, errors in decoded_batches(list(table["path"]), self.features.input_size,
-                                                                 self.batch_size, start=writer.next_position,
-                                                                 mask=self.features.mask):
+            for first, last, pixels, errors in decoded_batches(
+                list(table["path"]),
+                self.features.input_size,
+                self.batch_size,
+                start=writer.next_position,
+                mask=self.features.mask,
+            ):
                 positions = [p for p, _ in pixels]
-                rows = {column: list(table[column].iloc[positions].astype(str)) for column in
-                        ("image_id", "content_hash", "label", "patient_id")}
+                rows = {
+                    column: list(table[column].iloc[positions].astype(str))
+                    for column in ("image_id", "content_hash", "label", "patient_id")
+                }
                 skipped = [(table["image_id"].iat[p], reason) for p, reason in errors]
                 for image_id, reason in skipped:
                     log.warning("skipped %s: %s", image_id, reason)
@@ -286,7 +316,7 @@ class _Run:
         if not pixels:
             return np.zeros((0, spec.feature_dim), dtype=np.float32)
         batch = np.stack(pixels + [pixels[-1]] * (self.batch_size - len(pixels)))
-        return np.asarray(self.model.predict_on_batch(preprocess(spec, batch)), dtype=np.float32)[:len(pixels)]
+        return np.asarray(self.model.predict_on_batch(preprocess(spec, batch)), dtype=np.float32)[: len(pixels)]
 
 
 def _provenance(weights_provenance: dict, batch_size: int) -> dict:
@@ -317,4 +347,3 @@ def _summary(store, cached: bool) -> ExtractSummary:
         weights=store.key.weights,
         dataset_id=store.key.dataset_id,
     )
-

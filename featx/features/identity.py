@@ -157,8 +157,11 @@ class StoreKey:
         found = {key: attrs.get(key) for key in expected}
         if isinstance(found["input_size"], (list, tuple)) or hasattr(found["input_size"], "tolist"):
             found["input_size"] = [int(side) for side in found["input_size"]]
-        return [f"{key}: store has {found[key]!r}, request has {expected[key]!r}"
-                for key in expected if found[key] != expected[key]]
+        return [
+            f"{key}: store has {found[key]!r}, request has {expected[key]!r}"
+            for key in expected
+            if found[key] != expected[key]
+        ]
 
     def weights_argument(self, weights_source: str) -> str:
         """The ``weights`` argument that gives this key's weights (``weights_source`` for files)."""

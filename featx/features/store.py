@@ -171,8 +171,14 @@ def extracted_features(cache_dir, content_hashes) -> list:
             continue
         identity = store.key.for_dataset("")
         held.setdefault(identity, set()).update(store.rows["content_hash"])
-        specs.setdefault(identity, FeatureSpec(store.key.backbone, store.key.weights_argument(
-            store.attrs.get("weights_source", "")), store.key.input_size))
+        specs.setdefault(
+            identity,
+            FeatureSpec(
+                store.key.backbone,
+                store.key.weights_argument(store.attrs.get("weights_source", "")),
+                store.key.input_size,
+            ),
+        )
     covering = [identity for identity, hashes in held.items() if wanted <= hashes]
     covering.sort(key=lambda k: (k.backbone, k.weights, k.input_size))
     return [specs[identity] for identity in covering]
@@ -186,7 +192,7 @@ def contents_digest(features, rows: dict) -> str:
     """
     digest = hashlib.sha256()
     for start in range(0, features.shape[0], DIGEST_ROWS):
-        digest.update(np.ascontiguousarray(features[start:start + DIGEST_ROWS], dtype="<f4").tobytes())
+        digest.update(np.ascontiguousarray(features[start : start + DIGEST_ROWS], dtype="<f4").tobytes())
     for column in ROW_COLUMNS:
         digest.update("\n".join(rows[column]).encode())
     return digest.hexdigest()
@@ -225,16 +231,19 @@ def open_store(path, key: StoreKey | None = None, load_features: bool = True) ->
         with h5py.File(path, "r") as handle:
             attrs = read_attrs(handle)
             rows = {column: np.array(_text(handle[column][...]), dtype=object) for column in ROW_COLUMNS}
-            skipped = list(zip(_text(handle["skipped_id"][...]), _text(handle["skipped_reason"][...])))
+            skipped = list(zip(_text(handle["skipped_id"][...]), _text(handle["skipped_reason"][...]), strict=True))
             features = handle["features"][...] if load_features else None
             intact = contents_digest(handle["features"] if features is None else features, rows) == attrs.get(
-                "contents_sha256")
+                "contents_sha256"
+            )
         stored_key = StoreKey.from_attrs(attrs)
     except (OSError, KeyError, ValueError, TypeError) as error:
         raise CacheError(f"{path}: damaged feature store ({error}); delete it or extract again with rebuild") from None
     if attrs.get("format_version") != FORMAT_VERSION:
-        raise CacheError(f"{path}: store format {attrs.get('format_version')!r}, this featx reads format "
-                         f"{FORMAT_VERSION}; extract again with rebuild")
+        raise CacheError(
+            f"{path}: store format {attrs.get('format_version')!r}, this featx reads format "
+            f"{FORMAT_VERSION}; extract again with rebuild"
+        )
     if not attrs.get("complete"):
         raise CacheError(f"{path}: store is not marked complete; extract again to finish it")
     if not intact:
@@ -298,8 +307,9 @@ class StoreWriter:
                 return handle
             self.partial.unlink()
         handle = h5py.File(self.partial, "w")
-        handle.create_dataset("features", shape=(0, feature_dim), maxshape=(None, feature_dim),
-                              dtype="float32", chunks=(256, feature_dim))
+        handle.create_dataset(
+            "features", shape=(0, feature_dim), maxshape=(None, feature_dim), dtype="float32", chunks=(256, feature_dim)
+        )
         for column in ROW_COLUMNS + ("skipped_id", "skipped_reason"):
             handle.create_dataset(column, shape=(0,), maxshape=(None,), dtype=TEXT, chunks=(1024,))
         for name, value in {**provenance, **self.key.as_attrs()}.items():
@@ -317,9 +327,11 @@ class StoreWriter:
         except OSError:
             return None
         try:
-            usable = (not self.key.differences(read_attrs(handle))
-                      and handle.attrs.get("format_version") == FORMAT_VERSION
-                      and handle["features"].shape[0] == handle["image_id"].shape[0])
+            usable = (
+                not self.key.differences(read_attrs(handle))
+                and handle.attrs.get("format_version") == FORMAT_VERSION
+                and handle["features"].shape[0] == handle["image_id"].shape[0]
+            )
         except (OSError, KeyError):
             usable = False
         if not usable:

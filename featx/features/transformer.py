@@ -32,8 +32,15 @@ class CNNFeatures(TransformerMixin, BaseEstimator):
         Show a progress bar while extracting.
     """
 
-    def __init__(self, backbone="efficientnet_lite0", weights="imagenet", input_size=DEFAULT_SIZE, batch_size=32,
-                 cache_dir="cache", progress=False):
+    def __init__(
+        self,
+        backbone="efficientnet_lite0",
+        weights="imagenet",
+        input_size=DEFAULT_SIZE,
+        batch_size=32,
+        cache_dir="cache",
+        progress=False,
+    ):
         self.backbone = backbone
         self.weights = weights
         self.input_size = input_size
@@ -73,8 +80,9 @@ class CNNFeatures(TransformerMixin, BaseEstimator):
         gathered = gather_features(self.cache_dir, key, dataset.table["content_hash"])
         if gathered.missing.any():
             todo = dataset_from_paths(dataset.table["path"][gathered.missing])
-            summary = extract(todo, features, batch_size=self.batch_size, cache_dir=self.cache_dir,
-                              progress=self.progress)
+            summary = extract(
+                todo, features, batch_size=self.batch_size, cache_dir=self.cache_dir, progress=self.progress
+            )
             if summary.skipped:
                 reasons = "\n  ".join(f"{s['image_id']}: {s['reason']}" for s in summary.skipped_files)
                 raise FeatxError(f"{summary.skipped} image(s) cannot be decoded:\n  {reasons}")

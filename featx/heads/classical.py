@@ -79,8 +79,17 @@ class XGBHead(ArgmaxPredictMixin, ClassifierMixin, BaseEstimator):
     n_jobs : int
     """
 
-    def __init__(self, n_estimators=100, max_depth=3, learning_rate=0.2, subsample=1.0, colsample_bytree=0.5,
-                 max_bin=64, random_state=0, n_jobs=2):
+    def __init__(
+        self,
+        n_estimators=100,
+        max_depth=3,
+        learning_rate=0.2,
+        subsample=1.0,
+        colsample_bytree=0.5,
+        max_bin=64,
+        random_state=0,
+        n_jobs=2,
+    ):
         self.n_estimators = n_estimators
         self.max_depth = max_depth
         self.learning_rate = learning_rate
@@ -101,9 +110,15 @@ class XGBHead(ArgmaxPredictMixin, ClassifierMixin, BaseEstimator):
         self.classes_ = self.encoder_.classes_
         encoded = self.encoder_.transform(y)
         self.model_ = XGBClassifier(
-            n_estimators=self.n_estimators, max_depth=self.max_depth, learning_rate=self.learning_rate,
-            subsample=self.subsample, colsample_bytree=self.colsample_bytree, max_bin=self.max_bin,
-            random_state=self.random_state, n_jobs=self.n_jobs, tree_method="hist",
+            n_estimators=self.n_estimators,
+            max_depth=self.max_depth,
+            learning_rate=self.learning_rate,
+            subsample=self.subsample,
+            colsample_bytree=self.colsample_bytree,
+            max_bin=self.max_bin,
+            random_state=self.random_state,
+            n_jobs=self.n_jobs,
+            tree_method="hist",
             objective="multi:softprob" if len(self.classes_) > 2 else "binary:logistic",
         )
         self.model_.fit(X, encoded, sample_weight=sample_weight)

@@ -65,8 +65,7 @@ class KerasMLPClassifier(ArgmaxPredictMixin, ClassifierMixin, BaseEstimator):
         Seeds Keras so that a rerun gives the same numbers.
     """
 
-    def __init__(self, hidden=(1000, 750), dropout=0.5, epochs=10, batch_size=64, learning_rate=1e-3,
-                 random_state=0):
+    def __init__(self, hidden=(1000, 750), dropout=0.5, epochs=10, batch_size=64, learning_rate=1e-3, random_state=0):
         self.hidden = hidden
         self.dropout = dropout
         self.epochs = epochs
@@ -91,10 +90,16 @@ class KerasMLPClassifier(ArgmaxPredictMixin, ClassifierMixin, BaseEstimator):
         self.classes_ = self.encoder_.classes_
         keras.utils.set_random_seed(self.random_state)
         self.model_ = self._build(X.shape[1], len(self.classes_))
-        self.model_.compile(optimizer=keras.optimizers.Adam(self.learning_rate),
-                            loss="sparse_categorical_crossentropy")
-        self.model_.fit(X, self.encoder_.transform(y), sample_weight=sample_weight, epochs=self.epochs,
-                        batch_size=self.batch_size, verbose=0, shuffle=True)
+        self.model_.compile(optimizer=keras.optimizers.Adam(self.learning_rate), loss="sparse_categorical_crossentropy")
+        self.model_.fit(
+            X,
+            self.encoder_.transform(y),
+            sample_weight=sample_weight,
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            verbose=0,
+            shuffle=True,
+        )
         return self
 
     def predict_proba(self, X):

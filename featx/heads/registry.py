@@ -7,8 +7,8 @@ dense head with those hidden widths, and ``paper`` names the paper's head for a 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from featx.exceptions import ParameterError, UnknownNameError
 from featx.heads import classical
@@ -46,8 +46,11 @@ class HeadSpec:
 
 def _dense_spec(name: str) -> HeadSpec:
     hidden = hidden_layers(name)
-    summary = ("softmax on the features (Keras)" if not hidden
-               else f"Keras MLP, hidden {'-'.join(map(str, hidden))}, ReLU, dropout between hidden layers")
+    summary = (
+        "softmax on the features (Keras)"
+        if not hidden
+        else f"Keras MLP, hidden {'-'.join(map(str, hidden))}, ReLU, dropout between hidden layers"
+    )
 
     def build(random_state=0, **params):
         return KerasMLPClassifier(hidden=hidden, random_state=random_state, **params)
@@ -59,8 +62,9 @@ HEADS = {
     spec.name: spec
     for spec in (
         *(_dense_spec(name) for name in ("softmax", "mlp1024", "mlp1000", "mlp1000-750")),
-        HeadSpec("logreg", "linear", "logistic regression on standardised features", classical.logistic_regression,
-                 "skops"),
+        HeadSpec(
+            "logreg", "linear", "logistic regression on standardised features", classical.logistic_regression, "skops"
+        ),
         HeadSpec("svm", "kernel", "RBF SVM, calibrated probabilities", classical.support_vector_machine, "skops"),
         HeadSpec("rf", "trees", "random forest, 300 trees", classical.random_forest, "skops"),
         HeadSpec("xgb", "trees", "gradient-boosted trees (xgboost)", classical.boosted_trees, "xgboost"),
@@ -127,6 +131,9 @@ def make_head(name: str, *, backbone: str | None = None, random_state: int = 0, 
     spec = get_head(resolve_head(name, backbone))
     unknown = sorted(set(params) - set(spec.params))
     if unknown:
-        raise ParameterError(unknown[0], params[unknown[0]],
-                             f"does not apply to head {spec.name!r} (it takes {', '.join(spec.params) or 'none'})")
+        raise ParameterError(
+            unknown[0],
+            params[unknown[0]],
+            f"does not apply to head {spec.name!r} (it takes {', '.join(spec.params) or 'none'})",
+        )
     return spec.build(random_state=random_state, **params)

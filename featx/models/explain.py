@@ -120,7 +120,7 @@ def explain(model, decoded, table, out_dir: Path) -> list[Path]:
     head = model.keras_head()
     out_dir.mkdir(parents=True, exist_ok=True)
     conv = conv_model(model.base)
-    predicted = dict(zip(table["file"], table["predicted"]))
+    predicted = dict(zip(table["file"], table["predicted"], strict=True))
     written = []
     for path, image in decoded:
         class_index = model.classes.index(predicted[str(path)])

@@ -28,12 +28,14 @@ MANIFEST = "featx-model.json"
 FORMAT_VERSION = 1
 FINETUNED_FILE = "model.keras"
 HEAD_FILES = {"keras": "head.keras", "xgboost": "head.xgb.json", "skops": "head.skops"}
-TRUSTED_SKOPS_TYPES = frozenset({
-    "featx.heads.classical.Standardized",
-    "sklearn.calibration._CalibratedClassifier",
-    "sklearn.calibration._SigmoidCalibration",
-    "sklearn.tree._tree.Tree",
-})
+TRUSTED_SKOPS_TYPES = frozenset(
+    {
+        "featx.heads.classical.Standardized",
+        "sklearn.calibration._CalibratedClassifier",
+        "sklearn.calibration._SigmoidCalibration",
+        "sklearn.tree._tree.Tree",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -82,8 +84,12 @@ class ModelManifest:
 
     def to_json(self) -> dict:
         """JSON-ready form (tuples as lists)."""
-        return {**asdict(self), "input_size": list(self.input_size), "classes": list(self.classes),
-                "head_classes": list(self.head_classes)}
+        return {
+            **asdict(self),
+            "input_size": list(self.input_size),
+            "classes": list(self.classes),
+            "head_classes": list(self.head_classes),
+        }
 
     @classmethod
     def read(cls, model_dir) -> ModelManifest:
@@ -108,17 +114,28 @@ class ModelManifest:
             raise ModelFolderError(f"{path}: damaged manifest (not a JSON object); train the model again")
         missing = [field.name for field in fields(cls) if field.name not in values]
         if missing:
-            raise ModelFolderError(f"{path}: manifest lacks {', '.join(missing)}; it was not written by this "
-                                   "featx, train the model again")
+            raise ModelFolderError(
+                f"{path}: manifest lacks {', '.join(missing)}; it was not written by this featx, train the model again"
+            )
         if values["format_version"] != FORMAT_VERSION:
-            raise ModelFolderError(f"{path}: model folder format {values['format_version']!r}, this featx reads "
-                                   f"{FORMAT_VERSION}; train the model again")
-        manifest = cls(**{**values, "input_size": tuple(values["input_size"]), "classes": tuple(values["classes"]),
-                          "head_classes": tuple(values["head_classes"])})
+            raise ModelFolderError(
+                f"{path}: model folder format {values['format_version']!r}, this featx reads "
+                f"{FORMAT_VERSION}; train the model again"
+            )
+        manifest = cls(
+            **{
+                **values,
+                "input_size": tuple(values["input_size"]),
+                "classes": tuple(values["classes"]),
+                "head_classes": tuple(values["head_classes"]),
+            }
+        )
         allowed = {FINETUNED_FILE} if manifest.finetuned else set(HEAD_FILES.values())
         if manifest.model_file not in allowed:
-            raise ModelFolderError(f"{path}: names {manifest.model_file!r}; featx loads only {', '.join(sorted(allowed))} "
-                                   "here and never unpickles a file (a pickle can run code)")
+            raise ModelFolderError(
+                f"{path}: names {manifest.model_file!r}; featx loads only {', '.join(sorted(allowed))} "
+                "here and never unpickles a file (a pickle can run code)"
+            )
         if not (model_dir / manifest.model_file).is_file():
             raise ModelFolderError(f"{model_dir}: the model file {manifest.model_file} is missing")
         return manifest
@@ -190,8 +207,9 @@ def load_head(path: Path) -> SavedHead:
     except ModelFolderError:
         raise
     except Exception as error:  # each format's loader raises its own types for a bad file
-        raise ModelFolderError(f"{path}: cannot be loaded as a {file_format} head ({type(error).__name__}: {error})") \
-            from None
+        raise ModelFolderError(
+            f"{path}: cannot be loaded as a {file_format} head ({type(error).__name__}: {error})"
+        ) from None
 
 
 def load_keras(path: Path):
@@ -219,8 +237,9 @@ def check_target(model_dir) -> None:
     ModelFolderError
     """
     model_dir = Path(model_dir)
-    if model_dir.exists() and (not model_dir.is_dir() or (any(model_dir.iterdir())
-                                                          and not (model_dir / MANIFEST).is_file())):
+    if model_dir.exists() and (
+        not model_dir.is_dir() or (any(model_dir.iterdir()) and not (model_dir / MANIFEST).is_file())
+    ):
         raise ModelFolderError(f"{model_dir}: exists and is not a featx model folder; choose another model folder")
 
 

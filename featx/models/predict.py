@@ -54,7 +54,8 @@ class LoadedModel:
             if provenance["weights_sha256"] != self.manifest.weights_sha256:
                 raise ModelFolderError(
                     f"{self.model_dir}: the backbone weights here ({provenance['weights_sha256'][:12] or 'none'}) "
-                    f"differ from those the head was trained on ({self.manifest.weights_sha256[:12] or 'none'})")
+                    f"differ from those the head was trained on ({self.manifest.weights_sha256[:12] or 'none'})"
+                )
 
     def predict_proba(self, batch: np.ndarray) -> np.ndarray:
         """Class probabilities (columns in :attr:`classes` order) for letterboxed RGB uint8 images (N, H, W, 3)."""
@@ -99,8 +100,12 @@ class Predictions:
 
     def to_json(self) -> dict:
         """Rows as records, with the counts."""
-        return {"rows": self.table.to_dict(orient="records"), "files": len(self.table), "failed": self.failed,
-                "explained": list(self.explained)}
+        return {
+            "rows": self.table.to_dict(orient="records"),
+            "files": len(self.table),
+            "failed": self.failed,
+            "explained": list(self.explained),
+        }
 
 
 def image_files(inputs) -> list[Path]:
@@ -159,10 +164,10 @@ def predict_files(model_dir, inputs, *, out_csv=None, explain_dir=None, batch_si
         except ImageDecodeError as error:
             rows.append({"file": str(path), "error": error.reason})
     for start in range(0, len(decoded), batch_size):
-        chunk = decoded[start:start + batch_size]
+        chunk = decoded[start : start + batch_size]
         proba = model.predict_proba(np.stack([image for _, image in chunk]))
-        for (path, _), p in zip(chunk, proba):
-            row = {"file": str(path), **{f"p_{c}": float(v) for c, v in zip(model.classes, p)}}
+        for (path, _), p in zip(chunk, proba, strict=True):
+            row = {"file": str(path), **{f"p_{c}": float(v) for c, v in zip(model.classes, p, strict=True)}}
             rows.append({**row, "predicted": model.classes[int(np.argmax(p))], "error": ""})
     columns = ["file"] + [f"p_{c}" for c in model.classes] + ["predicted", "error"]
     table = pd.DataFrame(rows, columns=columns).fillna({"predicted": "", "error": ""})

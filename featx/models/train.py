@@ -8,8 +8,14 @@ from featx import __version__
 from featx.backbones.weights import fingerprint
 from featx.data.dataset import CLASSES
 from featx.evaluation.crossval import fit_variant
-from featx.evaluation.finetune import (FinetuneRecipe, build_finetune_model, compile_model, fit_model,
-                                       image_batches, phase3_variant)
+from featx.evaluation.finetune import (
+    FinetuneRecipe,
+    build_finetune_model,
+    compile_model,
+    fit_model,
+    image_batches,
+    phase3_variant,
+)
 from featx.evaluation.results import find_result
 from featx.evaluation.splits import Protocol
 from featx.evaluation.summary import CVSummary
@@ -28,14 +34,28 @@ log = logging.getLogger(__name__)
 def cross_validation_record(summary: CVSummary | None) -> dict:
     """What a model folder records of its variant's cross-validation."""
     if summary is None:
-        return {"note": "not cross-validated: fine-tune with the same settings first (featx finetune) to record "
-                        "cross-validated metrics here"}
-    return {**{key: summary[key] for key in CV_KEYS}, "protocol": summary.result.variant.protocol.group_by,
-            "variant": summary.result.variant.to_dict(), "result_file": str(summary.result.path)}
+        return {
+            "note": "not cross-validated: fine-tune with the same settings first (featx finetune) to record "
+            "cross-validated metrics here"
+        }
+    return {
+        **{key: summary[key] for key in CV_KEYS},
+        "protocol": summary.result.variant.protocol.group_by,
+        "variant": summary.result.variant.to_dict(),
+        "result_file": str(summary.result.path),
+    }
 
 
-def train_model(dataset, features: FeatureSpec, recipe: HeadRecipe | FinetuneRecipe, protocol: Protocol = Protocol(),
-                *, model_dir, cache_dir="cache", progress: bool = True) -> ModelManifest:
+def train_model(
+    dataset,
+    features: FeatureSpec,
+    recipe: HeadRecipe | FinetuneRecipe,
+    protocol: Protocol = Protocol(),
+    *,
+    model_dir,
+    cache_dir="cache",
+    progress: bool = True,
+) -> ModelManifest:
     """Cross-validate the variant (reusing a stored result), train it on every image, save the folder.
 
     Parameters
@@ -69,20 +89,31 @@ def train_model(dataset, features: FeatureSpec, recipe: HeadRecipe | FinetuneRec
     else:
         extract(dataset, features, cache_dir=cache_dir, progress=progress)
         summary = fit_variant(dataset, features, recipe, protocol, cache_dir=cache_dir, progress=progress)
-        head = recipe.build(protocol.seed).fit(load_features(cache_dir, features.key(dataset.id), dataset).features,
-                                               dataset.label_indices())
+        head = recipe.build(protocol.seed).fit(
+            load_features(cache_dir, features.key(dataset.id), dataset).features, dataset.label_indices()
+        )
         head = fitted_head(head)
         write = _head_writer(head, get_head(recipe.head).file_format)
         head_classes, sampler = tuple(int(c) for c in head.classes_), recipe.sampler
 
     def manifest_for(model_file: str) -> ModelManifest:
         return ModelManifest(
-            backbone=features.backbone, weights=weights["weights"], weights_argument=features.weights,
-            weights_sha256=weights["weights_sha256"], weights_source=weights["weights_source"],
-            input_size=features.input_size, preprocessing=features.spec.preprocessing, classes=CLASSES,
-            head=recipe.head, sampler=sampler, finetuned=isinstance(recipe, FinetuneRecipe), model_file=model_file,
-            head_classes=head_classes, trained_on=dataset.describe(),
-            cross_validation=cross_validation_record(summary), featx_version=__version__,
+            backbone=features.backbone,
+            weights=weights["weights"],
+            weights_argument=features.weights,
+            weights_sha256=weights["weights_sha256"],
+            weights_source=weights["weights_source"],
+            input_size=features.input_size,
+            preprocessing=features.spec.preprocessing,
+            classes=CLASSES,
+            head=recipe.head,
+            sampler=sampler,
+            finetuned=isinstance(recipe, FinetuneRecipe),
+            model_file=model_file,
+            head_classes=head_classes,
+            trained_on=dataset.describe(),
+            cross_validation=cross_validation_record(summary),
+            featx_version=__version__,
         )
 
     return write_folder(model_dir, manifest_for, write)
@@ -107,8 +138,9 @@ def _finetuned_writer(dataset, features: FeatureSpec, recipe: FinetuneRecipe, se
     keras.utils.set_random_seed(seed)
     built = build_finetune_model(features, recipe)
     compile_model(built.model, recipe.learning_rate)
-    batches = image_batches(dataset.table["path"].to_numpy(), dataset.label_indices(), features, recipe.batch_size,
-                            shuffle_seed=seed)
+    batches = image_batches(
+        dataset.table["path"].to_numpy(), dataset.label_indices(), features, recipe.batch_size, shuffle_seed=seed
+    )
     fit_model(built.model, batches, recipe.epochs, progress)
 
     def write(folder):
@@ -116,4 +148,3 @@ def _finetuned_writer(dataset, features: FeatureSpec, recipe: FinetuneRecipe, se
         return FINETUNED_FILE
 
     return write
-

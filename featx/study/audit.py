@@ -74,8 +74,10 @@ def lungs_masked_control(plain, masked, y, fold) -> dict:
     with_lungs = point_metrics(y, out_of_fold_proba(plain, y, fold, lambda: make_head(AUDIT_HEAD))[0])
     without = point_metrics(y, out_of_fold_proba(masked, y, fold, lambda: make_head(AUDIT_HEAD))[0])
     return {
-        "accuracy_3class": with_lungs["accuracy_3class"], "accuracy_3class_masked": without["accuracy_3class"],
-        "auc_covid": with_lungs["auc_covid"], "auc_covid_masked": without["auc_covid"],
+        "accuracy_3class": with_lungs["accuracy_3class"],
+        "accuracy_3class_masked": without["accuracy_3class"],
+        "auc_covid": with_lungs["auc_covid"],
+        "auc_covid_masked": without["auc_covid"],
         "chance_3class": float(np.bincount(y).max() / len(y)),
     }
 
@@ -92,8 +94,13 @@ def leave_one_site_out(features, table, min_covid: int = MIN_SITE_COVID) -> list
         model = make_head(AUDIT_HEAD).fit(features[~held_out], y[~held_out])
         predicted = np.asarray(model.classes_)[model.predict_proba(features[held_out]).argmax(axis=1)]
         covid = y[held_out] == COVID
-        rows.append({"site": str(site), "covid_images": int(covid.sum()),
-                     "sensitivity": float(np.mean(predicted[covid] == COVID))})
+        rows.append(
+            {
+                "site": str(site),
+                "covid_images": int(covid.sum()),
+                "sensitivity": float(np.mean(predicted[covid] == COVID)),
+            }
+        )
     return rows
 
 
@@ -108,9 +115,13 @@ def adult_check(table, proba) -> dict:
         "adult_non_covid": int(adult.sum()),
         "called_covid": int(called_covid[adult].sum()),
         "fraction_called_covid": float(called_covid[adult].mean()) if adult.any() else None,
-        "by_class": {label: {"images": int((adult & (table["label"] == label).to_numpy()).sum()),
-                             "called_covid": int((called_covid & adult & (table["label"] == label).to_numpy()).sum())}
-                     for label in ("pneumonia", "normal")},
+        "by_class": {
+            label: {
+                "images": int((adult & (table["label"] == label).to_numpy()).sum()),
+                "called_covid": int((called_covid & adult & (table["label"] == label).to_numpy()).sum()),
+            }
+            for label in ("pneumonia", "normal")
+        },
         "normal_adults": int((normals & sources.isin(covid_sources)).sum()),
         "normal_total": int(normals.sum()),
     }
@@ -160,8 +171,9 @@ class Audit:
         return {**asdict(self), "input_size": list(self.input_size)}
 
 
-def run_audit(dataset, features: FeatureSpec, protocol: Protocol = Protocol(), *, cache_dir="cache",
-              progress: bool = True) -> Audit:
+def run_audit(
+    dataset, features: FeatureSpec, protocol: Protocol = Protocol(), *, cache_dir="cache", progress: bool = True
+) -> Audit:
     """All four checks on ``dataset`` (use the whole folder: it holds the adult non-covid images).
 
     The features are extracted first where no store holds them, with the lungs masked too.
@@ -178,8 +190,14 @@ def run_audit(dataset, features: FeatureSpec, protocol: Protocol = Protocol(), *
     masked = load_features(cache_dir, masked_features.key(dataset.id), dataset).features
     table = dataset.table
     return Audit(
-        backbone=features.backbone, weights=key.weights, input_size=features.input_size, head=AUDIT_HEAD,
-        protocol=protocol.group_by, folds=protocol.folds, split_file=str(split_file), dataset=dataset.describe(),
+        backbone=features.backbone,
+        weights=key.weights,
+        input_size=features.input_size,
+        head=AUDIT_HEAD,
+        protocol=protocol.group_by,
+        folds=protocol.folds,
+        split_file=str(split_file),
+        dataset=dataset.describe(),
         source_probe=[source_probe(plain, table, label, seed=protocol.seed) for label in ("pneumonia", "normal")],
         lungs_masked=lungs_masked_control(plain, masked, y, fold),
         leave_one_site_out=leave_one_site_out(plain, table),

@@ -53,10 +53,14 @@ def markdown_table(rows: list[dict]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
         cells = [str(row[key]) for key in DESCRIPTION] + [row["input"]]
-        cells += [f"{percent(row[key])} [{percent(row[key + '_low'])}, {percent(row[key + '_high'])}]"
-                  for key, _label in PERCENT_METRICS]
-        cells += [f"{row['auc_covid']:.3f} [{row['auc_covid_low']:.3f}, {row['auc_covid_high']:.3f}]",
-                  f"{row['fit_seconds']:.1f}"]
+        cells += [
+            f"{percent(row[key])} [{percent(row[key + '_low'])}, {percent(row[key + '_high'])}]"
+            for key, _label in PERCENT_METRICS
+        ]
+        cells += [
+            f"{row['auc_covid']:.3f} [{row['auc_covid_low']:.3f}, {row['auc_covid_high']:.3f}]",
+            f"{row['fit_seconds']:.1f}",
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -6,9 +6,11 @@ import base64
 from html import escape
 from pathlib import Path
 
-STYLE = ("body{font-family:sans-serif;max-width:72em;margin:2em auto;line-height:1.4}"
-         "table{border-collapse:collapse;font-size:90%}td,th{border:1px solid #bbb;padding:2px 6px}"
-         "img{max-width:100%}")
+STYLE = (
+    "body{font-family:sans-serif;max-width:72em;margin:2em auto;line-height:1.4}"
+    "table{border-collapse:collapse;font-size:90%}td,th{border:1px solid #bbb;padding:2px 6px}"
+    "img{max-width:100%}"
+)
 
 
 class Document:
@@ -63,8 +65,11 @@ class Document:
 
     def html(self) -> str:
         """One self-contained HTML page (figures embedded as base64 PNG)."""
-        parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{escape(self.title)}</title>",
-                 f"<style>{STYLE}</style></head><body>", f"<h1>{escape(self.title)}</h1>"]
+        parts = [
+            f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{escape(self.title)}</title>",
+            f"<style>{STYLE}</style></head><body>",
+            f"<h1>{escape(self.title)}</h1>",
+        ]
         for block in self.blocks:
             kind = block[0]
             if kind == "heading":
@@ -79,8 +84,10 @@ class Document:
                 parts.append(f"<table><tr>{head}</tr>{body}</table>")
             elif kind == "image":
                 data = base64.b64encode(block[1].read_bytes()).decode()
-                parts.append(f"<figure><img alt='{escape(block[2])}' src='data:image/png;base64,{data}'>"
-                             f"<figcaption>{escape(block[2])}</figcaption></figure>")
+                parts.append(
+                    f"<figure><img alt='{escape(block[2])}' src='data:image/png;base64,{data}'>"
+                    f"<figcaption>{escape(block[2])}</figcaption></figure>"
+                )
         parts.append("</body></html>")
         return "\n".join(parts)
 

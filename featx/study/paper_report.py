@@ -53,16 +53,19 @@ def _plots(results, subset: str, folder: Path) -> list[tuple[Path, str]]:
     folder.mkdir(parents=True, exist_ok=True)
     figures = []
     fig, axes = plt.subplots(1, len(results), figsize=(3.2 * len(results), 3.2), squeeze=False)
-    for axis, result in zip(axes[0], results):
+    for axis, result in zip(axes[0], results, strict=True):
         matrix = confusion(result.y_true, result.proba.argmax(axis=1))
         axis.imshow(matrix, cmap="Blues")
         for (i, j), count in np.ndenumerate(matrix):
-            axis.text(j, i, str(count), ha="center", va="center", color="black" if count < matrix.max() / 2 else "white")
+            axis.text(
+                j, i, str(count), ha="center", va="center", color="black" if count < matrix.max() / 2 else "white"
+            )
         axis.set_xticks(range(len(CLASSES)), CLASSES, rotation=30)
         axis.set_yticks(range(len(CLASSES)), CLASSES)
         variant = result.variant
-        axis.set_title(f"{variant.features.backbone} ({variant.weights_label})\n{variant.protocol.group_by} folds",
-                       fontsize=8)
+        axis.set_title(
+            f"{variant.features.backbone} ({variant.weights_label})\n{variant.protocol.group_by} folds", fontsize=8
+        )
         axis.set_xlabel("predicted")
     axes[0][0].set_ylabel("true")
     fig.tight_layout()
@@ -88,16 +91,20 @@ def _plots(results, subset: str, folder: Path) -> list[tuple[Path, str]]:
 
 
 def _summary_lines(reproduction: Reproduction, audit: Audit | None) -> list[str]:
-    lines = ["These numbers describe one public collection of 2,173 radiographs in which every covid image is an "
-             "adult and nearly every other image a child from one hospital; they are not clinical performance."]
+    lines = [
+        "These numbers describe one public collection of 2,173 radiographs in which every covid image is an "
+        "adult and nearly every other image a child from one hospital; they are not clinical performance."
+    ]
     for run in reproduction.runs:
         variant, metrics = run.summary.result.variant, run.summary.metrics
         label = " (RANDOM-INIT backbone, not transfer learning)" if variant.weights_label == "random-init" else ""
-        lines.append(f"{run.subset}, {variant.features.backbone}{label} + {variant.head}, "
-                     f"{variant.protocol.group_by}-level folds: 3-class accuracy "
-                     f"{percent_with_interval(metrics, 'accuracy_3class')}%, covid sensitivity "
-                     f"{percent_with_interval(metrics, 'sensitivity')}%, specificity "
-                     f"{percent_with_interval(metrics, 'specificity')}%.")
+        lines.append(
+            f"{run.subset}, {variant.features.backbone}{label} + {variant.head}, "
+            f"{variant.protocol.group_by}-level folds: 3-class accuracy "
+            f"{percent_with_interval(metrics, 'accuracy_3class')}%, covid sensitivity "
+            f"{percent_with_interval(metrics, 'sensitivity')}%, specificity "
+            f"{percent_with_interval(metrics, 'specificity')}%."
+        )
     for backbone, reason in reproduction.skipped.items():
         lines.append(f"{backbone} was skipped: {reason}.")
     if audit is not None:
@@ -107,23 +114,51 @@ def _summary_lines(reproduction: Reproduction, audit: Audit | None) -> list[str]
 
 def _subset_section(doc: Document, subset: str, runs, out_dir: Path) -> None:
     doc.heading(f"{subset}: our numbers beside the paper's (%)")
-    header = ["backbone", "weights", "head", "protocol", "2-class acc", "paper", "3-class acc", "paper",
-              "covid sens", "paper", "covid spec", "paper", "AUC covid", "3-class fold sd"]
+    header = [
+        "backbone",
+        "weights",
+        "head",
+        "protocol",
+        "2-class acc",
+        "paper",
+        "3-class acc",
+        "paper",
+        "covid sens",
+        "paper",
+        "covid spec",
+        "paper",
+        "AUC covid",
+        "3-class fold sd",
+    ]
     rows = []
     for run in runs:
         variant, m = run.summary.result.variant, run.summary.metrics
         paper = PAPER.get((subset, variant.features.backbone), ("-",) * 4)
-        rows.append([variant.features.backbone, variant.weights_label, variant.head, variant.protocol.group_by,
-                     percent_with_interval(m, "accuracy_2class"), paper[0],
-                     percent_with_interval(m, "accuracy_3class"), paper[1],
-                     percent_with_interval(m, "sensitivity"), paper[2],
-                     percent_with_interval(m, "specificity"), paper[3],
-                     f"{m['auc_covid']:.3f}", percent(m["per_fold"]["accuracy_3class"]["std"])])
+        rows.append(
+            [
+                variant.features.backbone,
+                variant.weights_label,
+                variant.head,
+                variant.protocol.group_by,
+                percent_with_interval(m, "accuracy_2class"),
+                paper[0],
+                percent_with_interval(m, "accuracy_3class"),
+                paper[1],
+                percent_with_interval(m, "sensitivity"),
+                paper[2],
+                percent_with_interval(m, "specificity"),
+                paper[3],
+                f"{m['auc_covid']:.3f}",
+                percent(m["per_fold"]["accuracy_3class"]["std"]),
+            ]
+        )
     doc.table(header, rows)
     reported = paper_table(subset)
     if reported:
-        doc.paragraph(f"The paper's own figures for {subset} (its Tables 2 and 5; image-level 10-fold CV, ImageNet "
-                      "weights), set beside featx's rows whatever backbones ran here:")
+        doc.paragraph(
+            f"The paper's own figures for {subset} (its Tables 2 and 5; image-level 10-fold CV, ImageNet "
+            "weights), set beside featx's rows whatever backbones ran here:"
+        )
         doc.table(["paper backbone", "2-class acc", "3-class acc", "covid sens", "covid spec"], reported)
     doc.paragraph("The paper's protocol is image-level; compare its numbers with the image rows.")
     for path, caption in _plots([run.summary.result for run in runs], subset, out_dir / "figures"):
@@ -156,7 +191,9 @@ def paper_report(reproduction: Reproduction, audit: Audit | None, out_dir, featx
 def _provenance_line(run) -> str:
     result = run.summary.result
     key = result.variant.features
-    return (f"{run.subset} / {key.backbone} / {result.variant.protocol.group_by}: data id {key.dataset_id}, "
-            f"weights {key.weights} (sha256 {key.weights_sha256[:12] or 'n/a'}), "
-            f"input {key.input_size[0]}x{key.input_size[1]}, split {result.provenance.get('split_file')}, "
-            f"predictions {result.path}")
+    return (
+        f"{run.subset} / {key.backbone} / {result.variant.protocol.group_by}: data id {key.dataset_id}, "
+        f"weights {key.weights} (sha256 {key.weights_sha256[:12] or 'n/a'}), "
+        f"input {key.input_size[0]}x{key.input_size[1]}, split {result.provenance.get('split_file')}, "
+        f"predictions {result.path}"
+    )

@@ -68,16 +68,30 @@ def usable_features(data, features: FeatureSpec, *, cache_dir, fallback: str, pr
         if fallback == "skip":
             log.warning("skipping %s: %s", features.backbone, error)
             return None
-        log.warning("%s: ImageNet weights unavailable here, running it as RANDOM-INIT (labelled so): %s",
-                    features.backbone, str(error).split(".")[0])
+        log.warning(
+            "%s: ImageNet weights unavailable here, running it as RANDOM-INIT (labelled so): %s",
+            features.backbone,
+            str(error).split(".")[0],
+        )
         random_init = replace(features, weights="none")
         extract(dataset, random_init, cache_dir=cache_dir, progress=progress)
         return random_init
 
 
-def reproduce(data, models, *, phase: int = 2, input_size=DEFAULT_SIZE, folds: int = 10, seed: int = 0,
-              epochs: int = 10, subsets=PAPER_SUBSETS, fallback: str = "random-init", cache_dir="cache",
-              progress: bool = True) -> Reproduction:
+def reproduce(
+    data,
+    models,
+    *,
+    phase: int = 2,
+    input_size=DEFAULT_SIZE,
+    folds: int = 10,
+    seed: int = 0,
+    epochs: int = 10,
+    subsets=PAPER_SUBSETS,
+    fallback: str = "random-init",
+    cache_dir="cache",
+    progress: bool = True,
+) -> Reproduction:
     """Run (or reuse) every variant of the paper's design.
 
     Parameters
@@ -108,8 +122,13 @@ def reproduce(data, models, *, phase: int = 2, input_size=DEFAULT_SIZE, folds: i
         raise UnknownNameError("fallback", fallback, FALLBACKS)
     runs, skipped, datasets = [], {}, {}
     for backbone in models:
-        features = usable_features(data, FeatureSpec(backbone, "imagenet", input_size), cache_dir=cache_dir,
-                                   fallback=fallback, progress=progress)
+        features = usable_features(
+            data,
+            FeatureSpec(backbone, "imagenet", input_size),
+            cache_dir=cache_dir,
+            fallback=fallback,
+            progress=progress,
+        )
         if features is None:
             skipped[backbone] = "ImageNet weights unavailable (no network); rerun with the random-init fallback"
             continue
@@ -123,10 +142,17 @@ def reproduce(data, models, *, phase: int = 2, input_size=DEFAULT_SIZE, folds: i
                 if phase == 3:
                     from featx.evaluation.finetune import FinetuneRecipe, finetune_variant
 
-                    summary = finetune_variant(dataset, features, FinetuneRecipe(head, epochs=epochs), protocol,
-                                               cache_dir=cache_dir, progress=progress)
+                    summary = finetune_variant(
+                        dataset,
+                        features,
+                        FinetuneRecipe(head, epochs=epochs),
+                        protocol,
+                        cache_dir=cache_dir,
+                        progress=progress,
+                    )
                 else:
-                    summary = fit_variant(dataset, features, HeadRecipe(head), protocol, cache_dir=cache_dir,
-                                          progress=progress)
+                    summary = fit_variant(
+                        dataset, features, HeadRecipe(head), protocol, cache_dir=cache_dir, progress=progress
+                    )
                 runs.append(ReproducedRun(subset, summary))
     return Reproduction(runs, skipped, datasets)

@@ -14,7 +14,6 @@ ESPRESSO = 967
 
 
 def _classifier(name):
-    import keras
 
     from featx.backbones.weights import converted_lite_weights
 

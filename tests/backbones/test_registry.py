@@ -39,7 +39,9 @@ def test_unknown_backbone_lists_the_valid_names():
 
 
 def test_too_small_input_is_refused_with_the_minimum():
-    with pytest.raises(ParameterError, match="input_size must be at least 75 pixels a side for inception_v3, got '64x64'"):
+    with pytest.raises(
+        ParameterError, match="input_size must be at least 75 pixels a side for inception_v3, got '64x64'"
+    ):
         build_base(get_spec("inception_v3"), (64, 64), weights="none")
 
 

@@ -3,9 +3,9 @@ import pickle
 import numpy as np
 import pytest
 
-from featx.exceptions import WeightsError
 from featx.backbones.torchfile import LEGACY_MAGIC, LEGACY_PROTOCOL, read_legacy_state_dict
 from featx.backbones.weights import lite_package_checkpoint
+from featx.exceptions import WeightsError
 
 
 def test_reads_every_tensor_of_the_lite0_checkpoint():

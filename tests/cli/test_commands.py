@@ -7,22 +7,25 @@ import sys
 import pytest
 
 from featx import __version__
-from featx.cli import build_parser, main
+from featx.cli import main
 from featx.cli.commands import COMMANDS
 from tests.realdata import REPO, run_featx
 
 
 def test_three_doors_run_the_same_cli(tmp_path):
     module = run_featx("--version", cwd=tmp_path)
-    shim = subprocess.run([sys.executable, str(REPO / "cli.py"), "--version"], capture_output=True, text=True,
-                          cwd=tmp_path)
+    shim = subprocess.run(
+        [sys.executable, str(REPO / "cli.py"), "--version"], capture_output=True, text=True, cwd=tmp_path
+    )
     assert module.returncode == shim.returncode == 0
     assert module.stdout.strip() == shim.stdout.strip() == f"featx {__version__}"
 
 
 def test_help_lists_every_command_and_the_exit_codes_without_importing_tensorflow():
-    probe = ("import sys; from featx.cli import build_parser; text = build_parser().format_help(); "
-             "print('tensorflow' in sys.modules or 'keras' in sys.modules); print(text)")
+    probe = (
+        "import sys; from featx.cli import build_parser; text = build_parser().format_help(); "
+        "print('tensorflow' in sys.modules or 'keras' in sys.modules); print(text)"
+    )
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=REPO)
     imported, text = result.stdout.split("\n", 1)
     assert imported == "False"
@@ -32,8 +35,9 @@ def test_help_lists_every_command_and_the_exit_codes_without_importing_tensorflo
         assert f"  {code}  " in text
 
 
-@pytest.mark.parametrize("command", ["models", "extract", "fit", "compare", "finetune", "train", "predict",
-                                     "reproduce", "audit"])
+@pytest.mark.parametrize(
+    "command", ["models", "extract", "fit", "compare", "finetune", "train", "predict", "reproduce", "audit"]
+)
 def test_each_command_has_a_summary_defaults_and_examples(command, capsys):
     with pytest.raises(SystemExit) as caught:
         main([command, "--help"])
@@ -53,17 +57,20 @@ def test_usage_errors_exit_2(capsys):
     assert caught.value.code == 2
 
 
-@pytest.mark.parametrize("args, message", [
-    (["extract", "--model", "efficientnet_lite0", "--batch-size", "0"], "--batch-size must be >= 1, got 0"),
-    (["extract", "--model", "efficientnet_lite0", "--batch-size", "-1"], "--batch-size must be >= 1, got -1"),
-    (["extract", "--model", "efficientnet_lite0", "--input-size", "4x4"], "--input-size must be at least 8x8"),
-    (["fit", "--folds", "1"], "--folds must be >= 2, got 1"),
-    (["fit", "--epochs", "0"], "--epochs must be >= 1, got 0"),
-    (["fit", "--lr", "0"], "--lr must be > 0, got 0"),
-    (["fit", "--seed", "-2"], "--seed must be >= 0, got -2"),
-    (["predict", "--model-dir", "m", "x.png", "--batch-size", "0"], "--batch-size must be >= 1, got 0"),
-    (["reproduce", "--folds", "1"], "--folds must be >= 2, got 1"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["extract", "--model", "efficientnet_lite0", "--batch-size", "0"], "--batch-size must be >= 1, got 0"),
+        (["extract", "--model", "efficientnet_lite0", "--batch-size", "-1"], "--batch-size must be >= 1, got -1"),
+        (["extract", "--model", "efficientnet_lite0", "--input-size", "4x4"], "--input-size must be at least 8x8"),
+        (["fit", "--folds", "1"], "--folds must be >= 2, got 1"),
+        (["fit", "--epochs", "0"], "--epochs must be >= 1, got 0"),
+        (["fit", "--lr", "0"], "--lr must be > 0, got 0"),
+        (["fit", "--seed", "-2"], "--seed must be >= 0, got -2"),
+        (["predict", "--model-dir", "m", "x.png", "--batch-size", "0"], "--batch-size must be >= 1, got 0"),
+        (["reproduce", "--folds", "1"], "--folds must be >= 2, got 1"),
+    ],
+)
 def test_out_of_range_values_are_refused_where_parsed(args, message, tmp_path, capsys):
     assert main([*args, "--cache", str(tmp_path)] if args[0] != "predict" else args) == 1
     assert message in capsys.readouterr().err

@@ -18,8 +18,24 @@ def two_stores(small_data, tmp_path_factory):
     """Lite0 (ImageNet) and MobileNetV2 (random-init) stores of the same 36 radiographs."""
     cache = tmp_path_factory.mktemp("two_stores")
     for model, weights in (("efficientnet_lite0", "imagenet"), ("mobilenet_v2", "none")):
-        assert main(["extract", "--model", model, "--weights", weights, *SMALL, "--data", str(small_data),
-                     "--cache", str(cache), "-q"]) == 0
+        assert (
+            main(
+                [
+                    "extract",
+                    "--model",
+                    model,
+                    "--weights",
+                    weights,
+                    *SMALL,
+                    "--data",
+                    str(small_data),
+                    "--cache",
+                    str(cache),
+                    "-q",
+                ]
+            )
+            == 0
+        )
     return small_data, cache
 
 
@@ -31,16 +47,35 @@ def test_fit_without_model_fits_every_extracted_store_and_compares_them(two_stor
     assert "RANDOM-INIT" in out
     table = [line for line in out.splitlines() if line.startswith("| 2 |")]
     assert len(table) == 2
-    assert main(["fit", "--head", "logreg", "--folds", "3", "--model", "mobilenet_v2", "--data", str(data),
-                 "--cache", str(cache), "--json", "-q"]) == 0
+    assert (
+        main(
+            [
+                "fit",
+                "--head",
+                "logreg",
+                "--folds",
+                "3",
+                "--model",
+                "mobilenet_v2",
+                "--data",
+                str(data),
+                "--cache",
+                str(cache),
+                "--json",
+                "-q",
+            ]
+        )
+        == 0
+    )
     summary = json.loads(capsys.readouterr().out)
     assert summary["variant"]["backbone"] == "mobilenet_v2" and summary["reused"] is True
 
 
 def test_fit_paper_head_resolves_per_backbone(two_stores, capsys):
     data, cache = two_stores
-    assert main(["fit", "--folds", "3", "--epochs", "1", "--data", str(data), "--cache", str(cache), "--json",
-                 "-q"]) == 0
+    assert (
+        main(["fit", "--folds", "3", "--epochs", "1", "--data", str(data), "--cache", str(cache), "--json", "-q"]) == 0
+    )
     variants = json.loads(capsys.readouterr().out)["variants"]
     assert [v["variant"]["head"] for v in variants] == ["mlp1000-750", "mlp1000-750"]
 
@@ -49,8 +84,25 @@ def test_fit_with_no_store_names_the_extract_command(small_data, tmp_path, capsy
     assert main(["fit", "--head", "logreg", "--data", str(small_data), "--cache", str(tmp_path), "-q"]) == 1
     err = capsys.readouterr().err
     assert "No feature store" in err and f"featx extract --model efficientnet_lite0 --data {small_data}" in err
-    assert main(["fit", "--model", "vgg19", "--weights", "none", "--head", "logreg", "--data", str(small_data),
-                 "--cache", str(tmp_path), "-q"]) == 1
+    assert (
+        main(
+            [
+                "fit",
+                "--model",
+                "vgg19",
+                "--weights",
+                "none",
+                "--head",
+                "logreg",
+                "--data",
+                str(small_data),
+                "--cache",
+                str(tmp_path),
+                "-q",
+            ]
+        )
+        == 1
+    )
     assert "featx extract --model vgg19 --weights none" in capsys.readouterr().err
 
 
@@ -69,8 +121,28 @@ def test_compare_json_holds_rows_only_on_stdout(two_stores, capsys):
 def model_folder(two_stores, tmp_path_factory):
     data, cache = two_stores
     folder = tmp_path_factory.mktemp("models") / "logreg"
-    assert main(["train", "--model", "efficientnet_lite0", *SMALL, "--head", "logreg", "--folds", "3", "--data",
-                 str(data), "--cache", str(cache), "--model-dir", str(folder), "-q"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--model",
+                "efficientnet_lite0",
+                *SMALL,
+                "--head",
+                "logreg",
+                "--folds",
+                "3",
+                "--data",
+                str(data),
+                "--cache",
+                str(cache),
+                "--model-dir",
+                str(folder),
+                "-q",
+            ]
+        )
+        == 0
+    )
     return folder
 
 
@@ -100,8 +172,9 @@ def test_predict_edges_give_their_message_and_exit_1(model_folder, small_data, t
     cases = {}
     for name, damage in {
         "damaged": lambda f: (f / MANIFEST).write_text("{oops"),
-        "lacks-key": lambda f: (f / MANIFEST).write_text(json.dumps(
-            {k: v for k, v in json.loads((f / MANIFEST).read_text()).items() if k != "input_size"})),
+        "lacks-key": lambda f: (f / MANIFEST).write_text(
+            json.dumps({k: v for k, v in json.loads((f / MANIFEST).read_text()).items() if k != "input_size"})
+        ),
         "no-head": lambda f: (f / "head.skops").unlink(),
     }.items():
         folder = tmp_path / name
@@ -122,7 +195,8 @@ def test_predict_edges_give_their_message_and_exit_1(model_folder, small_data, t
 def test_explain_is_refused_before_any_prediction(model_folder, small_data, tmp_path):
     out = tmp_path / "preds.csv"
     image = str(sorted((small_data / "images").glob("*.jpg"))[0])
-    result = _predict("--model-dir", str(model_folder), image, "--explain", str(tmp_path / "cams"), "--out", str(out),
-                      cwd=tmp_path)
+    result = _predict(
+        "--model-dir", str(model_folder), image, "--explain", str(tmp_path / "cams"), "--out", str(out), cwd=tmp_path
+    )
     assert result.returncode == 1 and "explain needs a Keras head" in result.stderr
     assert not out.exists() and not (tmp_path / "cams").exists()

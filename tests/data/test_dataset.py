@@ -5,7 +5,6 @@ import pytest
 
 from featx.data.dataset import CLASSES, load_dataset
 from featx.exceptions import DatasetError, UnknownNameError
-
 from tests.realdata import SHARED_DATA, copy_subset, pick_rows, requires_data
 
 pytestmark = requires_data
@@ -30,10 +29,13 @@ def test_real_collection_loads_with_all_columns():
     assert dataset.id == dataset.parent_id
 
 
-@pytest.mark.parametrize("subset, counts", [
-    ("dataset1", {"covid": 224, "pneumonia": 700, "normal": 504}),
-    ("dataset2", {"covid": 224, "pneumonia": 714, "normal": 504}),
-])
+@pytest.mark.parametrize(
+    "subset, counts",
+    [
+        ("dataset1", {"covid": 224, "pneumonia": 700, "normal": 504}),
+        ("dataset2", {"covid": 224, "pneumonia": 714, "normal": 504}),
+    ],
+)
 def test_paper_subsets_have_the_papers_counts_and_are_stable(subset, counts):
     first = load_dataset(SHARED_DATA, subset)
     again = load_dataset(SHARED_DATA, subset)
@@ -43,7 +45,9 @@ def test_paper_subsets_have_the_papers_counts_and_are_stable(subset, counts):
 
 
 def test_subset_that_cannot_be_filled_says_so(folder):
-    with pytest.raises(DatasetError, match="cannot fill the paper's dataset1.*700 pneumonia/bacterial needed, 3 available"):
+    with pytest.raises(
+        DatasetError, match="cannot fill the paper's dataset1.*700 pneumonia/bacterial needed, 3 available"
+    ):
         load_dataset(folder, "dataset1")
 
 
@@ -58,6 +62,7 @@ def test_every_bad_row_is_listed_in_one_message(folder):
         table.loc[1, "filename"] = "images/missing.jpg"
         table.loc[2, "filename"] = "../../etc/passwd"
         return pd.concat([table, table.iloc[[3]]])
+
     _rewrite(folder, edit)
     with pytest.raises(DatasetError) as caught:
         load_dataset(folder)
@@ -73,9 +78,13 @@ def test_same_content_under_two_labels_is_refused(folder):
     table = pd.read_csv(folder / "metadata.csv", dtype=str, keep_default_na=False)
     covid = table[table["label"] == "covid"].iloc[0]
     shutil.copyfile(folder / covid["filename"], folder / "images" / "copy.jpg")
-    _rewrite(folder, lambda t: pd.concat([t, pd.DataFrame([{**covid.to_dict(), "filename": "images/copy.jpg",
-                                                             "label": "normal"}])]))
-    with pytest.raises(DatasetError, match=r"1 problem\(s\):\n.*same image content appears under two labels: .*copy.jpg: normal"):
+    _rewrite(
+        folder,
+        lambda t: pd.concat([t, pd.DataFrame([{**covid.to_dict(), "filename": "images/copy.jpg", "label": "normal"}])]),
+    )
+    with pytest.raises(
+        DatasetError, match=r"1 problem\(s\):\n.*same image content appears under two labels: .*copy.jpg: normal"
+    ):
         load_dataset(folder)
 
 
@@ -87,6 +96,7 @@ def test_same_content_under_two_labels_is_reported_with_the_other_bad_rows(folde
     def edit(t):
         t.loc[1, "filename"] = "images/missing.jpg"
         return pd.concat([t, pd.DataFrame([{**covid.to_dict(), "filename": "images/copy.jpg", "label": "normal"}])])
+
     _rewrite(folder, edit)
     with pytest.raises(DatasetError) as caught:
         load_dataset(folder)

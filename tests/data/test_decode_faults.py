@@ -31,8 +31,10 @@ def test_random_bytes_decode_or_raise_featx_error(tmp_path, data):
 
 @requires_data
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(edits=st.lists(st.tuples(st.integers(0, 10**9), st.integers(0, 255)), min_size=1, max_size=20),
-       cut=st.one_of(st.none(), st.integers(0, 10**9)))
+@given(
+    edits=st.lists(st.tuples(st.integers(0, 10**9), st.integers(0, 255)), min_size=1, max_size=20),
+    cut=st.one_of(st.none(), st.integers(0, 10**9)),
+)
 def test_mutated_real_jpegs_decode_or_raise_featx_error(tmp_path, edits, cut):
     data = bytearray(REAL_JPEG.read_bytes())
     for position, value in edits:

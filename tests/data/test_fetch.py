@@ -11,9 +11,8 @@ import pytest
 
 from featx import cli
 from featx.data.dataset import load_dataset
-from featx.exceptions import FetchError
 from featx.data.fetch import COHEN_ARCHIVE, KERMANY_ARCHIVE, fetch
-
+from featx.exceptions import FetchError
 from tests.realdata import SHARED_DATA, requires_data, shared_metadata
 
 pytestmark = requires_data
@@ -21,9 +20,17 @@ pytestmark = requires_data
 
 def _cohen_zip(rows) -> bytes:
     buffer = io.BytesIO()
-    manifest = pd.DataFrame({"patientid": rows["patient_id"], "finding": rows["label"].map(
-        {"covid": "Pneumonia/Viral/COVID-19", "pneumonia": "Pneumonia/Bacterial", "normal": "No Finding"}),
-        "view": "PA", "folder": "images", "filename": [f.split("/")[-1] for f in rows["filename"]]})
+    manifest = pd.DataFrame(
+        {
+            "patientid": rows["patient_id"],
+            "finding": rows["label"].map(
+                {"covid": "Pneumonia/Viral/COVID-19", "pneumonia": "Pneumonia/Bacterial", "normal": "No Finding"}
+            ),
+            "view": "PA",
+            "folder": "images",
+            "filename": [f.split("/")[-1] for f in rows["filename"]],
+        }
+    )
     with zipfile.ZipFile(buffer, "w") as bundle:
         bundle.writestr("covid-chestxray-dataset-master/metadata.csv", manifest.to_csv(index=False))
         for filename in rows["filename"]:
@@ -48,9 +55,13 @@ def mirror():
     table = shared_metadata()
     cohen = table[table["filename"].str.contains("cohen_")].groupby("label").head(4)
     kermany = table[table["filename"].str.contains("kermany_")]
-    files = {COHEN_ARCHIVE: _cohen_zip(cohen),
-             KERMANY_ARCHIVE: _kermany_zip(list(kermany[kermany.label == "normal"].filename[:6]),
-                                           list(kermany[kermany.label == "pneumonia"].filename[:6]))}
+    files = {
+        COHEN_ARCHIVE: _cohen_zip(cohen),
+        KERMANY_ARCHIVE: _kermany_zip(
+            list(kermany[kermany.label == "normal"].filename[:6]),
+            list(kermany[kermany.label == "pneumonia"].filename[:6]),
+        ),
+    }
     sums = "".join(f"{hashlib.sha256(data).hexdigest()}  {name}\n" for name, data in files.items())
     state = {"sums": sums, "dropped": set(), "requests": []}
 
@@ -71,7 +82,7 @@ def mirror():
             self.end_headers()
             if name != "SHA256SUMS" and name not in state["dropped"]:
                 state["dropped"].add(name)
-                self.wfile.write(data[start:start + len(data) // 2])
+                self.wfile.write(data[start : start + len(data) // 2])
                 self.wfile.flush()
                 self.connection.shutdown(2)  # drop the connection mid-file
                 return

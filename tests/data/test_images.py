@@ -1,14 +1,11 @@
-import io
-
 import numpy as np
 import pytest
 from PIL import Image
 
 from featx.data import images
 from featx.exceptions import ImageDecodeError
-
-from tests.realdata import SHARED_DATA, requires_data
 from tests.hostile import dicom, gradient, png_with_header_size
+from tests.realdata import SHARED_DATA, requires_data
 
 
 def test_letterbox_keeps_aspect_and_pads_black():
@@ -17,7 +14,7 @@ def test_letterbox_keeps_aspect_and_pads_black():
     assert out.shape == (100, 100, 3)
     rows_with_content = np.where(out[:, :, 0].max(axis=1) > 0)[0]
     assert len(rows_with_content) == 25  # 200x50 scaled by 0.5 -> 100x25
-    assert out[:rows_with_content[0]].max() == 0 and out[rows_with_content[-1] + 1:].max() == 0
+    assert out[: rows_with_content[0]].max() == 0 and out[rows_with_content[-1] + 1 :].max() == 0
     assert (out[rows_with_content] == 255).all()
 
 

@@ -46,8 +46,12 @@ def test_strategies_train_and_sampler_never_sees_test_rows(strategy, features):
     proba, _ = out_of_fold_proba(matrix, y, fold, lambda: with_strategy(make_head("logreg"), strategy))
     assert np.allclose(proba.sum(axis=1), 1)
     RecordingOverSampler.seen = []
-    out_of_fold_proba(matrix, y, fold, lambda: with_strategy(make_head("logreg"), "oversample",
-                                                              sampler=RecordingOverSampler(random_state=0)))
+    out_of_fold_proba(
+        matrix,
+        y,
+        fold,
+        lambda: with_strategy(make_head("logreg"), "oversample", sampler=RecordingOverSampler(random_state=0)),
+    )
     assert len(RecordingOverSampler.seen) == 3
     for k, rows in enumerate(RecordingOverSampler.seen):
         test_rows = {row.tobytes() for row in matrix[fold == k]}
@@ -79,13 +83,20 @@ def test_stored_result_round_trips_its_records(feature_data):
 
 def test_the_variant_names_every_setting(feature_data):
     base = _fit(feature_data, HeadRecipe("logreg")).result.variant
-    for other in (_fit(feature_data, HeadRecipe("logreg"), Protocol("patient", 5, 1)).result.variant,
-                  _fit(feature_data, HeadRecipe("logreg", "class-weight")).result.variant):
+    for other in (
+        _fit(feature_data, HeadRecipe("logreg"), Protocol("patient", 5, 1)).result.variant,
+        _fit(feature_data, HeadRecipe("logreg", "class-weight")).result.variant,
+    ):
         assert other.name() != base.name()
 
 
 def test_fit_without_a_store_names_what_is_missing(feature_data):
     dataset, cache = feature_data
     with pytest.raises(MissingFeaturesError, match=r"efficientnet_lite0 \(imagenet, 96x96\).*holds 90 of the 90"):
-        fit_variant(dataset, FeatureSpec("efficientnet_lite0", "imagenet", (96, 96)), HeadRecipe("logreg"), FIVE,
-                    cache_dir=cache)
+        fit_variant(
+            dataset,
+            FeatureSpec("efficientnet_lite0", "imagenet", (96, 96)),
+            HeadRecipe("logreg"),
+            FIVE,
+            cache_dir=cache,
+        )

@@ -5,8 +5,13 @@ import pytest
 
 from featx.cli import main
 from featx.data.dataset import load_dataset
-from featx.evaluation.finetune import (FinetuneRecipe, build_finetune_model, compile_model, finetune_variant,
-                                       image_batches)
+from featx.evaluation.finetune import (
+    FinetuneRecipe,
+    build_finetune_model,
+    compile_model,
+    finetune_variant,
+    image_batches,
+)
 from featx.evaluation.metrics import point_metrics
 from featx.evaluation.results import load_result
 from featx.evaluation.splits import Protocol
@@ -30,12 +35,12 @@ def test_frozen_layers_and_batchnorm_statistics_stay_bit_identical(dataset):
     for index, layer in enumerate(base.layers):
         after = layer.get_weights()
         if index < cutoff:
-            assert all(np.array_equal(a, b) for a, b in zip(before[index], after)), layer.name
+            assert all(np.array_equal(a, b) for a, b in zip(before[index], after, strict=True)), layer.name
         if type(layer).__name__ == "BatchNormalization":  # moving mean/variance: inference mode everywhere
             np.testing.assert_array_equal(before[index][2], after[2])
             np.testing.assert_array_equal(before[index][3], after[3])
         elif index >= cutoff and layer.trainable_weights:
-            changed_trainable += any(not np.array_equal(a, b) for a, b in zip(before[index], after))
+            changed_trainable += any(not np.array_equal(a, b) for a, b in zip(before[index], after, strict=True))
     assert changed_trainable >= 5
     assert all(not layer.trainable for layer in base.layers[:cutoff])
 

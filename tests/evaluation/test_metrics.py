@@ -6,9 +6,12 @@ import pytest
 from featx.evaluation import metrics
 
 
-@pytest.mark.parametrize("tp, fp, tn, fn, sensitivity, specificity", [
-    (222, 35, 1169, 2, 99.10, 97.09),   # MobileNetV2, Dataset_1 (paper Tables 3 and 4)
-])
+@pytest.mark.parametrize(
+    "tp, fp, tn, fn, sensitivity, specificity",
+    [
+        (222, 35, 1169, 2, 99.10, 97.09),  # MobileNetV2, Dataset_1 (paper Tables 3 and 4)
+    ],
+)
 def test_paper_table4_from_table3(tp, fp, tn, fn, sensitivity, specificity):
     rates = metrics.binary_rates(tp, fp, tn, fn)
     # the paper truncates to two decimals: 222/224 = 99.107 is printed 99.10

@@ -12,7 +12,7 @@ from featx.exceptions import ParameterError, SplitError, UnknownNameError
 def test_grouped_folds_never_share_a_patient(feature_data):
     dataset, _ = feature_data
     split = make_split(dataset, Protocol("patient", 5, 0))
-    patient = dict(zip(dataset.table["image_id"], dataset.table["patient_id"]))
+    patient = dict(zip(dataset.table["image_id"], dataset.table["patient_id"], strict=True))
     seen = {}
     for index, fold in enumerate(split["test_folds"]):
         for image_id in fold:

@@ -41,8 +41,18 @@ def test_store_holds_every_image_with_provenance(reference_store, dataset):
     assert list(store.rows["image_id"]) == list(dataset.table["image_id"])
     assert list(store.rows["label"]) == list(dataset.table["label"])
     assert list(store.rows["content_hash"]) == list(dataset.table["content_hash"])
-    for key in ("backbone", "weights", "preprocessing", "input_size", "keras_version", "backend",
-                "featx_version", "created", "dataset_id", "weights_source"):
+    for key in (
+        "backbone",
+        "weights",
+        "preprocessing",
+        "input_size",
+        "keras_version",
+        "backend",
+        "featx_version",
+        "created",
+        "dataset_id",
+        "weights_source",
+    ):
         assert key in store.attrs
     assert store.attrs["weights"] == "random-init" and store.attrs["complete"]
     assert list(store.attrs["input_size"]) == [64, 64]
@@ -56,8 +66,21 @@ def test_second_run_does_no_cnn_work(reference_store, dataset):
 
 def test_killed_extraction_resumes_to_identical_features(small_data, reference_store, tmp_path):
     cache = tmp_path / "cache"
-    args = ["extract", "--model", "efficientnet_lite0", "--weights", "none", "--input-size", "64x64",
-            "--batch-size", "4", "--data", str(small_data), "--cache", str(cache)]
+    args = [
+        "extract",
+        "--model",
+        "efficientnet_lite0",
+        "--weights",
+        "none",
+        "--input-size",
+        "64x64",
+        "--batch-size",
+        "4",
+        "--data",
+        str(small_data),
+        "--cache",
+        str(cache),
+    ]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     kill_at_progress(featx_command(*args), r"(\d+)/36", lambda done: max(done) >= 12, env)
 
@@ -157,8 +180,23 @@ def test_batch_size_below_one_is_refused_before_any_file_is_written(dataset, tmp
 
 
 def test_cli_json_summary_and_clean_errors(small_data, tmp_path, capsys):
-    code = main(["extract", "--model", "efficientnet_lite0", "--weights", "none", "--input-size", "64x64",
-                     "--data", str(small_data), "--cache", str(tmp_path), "--json", "--quiet"])
+    code = main(
+        [
+            "extract",
+            "--model",
+            "efficientnet_lite0",
+            "--weights",
+            "none",
+            "--input-size",
+            "64x64",
+            "--data",
+            str(small_data),
+            "--cache",
+            str(tmp_path),
+            "--json",
+            "--quiet",
+        ]
+    )
     summary = json.loads(capsys.readouterr().out)  # under --json stdout holds the JSON object alone
     assert code == 0 and summary["images"] == 36 and summary["skipped"] == 0 and summary["images_per_s"] > 0
     assert os.path.exists(summary["store"])

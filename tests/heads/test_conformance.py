@@ -13,13 +13,19 @@ from tests.realdata import LITE0_64
 
 STOCHASTIC_WEIGHTS = "sample weights are not equivalent to repeated rows for a randomised or float32 learner"
 EXPECTED_FAILURES = {
-    "svm": {"check_sample_weight_equivalence_on_dense_data": STOCHASTIC_WEIGHTS,
-            "check_estimators_pickle": "libsvm needs writable buffers after a read-only memmap load"},
-    "rf": {"check_sample_weight_equivalence_on_dense_data": STOCHASTIC_WEIGHTS,
-           "check_sample_weight_equivalence_on_sparse_data": STOCHASTIC_WEIGHTS},
+    "svm": {
+        "check_sample_weight_equivalence_on_dense_data": STOCHASTIC_WEIGHTS,
+        "check_estimators_pickle": "libsvm needs writable buffers after a read-only memmap load",
+    },
+    "rf": {
+        "check_sample_weight_equivalence_on_dense_data": STOCHASTIC_WEIGHTS,
+        "check_sample_weight_equivalence_on_sparse_data": STOCHASTIC_WEIGHTS,
+    },
     "xgb": {"check_sample_weight_equivalence_on_dense_data": STOCHASTIC_WEIGHTS},
-    "mlp1000-750": {"check_sample_weight_equivalence_on_dense_data": STOCHASTIC_WEIGHTS,
-                    "check_methods_sample_order_invariance": "float32 matrix products differ in the last bit with row order"},
+    "mlp1000-750": {
+        "check_sample_weight_equivalence_on_dense_data": STOCHASTIC_WEIGHTS,
+        "check_methods_sample_order_invariance": "float32 matrix products differ in the last bit with row order",
+    },
 }
 SMALL = {"rf": {"n_estimators": 20}, "xgb": {"n_estimators": 20}}  # the API, not the accuracy, is checked here
 CLASSICAL = {spec: make_head(spec).set_params(**SMALL.get(spec, {})) for spec in ("logreg", "svm", "rf", "xgb")}
@@ -57,5 +63,3 @@ def test_keras_head_clones_pickles_and_predicts_the_same(feature_data):
     restored = pickle.loads(pickle.dumps(head))
     np.testing.assert_array_equal(restored.predict_proba(X), head.predict_proba(X))
     assert set(head.predict(X)) <= {"covid", "normal", "pneumonia"}
-
-

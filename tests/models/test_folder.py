@@ -26,9 +26,29 @@ def logreg_folder(small_data, tmp_path_factory):
     from featx.cli import main
 
     folder = tmp_path_factory.mktemp("models") / "logreg"
-    assert main(["train", "--model", "efficientnet_lite0", "--input-size", "64x64", "--head", "logreg", "--folds", "2",
-                 "--data", str(small_data), "--cache", str(tmp_path_factory.mktemp("cache")), "--model-dir",
-                 str(folder), "-q"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--model",
+                "efficientnet_lite0",
+                "--input-size",
+                "64x64",
+                "--head",
+                "logreg",
+                "--folds",
+                "2",
+                "--data",
+                str(small_data),
+                "--cache",
+                str(tmp_path_factory.mktemp("cache")),
+                "--model-dir",
+                str(folder),
+                "-q",
+            ]
+        )
+        == 0
+    )
     return folder
 
 
@@ -73,12 +93,15 @@ def test_a_skops_file_naming_an_untrusted_type_is_refused(logreg_folder, tmp_pat
     assert not (tmp_path / "pwned").exists()
 
 
-@pytest.mark.parametrize("damage, message", [
-    (lambda folder: (folder / MANIFEST).write_text("{ not json"), "damaged manifest"),
-    (lambda folder: _edit_manifest(folder, lambda m: m.pop("classes")), "manifest lacks classes"),
-    (lambda folder: (folder / "head.skops").unlink(), "the model file head.skops is missing"),
-    (lambda folder: (folder / MANIFEST).unlink(), "not a featx model folder"),
-])
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda folder: (folder / MANIFEST).write_text("{ not json"), "damaged manifest"),
+        (lambda folder: _edit_manifest(folder, lambda m: m.pop("classes")), "manifest lacks classes"),
+        (lambda folder: (folder / "head.skops").unlink(), "the model file head.skops is missing"),
+        (lambda folder: (folder / MANIFEST).unlink(), "not a featx model folder"),
+    ],
+)
 def test_damaged_folders_are_named_with_the_problem(logreg_folder, tmp_path, damage, message):
     folder = _copy(logreg_folder, tmp_path)
     damage(folder)
@@ -92,6 +115,24 @@ def test_training_never_overwrites_a_folder_that_is_not_a_model(small_data, tmp_
     precious = tmp_path / "thesis"
     precious.mkdir()
     (precious / "chapter1.tex").write_text("months of work")
-    code = main(["train", "--model", "efficientnet_lite0", "--input-size", "64x64", "--head", "logreg", "--folds", "2",
-                 "--data", str(small_data), "--cache", str(tmp_path / "cache"), "--model-dir", str(precious), "-q"])
+    code = main(
+        [
+            "train",
+            "--model",
+            "efficientnet_lite0",
+            "--input-size",
+            "64x64",
+            "--head",
+            "logreg",
+            "--folds",
+            "2",
+            "--data",
+            str(small_data),
+            "--cache",
+            str(tmp_path / "cache"),
+            "--model-dir",
+            str(precious),
+            "-q",
+        ]
+    )
     assert code == 1 and (precious / "chapter1.tex").read_text() == "months of work"

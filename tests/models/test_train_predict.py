@@ -24,16 +24,41 @@ def dataset(small_data):
 
 
 def _train(dataset, model_dir, cache, *extra):
-    code = main(["train", "--model", "efficientnet_lite0", *SIZE_ARGS, "--data", str(dataset.root), "--cache",
-                 str(cache), "--model-dir", str(model_dir), "--folds", "2", "-q", *extra])
+    code = main(
+        [
+            "train",
+            "--model",
+            "efficientnet_lite0",
+            *SIZE_ARGS,
+            "--data",
+            str(dataset.root),
+            "--cache",
+            str(cache),
+            "--model-dir",
+            str(model_dir),
+            "--folds",
+            "2",
+            "-q",
+            *extra,
+        ]
+    )
     assert code == 0
     return model_dir
 
 
 @pytest.fixture(scope="module")
 def trained(dataset, tmp_path_factory):
-    return _train(dataset, tmp_path_factory.mktemp("model") / "mlp", tmp_path_factory.mktemp("train_cache"),
-                  "--head", "mlp1000", "--epochs", "2", "--batch-size", "16")
+    return _train(
+        dataset,
+        tmp_path_factory.mktemp("model") / "mlp",
+        tmp_path_factory.mktemp("train_cache"),
+        "--head",
+        "mlp1000",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "16",
+    )
 
 
 def test_train_writes_a_model_folder_with_provenance(trained):
@@ -50,8 +75,22 @@ def test_predict_round_trips_and_reports_a_corrupt_file(trained, dataset, tmp_pa
     corrupt.write_bytes(open(dataset.table["path"].iat[0], "rb").read()[:200])
     files = list(dataset.table["path"].iloc[:4]) + [str(corrupt)]
     out = tmp_path / "preds.csv"
-    assert main(["predict", "--model-dir", str(trained), *files, "--out", str(out), "--explain",
-                 str(tmp_path / "cams"), "-q"]) == 3  # partial success: one file failed
+    assert (
+        main(
+            [
+                "predict",
+                "--model-dir",
+                str(trained),
+                *files,
+                "--out",
+                str(out),
+                "--explain",
+                str(tmp_path / "cams"),
+                "-q",
+            ]
+        )
+        == 3
+    )  # partial success: one file failed
     table = pd.read_csv(out, keep_default_na=False)
     assert list(table.columns) == ["file", "p_covid", "p_pneumonia", "p_normal", "predicted", "error"]
     assert len(table) == 5 and table["error"].iat[4] != "" and table["predicted"].iat[4] == ""
@@ -73,10 +112,8 @@ def test_gradcam_has_the_image_shape_and_is_not_constant(trained, dataset):
     assert cams.std() > 0.01
 
 
-@pytest.mark.parametrize("head, file_name", [("logreg", "head.skops"), ("xgb", "head.xgb.json"),
-                                             ("rf", "head.skops")])
-def test_classical_heads_save_in_safe_formats_and_predict_like_the_fitted_head(head, file_name, dataset,
-                                                                                  tmp_path):
+@pytest.mark.parametrize("head, file_name", [("logreg", "head.skops"), ("xgb", "head.xgb.json"), ("rf", "head.skops")])
+def test_classical_heads_save_in_safe_formats_and_predict_like_the_fitted_head(head, file_name, dataset, tmp_path):
     folder = _train(dataset, tmp_path / head, tmp_path / "cache", "--head", head)
     assert sorted(p.name for p in folder.iterdir()) == ["featx-model.json", file_name]
     table = predict_files(folder, list(dataset.table["path"].iloc[:6])).table
@@ -91,13 +128,15 @@ def test_finetuned_model_records_the_cv_of_exactly_its_own_variant(dataset, tmp_
     recipe = FinetuneRecipe("mlp1000", epochs=1, batch_size=8)
     protocol = Protocol("patient", 2, 0)
     stored = finetune_variant(dataset, LITE0_64, recipe, protocol, cache_dir=tmp_path, progress=False)
-    same = train_model(dataset, LITE0_64, recipe, protocol, model_dir=tmp_path / "same", cache_dir=tmp_path,
-                       progress=False)
+    same = train_model(
+        dataset, LITE0_64, recipe, protocol, model_dir=tmp_path / "same", cache_dir=tmp_path, progress=False
+    )
     assert same.cross_validation["result_file"] == str(stored.result.path)
     assert (tmp_path / "same" / "model.keras").exists()
     other_lr = FinetuneRecipe("mlp1000", epochs=1, batch_size=8, learning_rate=1e-3)
-    other = train_model(dataset, LITE0_64, other_lr, protocol, model_dir=tmp_path / "other", cache_dir=tmp_path,
-                        progress=False)
+    other = train_model(
+        dataset, LITE0_64, other_lr, protocol, model_dir=tmp_path / "other", cache_dir=tmp_path, progress=False
+    )
     assert "not cross-validated" in other.cross_validation["note"]
     table = predict_files(tmp_path / "same", list(dataset.table["path"].iloc[:3])).table
     assert (table["error"] == "").all()

@@ -14,28 +14,43 @@ def _table(rows):
 
 
 def test_sources_and_sites_are_read_from_source_and_url():
-    table = _table([
-        ["covid", "ieee8023/covid-chestxray-dataset@abc:images/1.png", "https://www.radiopaedia.org/case/1", "p1"],
-        ["covid", "ieee8023/covid-chestxray-dataset@abc:images/2.png", "", "p2"],
-        ["normal", "kermany (CC BY)", "", "k1"],
-        ["normal", "", "", "k2"],
-    ])
-    assert list(image_sources(table)) == ["ieee8023/covid-chestxray-dataset", "ieee8023/covid-chestxray-dataset",
-                                          "kermany", "unknown"]
+    table = _table(
+        [
+            ["covid", "ieee8023/covid-chestxray-dataset@abc:images/1.png", "https://www.radiopaedia.org/case/1", "p1"],
+            ["covid", "ieee8023/covid-chestxray-dataset@abc:images/2.png", "", "p2"],
+            ["normal", "kermany (CC BY)", "", "k1"],
+            ["normal", "", "", "k2"],
+        ]
+    )
+    assert list(image_sources(table)) == [
+        "ieee8023/covid-chestxray-dataset",
+        "ieee8023/covid-chestxray-dataset",
+        "kermany",
+        "unknown",
+    ]
     assert list(image_sites(table)) == ["radiopaedia.org", "ieee8023/covid-chestxray-dataset", "kermany", "unknown"]
 
 
 def test_adult_check_counts_non_covid_images_of_covid_sources():
-    table = _table([
-        ["covid", "cohen@1:a", "", "c1"], ["covid", "cohen@1:b", "", "c2"],
-        ["pneumonia", "cohen@1:c", "", "c3"], ["normal", "cohen@1:d", "", "c4"], ["normal", "cohen@1:e", "", "c5"],
-        ["pneumonia", "kermany", "", "k1"], ["normal", "kermany", "", "k2"],
-    ])
+    table = _table(
+        [
+            ["covid", "cohen@1:a", "", "c1"],
+            ["covid", "cohen@1:b", "", "c2"],
+            ["pneumonia", "cohen@1:c", "", "c3"],
+            ["normal", "cohen@1:d", "", "c4"],
+            ["normal", "cohen@1:e", "", "c5"],
+            ["pneumonia", "kermany", "", "k1"],
+            ["normal", "kermany", "", "k2"],
+        ]
+    )
     called = np.eye(3)[[0, 0, 0, 0, 2, 0, 2]]  # columns covid, pneumonia, normal
     result = adult_check(table, called)
     assert result["adult_non_covid"] == 3 and result["called_covid"] == 2
     assert result["fraction_called_covid"] == pytest.approx(2 / 3)
-    assert result["by_class"] == {"pneumonia": {"images": 1, "called_covid": 1}, "normal": {"images": 2, "called_covid": 1}}
+    assert result["by_class"] == {
+        "pneumonia": {"images": 1, "called_covid": 1},
+        "normal": {"images": 2, "called_covid": 1},
+    }
     assert result["normal_adults"] == 2 and result["normal_total"] == 3
 
 
@@ -71,18 +86,34 @@ def test_leave_one_site_out_tests_each_large_site_on_its_own_images():
 @pytest.fixture
 def audit():
     return Audit(
-        backbone="efficientnet_lite0", weights="imagenet", input_size=(64, 64), head="logreg", protocol="patient",
-        folds=5, split_file="s.json", dataset="d [all]: 10 images",
-        source_probe=[{"class": "normal", "sources": {"kermany": 8, "cohen": 2}, "auc": 0.98,
-                       "compared": ["kermany", "cohen"]},
-                      {"class": "pneumonia", "sources": {"kermany": 9}, "auc": None, "note": "one source"}],
-        lungs_masked={"accuracy_3class": 0.9, "accuracy_3class_masked": 0.8, "auc_covid": 0.95,
-                      "auc_covid_masked": 0.9, "chance_3class": 0.5},
+        backbone="efficientnet_lite0",
+        weights="imagenet",
+        input_size=(64, 64),
+        head="logreg",
+        protocol="patient",
+        folds=5,
+        split_file="s.json",
+        dataset="d [all]: 10 images",
+        source_probe=[
+            {"class": "normal", "sources": {"kermany": 8, "cohen": 2}, "auc": 0.98, "compared": ["kermany", "cohen"]},
+            {"class": "pneumonia", "sources": {"kermany": 9}, "auc": None, "note": "one source"},
+        ],
+        lungs_masked={
+            "accuracy_3class": 0.9,
+            "accuracy_3class_masked": 0.8,
+            "auc_covid": 0.95,
+            "auc_covid_masked": 0.9,
+            "chance_3class": 0.5,
+        },
         leave_one_site_out=[{"site": "a.org", "covid_images": 20, "sensitivity": 0.75}],
-        adult_check={"adult_non_covid": 4, "called_covid": 3, "fraction_called_covid": 0.75,
-                     "by_class": {"pneumonia": {"images": 2, "called_covid": 2},
-                                  "normal": {"images": 2, "called_covid": 1}},
-                     "normal_adults": 2, "normal_total": 5},
+        adult_check={
+            "adult_non_covid": 4,
+            "called_covid": 3,
+            "fraction_called_covid": 0.75,
+            "by_class": {"pneumonia": {"images": 2, "called_covid": 2}, "normal": {"images": 2, "called_covid": 1}},
+            "normal_adults": 2,
+            "normal_total": 5,
+        },
     )
 
 

@@ -29,8 +29,21 @@ def test_document_renders_markdown_and_escaped_self_contained_html(tmp_path):
     doc.image(figure, "caption")
     markdown, html = doc.write(tmp_path)
     assert markdown.read_text().splitlines() == [
-        "# A <title>", "", "## Results", "", "x < y & z", "", "- one", "- two", "", "| a | b |", "|---|---|",
-        "| 1 | 2.5 |", "", "![caption](figures/f.png)"]
+        "# A <title>",
+        "",
+        "## Results",
+        "",
+        "x < y & z",
+        "",
+        "- one",
+        "- two",
+        "",
+        "| a | b |",
+        "|---|---|",
+        "| 1 | 2.5 |",
+        "",
+        "![caption](figures/f.png)",
+    ]
     text = html.read_text()
     assert "x &lt; y &amp; z" in text and "<title>A &lt;title&gt;</title>" in text
 
@@ -47,16 +60,32 @@ def test_document_renders_markdown_and_escaped_self_contained_html(tmp_path):
 
 
 def test_comparison_table_shows_intervals_and_na():
-    row = {"phase": 2, "backbone": "efficientnet_lite0", "weights": "imagenet", "head": "logreg", "sampler": "none",
-           "protocol": "patient", "input": "64x64", "fit_seconds": 1.25, "auc_covid": 0.9, "auc_covid_low": 0.8,
-           "auc_covid_high": 0.95}
-    for key, value in (("accuracy_3class", 0.9), ("accuracy_2class", 0.95), ("sensitivity", 0.8),
-                       ("specificity", math.nan)):
+    row = {
+        "phase": 2,
+        "backbone": "efficientnet_lite0",
+        "weights": "imagenet",
+        "head": "logreg",
+        "sampler": "none",
+        "protocol": "patient",
+        "input": "64x64",
+        "fit_seconds": 1.25,
+        "auc_covid": 0.9,
+        "auc_covid_low": 0.8,
+        "auc_covid_high": 0.95,
+    }
+    for key, value in (
+        ("accuracy_3class", 0.9),
+        ("accuracy_2class", 0.95),
+        ("sensitivity", 0.8),
+        ("specificity", math.nan),
+    ):
         row.update({key: value, f"{key}_low": value - 0.05, f"{key}_high": value + 0.05})
     lines = markdown_table([row]).splitlines()
     assert lines[0].startswith("| phase | backbone | weights | head | sampler | protocol | input | acc 3-class")
-    assert lines[2] == ("| 2 | efficientnet_lite0 | imagenet | logreg | none | patient | 64x64 | 90.0 [85.0, 95.0] | "
-                        "95.0 [90.0, 100.0] | 80.0 [75.0, 85.0] | n/a [n/a, n/a] | 0.900 [0.800, 0.950] | 1.2 |")
+    assert lines[2] == (
+        "| 2 | efficientnet_lite0 | imagenet | logreg | none | patient | 64x64 | 90.0 [85.0, 95.0] | "
+        "95.0 [90.0, 100.0] | 80.0 [75.0, 85.0] | n/a [n/a, n/a] | 0.900 [0.800, 0.950] | 1.2 |"
+    )
 
 
 def test_paper_table_lists_the_papers_own_rows():

@@ -28,8 +28,26 @@ class _Collector(HTMLParser):
 def report(feature_data, tmp_path_factory):
     dataset, cache = feature_data
     out = tmp_path_factory.mktemp("report")
-    code = main(["reproduce", "--data", str(dataset.root), "--cache", str(cache), "--models", "efficientnet_lite0",
-                     "--subsets", "all", "--input-size", "64x64", "--folds", "5", "--out", str(out), "--quiet"])
+    code = main(
+        [
+            "reproduce",
+            "--data",
+            str(dataset.root),
+            "--cache",
+            str(cache),
+            "--models",
+            "efficientnet_lite0",
+            "--subsets",
+            "all",
+            "--input-size",
+            "64x64",
+            "--folds",
+            "5",
+            "--out",
+            str(out),
+            "--quiet",
+        ]
+    )
     assert code == 0
     return out, cache, dataset
 
@@ -38,8 +56,14 @@ def test_report_numbers_are_the_metrics_of_the_stored_predictions(report):
     out, cache, dataset = report
     markdown = (out / "report.md").read_text()
     stored = [load_result(p) for p in (cache / dataset.id / "results").glob("p2-efficientnet_lite0-*-k5-*.json")]
-    results = [r for r in stored if r.variant.head == "mlp1000-750" and r.variant.sampler == "none"
-               and r.variant.head_params == {} and r.variant.protocol.seed == 0]  # other tests share this cache
+    results = [
+        r
+        for r in stored
+        if r.variant.head == "mlp1000-750"
+        and r.variant.sampler == "none"
+        and r.variant.head_params == {}
+        and r.variant.protocol.seed == 0
+    ]  # other tests share this cache
     assert sorted(r.variant.protocol.group_by for r in results) == ["image", "patient"]
     for result in results:
         metrics = summarize(result.y_true, result.proba, result.fold, result.groups)
@@ -67,8 +91,29 @@ def test_report_html_parses_and_embeds_pngs_that_open(report):
 def test_second_reproduce_reuses_every_result(report, capsys):
     out, cache, dataset = report
     before = sorted(p.stat().st_mtime_ns for p in (cache / dataset.id / "results").glob("*.json"))
-    assert main(["reproduce", "--data", str(dataset.root), "--cache", str(cache), "--models", "efficientnet_lite0",
-                     "--subsets", "all", "--input-size", "64x64", "--folds", "5", "--out", str(out), "--quiet",
-                     "--no-audit"]) == 0
+    assert (
+        main(
+            [
+                "reproduce",
+                "--data",
+                str(dataset.root),
+                "--cache",
+                str(cache),
+                "--models",
+                "efficientnet_lite0",
+                "--subsets",
+                "all",
+                "--input-size",
+                "64x64",
+                "--folds",
+                "5",
+                "--out",
+                str(out),
+                "--quiet",
+                "--no-audit",
+            ]
+        )
+        == 0
+    )
     after = sorted(p.stat().st_mtime_ns for p in (cache / dataset.id / "results").glob("*.json"))
     assert before == after

@@ -8,10 +8,16 @@ from featx.cli.output import emit
 
 
 def register(subparsers, common) -> None:
-    parser = new_command(subparsers, common, "audit", "confound audit: source probe, lungs masked, "
-                         "leave-one-site-out, adults called covid", [
-                             "featx audit --model efficientnet_lite0 --data data/cxr",
-                             "featx audit --model efficientnet_lite0 --json > audit.json"])
+    parser = new_command(
+        subparsers,
+        common,
+        "audit",
+        "confound audit: source probe, lungs masked, leave-one-site-out, adults called covid",
+        [
+            "featx audit --model efficientnet_lite0 --data data/cxr",
+            "featx audit --model efficientnet_lite0 --json > audit.json",
+        ],
+    )
     add_backbone(parser)
     add_data(parser)
     parser.add_argument("--folds", type=integer("--folds", 2), default=10)
@@ -24,7 +30,12 @@ def run(args) -> int:
     from featx.study.audit import run_audit
     from featx.study.audit_report import audit_summary
 
-    audit = run_audit(inputs.dataset(args), inputs.features(args), Protocol("patient", args.folds, args.seed),
-                      cache_dir=args.cache, progress=inputs.progress(args))
+    audit = run_audit(
+        inputs.dataset(args),
+        inputs.features(args),
+        Protocol("patient", args.folds, args.seed),
+        cache_dir=args.cache,
+        progress=inputs.progress(args),
+    )
     emit(args, audit.to_json(), audit_summary(audit))
     return 0

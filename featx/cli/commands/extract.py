@@ -8,10 +8,16 @@ from featx.cli.output import emit
 
 
 def register(subparsers, common) -> None:
-    parser = new_command(subparsers, common, "extract", "phase 1: run a frozen backbone once over the images and "
-                         "cache its pooled features", [
-                             "featx extract --model efficientnet_lite0 --data data/cxr",
-                             "featx extract --model xception --weights none --subset dataset2 --json"])
+    parser = new_command(
+        subparsers,
+        common,
+        "extract",
+        "phase 1: run a frozen backbone once over the images and cache its pooled features",
+        [
+            "featx extract --model efficientnet_lite0 --data data/cxr",
+            "featx extract --model xception --weights none --subset dataset2 --json",
+        ],
+    )
     add_backbone(parser)
     add_data(parser)
     parser.add_argument("--batch-size", type=integer("--batch-size", 1), default=32, help="images per forward pass")
@@ -24,13 +30,22 @@ def run(args) -> int:
     from featx.features.extract import extract
 
     features = inputs.features(args)
-    summary = extract(inputs.dataset(args), features, batch_size=args.batch_size, cache_dir=args.cache,
-                      strict=args.strict, rebuild=args.rebuild, progress=inputs.progress(args))
+    summary = extract(
+        inputs.dataset(args),
+        features,
+        batch_size=args.batch_size,
+        cache_dir=args.cache,
+        strict=args.strict,
+        rebuild=args.rebuild,
+        progress=inputs.progress(args),
+    )
     lines = [summary.store]
     lines += [f"skipped {skipped['image_id']}: {skipped['reason']}" for skipped in summary.skipped_files]
     state = "already complete, no CNN work" if summary.cached else f"{summary.images_per_s:.1f} images/s"
     label = ": RANDOM-INIT, not transfer learning" if summary.weights == "random-init" else ""
-    lines.append(f"{summary.images} images, {summary.skipped} skipped, {state} "
-                 f"({summary.backbone}, weights {summary.weights}{label})")
+    lines.append(
+        f"{summary.images} images, {summary.skipped} skipped, {state} "
+        f"({summary.backbone}, weights {summary.weights}{label})"
+    )
     emit(args, summary.to_json(), lines)
     return 0

@@ -11,10 +11,16 @@ from featx.cli.output import emit
 def register(subparsers, common) -> None:
     from featx.evaluation.finetune import DEFAULT_LR, PRECISIONS
 
-    parser = new_command(subparsers, common, "finetune", "phase 3: fine-tune past the paper's cutoff on each fold "
-                         "(same folds and result format as fit)", [
-                             "featx finetune --model efficientnet_lite0 --subset dataset2 --epochs 2",
-                             "featx finetune --model mobilenet_v2 --weights none --precision mixed_bfloat16"])
+    parser = new_command(
+        subparsers,
+        common,
+        "finetune",
+        "phase 3: fine-tune past the paper's cutoff on each fold (same folds and result format as fit)",
+        [
+            "featx finetune --model efficientnet_lite0 --subset dataset2 --epochs 2",
+            "featx finetune --model mobilenet_v2 --weights none --precision mixed_bfloat16",
+        ],
+    )
     add_backbone(parser)
     add_data(parser)
     add_protocol(parser)
@@ -22,8 +28,9 @@ def register(subparsers, common) -> None:
     add_training(parser, {"epochs": 10, "batch_size": 64, "lr": DEFAULT_LR})
     parser.add_argument("--cutoff", type=integer("--cutoff", 0), help="first trainable layer (default: the paper's)")
     parser.add_argument("--precision", default="float32", choices=PRECISIONS)
-    parser.add_argument("--warm-start", action="store_true",
-                        help="initialise the head from the phase-2 head trained on cached features")
+    parser.add_argument(
+        "--warm-start", action="store_true", help="initialise the head from the phase-2 head trained on cached features"
+    )
     parser.add_argument("--refit", action="store_true", help="train again even if this variant's result exists")
     parser.set_defaults(run=run)
 
@@ -33,16 +40,28 @@ def recipe(args):
     from featx.evaluation.finetune import FinetuneRecipe
     from featx.heads.registry import resolve_head
 
-    given = {"cutoff": getattr(args, "cutoff", None), "epochs": args.epochs, "batch_size": args.batch_size,
-             "learning_rate": args.lr, "precision": getattr(args, "precision", None),
-             "warm_start": getattr(args, "warm_start", None)}
+    given = {
+        "cutoff": getattr(args, "cutoff", None),
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "learning_rate": args.lr,
+        "precision": getattr(args, "precision", None),
+        "warm_start": getattr(args, "warm_start", None),
+    }
     return FinetuneRecipe(resolve_head(args.head, args.model), **{k: v for k, v in given.items() if v is not None})
 
 
 def run(args) -> int:
     from featx.evaluation.finetune import finetune_variant
 
-    summary = finetune_variant(inputs.dataset(args), inputs.features(args), recipe(args), inputs.protocol(args),
-                               cache_dir=args.cache, refit=args.refit, progress=inputs.progress(args))
+    summary = finetune_variant(
+        inputs.dataset(args),
+        inputs.features(args),
+        recipe(args),
+        inputs.protocol(args),
+        cache_dir=args.cache,
+        refit=args.refit,
+        progress=inputs.progress(args),
+    )
     emit(args, summary.to_json(), metrics_lines(summary))
     return 0

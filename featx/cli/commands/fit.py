@@ -14,11 +14,18 @@ log = logging.getLogger("featx")
 
 
 def register(subparsers, common) -> None:
-    parser = new_command(subparsers, common, "fit", "phase 2: train a head on cached features over saved folds, "
-                         "for every extracted backbone (or the one named), and compare them", [
-                             "featx fit --head mlp1000-750 --data data/cxr",
-                             "featx fit --model efficientnet_lite0 --head logreg --sampler smote --subset dataset2",
-                             "featx fit --head mlp1000-750 --group-by image --json   # the paper's protocol"])
+    parser = new_command(
+        subparsers,
+        common,
+        "fit",
+        "phase 2: train a head on cached features over saved folds, "
+        "for every extracted backbone (or the one named), and compare them",
+        [
+            "featx fit --head mlp1000-750 --data data/cxr",
+            "featx fit --model efficientnet_lite0 --head logreg --sampler smote --subset dataset2",
+            "featx fit --head mlp1000-750 --group-by image --json   # the paper's protocol",
+        ],
+    )
     add_backbone(parser, required=False)
     add_data(parser)
     add_protocol(parser)
@@ -32,15 +39,21 @@ def metrics_lines(summary) -> list[str]:
     """Three lines: the variant, its headline numbers with 95% intervals, where the result is."""
     ci = summary["ci95"]
     parts = []
-    for key, label in (("accuracy_3class", "3-class acc"), ("accuracy_2class", "2-class acc"),
-                       ("sensitivity", "covid sens"), ("specificity", "covid spec")):
+    for key, label in (
+        ("accuracy_3class", "3-class acc"),
+        ("accuracy_2class", "2-class acc"),
+        ("sensitivity", "covid sens"),
+        ("specificity", "covid spec"),
+    ):
         parts.append(f"{label} {summary[key] * 100:.2f}% [{ci[key][0] * 100:.1f}, {ci[key][1] * 100:.1f}]")
     result = summary.result
     timing = "reused stored result" if summary.reused else f"fit in {result.timings.total_seconds:.1f}s"
     label = " RANDOM-INIT" if result.variant.weights_label == "random-init" else ""
-    return [f"{result.variant.describe()}{label} ({timing})",
-            "; ".join(parts) + f"; AUC covid {summary['auc_covid']:.3f}",
-            f"result: {result.path}"]
+    return [
+        f"{result.variant.describe()}{label} ({timing})",
+        "; ".join(parts) + f"; AUC covid {summary['auc_covid']:.3f}",
+        f"result: {result.path}",
+    ]
 
 
 def _chosen_features(args, dataset) -> list:
@@ -48,15 +61,20 @@ def _chosen_features(args, dataset) -> list:
     from featx.features.identity import FeatureSpec
     from featx.features.store import extracted_features
 
-    found = [spec for spec in extracted_features(args.cache, dataset.table["content_hash"])
-             if args.model in (None, spec.backbone) and args.input_size in (None, spec.input_size)
-             and args.weights in (None, spec.weights)]
+    found = [
+        spec
+        for spec in extracted_features(args.cache, dataset.table["content_hash"])
+        if args.model in (None, spec.backbone)
+        and args.input_size in (None, spec.input_size)
+        and args.weights in (None, spec.weights)
+    ]
     if found:
         return found
     if args.model is not None:  # name the store that is missing, with the weights and size asked for
         return [FeatureSpec(args.model, args.weights or "imagenet", args.input_size or DEFAULT_SIZE)]
-    raise MissingFeaturesError(f"No feature store in {args.cache} holds the {len(dataset)} images of {dataset.root} "
-                               f"[{dataset.subset}]")
+    raise MissingFeaturesError(
+        f"No feature store in {args.cache} holds the {len(dataset)} images of {dataset.root} [{dataset.subset}]"
+    )
 
 
 def run(args) -> int:
@@ -68,19 +86,30 @@ def run(args) -> int:
     dataset = inputs.dataset(args)
     protocol = inputs.protocol(args)
     chosen = _chosen_features(args, dataset)
-    recipes = [HeadRecipe(resolve_head(args.head, features.backbone), args.sampler, args.epochs, args.batch_size,
-                          args.lr) for features in chosen]
+    recipes = [
+        HeadRecipe(resolve_head(args.head, features.backbone), args.sampler, args.epochs, args.batch_size, args.lr)
+        for features in chosen
+    ]
     summaries = []
-    for features, recipe in zip(chosen, recipes):
+    for features, recipe in zip(chosen, recipes, strict=True):
         if len(chosen) > 1:
-            log.info("%s (%s, %s) + %s", features.backbone, features.weights, size_text(features.input_size),
-                     recipe.head)
-        summaries.append(fit_variant(dataset, features, recipe, protocol, cache_dir=args.cache, refit=args.refit,
-                                     progress=inputs.progress(args)))
+            log.info(
+                "%s (%s, %s) + %s", features.backbone, features.weights, size_text(features.input_size), recipe.head
+            )
+        summaries.append(
+            fit_variant(
+                dataset,
+                features,
+                recipe,
+                protocol,
+                cache_dir=args.cache,
+                refit=args.refit,
+                progress=inputs.progress(args),
+            )
+        )
     lines = [line for summary in summaries for line in metrics_lines(summary)]
     if len(summaries) > 1:
         lines += ["", markdown_table(rows_of([summary.result for summary in summaries]))]
     payload = summaries[0].to_json() if len(summaries) == 1 else {"variants": [s.to_json() for s in summaries]}
     emit(args, payload, lines)
     return 0
-

@@ -12,10 +12,16 @@ log = logging.getLogger("featx")
 
 
 def register(subparsers, common) -> None:
-    parser = new_command(subparsers, common, "predict", "predict radiographs with a saved model folder "
-                         "(exit 3 when some files could not be read)", [
-                             "featx predict --model-dir models/lite0 new/ image.png --out preds.csv",
-                             "featx predict --model-dir models/lite0 new/ --explain cams/ --json"])
+    parser = new_command(
+        subparsers,
+        common,
+        "predict",
+        "predict radiographs with a saved model folder (exit 3 when some files could not be read)",
+        [
+            "featx predict --model-dir models/lite0 new/ image.png --out preds.csv",
+            "featx predict --model-dir models/lite0 new/ --explain cams/ --json",
+        ],
+    )
     parser.add_argument("--model-dir", required=True, metavar="DIR", help="a folder made by featx train")
     parser.add_argument("inputs", nargs="+", metavar="IMAGE_OR_FOLDER")
     parser.add_argument("--out", metavar="FILE", help="CSV file (default: print the table)")
@@ -27,8 +33,9 @@ def register(subparsers, common) -> None:
 def run(args) -> int:
     from featx.models.predict import predict_files
 
-    predictions = predict_files(args.model_dir, args.inputs, out_csv=args.out, explain_dir=args.explain,
-                                batch_size=args.batch_size)
+    predictions = predict_files(
+        args.model_dir, args.inputs, out_csv=args.out, explain_dir=args.explain, batch_size=args.batch_size
+    )
     table = predictions.table
     for row in table[table["error"] != ""].itertuples():
         log.warning("could not predict %s: %s", row.file, row.error)

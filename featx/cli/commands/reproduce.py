@@ -13,23 +13,40 @@ def register(subparsers, common) -> None:
     from featx.data.dataset import PAPER_SUBSETS, SUBSETS
     from featx.study.reproduce import FALLBACKS
 
-    parser = new_command(subparsers, common, "reproduce", "the paper's experiment under its image-level protocol "
-                         "and patient-grouped folds, the confound audit, and a report", [
-                             "featx reproduce --data data/cxr --models efficientnet_lite0 mobilenet_v2",
-                             "featx reproduce --models efficientnet_lite0 --subsets dataset2 --no-audit --json"])
+    parser = new_command(
+        subparsers,
+        common,
+        "reproduce",
+        "the paper's experiment under its image-level protocol "
+        "and patient-grouped folds, the confound audit, and a report",
+        [
+            "featx reproduce --data data/cxr --models efficientnet_lite0 mobilenet_v2",
+            "featx reproduce --models efficientnet_lite0 --subsets dataset2 --no-audit --json",
+        ],
+    )
     add_data(parser, subsets=False)
-    parser.add_argument("--models", nargs="+", default=["efficientnet_lite0", "mobilenet_v2"], metavar="NAME",
-                        help=f"backbones ({', '.join(BACKBONES)})")
+    parser.add_argument(
+        "--models",
+        nargs="+",
+        default=["efficientnet_lite0", "mobilenet_v2"],
+        metavar="NAME",
+        help=f"backbones ({', '.join(BACKBONES)})",
+    )
     parser.add_argument("--phase", type=int, choices=[2, 3], default=2, help="2: frozen backbone; 3: fine-tuned")
-    parser.add_argument("--subsets", nargs="+", default=list(PAPER_SUBSETS), choices=list(SUBSETS),
-                        help="the paper's datasets")
+    parser.add_argument(
+        "--subsets", nargs="+", default=list(PAPER_SUBSETS), choices=list(SUBSETS), help="the paper's datasets"
+    )
     parser.add_argument("--input-size", type=input_size, default=DEFAULT_SIZE, metavar="WxH", help="letterbox size")
     parser.add_argument("--folds", type=integer("--folds", 2), default=10)
     parser.add_argument("--seed", type=integer("--seed", 0), default=0)
     parser.add_argument("--epochs", type=integer("--epochs", 1), default=10, help="phase 3 epochs")
-    parser.add_argument("--fallback", default="random-init", choices=list(FALLBACKS),
-                        help="; ".join(f"{name}: {text}" for name, text in FALLBACKS.items())
-                        + " (when ImageNet weights are unavailable)")
+    parser.add_argument(
+        "--fallback",
+        default="random-init",
+        choices=list(FALLBACKS),
+        help="; ".join(f"{name}: {text}" for name, text in FALLBACKS.items())
+        + " (when ImageNet weights are unavailable)",
+    )
     parser.add_argument("--no-audit", action="store_true", help="skip the confound audit")
     parser.add_argument("--out", default="reports/paper", metavar="DIR", help="report folder")
     parser.set_defaults(run=run)
@@ -43,22 +60,42 @@ def run(args) -> int:
     from featx.study.reproduce import reproduce
 
     data = inputs.data_folder(args)
-    reproduction = reproduce(data, args.models, phase=args.phase, input_size=args.input_size, folds=args.folds,
-                             seed=args.seed, epochs=args.epochs, subsets=args.subsets, fallback=args.fallback,
-                             cache_dir=args.cache, progress=inputs.progress(args))
+    reproduction = reproduce(
+        data,
+        args.models,
+        phase=args.phase,
+        input_size=args.input_size,
+        folds=args.folds,
+        seed=args.seed,
+        epochs=args.epochs,
+        subsets=args.subsets,
+        fallback=args.fallback,
+        cache_dir=args.cache,
+        progress=inputs.progress(args),
+    )
     audit = None
     if not args.no_audit and reproduction.runs:
         features = reproduction.runs[0].summary.result.variant.features
         from featx.features.identity import FeatureSpec
 
-        audited = FeatureSpec(features.backbone, "none" if features.weights == "random-init" else "imagenet",
-                              args.input_size)
-        audit = run_audit(inputs.dataset(args, "all"), audited, Protocol("patient", args.folds, args.seed),
-                          cache_dir=args.cache, progress=inputs.progress(args))
+        audited = FeatureSpec(
+            features.backbone, "none" if features.weights == "random-init" else "imagenet", args.input_size
+        )
+        audit = run_audit(
+            inputs.dataset(args, "all"),
+            audited,
+            Protocol("patient", args.folds, args.seed),
+            cache_dir=args.cache,
+            progress=inputs.progress(args),
+        )
     markdown, html = paper_report(reproduction, audit, args.out, __version__)
     lines = [line for line in markdown.read_text().split("## Method")[0].splitlines() if line.strip()]
-    payload = {"report_md": str(markdown), "report_html": str(html), "runs": [
-        {"subset": run.subset, **run.summary.to_json()} for run in reproduction.runs], "skipped": reproduction.skipped,
-        "audit": None if audit is None else audit.to_json()}
+    payload = {
+        "report_md": str(markdown),
+        "report_html": str(html),
+        "runs": [{"subset": run.subset, **run.summary.to_json()} for run in reproduction.runs],
+        "skipped": reproduction.skipped,
+        "audit": None if audit is None else audit.to_json(),
+    }
     emit(args, payload, lines + [f"report: {markdown} and {html}"])
     return 0

@@ -9,18 +9,26 @@ from featx.cli.output import emit
 
 
 def register(subparsers, common) -> None:
-    parser = new_command(subparsers, common, "train", "train a final model on all the data and save it to a folder "
-                         "(with the cross-validated metrics of the same variant)", [
-                             "featx train --model efficientnet_lite0 --head mlp1000-750 --subset dataset2 "
-                             "--model-dir models/lite0",
-                             "featx train --model efficientnet_lite0 --head logreg --model-dir models/lite0-logreg"])
+    parser = new_command(
+        subparsers,
+        common,
+        "train",
+        "train a final model on all the data and save it to a folder "
+        "(with the cross-validated metrics of the same variant)",
+        [
+            "featx train --model efficientnet_lite0 --head mlp1000-750 --subset dataset2 --model-dir models/lite0",
+            "featx train --model efficientnet_lite0 --head logreg --model-dir models/lite0-logreg",
+        ],
+    )
     add_backbone(parser)
     add_data(parser)
     add_protocol(parser)
     add_head(parser)
     add_training(parser, {"epochs": None, "batch_size": None, "lr": None})
     parser.add_argument("--model-dir", required=True, metavar="DIR", help="folder to save the model in")
-    parser.add_argument("--finetune", action="store_true", help="fine-tune past the cutoff instead of a frozen backbone")
+    parser.add_argument(
+        "--finetune", action="store_true", help="fine-tune past the cutoff instead of a frozen backbone"
+    )
     parser.set_defaults(run=run)
 
 
@@ -33,14 +41,25 @@ def run(args) -> int:
         recipe = finetune_recipe(args)
     else:
         recipe = HeadRecipe(resolve_head(args.head, args.model), args.sampler, args.epochs, args.batch_size, args.lr)
-    manifest = train_model(inputs.dataset(args), inputs.features(args), recipe, inputs.protocol(args),
-                           model_dir=args.model_dir, cache_dir=args.cache, progress=inputs.progress(args))
+    manifest = train_model(
+        inputs.dataset(args),
+        inputs.features(args),
+        recipe,
+        inputs.protocol(args),
+        model_dir=args.model_dir,
+        cache_dir=args.cache,
+        progress=inputs.progress(args),
+    )
     cv = manifest.cross_validation
-    lines = [f"model saved to {args.model_dir} ({manifest.backbone}, weights {manifest.weights}, head {manifest.head}"
-             f"{', fine-tuned' if manifest.finetuned else ''})"]
+    lines = [
+        f"model saved to {args.model_dir} ({manifest.backbone}, weights {manifest.weights}, head {manifest.head}"
+        f"{', fine-tuned' if manifest.finetuned else ''})"
+    ]
     if "accuracy_3class" in cv:
-        lines.append(f"chosen by {cv['protocol']}-grouped CV: 3-class acc {cv['accuracy_3class'] * 100:.2f}%, "
-                     f"covid sens {cv['sensitivity'] * 100:.2f}%, spec {cv['specificity'] * 100:.2f}%")
+        lines.append(
+            f"chosen by {cv['protocol']}-grouped CV: 3-class acc {cv['accuracy_3class'] * 100:.2f}%, "
+            f"covid sens {cv['sensitivity'] * 100:.2f}%, spec {cv['specificity'] * 100:.2f}%"
+        )
     else:
         lines.append(cv["note"])
     emit(args, manifest.to_json(), lines)
