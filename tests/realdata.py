@@ -55,3 +55,11 @@ def featx_command(*args) -> list[str]:
 def run_featx(*args, **kwargs) -> subprocess.CompletedProcess:
     """Run featx in a subprocess (text output captured) from the repository root."""
     return subprocess.run(featx_command(*args), capture_output=True, text=True, cwd=kwargs.pop("cwd", REPO), **kwargs)
+
+
+def train_lite0(data, cache, model_dir, *options) -> int:
+    """``featx train`` of EfficientNet-Lite0 (ImageNet) at 64x64 in this process; returns the exit status."""
+    from featx.cli import main
+
+    common = f"train --model efficientnet_lite0 --input-size 64x64 -q --data {data} --cache {cache}"
+    return main([*common.split(), "--model-dir", str(model_dir), *options])

@@ -53,19 +53,6 @@ def out_of_fold_proba(features, y, fold, make_estimator, progress: bool = False)
     return proba, fold_seconds
 
 
-def phase2_variant(dataset, features: FeatureSpec, recipe: HeadRecipe, protocol: Protocol) -> Variant:
-    """The variant of ``recipe`` on ``features`` over ``dataset`` under ``protocol``."""
-    return Variant(
-        phase=2,
-        features=features.key(dataset.id),
-        head=recipe.head,
-        head_params=recipe.params(),
-        sampler=recipe.sampler,
-        protocol=protocol,
-        subset=dataset.subset,
-    )
-
-
 def fit_variant(
     dataset,
     features: FeatureSpec,
@@ -89,7 +76,7 @@ def fit_variant(
     MissingFeaturesError
         When no feature store holds the dataset's images.
     """
-    variant = phase2_variant(dataset, features, recipe, protocol)
+    variant = Variant.of(2, dataset, features, recipe, protocol)
     stored = None if refit else find_result(cache_dir, variant)
     if stored is not None:
         return CVSummary.of(stored, reused=True)

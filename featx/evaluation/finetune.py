@@ -81,6 +81,11 @@ class FinetuneRecipe:
         if self.cutoff is not None and int(self.cutoff) < 0:
             raise ParameterError("cutoff", self.cutoff, "must be >= 0")
 
+    @property
+    def sampler(self) -> str:
+        """Fine-tuning trains on each fold as it is."""
+        return "none"
+
     def params(self) -> dict:
         """Every setting but the head, by name."""
         settings = asdict(self)
@@ -212,19 +217,6 @@ def estimate_seconds(model, batches, steps_total: int) -> float:
     return (time.perf_counter() - started) * steps_total
 
 
-def phase3_variant(dataset, features: FeatureSpec, recipe: FinetuneRecipe, protocol: Protocol) -> Variant:
-    """The variant of fine-tuning with ``recipe`` over ``dataset`` under ``protocol``."""
-    return Variant(
-        phase=3,
-        features=features.key(dataset.id),
-        head=recipe.head,
-        head_params=recipe.params(),
-        sampler="none",
-        protocol=protocol,
-        subset=dataset.subset,
-    )
-
-
 def finetune_variant(
     dataset,
     features: FeatureSpec,
@@ -244,7 +236,7 @@ def finetune_variant(
     -------
     CVSummary
     """
-    variant = phase3_variant(dataset, features, recipe, protocol)
+    variant = Variant.of(3, dataset, features, recipe, protocol)
     stored = None if refit else find_result(cache_dir, variant)
     if stored is not None:
         return CVSummary.of(stored, reused=True)

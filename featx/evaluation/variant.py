@@ -66,6 +66,19 @@ class Variant:
         }
 
     @classmethod
+    def of(cls, phase: int, dataset, features, recipe, protocol: Protocol) -> Variant:
+        """The variant of ``recipe`` (a head or fine-tuning recipe) on ``features`` over ``dataset``."""
+        return cls(
+            phase=phase,
+            features=features.key(dataset.id),
+            head=recipe.head,
+            head_params=recipe.params(),
+            sampler=recipe.sampler,
+            protocol=protocol,
+            subset=dataset.subset,
+        )
+
+    @classmethod
     def from_dict(cls, values: dict) -> Variant:
         """Rebuild a variant from :meth:`to_dict`'s form.
 

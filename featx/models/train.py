@@ -14,11 +14,11 @@ from featx.evaluation.finetune import (
     compile_model,
     fit_model,
     image_batches,
-    phase3_variant,
 )
 from featx.evaluation.results import find_result
 from featx.evaluation.splits import Protocol
 from featx.evaluation.summary import CVSummary
+from featx.evaluation.variant import Variant
 from featx.features.extract import extract
 from featx.features.identity import FeatureSpec
 from featx.features.store import load_features
@@ -83,7 +83,7 @@ def train_model(
     check_target(model_dir)
     weights = fingerprint(features.spec, features.weights)
     if isinstance(recipe, FinetuneRecipe):
-        summary = _stored_summary(cache_dir, phase3_variant(dataset, features, recipe, protocol))
+        summary = _stored_summary(cache_dir, Variant.of(3, dataset, features, recipe, protocol))
         write = _finetuned_writer(dataset, features, recipe, protocol.seed, progress)
         head_classes, sampler = tuple(range(len(CLASSES))), "none"
     else:

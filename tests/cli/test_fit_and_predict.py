@@ -8,7 +8,7 @@ import pytest
 
 from featx.cli import main
 from featx.models.folder import MANIFEST
-from tests.realdata import run_featx
+from tests.realdata import run_featx, train_lite0
 
 SMALL = ["--input-size", "64x64"]
 
@@ -121,28 +121,7 @@ def test_compare_json_holds_rows_only_on_stdout(two_stores, capsys):
 def model_folder(two_stores, tmp_path_factory):
     data, cache = two_stores
     folder = tmp_path_factory.mktemp("models") / "logreg"
-    assert (
-        main(
-            [
-                "train",
-                "--model",
-                "efficientnet_lite0",
-                *SMALL,
-                "--head",
-                "logreg",
-                "--folds",
-                "3",
-                "--data",
-                str(data),
-                "--cache",
-                str(cache),
-                "--model-dir",
-                str(folder),
-                "-q",
-            ]
-        )
-        == 0
-    )
+    assert train_lite0(data, cache, folder, "--head", "logreg", "--folds", "3") == 0
     return folder
 
 

@@ -9,6 +9,7 @@ import pytest
 from featx.exceptions import ModelFolderError
 from featx.models.folder import MANIFEST, ModelManifest
 from featx.models.predict import LoadedModel
+from tests.realdata import train_lite0
 
 
 class CreatesAFile:
@@ -23,32 +24,9 @@ class CreatesAFile:
 
 @pytest.fixture(scope="module")
 def logreg_folder(small_data, tmp_path_factory):
-    from featx.cli import main
-
     folder = tmp_path_factory.mktemp("models") / "logreg"
-    assert (
-        main(
-            [
-                "train",
-                "--model",
-                "efficientnet_lite0",
-                "--input-size",
-                "64x64",
-                "--head",
-                "logreg",
-                "--folds",
-                "2",
-                "--data",
-                str(small_data),
-                "--cache",
-                str(tmp_path_factory.mktemp("cache")),
-                "--model-dir",
-                str(folder),
-                "-q",
-            ]
-        )
-        == 0
-    )
+    cache = tmp_path_factory.mktemp("cache")
+    assert train_lite0(small_data, cache, folder, "--head", "logreg", "--folds", "2") == 0
     return folder
 
 
@@ -110,29 +88,8 @@ def test_damaged_folders_are_named_with_the_problem(logreg_folder, tmp_path, dam
 
 
 def test_training_never_overwrites_a_folder_that_is_not_a_model(small_data, tmp_path):
-    from featx.cli import main
-
     precious = tmp_path / "thesis"
     precious.mkdir()
     (precious / "chapter1.tex").write_text("months of work")
-    code = main(
-        [
-            "train",
-            "--model",
-            "efficientnet_lite0",
-            "--input-size",
-            "64x64",
-            "--head",
-            "logreg",
-            "--folds",
-            "2",
-            "--data",
-            str(small_data),
-            "--cache",
-            str(tmp_path / "cache"),
-            "--model-dir",
-            str(precious),
-            "-q",
-        ]
-    )
+    code = train_lite0(small_data, tmp_path / "cache", precious, "--head", "logreg", "--folds", "2")
     assert code == 1 and (precious / "chapter1.tex").read_text() == "months of work"

@@ -14,6 +14,7 @@ from featx.evaluation.splits import Protocol
 from featx.models.explain import conv_model, grad_cam
 from featx.models.predict import LoadedModel, predict_files
 from featx.models.train import train_model
+from tests.realdata import LITE0_64, train_lite0
 
 SIZE_ARGS = ["--input-size", "64x64"]
 
@@ -24,25 +25,7 @@ def dataset(small_data):
 
 
 def _train(dataset, model_dir, cache, *extra):
-    code = main(
-        [
-            "train",
-            "--model",
-            "efficientnet_lite0",
-            *SIZE_ARGS,
-            "--data",
-            str(dataset.root),
-            "--cache",
-            str(cache),
-            "--model-dir",
-            str(model_dir),
-            "--folds",
-            "2",
-            "-q",
-            *extra,
-        ]
-    )
-    assert code == 0
+    assert train_lite0(dataset.root, cache, model_dir, "--folds", "2", *extra) == 0
     return model_dir
 
 
@@ -123,8 +106,6 @@ def test_classical_heads_save_in_safe_formats_and_predict_like_the_fitted_head(h
 
 def test_finetuned_model_records_the_cv_of_exactly_its_own_variant(dataset, tmp_path):
     """The phase-3 result is looked up by the whole variant, not by backbone, head and epochs alone."""
-    from tests.realdata import LITE0_64
-
     recipe = FinetuneRecipe("mlp1000", epochs=1, batch_size=8)
     protocol = Protocol("patient", 2, 0)
     stored = finetune_variant(dataset, LITE0_64, recipe, protocol, cache_dir=tmp_path, progress=False)

@@ -1,5 +1,6 @@
 """`reproduce` + audit + report on a small real subset, a fast backbone and a small input."""
 
+import json
 from html.parser import HTMLParser
 
 import pytest
@@ -24,32 +25,34 @@ class _Collector(HTMLParser):
         self.text.append(data)
 
 
+def _reproduce_args(dataset, cache, out) -> list:
+    return [
+        *"reproduce --models efficientnet_lite0 --subsets all --input-size 64x64 --folds 5 -q".split(),
+        "--data",
+        str(dataset.root),
+        "--cache",
+        str(cache),
+        "--out",
+        str(out),
+    ]
+
+
 @pytest.fixture(scope="module")
 def report(feature_data, tmp_path_factory):
     dataset, cache = feature_data
     out = tmp_path_factory.mktemp("report")
-    code = main(
-        [
-            "reproduce",
-            "--data",
-            str(dataset.root),
-            "--cache",
-            str(cache),
-            "--models",
-            "efficientnet_lite0",
-            "--subsets",
-            "all",
-            "--input-size",
-            "64x64",
-            "--folds",
-            "5",
-            "--out",
-            str(out),
-            "--quiet",
-        ]
-    )
+    code = main(_reproduce_args(dataset, cache, out) + ["--json"])
     assert code == 0
     return out, cache, dataset
+
+
+def test_reproduce_json_names_the_report_and_every_run(report, capsys, tmp_path):
+    _, cache, dataset = report
+    out = tmp_path / "again"
+    assert main(_reproduce_args(dataset, cache, out) + ["--no-audit", "--json"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["report_md"] == str(out / "report.md") and len(payload["runs"]) == 2
+    assert {run["protocol"] for run in payload["runs"]} == {"image", "patient"}
 
 
 def test_report_numbers_are_the_metrics_of_the_stored_predictions(report):
@@ -88,32 +91,10 @@ def test_report_html_parses_and_embeds_pngs_that_open(report):
             assert picture.size[0] > 100 and picture.getextrema() != ((255, 255), (255, 255), (255, 255), (255, 255))
 
 
-def test_second_reproduce_reuses_every_result(report, capsys):
-    out, cache, dataset = report
+def test_second_reproduce_reuses_every_result(report, capsys, tmp_path):
+    _, cache, dataset = report
+    out = tmp_path / "second"
     before = sorted(p.stat().st_mtime_ns for p in (cache / dataset.id / "results").glob("*.json"))
-    assert (
-        main(
-            [
-                "reproduce",
-                "--data",
-                str(dataset.root),
-                "--cache",
-                str(cache),
-                "--models",
-                "efficientnet_lite0",
-                "--subsets",
-                "all",
-                "--input-size",
-                "64x64",
-                "--folds",
-                "5",
-                "--out",
-                str(out),
-                "--quiet",
-                "--no-audit",
-            ]
-        )
-        == 0
-    )
+    assert main(_reproduce_args(dataset, cache, out) + ["--no-audit"]) == 0
     after = sorted(p.stat().st_mtime_ns for p in (cache / dataset.id / "results").glob("*.json"))
     assert before == after
