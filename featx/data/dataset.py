@@ -83,7 +83,7 @@ class Dataset:
         return f"{self.root} [{self.subset}]: {len(self)} images ({parts}), id {self.id}"
 
 
-def load_dataset(root, subset: str = "all") -> Dataset:
+def load_dataset(root, subset: str = "all", *, min_classes: int = 2) -> Dataset:
     """Read and validate a data folder, then draw the requested subset.
 
     Parameters
@@ -93,6 +93,8 @@ def load_dataset(root, subset: str = "all") -> Dataset:
         ``subtype``, ``patient_id``, ``source``, ``view``) or one sub-folder per class.
     subset : str
         ``all``, ``dataset1`` or ``dataset2`` (the paper's sets, drawn with a fixed seed).
+    min_classes : int
+        How many classes must be present (1 for an external folder that holds only some).
 
     Returns
     -------
@@ -111,7 +113,7 @@ def load_dataset(root, subset: str = "all") -> Dataset:
         raise DatasetError(f"{root}: data folder not found")
     manifest = root / MANIFEST
     table = _read_manifest(manifest) if manifest.exists() else _scan_class_folders(root)
-    table = _validate_rows(root, table, str(manifest) if manifest.exists() else str(root))
+    table = _validate_rows(root, table, str(manifest) if manifest.exists() else str(root), min_classes)
     parent_id = _dataset_id(table)
     if subset != "all":
         table = _draw_subset(table, subset)
@@ -165,7 +167,7 @@ def _scan_class_folders(root: Path) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _validate_rows(root: Path, table: pd.DataFrame, where: str) -> pd.DataFrame:
+def _validate_rows(root: Path, table: pd.DataFrame, where: str, min_classes: int) -> pd.DataFrame:
     table = table.copy()
     for column in OPTIONAL_COLUMNS:
         if column not in table.columns:
@@ -197,8 +199,10 @@ def _validate_rows(root: Path, table: pd.DataFrame, where: str) -> pd.DataFrame:
         raise DatasetError(f"{where}: {len(problems)} problem(s):\n  " + "\n  ".join(problems))
     table["image_id"] = table["filename"]
     present = set(table["label"])
-    if len(present) < 2:
-        raise DatasetError(f"{where}: only class(es) {sorted(present)} present; at least two of {CLASSES} are needed")
+    if len(present) < min_classes:
+        raise DatasetError(
+            f"{where}: only class(es) {sorted(present)} present; at least {min_classes} of {CLASSES} are needed"
+        )
     return table.sort_values("image_id", kind="stable")
 
 

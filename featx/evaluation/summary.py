@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from featx.evaluation.metrics import summarize
+from featx.evaluation.calibration import reliability
+from featx.evaluation.metrics import COVID, summarize
 from featx.evaluation.results import Result
 
 HEADLINE_KEYS = (
@@ -16,6 +17,7 @@ HEADLINE_KEYS = (
     "auc_macro",
     "ppv",
     "npv",
+    "ece_covid",
     "confusion",
     "ci95",
 )
@@ -40,8 +42,10 @@ class CVSummary:
 
     @classmethod
     def of(cls, result: Result, reused: bool) -> CVSummary:
-        """Summarise ``result`` (bootstrap intervals resample its groups)."""
-        return cls(result, summarize(result.y_true, result.proba, result.fold, result.groups), reused)
+        """Summarise ``result`` (bootstrap intervals resample its groups; calibration of the covid probability)."""
+        metrics = summarize(result.y_true, result.proba, result.fold, result.groups)
+        metrics["ece_covid"] = reliability(result.y_true == COVID, result.proba[:, COVID]).ece
+        return cls(result, metrics, reused)
 
     def __getitem__(self, name: str):
         """A headline metric by name (``accuracy_3class``, ``sensitivity``, ``ci95``, ...)."""

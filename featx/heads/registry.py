@@ -32,6 +32,9 @@ class HeadSpec:
         ``build(random_state=..., **params)`` returns an unfitted scikit-learn classifier.
     file_format : str
         How a trained head is saved in a model folder: ``keras``, ``xgboost`` or ``skops``.
+    explanation : str
+        How a prediction is explained (see :data:`featx.models.explain.METHODS`): ``grad-cam``,
+        ``cam`` (exact for a linear head) or ``occlusion`` (model-agnostic).
     params : tuple of str
         Settings a user may change (dense heads: epochs, batch size, learning rate).
     """
@@ -41,6 +44,7 @@ class HeadSpec:
     summary: str
     build: Callable
     file_format: str
+    explanation: str
     params: tuple = ()
 
 
@@ -55,7 +59,8 @@ def _dense_spec(name: str) -> HeadSpec:
     def build(random_state=0, **params):
         return KerasMLPClassifier(hidden=hidden, random_state=random_state, **params)
 
-    return HeadSpec(name, "dense", summary, build, "keras", KERAS_PARAMS)
+    explanation = "cam" if not hidden else "grad-cam"  # a softmax head is linear in the pooled features
+    return HeadSpec(name, "dense", summary, build, "keras", explanation, KERAS_PARAMS)
 
 
 HEADS = {
@@ -63,11 +68,18 @@ HEADS = {
     for spec in (
         *(_dense_spec(name) for name in ("softmax", "mlp1024", "mlp1000", "mlp1000-750")),
         HeadSpec(
-            "logreg", "linear", "logistic regression on standardised features", classical.logistic_regression, "skops"
+            "logreg",
+            "linear",
+            "logistic regression on standardised features",
+            classical.logistic_regression,
+            "skops",
+            "cam",
         ),
-        HeadSpec("svm", "kernel", "RBF SVM, calibrated probabilities", classical.support_vector_machine, "skops"),
-        HeadSpec("rf", "trees", "random forest, 300 trees", classical.random_forest, "skops"),
-        HeadSpec("xgb", "trees", "gradient-boosted trees (xgboost)", classical.boosted_trees, "xgboost"),
+        HeadSpec(
+            "svm", "kernel", "RBF SVM, calibrated probabilities", classical.support_vector_machine, "skops", "occlusion"
+        ),
+        HeadSpec("rf", "trees", "random forest, 300 trees", classical.random_forest, "skops", "occlusion"),
+        HeadSpec("xgb", "trees", "gradient-boosted trees (xgboost)", classical.boosted_trees, "xgboost", "occlusion"),
     )
 }
 

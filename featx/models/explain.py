@@ -1,7 +1,20 @@
-"""Grad-CAM heatmaps for models with a Keras backbone and a Keras head.
+"""A heatmap for every model: where in the radiograph the evidence for the predicted class lies.
 
-The gradient step is the one truly backend-specific piece of featx: TensorFlow uses a
-``GradientTape``, JAX ``jax.grad``; everything else goes through ``keras.ops``.
+Three methods, chosen by the head (see ``HeadSpec.explanation``):
+
+- ``grad-cam`` (Keras MLP heads, fine-tuned models): the last convolutional feature map weighted
+  by the gradient of the class score averaged over space;
+- ``cam`` (linear heads: ``softmax``, ``logreg``): the class activation map, the feature map
+  weighted by the head's own coefficients. For a linear function of average-pooled features this
+  is exact, and equal to Grad-CAM of the same head;
+- ``occlusion`` (tree and kernel heads: ``xgb``, ``rf``, ``svm``): how much the predicted class's
+  probability drops when each patch of the image is blacked out; needs nothing but predictions.
+
+The class score is the class's logit less the mean logit over classes: the softmax cannot tell the
+two apart, and the centred score is positive for the predicted class, so its map shows where the
+evidence for it lies even when every raw logit is negative. Every map is rectified, scaled to 0..1
+per image and resized to the input. The gradient step is the one backend-specific piece:
+TensorFlow uses a ``GradientTape``, JAX ``jax.grad``.
 """
 
 from __future__ import annotations
@@ -10,11 +23,24 @@ import logging
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw
 
-from featx.exceptions import FeatxError
+from featx.backbones.registry import preprocess
 
+METHODS = {
+    "grad-cam": "Grad-CAM",
+    "cam": "CAM",
+    "occlusion": "occlusion",
+}
+OCCLUSION_GRID = 8
 log = logging.getLogger(__name__)
+
+
+def method_for(model) -> str:
+    """The explanation method of a loaded model (fine-tuned models: Grad-CAM)."""
+    from featx.heads.registry import get_head
+
+    return "grad-cam" if model.manifest.finetuned else get_head(model.manifest.head).explanation
 
 
 def conv_model(base):
@@ -25,7 +51,20 @@ def conv_model(base):
     return keras.Model(base.inputs, pooling.input, name=f"{base.name}_conv")
 
 
-def _feature_map_gradient(head, feature_map: np.ndarray, class_index: int) -> np.ndarray:
+def score_model(head):
+    """A Keras head (pooled features -> probabilities) returning the centred class scores before its softmax."""
+    import keras
+
+    output = head.layers[-1]
+    inputs = keras.Input(shape=head.input_shape[1:])
+    x = inputs
+    for layer in head.layers[1:-1]:
+        x = layer(x)
+    logits = keras.ops.matmul(x, output.kernel) + output.bias
+    return keras.Model(inputs, logits - keras.ops.mean(logits, axis=-1, keepdims=True))
+
+
+def _feature_map_gradient(scores, feature_map: np.ndarray, class_index: int) -> np.ndarray:
     import keras
 
     backend = keras.backend.backend()
@@ -35,71 +74,140 @@ def _feature_map_gradient(head, feature_map: np.ndarray, class_index: int) -> np
         tensor = tf.convert_to_tensor(feature_map)
         with tf.GradientTape() as tape:
             tape.watch(tensor)
-            score = head(keras.ops.mean(tensor, axis=(1, 2)))[:, class_index]
+            score = scores(keras.ops.mean(tensor, axis=(1, 2)))[:, class_index]
         return tape.gradient(score, tensor).numpy()
     if backend == "jax":
         import jax
 
         def score(fmap):
-            return head(keras.ops.mean(fmap, axis=(1, 2)))[:, class_index].sum()
+            return scores(keras.ops.mean(fmap, axis=(1, 2)))[:, class_index].sum()
 
         return np.asarray(jax.grad(score)(feature_map))
     raise NotImplementedError(f"Grad-CAM supports the tensorflow and jax backends, not {backend}")
 
 
-def grad_cam(conv, head, batch: np.ndarray, class_index: int) -> np.ndarray:
-    """Class activation maps for a preprocessed batch, at the input resolution.
-
-    Parameters
-    ----------
-    conv : keras.Model
-        Input images -> last convolutional feature map (N, h, w, C).
-    head : callable
-        Pooled features (N, C) -> class probabilities (N, classes), built from Keras layers.
-    batch : numpy.ndarray, (N, H, W, 3)
-        Preprocessed images.
-    class_index : int
-        The class whose evidence is mapped.
-
-    Returns
-    -------
-    numpy.ndarray, (N, H, W)
-        Maps scaled to 0..1 per image (all zero where the class has no positive evidence).
-    """
-    feature_map = np.asarray(conv.predict(batch, verbose=0), dtype=np.float32)
-    gradient = _feature_map_gradient(head, feature_map, class_index)
-    weights = gradient.mean(axis=(1, 2), keepdims=True)
-    maps = np.maximum((weights * feature_map).sum(axis=-1), 0)
-    height, width = batch.shape[1:3]
+def _to_input_size(maps: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Rectify, scale each map to 0..1 (all zero where nothing is positive), resize bilinearly."""
     resized = []
-    for cam in maps:
+    for cam in np.maximum(maps, 0):
         peak = cam.max()
         cam = cam / peak if peak > 0 else cam
         resized.append(np.asarray(Image.fromarray(cam.astype(np.float32)).resize((width, height), Image.BILINEAR)))
     return np.clip(np.stack(resized), 0, 1)
 
 
-def overlay(image: np.ndarray, cam: np.ndarray, alpha: float = 0.4) -> np.ndarray:
-    """Blend a 0..1 heatmap (jet colours) over an RGB uint8 image of the same size."""
+def grad_cam(conv, head, batch: np.ndarray, class_index: int) -> np.ndarray:
+    """Grad-CAM maps for a preprocessed batch, at the input resolution.
+
+    Parameters
+    ----------
+    conv : keras.Model
+        Input images -> last convolutional feature map (N, h, w, C).
+    head : keras.Model
+        Pooled features (N, C) -> class probabilities; its class scores before the softmax are used.
+    batch : numpy.ndarray, (N, H, W, 3)
+        Preprocessed images.
+    class_index : int
+
+    Returns
+    -------
+    numpy.ndarray, (N, H, W)
+    """
+    feature_map = np.asarray(conv.predict(batch, verbose=0), dtype=np.float32)
+    gradient = _feature_map_gradient(score_model(head), feature_map, class_index)
+    weights = gradient.mean(axis=(1, 2), keepdims=True)
+    return _to_input_size((weights * feature_map).sum(axis=-1), *batch.shape[1:3])
+
+
+def class_activation_map(conv, weights: np.ndarray, batch: np.ndarray) -> np.ndarray:
+    """CAM for a linear head: the feature map weighted by the class's coefficients on the pooled features.
+
+    Parameters
+    ----------
+    conv : keras.Model
+    weights : numpy.ndarray, (C,)
+        The class score's coefficient on each pooled feature.
+    batch : numpy.ndarray, (N, H, W, 3)
+        Preprocessed images.
+    """
+    feature_map = np.asarray(conv.predict(batch, verbose=0), dtype=np.float32)
+    return _to_input_size(feature_map @ np.asarray(weights, dtype=np.float32), *batch.shape[1:3])
+
+
+def linear_weights(head, class_index: int) -> np.ndarray:
+    """The coefficients of a linear head's centred class score on the raw pooled features.
+
+    ``head`` is a loaded :class:`featx.models.folder.SavedHead`: a Keras softmax head (its output
+    layer's kernel) or a standardised logistic regression (coefficients over the scale).
+    """
+    if head.keras_model is not None:
+        kernel = np.asarray(head.keras_model.layers[-1].kernel).T
+        column = class_index
+    else:
+        standardized = head.estimator
+        coefficients = standardized.estimator_.coef_ / standardized.scaler_.scale_
+        if len(coefficients) == 1:  # a binary logistic regression's one score is the second class's logit
+            coefficients = np.stack([np.zeros_like(coefficients[0]), coefficients[0]])
+        kernel = coefficients
+        column = list(standardized.classes_).index(class_index)
+    return kernel[column] - kernel.mean(axis=0)
+
+
+def occlusion_map(predict_proba, image: np.ndarray, class_index: int, grid: int = OCCLUSION_GRID) -> np.ndarray:
+    """How much the class's probability drops when each of ``grid`` x ``grid`` patches is blacked out.
+
+    Parameters
+    ----------
+    predict_proba : callable
+        Letterboxed RGB uint8 images (N, H, W, 3) -> class probabilities.
+    image : numpy.ndarray, (H, W, 3) uint8
+    class_index : int
+    grid : int
+
+    Returns
+    -------
+    numpy.ndarray, (H, W)
+    """
+    height, width = image.shape[:2]
+    rows = np.linspace(0, height, grid + 1).astype(int)
+    cols = np.linspace(0, width, grid + 1).astype(int)
+    occluded = []
+    for i in range(grid):
+        for j in range(grid):
+            copy = image.copy()
+            copy[rows[i] : rows[i + 1], cols[j] : cols[j + 1]] = 0
+            occluded.append(copy)
+    proba = predict_proba(np.stack([image, *occluded]))[:, class_index]
+    drop = (proba[0] - proba[1:]).reshape(grid, grid)
+    return _to_input_size(drop[None], height, width)[0]
+
+
+def overlay(image: np.ndarray, cam: np.ndarray, label: str, alpha: float = 0.4) -> np.ndarray:
+    """Blend a 0..1 heatmap (jet colours) over an RGB uint8 image and write the method's name on it."""
     from matplotlib import colormaps
 
     colours = colormaps["jet"](cam)[..., :3] * 255
-    return np.clip((1 - alpha) * image + alpha * colours, 0, 255).astype(np.uint8)
+    blended = Image.fromarray(np.clip((1 - alpha) * image + alpha * colours, 0, 255).astype(np.uint8))
+    draw = ImageDraw.Draw(blended)
+    draw.rectangle((0, 0, 7 * len(label) + 6, 13), fill=(0, 0, 0))
+    draw.text((3, 1), label, fill=(255, 255, 255))
+    return np.asarray(blended)
 
 
-def check_explainable(model) -> None:
-    """Refuse, before any work, a model whose head Grad-CAM cannot differentiate.
-
-    Raises
-    ------
-    FeatxError
-    """
-    if model.manifest.finetuned is False and model.head.keras_model is None:
-        raise FeatxError(f"explain needs a Keras head (softmax or mlpN-M); this model's head is {model.manifest.head}")
+def explanation(model, image: np.ndarray, class_index: int, conv=None) -> tuple[str, np.ndarray]:
+    """The method and heatmap, (H, W) in 0..1, of one letterboxed image for ``class_index``."""
+    method = method_for(model)
+    if method == "occlusion":
+        return method, occlusion_map(model.predict_proba, image, class_index)
+    conv = conv if conv is not None else conv_model(model.base)
+    batch = preprocess(model.spec, image[None])
+    if method == "cam":
+        return method, class_activation_map(conv, linear_weights(model.head, class_index), batch)[0]
+    return method, grad_cam(conv, model.keras_head(), batch, class_index)[0]
 
 
 def explain(model, decoded, table, out_dir: Path) -> list[Path]:
-    """Write a Grad-CAM overlay of the predicted class for each decoded image.
+    """Write an overlay PNG of the predicted class's heatmap for each decoded image.
 
     Parameters
     ----------
@@ -113,20 +221,17 @@ def explain(model, decoded, table, out_dir: Path) -> list[Path]:
     Returns
     -------
     list of Path
+        ``<stem>-<method>-<class>.png`` per image.
     """
-    from featx.backbones.registry import preprocess
-
-    check_explainable(model)
-    head = model.keras_head()
     out_dir.mkdir(parents=True, exist_ok=True)
-    conv = conv_model(model.base)
+    conv = None if method_for(model) == "occlusion" else conv_model(model.base)
     predicted = dict(zip(table["file"], table["predicted"], strict=True))
     written = []
     for path, image in decoded:
-        class_index = model.classes.index(predicted[str(path)])
-        cam = grad_cam(conv, head, preprocess(model.spec, image[None]), class_index)[0]
-        target = out_dir / f"{Path(path).stem}-gradcam-{predicted[str(path)]}.png"
-        Image.fromarray(overlay(image, cam)).save(target)
+        name = predicted[str(path)]
+        method, cam = explanation(model, image, model.classes.index(name), conv)
+        target = out_dir / f"{Path(path).stem}-{method}-{name}.png"
+        Image.fromarray(overlay(image, cam, f"{METHODS[method]}: {name}")).save(target)
         written.append(target)
-    log.info("Grad-CAM overlays: %s (%d images)", out_dir, len(written))
+    log.info("%s overlays: %s (%d images)", METHODS[method_for(model)], out_dir, len(written))
     return written

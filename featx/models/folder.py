@@ -58,6 +58,8 @@ class ModelManifest:
     head_classes : tuple of int
         Class index of each output column of the head (a head never trained on a class lacks its column).
     trained_on : str
+    training_images : tuple of str
+        Content hashes of the training images (so that validation can leave them out).
     cross_validation : dict
         The cross-validated metrics of the same variant (or a note saying there are none).
     featx_version : str
@@ -78,6 +80,7 @@ class ModelManifest:
     model_file: str
     head_classes: tuple
     trained_on: str
+    training_images: tuple
     cross_validation: dict
     featx_version: str
     format_version: int = FORMAT_VERSION
@@ -89,6 +92,7 @@ class ModelManifest:
             "input_size": list(self.input_size),
             "classes": list(self.classes),
             "head_classes": list(self.head_classes),
+            "training_images": list(self.training_images),
         }
 
     @classmethod
@@ -128,6 +132,7 @@ class ModelManifest:
                 "input_size": tuple(values["input_size"]),
                 "classes": tuple(values["classes"]),
                 "head_classes": tuple(values["head_classes"]),
+                "training_images": tuple(values["training_images"]),
             }
         )
         allowed = {FINETUNED_FILE} if manifest.finetuned else set(HEAD_FILES.values())
@@ -172,12 +177,15 @@ class SavedHead:
     Attributes
     ----------
     keras_model : keras.Model or None
-        The Keras head (for Grad-CAM), None for other formats.
+        The Keras head (for Grad-CAM and CAM), None for other formats.
+    estimator : object or None
+        The scikit-learn head loaded from skops (for CAM of a linear head), None for other formats.
     """
 
-    def __init__(self, predict_proba, keras_model=None):
+    def __init__(self, predict_proba, keras_model=None, estimator=None):
         self._predict_proba = predict_proba
         self.keras_model = keras_model
+        self.estimator = estimator
 
     def predict_proba(self, features: np.ndarray) -> np.ndarray:
         """Probabilities, one column per class the head was trained on."""
@@ -203,7 +211,8 @@ def load_head(path: Path) -> SavedHead:
             booster = XGBClassifier()
             booster.load_model(path)
             return SavedHead(booster.predict_proba)
-        return SavedHead(_load_skops(path).predict_proba)
+        estimator = _load_skops(path)
+        return SavedHead(estimator.predict_proba, estimator=estimator)
     except ModelFolderError:
         raise
     except Exception as error:  # each format's loader raises its own types for a bad file

@@ -142,21 +142,19 @@ def predict_files(model_dir, inputs, *, out_csv=None, explain_dir=None, batch_si
     out_csv : str or Path, optional
         Written atomically.
     explain_dir : str or Path, optional
-        Write a heatmap PNG per image (checked before any prediction is made).
+        Write a heatmap PNG per image (Grad-CAM, CAM or occlusion, by the head; see :mod:`featx.models.explain`).
     batch_size : int
 
     Returns
     -------
     Predictions
     """
-    from featx.models.explain import check_explainable, explain
+    from featx.models.explain import explain
 
     if int(batch_size) < 1:
         raise ParameterError("batch_size", batch_size, "must be >= 1")
     files = image_files(inputs)
     model = LoadedModel(model_dir)
-    if explain_dir is not None:
-        check_explainable(model)
     rows, decoded = [], []
     for path in files:
         try:

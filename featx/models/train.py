@@ -7,6 +7,7 @@ import logging
 from featx import __version__
 from featx.backbones.weights import fingerprint
 from featx.data.dataset import CLASSES
+from featx.evaluation.calibration import reliability
 from featx.evaluation.crossval import fit_variant
 from featx.evaluation.finetune import (
     FinetuneRecipe,
@@ -15,6 +16,7 @@ from featx.evaluation.finetune import (
     fit_model,
     image_batches,
 )
+from featx.evaluation.metrics import COVID
 from featx.evaluation.results import find_result
 from featx.evaluation.splits import Protocol
 from featx.evaluation.summary import CVSummary
@@ -38,8 +40,10 @@ def cross_validation_record(summary: CVSummary | None) -> dict:
             "note": "not cross-validated: fine-tune with the same settings first (featx finetune) to record "
             "cross-validated metrics here"
         }
+    result = summary.result
     return {
         **{key: summary[key] for key in CV_KEYS},
+        "ece_covid": reliability(result.y_true == COVID, result.proba[:, COVID]).ece,
         "protocol": summary.result.variant.protocol.group_by,
         "variant": summary.result.variant.to_dict(),
         "result_file": str(summary.result.path),
@@ -112,6 +116,7 @@ def train_model(
             model_file=model_file,
             head_classes=head_classes,
             trained_on=dataset.describe(),
+            training_images=tuple(dataset.table["content_hash"]),
             cross_validation=cross_validation_record(summary),
             featx_version=__version__,
         )

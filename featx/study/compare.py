@@ -5,7 +5,8 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from featx.evaluation.metrics import summarize
+from featx.evaluation.calibration import reliability
+from featx.evaluation.metrics import COVID, summarize
 from featx.evaluation.results import Result, list_results
 from featx.study.formatting import percent
 
@@ -31,6 +32,7 @@ def variant_row(result: Result, n_resamples: int = 1000) -> dict:
         row[f"{key}_low"], row[f"{key}_high"] = low, high
         row[f"{key}_fold_std"] = metrics["per_fold"][key]["std"]
     row["auc_macro"] = metrics["auc_macro"]
+    row["ece_covid"] = reliability(result.y_true == COVID, result.proba[:, COVID]).ece
     row["fit_seconds"] = result.timings.total_seconds
     row["result_file"] = str(result.path)
     return row
@@ -49,7 +51,9 @@ def compare_rows(cache_dir, dataset_id: str, n_resamples: int = 1000) -> list[di
 
 def markdown_table(rows: list[dict]) -> str:
     """Markdown table of comparison rows; percentages with 95% bootstrap intervals."""
-    header = list(DESCRIPTION) + ["input"] + [label for _key, label in PERCENT_METRICS] + ["AUC covid", "fit s"]
+    header = (
+        list(DESCRIPTION) + ["input"] + [label for _key, label in PERCENT_METRICS] + ["AUC covid", "ECE covid", "fit s"]
+    )
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
         cells = [str(row[key]) for key in DESCRIPTION] + [row["input"]]
@@ -59,6 +63,7 @@ def markdown_table(rows: list[dict]) -> str:
         ]
         cells += [
             f"{row['auc_covid']:.3f} [{row['auc_covid_low']:.3f}, {row['auc_covid_high']:.3f}]",
+            f"{row['ece_covid']:.3f}",
             f"{row['fit_seconds']:.1f}",
         ]
         lines.append("| " + " | ".join(cells) + " |")

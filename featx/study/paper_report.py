@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
 from featx.data.dataset import CLASSES
 from featx.evaluation.metrics import COVID, confusion
 from featx.study.audit import Audit
 from featx.study.audit_report import add_audit_section, audit_summary
 from featx.study.document import Document
 from featx.study.formatting import percent, percent_with_interval
+from featx.study.plots import confusion_figure, roc_figure
 from featx.study.reproduce import Reproduction
+from featx.study.validation_report import add_validation_section
+from featx.study.validation_report import summary_lines as validation_summary
 
 PAPER = {  # Apostolopoulos & Mpesiana (2020), Tables 2 and 5: 2-class acc, 3-class acc, sensitivity, specificity (%)
     ("dataset1", "vgg19"): (98.75, 93.48, 92.85, 98.75),
@@ -44,50 +45,26 @@ def paper_table(subset: str) -> list[list]:
 
 def _plots(results, subset: str, folder: Path) -> list[tuple[Path, str]]:
     """Confusion-matrix heatmaps and ROC curves (covid vs rest) of one subset's results."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from sklearn.metrics import roc_curve
-
-    folder.mkdir(parents=True, exist_ok=True)
-    figures = []
-    fig, axes = plt.subplots(1, len(results), figsize=(3.2 * len(results), 3.2), squeeze=False)
-    for axis, result in zip(axes[0], results, strict=True):
-        matrix = confusion(result.y_true, result.proba.argmax(axis=1))
-        axis.imshow(matrix, cmap="Blues")
-        for (i, j), count in np.ndenumerate(matrix):
-            axis.text(
-                j, i, str(count), ha="center", va="center", color="black" if count < matrix.max() / 2 else "white"
-            )
-        axis.set_xticks(range(len(CLASSES)), CLASSES, rotation=30)
-        axis.set_yticks(range(len(CLASSES)), CLASSES)
-        variant = result.variant
-        axis.set_title(
-            f"{variant.features.backbone} ({variant.weights_label})\n{variant.protocol.group_by} folds", fontsize=8
+    titles = [
+        f"{r.variant.features.backbone} ({r.variant.weights_label})\n{r.variant.protocol.group_by} folds"
+        for r in results
+    ]
+    matrices = [confusion(r.y_true, r.proba.argmax(axis=1)) for r in results]
+    curves = [
+        (
+            f"{r.variant.features.backbone} ({r.variant.weights_label}), {r.variant.protocol.group_by}",
+            r.y_true == COVID,
+            r.proba[:, COVID],
         )
-        axis.set_xlabel("predicted")
-    axes[0][0].set_ylabel("true")
-    fig.tight_layout()
-    path = folder / f"confusion-{subset}.png"
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    figures.append((path, f"Pooled out-of-fold confusion matrices, {subset}"))
-    fig, axis = plt.subplots(figsize=(5, 4.5))
-    for result in results:
-        variant = result.variant
-        fpr, tpr, _ = roc_curve(result.y_true == COVID, result.proba[:, COVID])
-        axis.plot(fpr, tpr, label=f"{variant.features.backbone} ({variant.weights_label}), {variant.protocol.group_by}")
-    axis.plot([0, 1], [0, 1], ":", color="grey")
-    axis.set_xlabel("1 - specificity")
-    axis.set_ylabel("covid sensitivity")
-    axis.legend(fontsize=7)
-    fig.tight_layout()
-    path = folder / f"roc-{subset}.png"
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    figures.append((path, f"ROC curves, covid vs rest, {subset}"))
-    return figures
+        for r in results
+    ]
+    return [
+        (
+            confusion_figure(matrices, titles, CLASSES, folder / f"confusion-{subset}.png"),
+            f"Pooled out-of-fold confusion matrices, {subset}",
+        ),
+        (roc_figure(curves, folder / f"roc-{subset}.png"), f"ROC curves, covid vs rest, {subset}"),
+    ]
 
 
 def _summary_lines(reproduction: Reproduction, audit: Audit | None) -> list[str]:
@@ -165,10 +142,13 @@ def _subset_section(doc: Document, subset: str, runs, out_dir: Path) -> None:
         doc.image(path, caption)
 
 
-def paper_report(reproduction: Reproduction, audit: Audit | None, out_dir, featx_version: str) -> tuple[Path, Path]:
+def paper_report(
+    reproduction: Reproduction, audit: Audit | None, out_dir, featx_version: str, external=()
+) -> tuple[Path, Path]:
     """Write ``report.md`` and a self-contained ``report.html`` (plus PNGs) into ``out_dir``.
 
-    Every number is recomputed from the stored predictions of ``reproduction``'s runs.
+    Every number is recomputed from the stored predictions of ``reproduction``'s runs; ``external``
+    holds (run, validation) pairs from :func:`featx.study.reproduce.validate_externally`.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -182,10 +162,23 @@ def paper_report(reproduction: Reproduction, audit: Audit | None, out_dir, featx
         _subset_section(doc, subset, [run for run in reproduction.runs if run.subset == subset], out_dir)
     if audit is not None:
         add_audit_section(doc, audit)
+    for run, validation in external:
+        _external_section(doc, run, validation, out_dir / "figures")
     doc.heading("Provenance")
     doc.bullets(_provenance_line(run) for run in reproduction.runs)
     doc.paragraph(f"featx {featx_version}.")
     return doc.write(out_dir)
+
+
+def _external_section(doc: Document, run, validation, figures: Path) -> None:
+    variant = run.summary.result.variant
+    doc.heading(
+        f"External validation: {run.subset}, {variant.features.backbone} ({variant.weights_label}) + "
+        f"{variant.head}, {variant.protocol.group_by} folds"
+    )
+    for line in validation_summary(validation):
+        doc.paragraph(line)
+    add_validation_section(doc, validation, figures, f"{run.subset}-{variant.name()}")
 
 
 def _provenance_line(run) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 from featx.data.dataset import PAPER_SUBSETS, load_dataset
 from featx.data.images import DEFAULT_SIZE
@@ -26,9 +27,10 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class ReproducedRun:
-    """One cell of the paper's design: a subset, and the summary of its variant."""
+    """One cell of the paper's design: a subset, the features used, and the summary of its variant."""
 
     subset: str
+    features: FeatureSpec
     summary: CVSummary
 
 
@@ -38,6 +40,8 @@ class Reproduction:
 
     Attributes
     ----------
+    data : Path
+        The data folder.
     runs : list of ReproducedRun
         One per subset x backbone x protocol.
     skipped : dict
@@ -46,6 +50,7 @@ class Reproduction:
         Subset -> dataset id.
     """
 
+    data: Path
     runs: list
     skipped: dict
     datasets: dict
@@ -154,5 +159,54 @@ def reproduce(
                     summary = fit_variant(
                         dataset, features, HeadRecipe(head), protocol, cache_dir=cache_dir, progress=progress
                     )
-                runs.append(ReproducedRun(subset, summary))
-    return Reproduction(runs, skipped, datasets)
+                runs.append(ReproducedRun(subset, features, summary))
+    return Reproduction(Path(data), runs, skipped, datasets)
+
+
+def validate_externally(
+    reproduction: Reproduction, external, *, models_dir, cache_dir="cache", progress: bool = True
+) -> list:
+    """Train each phase-2 variant of ``reproduction`` on all its data and validate it on ``external``.
+
+    Parameters
+    ----------
+    reproduction : Reproduction
+    external : featx.data.Dataset
+        A labelled folder from other sources.
+    models_dir : str or Path
+        Where the model folders are written, one per variant (named after it).
+    cache_dir : str or Path
+    progress : bool
+
+    Returns
+    -------
+    list of (ReproducedRun, featx.study.validate.Validation)
+        Phase-3 runs are left out: training a fine-tuned model per variant is hours on a CPU.
+    """
+    from featx.models.train import train_model
+    from featx.study.validate import validate
+
+    validated = []
+    for run in reproduction.runs:
+        variant = run.summary.result.variant
+        if variant.phase != 2:
+            log.warning(
+                "%s: fine-tuned variants are not validated externally here; train one with featx train "
+                "--finetune and run featx validate on it",
+                variant.name(),
+            )
+            continue
+        key = variant.features
+        features = FeatureSpec(key.backbone, key.weights_argument(""), key.input_size)
+        folder = Path(models_dir) / variant.name()
+        train_model(
+            load_dataset(reproduction.data, run.subset),
+            features,
+            HeadRecipe(variant.head),
+            variant.protocol,
+            model_dir=folder,
+            cache_dir=cache_dir,
+            progress=progress,
+        )
+        validated.append((run, validate(folder, external)))
+    return validated

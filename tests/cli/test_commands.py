@@ -35,16 +35,20 @@ def test_help_lists_every_command_and_the_exit_codes_without_importing_tensorflo
         assert f"  {code}  " in text
 
 
-@pytest.mark.parametrize(
-    "command", ["models", "extract", "fit", "compare", "finetune", "train", "predict", "reproduce", "audit"]
-)
+COMMAND_LINES = [
+    ["data", "fetch"] if name == "data" else [name]
+    for name in (command.__name__.rsplit(".", 1)[-1] for command in COMMANDS)
+]
+
+
+@pytest.mark.parametrize("command", COMMAND_LINES, ids=" ".join)
 def test_each_command_has_a_summary_defaults_and_examples(command, capsys):
     with pytest.raises(SystemExit) as caught:
-        main([command, "--help"])
+        main([*command, "--help"])
     assert caught.value.code == 0
     text = capsys.readouterr().out
-    assert "examples:\n  featx " + command in text and "--json" in text
-    if command not in ("models", "predict"):
+    assert "examples:\n  featx " + " ".join(command) in text and "--json" in text
+    if command[0] != "models":
         assert "(default: " in text
 
 

@@ -171,11 +171,8 @@ def test_predict_edges_give_their_message_and_exit_1(model_folder, small_data, t
         assert result.returncode == 1
 
 
-def test_explain_is_refused_before_any_prediction(model_folder, small_data, tmp_path):
-    out = tmp_path / "preds.csv"
+def test_explain_works_for_a_classical_head_from_the_command_line(model_folder, small_data, tmp_path):
     image = str(sorted((small_data / "images").glob("*.jpg"))[0])
-    result = _predict(
-        "--model-dir", str(model_folder), image, "--explain", str(tmp_path / "cams"), "--out", str(out), cwd=tmp_path
-    )
-    assert result.returncode == 1 and "explain needs a Keras head" in result.stderr
-    assert not out.exists() and not (tmp_path / "cams").exists()
+    result = _predict("--model-dir", str(model_folder), image, "--explain", str(tmp_path / "cams"), cwd=tmp_path)
+    assert result.returncode == 0
+    assert [p.name.split("-")[-2] for p in (tmp_path / "cams").glob("*.png")] == ["cam"]

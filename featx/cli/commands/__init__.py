@@ -1,5 +1,17 @@
 """One module per command, each with ``register(subparsers, common)`` and ``run(args) -> int``."""
 
-from featx.cli.commands import audit, compare, data, extract, finetune, fit, models, predict, reproduce, train
+from featx.cli.commands import (
+    audit,
+    compare,
+    data,
+    extract,
+    finetune,
+    fit,
+    models,
+    predict,
+    reproduce,
+    train,
+    validate,
+)
 
-COMMANDS = (models, extract, fit, compare, finetune, train, predict, reproduce, audit, data)
+COMMANDS = (models, extract, fit, compare, finetune, train, predict, validate, reproduce, audit, data)

@@ -25,7 +25,11 @@ def register(subparsers, common) -> None:
     parser.add_argument("--model-dir", required=True, metavar="DIR", help="a folder made by featx train")
     parser.add_argument("inputs", nargs="+", metavar="IMAGE_OR_FOLDER")
     parser.add_argument("--out", metavar="FILE", help="CSV file (default: print the table)")
-    parser.add_argument("--explain", metavar="DIR", help="write a Grad-CAM overlay per image (Keras heads)")
+    parser.add_argument(
+        "--explain",
+        metavar="DIR",
+        help="write a heatmap overlay per image: Grad-CAM, CAM (linear heads) or occlusion (tree and kernel heads)",
+    )
     parser.add_argument("--batch-size", type=integer("--batch-size", 1), default=32, help="images per forward pass")
     parser.set_defaults(run=run)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from featx.cli import inputs
 from featx.cli.options import add_data, input_size, integer, new_command
 from featx.cli.output import emit
@@ -48,6 +50,12 @@ def register(subparsers, common) -> None:
         + " (when ImageNet weights are unavailable)",
     )
     parser.add_argument("--no-audit", action="store_true", help="skip the confound audit")
+    parser.add_argument(
+        "--external",
+        metavar="DIR",
+        help="an external labelled folder: train each phase-2 variant "
+        "on all its data and validate it there (a section per variant in the report)",
+    )
     parser.add_argument("--out", default="reports/paper", metavar="DIR", help="report folder")
     parser.set_defaults(run=run)
 
@@ -88,7 +96,19 @@ def run(args) -> int:
             cache_dir=args.cache,
             progress=inputs.progress(args),
         )
-    markdown, html = paper_report(reproduction, audit, args.out, __version__)
+    external = []
+    if args.external:
+        from featx.data.dataset import load_dataset
+        from featx.study.reproduce import validate_externally
+
+        external = validate_externally(
+            reproduction,
+            load_dataset(args.external, min_classes=1),
+            models_dir=Path(args.out) / "models",
+            cache_dir=args.cache,
+            progress=inputs.progress(args),
+        )
+    markdown, html = paper_report(reproduction, audit, args.out, __version__, external)
     lines = [line for line in markdown.read_text().split("## Method")[0].splitlines() if line.strip()]
     payload = {
         "report_md": str(markdown),
@@ -96,6 +116,10 @@ def run(args) -> int:
         "runs": [{"subset": run.subset, **run.summary.to_json()} for run in reproduction.runs],
         "skipped": reproduction.skipped,
         "audit": None if audit is None else audit.to_json(),
+        "external": [
+            {"subset": run.subset, "variant": run.summary.result.variant.to_dict(), **v.to_json()}
+            for run, v in external
+        ],
     }
     emit(args, payload, lines + [f"report: {markdown} and {html}"])
     return 0

@@ -1,0 +1,52 @@
+"""``featx validate``: a trained model on an external labelled folder, beside its cross-validated estimate."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from featx.cli.options import integer, new_command
+from featx.cli.output import emit
+
+
+def register(subparsers, common) -> None:
+    parser = new_command(
+        subparsers,
+        common,
+        "validate",
+        "external validation: run a model folder over a labelled "
+        "folder from other sources and set its figures beside the model's cross-validated ones",
+        [
+            "featx validate --model-dir models/lite0 --data hospital-b/ --out reports/hospital-b",
+            "featx validate --model-dir models/lite0 --data covid-only/ --json",
+        ],
+    )
+    parser.add_argument("--model-dir", required=True, metavar="DIR", help="a folder made by featx train")
+    parser.add_argument(
+        "--data",
+        required=True,
+        metavar="DIR",
+        help="the external folder: metadata.csv or class sub-folders; some classes may be absent",
+    )
+    parser.add_argument("--out", metavar="DIR", help="report folder (default: reports/validate-<model folder name>)")
+    parser.add_argument("--batch-size", type=integer("--batch-size", 1), default=32, help="images per forward pass")
+    parser.set_defaults(run=run)
+
+
+def run(args) -> int:
+    from featx.data.dataset import load_dataset
+    from featx.study.validate import validate, write_predictions
+    from featx.study.validation_report import summary_lines, validation_report
+
+    dataset = load_dataset(args.data, min_classes=1)
+    validation = validate(args.model_dir, dataset, batch_size=args.batch_size)
+    out = Path(args.out or f"reports/validate-{Path(args.model_dir).resolve().name}")
+    predictions = write_predictions(validation, out)
+    markdown, html = validation_report(validation, out)
+    payload = {
+        **validation.to_json(),
+        "predictions": str(predictions),
+        "report_md": str(markdown),
+        "report_html": str(html),
+    }
+    emit(args, payload, summary_lines(validation) + [f"report: {markdown} and {html}; predictions: {predictions}"])
+    return 0

@@ -1,0 +1,209 @@
+"""External validation: a trained model on a labelled folder from sources it never saw, beside its own
+cross-validated estimate.
+
+The external figures carry the same names as ``fit --json`` and are null where the classes present
+do not define them (a covid-only folder has a sensitivity but no specificity). Images that the model
+was trained on (same content hash) are excluded and counted; files that cannot be decoded are listed
+and skipped.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from featx.data import images
+from featx.data.dataset import CLASSES
+from featx.evaluation.calibration import reliability
+from featx.evaluation.metrics import COVID, bootstrap_intervals, point_metrics
+from featx.exceptions import DatasetError, ImageDecodeError
+from featx.fileio import write_text_atomic
+from featx.models.predict import LoadedModel
+
+COMPARED = ("accuracy_3class", "accuracy_2class", "sensitivity", "specificity", "auc_covid")
+log = logging.getLogger(__name__)
+
+
+def defined_metrics(present: set) -> dict:
+    """Which figures the classes present allow (class indices into :data:`CLASSES`)."""
+    covid, other = COVID in present, bool(present - {COVID})
+    return {
+        "accuracy_3class": present == set(range(len(CLASSES))),
+        "accuracy_2class": covid and other,
+        "sensitivity": covid,
+        "specificity": other,
+        "auc_covid": covid and other,
+        "auc_macro": len(present) >= 2,
+        "ppv": True,
+        "npv": True,
+    }
+
+
+def external_metrics(y_true, proba, groups) -> dict:
+    """The figures of one set of predictions, null where undefined, with 95% bootstrap intervals.
+
+    Parameters
+    ----------
+    y_true : array of int
+    proba : array of float, (N, len(CLASSES))
+    groups : array of str
+        The bootstrap unit of each image (its patient where known).
+
+    Returns
+    -------
+    dict
+        The metric names of ``fit --json`` (fractions or None), ``ci95`` (name -> [low, high] or
+        None), ``confusion``, ``per_class_recall`` (class -> fraction, present classes only),
+        ``ece_covid`` and ``reliability_covid``.
+    """
+    y_true, proba = np.asarray(y_true), np.asarray(proba)
+    allowed = defined_metrics(set(np.unique(y_true).tolist()))
+    point = point_metrics(y_true, proba)
+    intervals = bootstrap_intervals(y_true, proba, groups)
+    figures = {name: _finite(point[name]) if ok else None for name, ok in allowed.items()}
+    matrix = np.asarray(point["confusion"])
+    calibration = reliability(y_true == COVID, proba[:, COVID])
+    return {
+        **figures,
+        "ci95": {name: intervals[name] if figures.get(name) is not None else None for name in intervals},
+        "confusion": point["confusion"],
+        "per_class_recall": {CLASSES[c]: float(matrix[c, c] / matrix[c].sum()) for c in np.unique(y_true)},
+        "ece_covid": _finite(calibration.ece),
+        "reliability_covid": calibration.to_json(),
+    }
+
+
+def _finite(value):
+    return None if value is None or value != value else float(value)
+
+
+def compare(external: dict, cv: dict) -> dict:
+    """Per figure both have: external, CV, the difference, and whether their 95% intervals overlap."""
+    rows = {}
+    for name in COMPARED:
+        if external.get(name) is None or cv.get(name) is None:
+            continue
+        low, high = external["ci95"][name]
+        cv_low, cv_high = cv["ci95"][name]
+        rows[name] = {
+            "external": external[name],
+            "cv": cv[name],
+            "difference": external[name] - cv[name],
+            "intervals_overlap": bool(low <= cv_high and cv_low <= high),
+        }
+    return rows
+
+
+@dataclass(frozen=True)
+class Validation:
+    """A model's external figures beside its cross-validated ones.
+
+    Attributes
+    ----------
+    model_dir : str
+    data : str
+        The external folder, described.
+    images : int
+        Images in the external figures.
+    skipped : list of dict
+        ``file`` and ``reason`` of each file that could not be decoded.
+    excluded_overlap : list of str
+        Image ids left out because the model was trained on the same content.
+    external : dict
+        :func:`external_metrics`.
+    cv : dict
+        The model folder's cross-validation record.
+    comparison : dict
+        :func:`compare`.
+    predictions : pandas.DataFrame
+        ``image_id``, ``label``, ``p_<class>``, ``predicted`` of every image in the figures.
+    """
+
+    model_dir: str
+    data: str
+    images: int
+    skipped: list
+    excluded_overlap: list
+    external: dict
+    cv: dict
+    comparison: dict
+    predictions: pd.DataFrame = field(repr=False)
+
+    def to_json(self) -> dict:
+        """``external`` and ``cv`` with the metric names of ``fit --json``, the comparison and the counts."""
+        return {
+            "model_dir": self.model_dir,
+            "data": self.data,
+            "images": self.images,
+            "skipped": self.skipped,
+            "excluded_overlap": len(self.excluded_overlap),
+            "excluded_images": self.excluded_overlap,
+            "external": self.external,
+            "cv": self.cv,
+            "comparison": self.comparison,
+        }
+
+
+def validate(model_dir, dataset, *, batch_size: int = 32) -> Validation:
+    """Run the model in ``model_dir`` over the labelled ``dataset`` and compare with its CV estimate.
+
+    Raises
+    ------
+    DatasetError
+        When no image is left to validate on (all skipped, or all seen in training).
+    """
+    model = LoadedModel(model_dir)
+    table = dataset.table
+    seen = np.isin(table["content_hash"], list(model.manifest.training_images))
+    excluded = list(table["image_id"][seen])
+    if excluded:
+        log.warning("%d external image(s) have the same content as training images and are excluded", len(excluded))
+    rows, pixels, skipped = [], [], []
+    for row in table[~seen].itertuples():
+        try:
+            pixels.append(images.load(row.path, model.input_size))
+            rows.append(row)
+        except ImageDecodeError as error:
+            skipped.append({"file": row.image_id, "reason": error.reason})
+            log.warning("skipped %s: %s", row.image_id, error.reason)
+    if not rows:
+        raise DatasetError(
+            f"{dataset.root}: no image left to validate on ({len(skipped)} could not be decoded, "
+            f"{len(excluded)} were seen in training)"
+        )
+    proba = np.concatenate(
+        [model.predict_proba(np.stack(pixels[i : i + batch_size])) for i in range(0, len(pixels), batch_size)]
+    )
+    used = pd.DataFrame(rows)
+    y_true = used["label"].map(CLASSES.index).to_numpy()
+    groups = used["patient_id" if dataset.has_patient_ids else "image_id"].astype(str).to_numpy()
+    external = external_metrics(y_true, proba, groups)
+    cv = model.manifest.cross_validation
+    predictions = pd.DataFrame(
+        {
+            "image_id": used["image_id"],
+            "label": used["label"],
+            **{f"p_{name}": proba[:, i] for i, name in enumerate(CLASSES)},
+            "predicted": [CLASSES[i] for i in proba.argmax(axis=1)],
+        }
+    )
+    return Validation(
+        str(model_dir),
+        dataset.describe(),
+        len(rows),
+        skipped,
+        excluded,
+        external,
+        cv,
+        compare(external, cv),
+        predictions,
+    )
+
+
+def write_predictions(validation: Validation, out_dir) -> Path:
+    """The external predictions as CSV in ``out_dir`` (what every external figure is computed from)."""
+    return write_text_atomic(Path(out_dir) / "predictions.csv", validation.predictions.to_csv(index=False))

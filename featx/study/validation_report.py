@@ -1,0 +1,154 @@
+"""External validation in words, tables and figures: where the external figure falls short of the CV estimate."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from featx.data.dataset import CLASSES
+from featx.evaluation.calibration import Reliability
+from featx.evaluation.metrics import COVID
+from featx.study.document import Document
+from featx.study.formatting import percent
+from featx.study.plots import confusion_figure, reliability_figure, roc_figure
+from featx.study.validate import COMPARED, Validation
+
+LABELS = {
+    "accuracy_3class": "3-class accuracy",
+    "accuracy_2class": "2-class accuracy (covid vs rest)",
+    "sensitivity": "covid sensitivity",
+    "specificity": "covid specificity",
+    "auc_covid": "ROC AUC (covid vs rest)",
+}
+UNDEFINED = {
+    "accuracy_3class": "it needs all three classes",
+    "accuracy_2class": "it needs covid and non-covid images",
+    "sensitivity": "the folder holds no covid image",
+    "specificity": "the folder holds no non-covid image",
+    "auc_covid": "it needs covid and non-covid images",
+}
+
+
+def _interval(metrics: dict, name: str) -> str:
+    low, high = metrics["ci95"][name]
+    if name.startswith("auc"):
+        return f"{metrics[name]:.3f} [{low:.3f}, {high:.3f}]"
+    return f"{percent(metrics[name])}% [{percent(low)}, {percent(high)}]"
+
+
+def _sentence(text: str) -> str:
+    return text[0].upper() + text[1:]
+
+
+def summary_lines(validation: Validation) -> list[str]:
+    """Plain-language findings, the shortfalls against cross-validation first."""
+    external, cv = validation.external, validation.cv
+    lines = [
+        f"External validation of {validation.model_dir} on {validation.data}: {validation.images} images used, "
+        f"{len(validation.skipped)} could not be decoded, {len(validation.excluded_overlap)} left out because the "
+        f"model was trained on the same image."
+    ]
+    shortfalls, others = [], []
+    for name in COMPARED:
+        if external.get(name) is None:
+            others.append(f"{_sentence(LABELS[name])} cannot be computed here: {UNDEFINED[name]}.")
+            continue
+        if name not in validation.comparison:
+            others.append(
+                f"{_sentence(LABELS[name])}: {_interval(external, name)} externally (no cross-validated "
+                "figure recorded in the model folder)."
+            )
+            continue
+        row = validation.comparison[name]
+        scale, unit = (1, "") if name.startswith("auc") else (100, " points")
+        gap = f"{abs(row['difference']) * scale:.{3 if scale == 1 else 1}f}{unit}"
+        direction = "lower" if row["difference"] < 0 else "higher"
+        verdict = (
+            "the intervals overlap, so the gap may be chance"
+            if row["intervals_overlap"]
+            else "the intervals do not overlap: the external figure differs from the CV estimate beyond chance"
+        )
+        sentence = (
+            f"{_sentence(LABELS[name])}: {_interval(external, name)} externally vs {_interval(cv, name)} in "
+            f"cross-validation, {gap} {direction}; {verdict}."
+        )
+        (shortfalls if row["difference"] < 0 and not row["intervals_overlap"] else others).append(sentence)
+    if not shortfalls and validation.comparison:
+        shortfalls.append("No external figure falls short of the cross-validated estimate beyond chance.")
+    ece, cv_ece = external.get("ece_covid"), cv.get("ece_covid")
+    calibration = f"Expected calibration error of the covid probability: {ece:.3f} externally"
+    lines += (
+        shortfalls + others + [calibration + (f" vs {cv_ece:.3f} in cross-validation." if cv_ece is not None else ".")]
+    )
+    return lines
+
+
+def add_validation_section(doc: Document, validation: Validation, figures: Path, name: str) -> None:
+    """Append the comparison table, per-class recall, confusion, ROC and reliability figures."""
+    external, cv = validation.external, validation.cv
+    rows = []
+    for metric in COMPARED:
+        cv_cell = _interval(cv, metric) if cv.get(metric) is not None else "-"
+        ext_cell = _interval(external, metric) if external.get(metric) is not None else "n/a"
+        row = validation.comparison.get(metric)
+        rows.append(
+            [
+                LABELS[metric],
+                ext_cell,
+                cv_cell,
+                "-" if row is None else f"{row['difference'] * 100:+.1f}",
+                "-" if row is None else ("yes" if row["intervals_overlap"] else "NO"),
+            ]
+        )
+    doc.table(["figure", "external", "cross-validated", "difference (points; AUC as is)", "intervals overlap"], rows)
+    doc.table(["class", "recall %"], [[c, percent(v)] for c, v in external["per_class_recall"].items()])
+    if validation.skipped:
+        doc.bullets(f"skipped {item['file']}: {item['reason']}" for item in validation.skipped)
+    predictions = validation.predictions
+    y_true = predictions["label"].map(CLASSES.index).to_numpy()
+    covid_probability = predictions["p_covid"].to_numpy()
+    doc.image(
+        confusion_figure([external["confusion"]], [f"{name}: external"], CLASSES, figures / f"confusion-{name}.png"),
+        "External confusion matrix",
+    )
+    if external.get("auc_covid") is not None:
+        doc.image(
+            roc_figure([(name, y_true == COVID, covid_probability)], figures / f"roc-{name}.png"),
+            "External ROC curve, covid vs rest",
+        )
+    diagram = _reliability(external["reliability_covid"])
+    doc.image(
+        reliability_figure([(f"{name}: external", diagram)], figures / f"reliability-{name}.png"),
+        "Reliability of the covid probability on the external images",
+    )
+
+
+def _reliability(stored: dict) -> Reliability:
+    def array(values):
+        return np.array([np.nan if v is None else v for v in values], dtype=float)
+
+    return Reliability(
+        array(stored["edges"]),
+        array(stored["mean_predicted"]),
+        array(stored["observed"]),
+        np.asarray(stored["counts"]),
+        np.nan if stored["ece"] is None else stored["ece"],
+    )
+
+
+def validation_report(validation: Validation, out_dir) -> tuple[Path, Path]:
+    """Write ``report.md`` and a self-contained ``report.html`` for one validation into ``out_dir``."""
+    out_dir = Path(out_dir)
+    doc = Document("featx: external validation")
+    doc.heading("Summary")
+    for line in summary_lines(validation):
+        doc.paragraph(line)
+    doc.heading("External figures beside cross-validation (%)")
+    doc.paragraph(
+        "Intervals: 95% bootstrap (patients resampled where the folder gives patient ids). The "
+        "cross-validated figures are those recorded in the model folder when it was trained."
+    )
+    add_validation_section(doc, validation, out_dir / "figures", "model")
+    doc.paragraph("Every external figure is computed from predictions.csv beside this report.")
+    return doc.write(out_dir)
