@@ -153,6 +153,16 @@ def add_head(parser, samplers: bool = True) -> None:
         )
 
 
+def add_positive(parser) -> None:
+    """``--positive``: the class sensitivity, specificity, 2-class accuracy, AUC and calibration are about."""
+    parser.add_argument(
+        "--positive",
+        metavar="CLASS",
+        help="the class the binary figures are about (default: covid "
+        "when that label exists, else the least frequent class, with a note)",
+    )
+
+
 def add_training(parser, defaults: dict) -> None:
     """``--epochs``, ``--batch-size``, ``--lr`` with the given defaults (None: the head's own)."""
     parser.add_argument(

@@ -1,7 +1,6 @@
 """Data in: the validated dataset (manifest, labels, the paper's subsets), image decoding, fetching."""
 
 from featx.data.dataset import (
-    CLASSES,
     PAPER_SUBSETS,
     SUBSETS,
     Dataset,
@@ -10,4 +9,4 @@ from featx.data.dataset import (
     load_dataset,
 )
 
-__all__ = ["CLASSES", "PAPER_SUBSETS", "SUBSETS", "Dataset", "dataset_from_paths", "default_data_dir", "load_dataset"]
+__all__ = ["PAPER_SUBSETS", "SUBSETS", "Dataset", "dataset_from_paths", "default_data_dir", "load_dataset"]

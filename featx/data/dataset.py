@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from featx.data.labels import PAPER_CLASSES, class_order
 from featx.exceptions import DatasetError, UnknownNameError
 from featx.fileio import sha256_file
 
-CLASSES = ("covid", "pneumonia", "normal")
 MANIFEST = "metadata.csv"
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".dcm", ".dicom"}
 SUBSET_SEED = 2020
@@ -72,14 +72,20 @@ class Dataset:
         """Whether every image names its patient."""
         return bool((self.table["patient_id"].astype(str).str.len() > 0).all())
 
+    @property
+    def classes(self) -> tuple[str, ...]:
+        """The labels present, in the documented order: the paper's (covid, pneumonia, normal) when the
+        labels are among its classes, otherwise alphabetical."""
+        return class_order(label for label in self.table["label"] if label)
+
     def label_indices(self) -> np.ndarray:
-        """Labels as indices into :data:`CLASSES`."""
-        return self.table["label"].map(CLASSES.index).to_numpy()
+        """Labels as indices into :attr:`classes`."""
+        return self.table["label"].map(self.classes.index).to_numpy()
 
     def describe(self) -> str:
         """One line: name, size and class counts."""
         counts = self.table["label"].value_counts()
-        parts = ", ".join(f"{name} {int(counts.get(name, 0))}" for name in CLASSES)
+        parts = ", ".join(f"{name} {int(counts.get(name, 0))}" for name in self.classes)
         return f"{self.root} [{self.subset}]: {len(self)} images ({parts}), id {self.id}"
 
 
@@ -155,7 +161,7 @@ def _check_header(manifest: Path) -> None:
 def _scan_class_folders(root: Path) -> pd.DataFrame:
     folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not folders:
-        raise DatasetError(f"{root}: neither a {MANIFEST} nor class sub-folders ({', '.join(CLASSES)})")
+        raise DatasetError(f"{root}: neither a {MANIFEST} nor class sub-folders (one per label)")
     rows = []
     for folder in folders:
         files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
@@ -173,20 +179,22 @@ def _validate_rows(root: Path, table: pd.DataFrame, where: str, min_classes: int
         if column not in table.columns:
             table[column] = ""
     table["filename"] = table["filename"].str.strip()
-    table["label"] = table["label"].str.strip().str.lower()
+    table["label"] = table["label"].str.strip()
     table["subtype"] = table["subtype"].str.strip().str.lower()
     if table.empty:
         raise DatasetError(f"{where}: no images listed")
     problems = []
     paths, readable = [], []
     for row in table.itertuples():
-        if row.label not in CLASSES:
-            problems.append(f"{row.row}: unknown label {row.label!r} (valid: {', '.join(CLASSES)})")
+        if not row.label:
+            problems.append(f"{row.row}: empty label")
         path, problem = _resolve_file(root, row.filename)
         paths.append(path)
         readable.append(problem is None)
         if problem is not None:
             problems.append(f"{row.row}: {problem}")
+    problems += _case_variants(table["label"])
+    table["label"] = table["label"].str.lower()
     duplicated = table["filename"].duplicated(keep=False) & (table["filename"] != "")
     for filename, group in table[duplicated].groupby("filename"):
         problems.append(f"{', '.join(group['row'])}: {filename!r} is listed more than once")
@@ -198,12 +206,23 @@ def _validate_rows(root: Path, table: pd.DataFrame, where: str, min_classes: int
     if problems:
         raise DatasetError(f"{where}: {len(problems)} problem(s):\n  " + "\n  ".join(problems))
     table["image_id"] = table["filename"]
-    present = set(table["label"])
+    present = class_order(table["label"])
     if len(present) < min_classes:
-        raise DatasetError(
-            f"{where}: only class(es) {sorted(present)} present; at least {min_classes} of {CLASSES} are needed"
-        )
+        raise DatasetError(f"{where}: only class(es) {', '.join(present)} present; at least {min_classes} are needed")
     return table.sort_values("image_id", kind="stable")
+
+
+def _case_variants(labels: pd.Series) -> list[str]:
+    """One problem per label written in two or more cases (``Covid`` beside ``covid``): probably a typo.
+
+    A label written in one case only (``COVID`` throughout) is read in lower case.
+    """
+    spellings = labels[labels != ""].groupby(labels.str.lower()).unique()
+    return [
+        f"label {' / '.join(repr(s) for s in sorted(forms))} written in different cases; use one spelling"
+        for forms in spellings
+        if len(forms) > 1
+    ]
 
 
 def _resolve_file(root: Path, filename: str):
@@ -236,6 +255,12 @@ def _conflicting_content(table: pd.DataFrame) -> list[str]:
 
 
 def _draw_subset(table: pd.DataFrame, subset: str) -> pd.DataFrame:
+    labels = class_order(table["label"])
+    if set(labels) != set(PAPER_CLASSES):
+        raise DatasetError(
+            f"The paper's {subset} needs the labels {', '.join(PAPER_CLASSES)} (with a 'subtype' "
+            f"column); this data has {', '.join(labels)}. Use the subset all for another task."
+        )
     rng = np.random.default_rng(SUBSET_SEED)
     chosen, shortfalls = [], []
     for label, subtypes in SUBSETS[subset].items():

@@ -73,3 +73,10 @@ def reliability(is_positive, probability, bins: int = BINS) -> Reliability:
         else float("nan")
     )
     return Reliability(edges, mean_predicted, observed, counts, ece)
+
+
+def calibration_figures(y_true, proba, task) -> dict:
+    """ECE of the positive class's probability, as ``ece_positive`` and (when covid is positive) ``ece_covid``."""
+    column = task.positive_index
+    ece = reliability(np.asarray(y_true) == column, np.asarray(proba)[:, column]).ece
+    return {"ece_positive": ece, "ece_covid": ece if task.is_covid else None}

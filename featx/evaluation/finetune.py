@@ -23,7 +23,6 @@ import numpy as np
 from featx.backbones.registry import cutoff_for, preprocess
 from featx.backbones.weights import build_base
 from featx.data import images
-from featx.data.dataset import CLASSES
 from featx.evaluation.crossval import provenance
 from featx.evaluation.results import Result, Timings, find_result, result_path
 from featx.evaluation.splits import Protocol, fold_of_each_image, load_or_make_split, protocol_groups
@@ -157,8 +156,8 @@ def image_batches(paths, labels, features: FeatureSpec, batch_size: int, *, shuf
     return ImageBatches()
 
 
-def build_finetune_model(features: FeatureSpec, recipe: FinetuneRecipe) -> FinetuneModel:
-    """The backbone of ``features`` with ``recipe``'s head, frozen up to the cutoff.
+def build_finetune_model(features: FeatureSpec, recipe: FinetuneRecipe, n_classes: int) -> FinetuneModel:
+    """The backbone of ``features`` with ``recipe``'s head for ``n_classes`` classes, frozen up to the cutoff.
 
     Raises
     ------
@@ -181,7 +180,7 @@ def build_finetune_model(features: FeatureSpec, recipe: FinetuneRecipe) -> Finet
         width, height = features.input_size
         inputs = keras.Input(shape=(height, width, 3), name="image")
         pooled = base(inputs, training=False)  # BatchNorm stays in inference mode
-        outputs = dense_head(pooled, hidden_layers(recipe.head), 0.5, len(CLASSES))
+        outputs = dense_head(pooled, hidden_layers(recipe.head), 0.5, n_classes)
         model = keras.Model(inputs, outputs, name=f"{features.backbone}_finetune")
     finally:
         keras.mixed_precision.set_dtype_policy("float32")
@@ -225,6 +224,7 @@ def finetune_variant(
     *,
     cache_dir="cache",
     refit: bool = False,
+    positive: str | None = None,
     progress: bool = True,
 ) -> CVSummary:
     """Fine-tune per fold and store out-of-fold probabilities in the phase-2 result format.
@@ -239,7 +239,7 @@ def finetune_variant(
     variant = Variant.of(3, dataset, features, recipe, protocol)
     stored = None if refit else find_result(cache_dir, variant)
     if stored is not None:
-        return CVSummary.of(stored, reused=True)
+        return CVSummary.of(stored, reused=True, positive=positive)
     split, split_file = load_or_make_split(cache_dir, dataset, protocol)
     path = result_path(cache_dir, variant)
     checkpoint = path.with_name(path.stem + ".partial.json")
@@ -247,7 +247,7 @@ def finetune_variant(
     fold = fold_of_each_image(split, dataset.table["image_id"])
     cached = load_features(cache_dir, variant.features, dataset).features if recipe.warm_start else None
     trainer = _FoldTrainer(features, recipe, dataset, fold, protocol.seed, cached, progress)
-    proba = np.zeros((len(dataset), len(CLASSES)))
+    proba = np.zeros((len(dataset), len(dataset.classes)))
     fold_seconds = []
     for k in range(protocol.folds):
         test = fold == k
@@ -260,7 +260,7 @@ def finetune_variant(
         fold_seconds.append(done[str(k)]["seconds"])
     result = Result(
         variant=variant,
-        classes=CLASSES,
+        classes=dataset.classes,
         image_ids=tuple(dataset.table["image_id"]),
         groups=protocol_groups(dataset, protocol.group_by).to_numpy(),
         y_true=trainer.y,
@@ -270,7 +270,7 @@ def finetune_variant(
         provenance=provenance(split_file, []),
     ).save(path)
     checkpoint.unlink(missing_ok=True)
-    return CVSummary.of(result, reused=False)
+    return CVSummary.of(result, reused=False, positive=positive)
 
 
 class _FoldTrainer:
@@ -281,6 +281,7 @@ class _FoldTrainer:
         self.recipe = recipe
         self.paths = dataset.table["path"].to_numpy()
         self.y = dataset.label_indices()
+        self.n_classes = len(dataset.classes)
         self.fold = fold
         self.seed = seed
         self.cached_features = cached_features
@@ -290,7 +291,7 @@ class _FoldTrainer:
         import keras
 
         keras.utils.set_random_seed(self.seed + k)
-        built = build_finetune_model(self.features, self.recipe)
+        built = build_finetune_model(self.features, self.recipe, self.n_classes)
         if self.cached_features is not None:
             warm_start_head(built.model, self.recipe.head, self.cached_features[train], self.y[train], self.seed)
         compile_model(built.model, self.recipe.learning_rate)

@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
-from featx.data.dataset import CLASSES
 from featx.exceptions import ParameterError, SplitError, UnknownNameError
 from featx.fileio import write_text_atomic
 
@@ -81,7 +80,7 @@ def make_split(dataset, protocol: Protocol) -> dict:
         )
     groups = protocol_groups(dataset, protocol.group_by).to_numpy()
     unit = "patients" if protocol.group_by == "patient" else "images"
-    for index, name in enumerate(CLASSES):
+    for index, name in enumerate(dataset.classes):
         count = len(np.unique(groups[labels == index]))
         if 0 < count < protocol.folds:
             raise SplitError(
@@ -100,6 +99,7 @@ def make_split(dataset, protocol: Protocol) -> dict:
         "protocol": protocol.group_by,
         "folds": protocol.folds,
         "seed": protocol.seed,
+        "classes": list(dataset.classes),
         "test_folds": test_folds,
     }
 

@@ -4,20 +4,25 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from featx.evaluation.calibration import reliability
-from featx.evaluation.metrics import COVID, summarize
+from featx.evaluation.calibration import calibration_figures
+from featx.evaluation.metrics import summarize
 from featx.evaluation.results import Result
+from featx.evaluation.task import Task
 
 HEADLINE_KEYS = (
+    "accuracy",
     "accuracy_3class",
     "accuracy_2class",
     "sensitivity",
     "specificity",
+    "auc_positive",
     "auc_covid",
     "auc_macro",
     "ppv",
     "npv",
+    "ece_positive",
     "ece_covid",
+    "per_class_recall",
     "confusion",
     "ci95",
 )
@@ -30,6 +35,8 @@ class CVSummary:
     Attributes
     ----------
     result : Result
+    task : Task
+        The result's classes and the positive class the binary figures are about.
     metrics : dict
         :func:`featx.evaluation.metrics.summarize` of the result.
     reused : bool
@@ -37,15 +44,18 @@ class CVSummary:
     """
 
     result: Result
+    task: Task
     metrics: dict
     reused: bool
 
     @classmethod
-    def of(cls, result: Result, reused: bool) -> CVSummary:
-        """Summarise ``result`` (bootstrap intervals resample its groups; calibration of the covid probability)."""
-        metrics = summarize(result.y_true, result.proba, result.fold, result.groups)
-        metrics["ece_covid"] = reliability(result.y_true == COVID, result.proba[:, COVID]).ece
-        return cls(result, metrics, reused)
+    def of(cls, result: Result, reused: bool, positive: str | None = None) -> CVSummary:
+        """Summarise ``result`` for ``positive`` (default: see :mod:`featx.evaluation.task`); bootstrap
+        intervals resample its groups; calibration of the positive class's probability."""
+        task = Task.of(result.classes, [result.classes[i] for i in result.y_true], positive)
+        metrics = summarize(result.y_true, result.proba, result.fold, task, result.groups)
+        metrics.update(calibration_figures(result.y_true, result.proba, task))
+        return cls(result, task, metrics, reused)
 
     def __getitem__(self, name: str):
         """A headline metric by name (``accuracy_3class``, ``sensitivity``, ``ci95``, ...)."""
@@ -57,6 +67,7 @@ class CVSummary:
         return {
             **{key: self.metrics[key] for key in HEADLINE_KEYS},
             "per_fold": {key: {"mean": v["mean"], "std": v["std"]} for key, v in self.metrics["per_fold"].items()},
+            "task": self.task.to_json(),
             "protocol": result.variant.protocol.group_by,
             "split_file": result.provenance.get("split_file"),
             "result_file": str(result.path),

@@ -51,6 +51,8 @@ class ModelManifest:
     preprocessing : str
     classes : tuple of str
         Class names, in the order of the model's probability columns.
+    positive : str
+        The class the binary figures (sensitivity, specificity, ...) are about.
     head, sampler : str
     finetuned : bool
     model_file : str
@@ -74,6 +76,7 @@ class ModelManifest:
     input_size: tuple
     preprocessing: str
     classes: tuple
+    positive: str
     head: str
     sampler: str
     finetuned: bool

@@ -6,8 +6,6 @@ import logging
 
 from featx import __version__
 from featx.backbones.weights import fingerprint
-from featx.data.dataset import CLASSES
-from featx.evaluation.calibration import reliability
 from featx.evaluation.crossval import fit_variant
 from featx.evaluation.finetune import (
     FinetuneRecipe,
@@ -16,10 +14,10 @@ from featx.evaluation.finetune import (
     fit_model,
     image_batches,
 )
-from featx.evaluation.metrics import COVID
 from featx.evaluation.results import find_result
 from featx.evaluation.splits import Protocol
 from featx.evaluation.summary import CVSummary
+from featx.evaluation.task import Task
 from featx.evaluation.variant import Variant
 from featx.features.extract import extract
 from featx.features.identity import FeatureSpec
@@ -29,7 +27,18 @@ from featx.heads.registry import get_head
 from featx.heads.sampling import fitted_head
 from featx.models.folder import FINETUNED_FILE, ModelManifest, check_target, save_head, write_folder
 
-CV_KEYS = ("accuracy_3class", "accuracy_2class", "sensitivity", "specificity", "auc_covid", "ci95")
+CV_KEYS = (
+    "accuracy",
+    "accuracy_3class",
+    "accuracy_2class",
+    "sensitivity",
+    "specificity",
+    "auc_positive",
+    "auc_covid",
+    "ece_positive",
+    "ece_covid",
+    "ci95",
+)
 log = logging.getLogger(__name__)
 
 
@@ -40,10 +49,9 @@ def cross_validation_record(summary: CVSummary | None) -> dict:
             "note": "not cross-validated: fine-tune with the same settings first (featx finetune) to record "
             "cross-validated metrics here"
         }
-    result = summary.result
     return {
         **{key: summary[key] for key in CV_KEYS},
-        "ece_covid": reliability(result.y_true == COVID, result.proba[:, COVID]).ece,
+        "positive": summary.task.positive,
         "protocol": summary.result.variant.protocol.group_by,
         "variant": summary.result.variant.to_dict(),
         "result_file": str(summary.result.path),
@@ -58,6 +66,7 @@ def train_model(
     *,
     model_dir,
     cache_dir="cache",
+    positive: str | None = None,
     progress: bool = True,
 ) -> ModelManifest:
     """Cross-validate the variant (reusing a stored result), train it on every image, save the folder.
@@ -73,6 +82,8 @@ def train_model(
     model_dir : str or Path
         Written whole or not at all; an existing featx model folder there is replaced.
     cache_dir : str or Path
+    positive : str, optional
+        The class the binary figures are about (default: see :mod:`featx.evaluation.task`).
     progress : bool
 
     Returns
@@ -85,14 +96,17 @@ def train_model(
     stored phase-3 result of exactly the same variant if there is one, and says so if not.
     """
     check_target(model_dir)
+    task = Task.of(dataset.classes, dataset.table["label"], positive)
     weights = fingerprint(features.spec, features.weights)
     if isinstance(recipe, FinetuneRecipe):
-        summary = _stored_summary(cache_dir, Variant.of(3, dataset, features, recipe, protocol))
+        summary = _stored_summary(cache_dir, Variant.of(3, dataset, features, recipe, protocol), task.positive)
         write = _finetuned_writer(dataset, features, recipe, protocol.seed, progress)
-        head_classes, sampler = tuple(range(len(CLASSES))), "none"
+        head_classes, sampler = tuple(range(len(dataset.classes))), "none"
     else:
         extract(dataset, features, cache_dir=cache_dir, progress=progress)
-        summary = fit_variant(dataset, features, recipe, protocol, cache_dir=cache_dir, progress=progress)
+        summary = fit_variant(
+            dataset, features, recipe, protocol, cache_dir=cache_dir, positive=task.positive, progress=progress
+        )
         head = recipe.build(protocol.seed).fit(
             load_features(cache_dir, features.key(dataset.id), dataset).features, dataset.label_indices()
         )
@@ -109,7 +123,8 @@ def train_model(
             weights_source=weights["weights_source"],
             input_size=features.input_size,
             preprocessing=features.spec.preprocessing,
-            classes=CLASSES,
+            classes=dataset.classes,
+            positive=task.positive,
             head=recipe.head,
             sampler=sampler,
             finetuned=isinstance(recipe, FinetuneRecipe),
@@ -131,9 +146,9 @@ def _head_writer(head, file_format: str):
     return write
 
 
-def _stored_summary(cache_dir, variant) -> CVSummary | None:
+def _stored_summary(cache_dir, variant, positive: str) -> CVSummary | None:
     stored = find_result(cache_dir, variant)
-    return None if stored is None else CVSummary.of(stored, reused=True)
+    return None if stored is None else CVSummary.of(stored, reused=True, positive=positive)
 
 
 def _finetuned_writer(dataset, features: FeatureSpec, recipe: FinetuneRecipe, seed: int, progress: bool):
@@ -141,7 +156,7 @@ def _finetuned_writer(dataset, features: FeatureSpec, recipe: FinetuneRecipe, se
     import keras
 
     keras.utils.set_random_seed(seed)
-    built = build_finetune_model(features, recipe)
+    built = build_finetune_model(features, recipe, len(dataset.classes))
     compile_model(built.model, recipe.learning_rate)
     batches = image_batches(
         dataset.table["path"].to_numpy(), dataset.label_indices(), features, recipe.batch_size, shuffle_seed=seed

@@ -4,9 +4,10 @@ Four checks on cached features (all with the ``logreg`` head, so they take secon
 - source probe: within one class, how well do the features tell the images' sources apart
   (patient-grouped cross-validated ROC AUC)?  0.5 means the source is invisible;
 - lungs-masked control: black out the central lung field, re-extract, re-fit on the same
-  folds: how much 3-class accuracy remains without the lungs?
-- leave-one-site-out: train without one covid site, test on it: covid sensitivity there;
-- adult check: of the adult non-covid radiographs, what fraction is called covid?
+  folds: how much accuracy remains without the lungs?
+- leave-one-site-out: train without one site of positive images, test on it: sensitivity there;
+- adult check: of the other-class radiographs from the sources that hold the positive images
+  (in the paper's collection, the adults), what fraction is called positive?
 """
 
 from __future__ import annotations
@@ -19,17 +20,17 @@ import pandas as pd
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedGroupKFold
 
-from featx.data.dataset import CLASSES
 from featx.evaluation.crossval import out_of_fold_proba
-from featx.evaluation.metrics import COVID, point_metrics
+from featx.evaluation.metrics import point_metrics
 from featx.evaluation.splits import Protocol, fold_of_each_image, load_or_make_split
+from featx.evaluation.task import Task
 from featx.features.extract import extract
 from featx.features.identity import FeatureSpec
 from featx.features.store import load_features
 from featx.heads.registry import make_head
 
 AUDIT_HEAD = "logreg"
-MIN_SITE_COVID = 15
+MIN_SITE_POSITIVE = 15
 
 
 def image_sources(table: pd.DataFrame) -> pd.Series:
@@ -69,61 +70,68 @@ def source_probe(features, table, label: str, folds: int = 5, seed: int = 0) -> 
     return {**result, "auc": float(roc_auc_score(y, scores)), "compared": [str(first), str(second)]}
 
 
-def lungs_masked_control(plain, masked, y, fold) -> dict:
-    """3-class accuracy and covid AUC with and without the lung field, same folds and head."""
-    with_lungs = point_metrics(y, out_of_fold_proba(plain, y, fold, lambda: make_head(AUDIT_HEAD))[0])
-    without = point_metrics(y, out_of_fold_proba(masked, y, fold, lambda: make_head(AUDIT_HEAD))[0])
+def lungs_masked_control(plain, masked, y, fold, task: Task) -> dict:
+    """Accuracy and the positive class's AUC with and without the lung field, same folds and head."""
+    with_lungs = point_metrics(y, out_of_fold_proba(plain, y, fold, lambda: make_head(AUDIT_HEAD))[0], task)
+    without = point_metrics(y, out_of_fold_proba(masked, y, fold, lambda: make_head(AUDIT_HEAD))[0], task)
     return {
-        "accuracy_3class": with_lungs["accuracy_3class"],
-        "accuracy_3class_masked": without["accuracy_3class"],
-        "auc_covid": with_lungs["auc_covid"],
-        "auc_covid_masked": without["auc_covid"],
-        "chance_3class": float(np.bincount(y).max() / len(y)),
+        "accuracy": with_lungs["accuracy"],
+        "accuracy_masked": without["accuracy"],
+        "auc_positive": with_lungs["auc_positive"],
+        "auc_positive_masked": without["auc_positive"],
+        "chance": float(np.bincount(y).max() / len(y)),
     }
 
 
-def leave_one_site_out(features, table, min_covid: int = MIN_SITE_COVID) -> list[dict]:
-    """Covid sensitivity on each site with enough covid images, trained without that site."""
-    y = table["label"].map(CLASSES.index).to_numpy()
+def leave_one_site_out(features, table, task: Task, min_positive: int = MIN_SITE_POSITIVE) -> list[dict]:
+    """Sensitivity on each site with enough positive images, trained without that site."""
+    y = table["label"].map(task.classes.index).to_numpy()
+    positive = task.positive_index
     sites = image_sites(table).to_numpy()
     rows = []
-    for site in pd.Series(sites[y == COVID]).value_counts().index:
+    for site in pd.Series(sites[y == positive]).value_counts().index:
         held_out = sites == site
-        if (y[held_out] == COVID).sum() < min_covid:
+        if (y[held_out] == positive).sum() < min_positive:
             continue
         model = make_head(AUDIT_HEAD).fit(features[~held_out], y[~held_out])
         predicted = np.asarray(model.classes_)[model.predict_proba(features[held_out]).argmax(axis=1)]
-        covid = y[held_out] == COVID
+        is_positive = y[held_out] == positive
         rows.append(
             {
                 "site": str(site),
-                "covid_images": int(covid.sum()),
-                "sensitivity": float(np.mean(predicted[covid] == COVID)),
+                "positive_images": int(is_positive.sum()),
+                "sensitivity": float(np.mean(predicted[is_positive] == positive)),
             }
         )
     return rows
 
 
-def adult_check(table, proba) -> dict:
-    """Fraction of adult non-covid radiographs (sources that also hold covid images) called covid."""
+def adult_check(table, proba, task: Task) -> dict:
+    """How many other-class images from the sources that hold the positive images are called positive.
+
+    In the paper's collection those sources are Cohen's adults, and every other image is a child:
+    a model that calls most of these adults covid has learnt "adult" more than "covid".
+    """
     sources = image_sources(table)
-    covid_sources = set(sources[table["label"] == "covid"])
-    adult = ((table["label"] != "covid") & sources.isin(covid_sources)).to_numpy()
-    called_covid = np.asarray(proba).argmax(axis=1) == COVID
-    normals = table["label"] == "normal"
+    positive_sources = set(sources[table["label"] == task.positive])
+    labels = table["label"].to_numpy()
+    from_positive_sources = (labels != task.positive) & sources.isin(positive_sources).to_numpy()
+    called = np.asarray(proba).argmax(axis=1) == task.positive_index
     return {
-        "adult_non_covid": int(adult.sum()),
-        "called_covid": int(called_covid[adult].sum()),
-        "fraction_called_covid": float(called_covid[adult].mean()) if adult.any() else None,
+        "images": int(from_positive_sources.sum()),
+        "called_positive": int(called[from_positive_sources].sum()),
+        "fraction_called_positive": float(called[from_positive_sources].mean())
+        if from_positive_sources.any()
+        else None,
         "by_class": {
             label: {
-                "images": int((adult & (table["label"] == label).to_numpy()).sum()),
-                "called_covid": int((called_covid & adult & (table["label"] == label).to_numpy()).sum()),
+                "images": int((from_positive_sources & (labels == label)).sum()),
+                "called_positive": int((called & from_positive_sources & (labels == label)).sum()),
+                "total": int((labels == label).sum()),
             }
-            for label in ("pneumonia", "normal")
+            for label in task.classes
+            if label != task.positive
         },
-        "normal_adults": int((normals & sources.isin(covid_sources)).sum()),
-        "normal_total": int(normals.sum()),
     }
 
 
@@ -133,6 +141,8 @@ class Audit:
 
     Attributes
     ----------
+    task : Task
+        The classes and the positive class the checks are about.
     backbone, weights : str
     input_size : tuple of int
     head : str
@@ -146,13 +156,14 @@ class Audit:
         Per class: ``class``, ``sources`` (name -> images), ``auc`` (None when the class has one source),
         ``compared``.
     lungs_masked : dict
-        3-class accuracy and covid AUC with and without the lung field, and the chance level.
+        Accuracy and the positive class's AUC with and without the lung field, and the chance level.
     leave_one_site_out : list of dict
-        ``site``, ``covid_images``, ``sensitivity``.
+        ``site``, ``positive_images``, ``sensitivity``.
     adult_check : dict
-        Adult non-covid radiographs and how many are called covid.
+        Other-class images from the positive class's sources and how many are called positive.
     """
 
+    task: Task
     backbone: str
     weights: str
     input_size: tuple
@@ -168,16 +179,25 @@ class Audit:
 
     def to_json(self) -> dict:
         """Every field, JSON-ready."""
-        return {**asdict(self), "input_size": list(self.input_size)}
+        return {**asdict(self), "task": self.task.to_json(), "input_size": list(self.input_size)}
 
 
 def run_audit(
-    dataset, features: FeatureSpec, protocol: Protocol = Protocol(), *, cache_dir="cache", progress: bool = True
+    dataset,
+    features: FeatureSpec,
+    protocol: Protocol = Protocol(),
+    *,
+    cache_dir="cache",
+    positive: str | None = None,
+    progress: bool = True,
 ) -> Audit:
-    """All four checks on ``dataset`` (use the whole folder: it holds the adult non-covid images).
+    """All four checks on ``dataset`` (use the whole folder: in the paper's collection it holds the
+    adult non-covid images).
 
     The features are extracted first where no store holds them, with the lungs masked too.
+    ``positive`` names the class the checks are about (default: see :mod:`featx.evaluation.task`).
     """
+    task = Task.of(dataset.classes, dataset.table["label"], positive)
     extract(dataset, features, cache_dir=cache_dir, progress=progress)
     key = features.key(dataset.id)
     plain = load_features(cache_dir, key, dataset).features
@@ -190,6 +210,7 @@ def run_audit(
     masked = load_features(cache_dir, masked_features.key(dataset.id), dataset).features
     table = dataset.table
     return Audit(
+        task=task,
         backbone=features.backbone,
         weights=key.weights,
         input_size=features.input_size,
@@ -198,8 +219,10 @@ def run_audit(
         folds=protocol.folds,
         split_file=str(split_file),
         dataset=dataset.describe(),
-        source_probe=[source_probe(plain, table, label, seed=protocol.seed) for label in ("pneumonia", "normal")],
-        lungs_masked=lungs_masked_control(plain, masked, y, fold),
-        leave_one_site_out=leave_one_site_out(plain, table),
-        adult_check=adult_check(table, proba),
+        source_probe=[
+            source_probe(plain, table, label, seed=protocol.seed) for label in task.classes if label != task.positive
+        ],
+        lungs_masked=lungs_masked_control(plain, masked, y, fold, task),
+        leave_one_site_out=leave_one_site_out(plain, table, task),
+        adult_check=adult_check(table, proba, task),
     )

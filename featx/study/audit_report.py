@@ -9,6 +9,7 @@ from featx.study.formatting import percent
 
 def audit_summary(audit: Audit) -> list[str]:
     """Plain-language findings of an audit, one sentence group per check."""
+    positive = audit.task.positive
     lines = []
     for probe in audit.source_probe:
         if probe["auc"] is not None:
@@ -19,32 +20,33 @@ def audit_summary(audit: Audit) -> list[str]:
             )
     masked = audit.lungs_masked
     lines.append(
-        f"With the central lung field blacked out, 3-class accuracy is "
-        f"{percent(masked['accuracy_3class_masked'])}% (vs {percent(masked['accuracy_3class'])}% with the "
-        f"lungs; majority-class chance {percent(masked['chance_3class'])}%): much of the signal lies outside "
-        f"the lungs."
+        f"With the central lung field blacked out, accuracy is {percent(masked['accuracy_masked'])}% (vs "
+        f"{percent(masked['accuracy'])}% with the lungs; majority-class chance {percent(masked['chance'])}%): "
+        f"the further above chance, the more of the signal lies outside the lungs."
     )
     adult = audit.adult_check
-    if adult["fraction_called_covid"] is not None:
+    if adult["fraction_called_positive"] is not None:
         warning = (
-            " WARNING: the model calls most adult non-covid radiographs covid: it has learnt 'adult' more than 'covid'."
-            if adult["fraction_called_covid"] > 0.5
+            f" WARNING: the model calls most of them {positive}: it may have learnt their source (in the paper's "
+            f"collection: 'adult') more than '{positive}'."
+            if adult["fraction_called_positive"] > 0.5
             else ""
         )
         lines.append(
-            f"Of {adult['adult_non_covid']} adult non-covid radiographs, the model (out of fold) calls "
-            f"{adult['called_covid']} ({percent(adult['fraction_called_covid'])}%) covid. The normal class "
-            f"holds {adult['normal_adults']} adults among {adult['normal_total']} images.{warning}"
+            f"Of {adult['images']} radiographs of other classes from the sources that hold the {positive} images "
+            f"(in the paper's collection, the adults), the model (out of fold) calls {adult['called_positive']} "
+            f"({percent(adult['fraction_called_positive'])}%) {positive}.{warning}"
         )
     return lines
 
 
 def add_audit_section(doc: Document, audit: Audit) -> None:
     """Append the audit's tables and findings to a report."""
+    positive = audit.task.positive
     doc.heading("Confound audit")
     doc.paragraph(
         f"{audit.backbone} ({audit.weights}) features, {audit.head} head, "
-        f"{audit.folds}-fold {audit.protocol}-grouped CV on {audit.dataset}."
+        f"{audit.folds}-fold {audit.protocol}-grouped CV on {audit.dataset}; positive class {positive}."
     )
     doc.table(
         ["class", "sources (images)", "source-probe AUC"],
@@ -59,23 +61,23 @@ def add_audit_section(doc: Document, audit: Audit) -> None:
     )
     masked = audit.lungs_masked
     doc.table(
-        ["input", "3-class acc %", "AUC covid"],
+        ["input", "accuracy %", f"AUC {positive}"],
         [
-            ["whole radiograph", percent(masked["accuracy_3class"]), f"{masked['auc_covid']:.3f}"],
+            ["whole radiograph", percent(masked["accuracy"]), f"{masked['auc_positive']:.3f}"],
             [
                 "central lung field blacked out",
-                percent(masked["accuracy_3class_masked"]),
-                f"{masked['auc_covid_masked']:.3f}",
+                percent(masked["accuracy_masked"]),
+                f"{masked['auc_positive_masked']:.3f}",
             ],
         ],
     )
     doc.table(
-        ["held-out covid site", "covid images", "covid sensitivity %"],
-        [[row["site"], row["covid_images"], percent(row["sensitivity"])] for row in audit.leave_one_site_out],
+        [f"held-out {positive} site", f"{positive} images", "sensitivity %"],
+        [[row["site"], row["positive_images"], percent(row["sensitivity"])] for row in audit.leave_one_site_out],
     )
     doc.table(
-        ["adult non-covid class", "images", "called covid"],
-        [[label, v["images"], v["called_covid"]] for label, v in audit.adult_check["by_class"].items()],
+        ["class", f"images from the {positive} sources", f"called {positive}", "class total"],
+        [[label, v["images"], v["called_positive"], v["total"]] for label, v in audit.adult_check["by_class"].items()],
     )
     for line in audit_summary(audit):
         doc.paragraph(line)

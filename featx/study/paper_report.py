@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from featx.data.dataset import CLASSES
-from featx.evaluation.metrics import COVID, confusion
+from featx.data.labels import PAPER_CLASSES
+from featx.evaluation.metrics import confusion
 from featx.study.audit import Audit
 from featx.study.audit_report import add_audit_section, audit_summary
 from featx.study.document import Document
@@ -49,18 +49,19 @@ def _plots(results, subset: str, folder: Path) -> list[tuple[Path, str]]:
         f"{r.variant.features.backbone} ({r.variant.weights_label})\n{r.variant.protocol.group_by} folds"
         for r in results
     ]
-    matrices = [confusion(r.y_true, r.proba.argmax(axis=1)) for r in results]
+    matrices = [confusion(r.y_true, r.proba.argmax(axis=1), len(r.classes)) for r in results]
+    covid = PAPER_CLASSES.index("covid")
     curves = [
         (
             f"{r.variant.features.backbone} ({r.variant.weights_label}), {r.variant.protocol.group_by}",
-            r.y_true == COVID,
-            r.proba[:, COVID],
+            r.y_true == covid,
+            r.proba[:, covid],
         )
         for r in results
     ]
     return [
         (
-            confusion_figure(matrices, titles, CLASSES, folder / f"confusion-{subset}.png"),
+            confusion_figure(matrices, titles, PAPER_CLASSES, folder / f"confusion-{subset}.png"),
             f"Pooled out-of-fold confusion matrices, {subset}",
         ),
         (roc_figure(curves, folder / f"roc-{subset}.png"), f"ROC curves, covid vs rest, {subset}"),

@@ -17,63 +17,67 @@ import numpy as np
 import pandas as pd
 
 from featx.data import images
-from featx.data.dataset import CLASSES
 from featx.evaluation.calibration import reliability
-from featx.evaluation.metrics import COVID, bootstrap_intervals, point_metrics
+from featx.evaluation.metrics import bootstrap_intervals, point_metrics
+from featx.evaluation.task import Task
 from featx.exceptions import DatasetError, ImageDecodeError
 from featx.fileio import write_text_atomic
 from featx.models.predict import LoadedModel
 
-COMPARED = ("accuracy_3class", "accuracy_2class", "sensitivity", "specificity", "auc_covid")
+COMPARED = ("accuracy", "accuracy_2class", "sensitivity", "specificity", "auc_positive")
 log = logging.getLogger(__name__)
 
 
-def defined_metrics(present: set) -> dict:
-    """Which figures the classes present allow (class indices into :data:`CLASSES`)."""
-    covid, other = COVID in present, bool(present - {COVID})
+def defined_metrics(present: set, task: Task) -> dict:
+    """Which figures the classes present (indices into ``task.classes``) allow."""
+    positive, other = task.positive_index in present, bool(present - {task.positive_index})
+    every_class = present == set(range(len(task.classes)))
     return {
-        "accuracy_3class": present == set(range(len(CLASSES))),
-        "accuracy_2class": covid and other,
-        "sensitivity": covid,
+        "accuracy": every_class,
+        "accuracy_3class": every_class and task.is_paper,
+        "accuracy_2class": positive and other,
+        "sensitivity": positive,
         "specificity": other,
-        "auc_covid": covid and other,
+        "auc_positive": positive and other,
+        "auc_covid": positive and other and task.is_covid,
         "auc_macro": len(present) >= 2,
         "ppv": True,
         "npv": True,
     }
 
 
-def external_metrics(y_true, proba, groups) -> dict:
+def external_metrics(y_true, proba, groups, task: Task) -> dict:
     """The figures of one set of predictions, null where undefined, with 95% bootstrap intervals.
 
     Parameters
     ----------
     y_true : array of int
-    proba : array of float, (N, len(CLASSES))
+    proba : array of float, (N, len(task.classes))
     groups : array of str
         The bootstrap unit of each image (its patient where known).
+    task : Task
 
     Returns
     -------
     dict
         The metric names of ``fit --json`` (fractions or None), ``ci95`` (name -> [low, high] or
-        None), ``confusion``, ``per_class_recall`` (class -> fraction, present classes only),
-        ``ece_covid`` and ``reliability_covid``.
+        None), ``confusion``, ``per_class_recall`` (classes present only), ``ece_positive``,
+        ``ece_covid`` and ``reliability_positive``.
     """
     y_true, proba = np.asarray(y_true), np.asarray(proba)
-    allowed = defined_metrics(set(np.unique(y_true).tolist()))
-    point = point_metrics(y_true, proba)
-    intervals = bootstrap_intervals(y_true, proba, groups)
+    allowed = defined_metrics(set(np.unique(y_true).tolist()), task)
+    point = point_metrics(y_true, proba, task)
+    intervals = bootstrap_intervals(y_true, proba, task, groups)
     figures = {name: _finite(point[name]) if ok else None for name, ok in allowed.items()}
-    matrix = np.asarray(point["confusion"])
-    calibration = reliability(y_true == COVID, proba[:, COVID])
+    calibration = reliability(y_true == task.positive_index, proba[:, task.positive_index])
     return {
         **figures,
         "ci95": {name: intervals[name] if figures.get(name) is not None else None for name in intervals},
         "confusion": point["confusion"],
-        "per_class_recall": {CLASSES[c]: float(matrix[c, c] / matrix[c].sum()) for c in np.unique(y_true)},
-        "ece_covid": _finite(calibration.ece),
-        "reliability_covid": calibration.to_json(),
+        "per_class_recall": point["per_class_recall"],
+        "ece_positive": _finite(calibration.ece),
+        "ece_covid": _finite(calibration.ece) if task.is_covid else None,
+        "reliability_positive": calibration.to_json(),
     }
 
 
@@ -105,6 +109,8 @@ class Validation:
     Attributes
     ----------
     model_dir : str
+    task : Task
+        The model's classes and the positive class.
     data : str
         The external folder, described.
     images : int
@@ -124,6 +130,7 @@ class Validation:
     """
 
     model_dir: str
+    task: Task
     data: str
     images: int
     skipped: list
@@ -137,6 +144,7 @@ class Validation:
         """``external`` and ``cv`` with the metric names of ``fit --json``, the comparison and the counts."""
         return {
             "model_dir": self.model_dir,
+            "task": self.task.to_json(),
             "data": self.data,
             "images": self.images,
             "skipped": self.skipped,
@@ -151,12 +159,22 @@ class Validation:
 def validate(model_dir, dataset, *, batch_size: int = 32) -> Validation:
     """Run the model in ``model_dir`` over the labelled ``dataset`` and compare with its CV estimate.
 
+    The binary figures are about the model's own positive class (recorded when it was trained).
+
     Raises
     ------
     DatasetError
-        When no image is left to validate on (all skipped, or all seen in training).
+        When the folder holds a label the model does not predict, or no image is left to validate
+        on (all skipped, or all seen in training).
     """
     model = LoadedModel(model_dir)
+    task = Task(model.manifest.classes, model.manifest.positive)
+    unknown = sorted(set(dataset.classes) - set(task.classes))
+    if unknown:
+        raise DatasetError(
+            f"{dataset.root}: label(s) {', '.join(unknown)} are not among the model's classes "
+            f"({', '.join(task.classes)})"
+        )
     table = dataset.table
     seen = np.isin(table["content_hash"], list(model.manifest.training_images))
     excluded = list(table["image_id"][seen])
@@ -179,20 +197,21 @@ def validate(model_dir, dataset, *, batch_size: int = 32) -> Validation:
         [model.predict_proba(np.stack(pixels[i : i + batch_size])) for i in range(0, len(pixels), batch_size)]
     )
     used = pd.DataFrame(rows)
-    y_true = used["label"].map(CLASSES.index).to_numpy()
+    y_true = used["label"].map(task.classes.index).to_numpy()
     groups = used["patient_id" if dataset.has_patient_ids else "image_id"].astype(str).to_numpy()
-    external = external_metrics(y_true, proba, groups)
+    external = external_metrics(y_true, proba, groups, task)
     cv = model.manifest.cross_validation
     predictions = pd.DataFrame(
         {
             "image_id": used["image_id"],
             "label": used["label"],
-            **{f"p_{name}": proba[:, i] for i, name in enumerate(CLASSES)},
-            "predicted": [CLASSES[i] for i in proba.argmax(axis=1)],
+            **{f"p_{name}": proba[:, i] for i, name in enumerate(task.classes)},
+            "predicted": [task.classes[i] for i in proba.argmax(axis=1)],
         }
     )
     return Validation(
         str(model_dir),
+        task,
         dataset.describe(),
         len(rows),
         skipped,

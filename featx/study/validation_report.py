@@ -6,28 +6,33 @@ from pathlib import Path
 
 import numpy as np
 
-from featx.data.dataset import CLASSES
 from featx.evaluation.calibration import Reliability
-from featx.evaluation.metrics import COVID
 from featx.study.document import Document
 from featx.study.formatting import percent
 from featx.study.plots import confusion_figure, reliability_figure, roc_figure
 from featx.study.validate import COMPARED, Validation
 
-LABELS = {
-    "accuracy_3class": "3-class accuracy",
-    "accuracy_2class": "2-class accuracy (covid vs rest)",
-    "sensitivity": "covid sensitivity",
-    "specificity": "covid specificity",
-    "auc_covid": "ROC AUC (covid vs rest)",
-}
-UNDEFINED = {
-    "accuracy_3class": "it needs all three classes",
-    "accuracy_2class": "it needs covid and non-covid images",
-    "sensitivity": "the folder holds no covid image",
-    "specificity": "the folder holds no non-covid image",
-    "auc_covid": "it needs covid and non-covid images",
-}
+
+def labels(task) -> dict:
+    """What each compared figure is called for this task."""
+    return {
+        "accuracy": "3-class accuracy" if task.is_paper else "accuracy (all classes)",
+        "accuracy_2class": f"2-class accuracy ({task.positive} vs rest)",
+        "sensitivity": f"{task.positive} sensitivity",
+        "specificity": f"{task.positive} specificity",
+        "auc_positive": f"ROC AUC ({task.positive} vs rest)",
+    }
+
+
+def undefined(task) -> dict:
+    """Why a figure cannot be computed on a folder that lacks some classes."""
+    return {
+        "accuracy": f"it needs every class the model predicts ({', '.join(task.classes)})",
+        "accuracy_2class": f"it needs {task.positive} and other images",
+        "sensitivity": f"the folder holds no {task.positive} image",
+        "specificity": f"the folder holds no image other than {task.positive}",
+        "auc_positive": f"it needs {task.positive} and other images",
+    }
 
 
 def _interval(metrics: dict, name: str) -> str:
@@ -44,6 +49,7 @@ def _sentence(text: str) -> str:
 def summary_lines(validation: Validation) -> list[str]:
     """Plain-language findings, the shortfalls against cross-validation first."""
     external, cv = validation.external, validation.cv
+    names, why = labels(validation.task), undefined(validation.task)
     lines = [
         f"External validation of {validation.model_dir} on {validation.data}: {validation.images} images used, "
         f"{len(validation.skipped)} could not be decoded, {len(validation.excluded_overlap)} left out because the "
@@ -52,11 +58,11 @@ def summary_lines(validation: Validation) -> list[str]:
     shortfalls, others = [], []
     for name in COMPARED:
         if external.get(name) is None:
-            others.append(f"{_sentence(LABELS[name])} cannot be computed here: {UNDEFINED[name]}.")
+            others.append(f"{_sentence(names[name])} cannot be computed here: {why[name]}.")
             continue
         if name not in validation.comparison:
             others.append(
-                f"{_sentence(LABELS[name])}: {_interval(external, name)} externally (no cross-validated "
+                f"{_sentence(names[name])}: {_interval(external, name)} externally (no cross-validated "
                 "figure recorded in the model folder)."
             )
             continue
@@ -70,14 +76,14 @@ def summary_lines(validation: Validation) -> list[str]:
             else "the intervals do not overlap: the external figure differs from the CV estimate beyond chance"
         )
         sentence = (
-            f"{_sentence(LABELS[name])}: {_interval(external, name)} externally vs {_interval(cv, name)} in "
+            f"{_sentence(names[name])}: {_interval(external, name)} externally vs {_interval(cv, name)} in "
             f"cross-validation, {gap} {direction}; {verdict}."
         )
         (shortfalls if row["difference"] < 0 and not row["intervals_overlap"] else others).append(sentence)
     if not shortfalls and validation.comparison:
         shortfalls.append("No external figure falls short of the cross-validated estimate beyond chance.")
-    ece, cv_ece = external.get("ece_covid"), cv.get("ece_covid")
-    calibration = f"Expected calibration error of the covid probability: {ece:.3f} externally"
+    ece, cv_ece = external.get("ece_positive"), cv.get("ece_positive")
+    calibration = f"Expected calibration error of the {validation.task.positive} probability: {ece:.3f} externally"
     lines += (
         shortfalls + others + [calibration + (f" vs {cv_ece:.3f} in cross-validation." if cv_ece is not None else ".")]
     )
@@ -86,7 +92,8 @@ def summary_lines(validation: Validation) -> list[str]:
 
 def add_validation_section(doc: Document, validation: Validation, figures: Path, name: str) -> None:
     """Append the comparison table, per-class recall, confusion, ROC and reliability figures."""
-    external, cv = validation.external, validation.cv
+    external, cv, task = validation.external, validation.cv, validation.task
+    names = labels(task)
     rows = []
     for metric in COMPARED:
         cv_cell = _interval(cv, metric) if cv.get(metric) is not None else "-"
@@ -94,7 +101,7 @@ def add_validation_section(doc: Document, validation: Validation, figures: Path,
         row = validation.comparison.get(metric)
         rows.append(
             [
-                LABELS[metric],
+                names[metric],
                 ext_cell,
                 cv_cell,
                 "-" if row is None else f"{row['difference'] * 100:+.1f}",
@@ -106,21 +113,23 @@ def add_validation_section(doc: Document, validation: Validation, figures: Path,
     if validation.skipped:
         doc.bullets(f"skipped {item['file']}: {item['reason']}" for item in validation.skipped)
     predictions = validation.predictions
-    y_true = predictions["label"].map(CLASSES.index).to_numpy()
-    covid_probability = predictions["p_covid"].to_numpy()
+    is_positive = (predictions["label"] == task.positive).to_numpy()
+    positive_probability = predictions[f"p_{task.positive}"].to_numpy()
     doc.image(
-        confusion_figure([external["confusion"]], [f"{name}: external"], CLASSES, figures / f"confusion-{name}.png"),
+        confusion_figure(
+            [external["confusion"]], [f"{name}: external"], task.classes, figures / f"confusion-{name}.png"
+        ),
         "External confusion matrix",
     )
-    if external.get("auc_covid") is not None:
+    if external.get("auc_positive") is not None:
         doc.image(
-            roc_figure([(name, y_true == COVID, covid_probability)], figures / f"roc-{name}.png"),
-            "External ROC curve, covid vs rest",
+            roc_figure([(name, is_positive, positive_probability)], figures / f"roc-{name}.png", task.positive),
+            f"External ROC curve, {task.positive} vs rest",
         )
-    diagram = _reliability(external["reliability_covid"])
+    diagram = _reliability(external["reliability_positive"])
     doc.image(
-        reliability_figure([(f"{name}: external", diagram)], figures / f"reliability-{name}.png"),
-        "Reliability of the covid probability on the external images",
+        reliability_figure([(f"{name}: external", diagram)], figures / f"reliability-{name}.png", task.positive),
+        f"Reliability of the {task.positive} probability on the external images",
     )
 
 

@@ -3,7 +3,8 @@ import shutil
 import pandas as pd
 import pytest
 
-from featx.data.dataset import CLASSES, load_dataset
+from featx.data.dataset import load_dataset
+from featx.data.labels import PAPER_CLASSES
 from featx.exceptions import DatasetError, UnknownNameError
 from tests.realdata import SHARED_DATA, copy_subset, pick_rows, requires_data
 
@@ -25,7 +26,7 @@ def _rewrite(folder, edit):
 def test_real_collection_loads_with_all_columns():
     dataset = load_dataset(SHARED_DATA)
     assert len(dataset) == 2173 and dataset.has_patient_ids
-    assert set(dataset.table["label"]) == set(CLASSES)
+    assert dataset.classes == PAPER_CLASSES
     assert dataset.id == dataset.parent_id
 
 
@@ -58,7 +59,7 @@ def test_unknown_subset_lists_the_valid_ones(folder):
 
 def test_every_bad_row_is_listed_in_one_message(folder):
     def edit(table):
-        table.loc[0, "label"] = "tuberculosis"
+        table.loc[0, "label"] = ""
         table.loc[1, "filename"] = "images/missing.jpg"
         table.loc[2, "filename"] = "../../etc/passwd"
         return pd.concat([table, table.iloc[[3]]])
@@ -68,7 +69,7 @@ def test_every_bad_row_is_listed_in_one_message(folder):
         load_dataset(folder)
     message = str(caught.value)
     assert "4 problem(s)" in message
-    assert "line 2: unknown label 'tuberculosis'" in message
+    assert "line 2: empty label" in message
     assert "line 3: file 'images/missing.jpg' not found" in message
     assert "line 4: path '../../etc/passwd' is outside the data folder; refused" in message
     assert "is listed more than once" in message
@@ -141,3 +142,25 @@ def test_dataset_id_follows_content_and_labels(folder, tmp_path):
     original = load_dataset(folder).id
     _rewrite(folder, lambda t: t.assign(label=t["label"].where(t.index != 0, "normal")))
     assert load_dataset(folder).id != original
+
+
+def test_classes_come_from_the_labels_in_a_documented_order(folder):
+    _rewrite(
+        folder, lambda t: t.assign(label=["tb", "healthy", "tb", "healthy", "tb", "healthy", "tb", "healthy", "tb"])
+    )
+    dataset = load_dataset(folder)
+    assert dataset.classes == ("healthy", "tb")  # alphabetical outside the paper's classes
+    assert [dataset.classes[i] for i in dataset.label_indices()] == list(dataset.table["label"])
+    assert "healthy 4, tb 5" in dataset.describe()
+
+
+def test_a_label_written_in_two_cases_is_reported(folder):
+    _rewrite(folder, lambda t: t.assign(label=t["label"].where(t.index != 0, "Covid")))
+    with pytest.raises(DatasetError, match="label 'Covid' / 'covid' written in different cases"):
+        load_dataset(folder)
+
+
+def test_the_papers_subsets_say_when_the_labels_cannot_fill_them(folder):
+    _rewrite(folder, lambda t: t.assign(label=["tb" if i % 2 else "healthy" for i in range(len(t))]))
+    with pytest.raises(DatasetError, match="The paper's dataset2 needs the labels covid, pneumonia, normal"):
+        load_dataset(folder, "dataset2")

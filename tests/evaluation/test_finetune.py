@@ -25,7 +25,7 @@ def dataset(small_data):
 
 
 def test_frozen_layers_and_batchnorm_statistics_stay_bit_identical(dataset):
-    built = build_finetune_model(LITE0_64, FinetuneRecipe("mlp1000"))
+    built = build_finetune_model(LITE0_64, FinetuneRecipe("mlp1000"), 3)
     base, cutoff = built.base, built.cutoff
     before = [[w.copy() for w in layer.get_weights()] for layer in base.layers]
     compile_model(built.model, 1e-3)
@@ -53,7 +53,7 @@ def test_recipe_checks_its_values():
     with pytest.raises(ParameterError, match="epochs must be >= 1, got 0"):
         FinetuneRecipe("mlp1000", epochs=0)
     with pytest.raises(ParameterError, match="cutoff must be within 0..\\d+ for efficientnet_lite0, got 100000"):
-        build_finetune_model(LITE0_64, FinetuneRecipe("mlp1000", cutoff=100000))
+        build_finetune_model(LITE0_64, FinetuneRecipe("mlp1000", cutoff=100000), 3)
 
 
 def test_finetune_lands_in_the_shared_format_and_reruns_identically(dataset, tmp_path):
@@ -63,7 +63,7 @@ def test_finetune_lands_in_the_shared_format_and_reruns_identically(dataset, tmp
     result = load_result(first.result.path)
     assert result.variant.phase == 3 and result.proba.shape == (36, 3)
     assert np.allclose(result.proba.sum(axis=1), 1, atol=1e-5)
-    assert first["accuracy_3class"] == point_metrics(result.y_true, result.proba)["accuracy_3class"]
+    assert first["accuracy_3class"] == point_metrics(result.y_true, result.proba, first.task)["accuracy_3class"]
     again = finetune_variant(dataset, LITE0_64, recipe, protocol, cache_dir=tmp_path, refit=True, progress=False)
     np.testing.assert_allclose(load_result(again.result.path).proba, result.proba, atol=1e-6)
     assert main(["compare", "--data", str(dataset.root), "--cache", str(tmp_path), "-q"]) == 0

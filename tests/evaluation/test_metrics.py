@@ -4,6 +4,9 @@ import numpy as np
 import pytest
 
 from featx.evaluation import metrics
+from featx.evaluation.task import Task
+
+PAPER = Task(("covid", "pneumonia", "normal"), "covid")
 
 
 @pytest.mark.parametrize(
@@ -30,7 +33,7 @@ def test_hand_computed_three_class_table():
     # classes: 0 covid, 1 pneumonia, 2 normal
     y_true = np.array([0, 0, 0, 0, 1, 1, 1, 2, 2, 2])
     y_pred = np.array([0, 0, 0, 1, 1, 2, 0, 2, 2, 1])
-    result = metrics.point_metrics(y_true, _proba_for(y_pred))
+    result = metrics.point_metrics(y_true, _proba_for(y_pred), PAPER)
     assert result["confusion"] == [[3, 1, 0], [1, 1, 1], [0, 1, 2]]
     assert result["accuracy_3class"] == pytest.approx(6 / 10)
     # covid vs rest: TP 3, FN 1, FP 1, TN 5 -> the pneumonia/normal confusions still count as correct
@@ -44,14 +47,14 @@ def test_auc_uses_the_covid_probability():
     y_true = np.array([0, 0, 1, 2])
     proba = np.array([[0.9, 0.05, 0.05], [0.4, 0.3, 0.3], [0.5, 0.4, 0.1], [0.1, 0.1, 0.8]])
     # covid scores 0.9, 0.4 vs others 0.5, 0.1: 3 of 4 pairs ordered -> 0.75
-    assert metrics.point_metrics(y_true, proba)["auc_covid"] == pytest.approx(0.75)
+    assert metrics.point_metrics(y_true, proba, PAPER)["auc_covid"] == pytest.approx(0.75)
 
 
 def test_per_fold_mean_and_spread():
     y_true = np.array([0, 1, 0, 1])
     proba = _proba_for(np.array([0, 1, 1, 1]))
     fold = np.array([0, 0, 1, 1])
-    spread = metrics.per_fold(y_true, proba, fold)
+    spread = metrics.per_fold(y_true, proba, fold, PAPER)
     assert spread["accuracy_3class"]["values"] == [1.0, 0.5]
     assert spread["accuracy_3class"]["mean"] == 0.75 and spread["accuracy_3class"]["std"] == 0.25
 
@@ -61,9 +64,9 @@ def test_bootstrap_interval_brackets_the_estimate_and_narrows_with_data():
     y_true = rng.integers(0, 3, 400)
     y_pred = np.where(rng.random(400) < 0.8, y_true, (y_true + 1) % 3)
     proba = _proba_for(y_pred)
-    point = metrics.point_metrics(y_true, proba)["accuracy_3class"]
-    wide = metrics.bootstrap_intervals(y_true[:50], proba[:50], n_resamples=300)["accuracy_3class"]
-    narrow = metrics.bootstrap_intervals(y_true, proba, n_resamples=300)["accuracy_3class"]
+    point = metrics.point_metrics(y_true, proba, PAPER)["accuracy_3class"]
+    wide = metrics.bootstrap_intervals(y_true[:50], proba[:50], PAPER, n_resamples=300)["accuracy_3class"]
+    narrow = metrics.bootstrap_intervals(y_true, proba, PAPER, n_resamples=300)["accuracy_3class"]
     assert narrow[0] <= point <= narrow[1]
     assert narrow[1] - narrow[0] < wide[1] - wide[0]
 
@@ -74,8 +77,10 @@ def test_patient_bootstrap_is_wider_when_patients_repeat():
     y_true = np.zeros(400, dtype=int)
     y_pred = np.repeat(np.where(patient_correct, 0, 1), 10)  # 10 images per patient, all alike
     groups = np.repeat(np.arange(40), 10)
-    by_image = metrics.bootstrap_intervals(y_true, _proba_for(y_pred), n_resamples=300)["accuracy_3class"]
-    by_patient = metrics.bootstrap_intervals(y_true, _proba_for(y_pred), groups, n_resamples=300)["accuracy_3class"]
+    by_image = metrics.bootstrap_intervals(y_true, _proba_for(y_pred), PAPER, n_resamples=300)["accuracy_3class"]
+    by_patient = metrics.bootstrap_intervals(y_true, _proba_for(y_pred), PAPER, groups, n_resamples=300)[
+        "accuracy_3class"
+    ]
     assert by_patient[1] - by_patient[0] > 2 * (by_image[1] - by_image[0])
 
 
@@ -85,4 +90,58 @@ def test_rank_auc_equals_sklearn_with_ties():
     rng = np.random.default_rng(5)
     y_true = rng.integers(0, 3, 300)
     proba = np.round(rng.random((300, 3)), 1)  # many ties
-    assert metrics.point_metrics(y_true, proba)["auc_covid"] == pytest.approx(roc_auc_score(y_true == 0, proba[:, 0]))
+    assert metrics.point_metrics(y_true, proba, PAPER)["auc_covid"] == pytest.approx(
+        roc_auc_score(y_true == 0, proba[:, 0])
+    )
+
+
+def test_binary_task_figures_are_about_its_positive_class():
+    task = Task(("clear", "opacity"), "opacity")
+    y_true = np.array([1, 1, 1, 0, 0, 0, 0])
+    y_pred = np.array([1, 0, 1, 0, 0, 1, 0])
+    result = metrics.point_metrics(y_true, _proba_for(y_pred, 2), task)
+    assert (result["tp"], result["fn"], result["fp"], result["tn"]) == (2, 1, 1, 3)
+    assert result["sensitivity"] == pytest.approx(2 / 3) and result["specificity"] == pytest.approx(3 / 4)
+    assert result["accuracy"] == result["accuracy_2class"] == pytest.approx(5 / 7)
+    assert result["accuracy_3class"] is None and result["auc_covid"] is None
+    assert result["per_class_recall"] == {"clear": pytest.approx(3 / 4), "opacity": pytest.approx(2 / 3)}
+
+
+def test_four_class_task_reads_the_positive_class_off_the_confusion_matrix():
+    task = Task(("bacterial", "covid", "normal", "viral"), "covid")
+    y_true = np.array([0, 1, 1, 2, 3, 3])
+    y_pred = np.array([3, 1, 0, 2, 0, 3])
+    result = metrics.point_metrics(y_true, _proba_for(y_pred, 4), task)
+    assert result["accuracy"] == pytest.approx(3 / 6) and result["accuracy_3class"] is None
+    assert (result["tp"], result["fn"], result["fp"], result["tn"]) == (1, 1, 0, 4)
+    assert result["auc_covid"] == result["auc_positive"]
+
+
+def test_unknown_positive_class_lists_the_classes():
+    from featx.exceptions import UnknownNameError
+
+    with pytest.raises(UnknownNameError, match="Unknown positive class 'tb'. Available: clear, opacity"):
+        Task(("clear", "opacity"), "tb")
+
+
+def test_default_positive_is_covid_else_the_least_frequent_class():
+    assert Task.of(("covid", "normal"), ["normal"] * 9 + ["covid"]).positive == "covid"
+    assert Task.of(("healthy", "tb"), ["healthy"] * 5 + ["tb"] * 2).positive == "tb"
+
+
+def test_vectorised_bootstrap_equals_resampling_the_rows_one_by_one():
+    rng = np.random.default_rng(3)
+    y_true = rng.integers(0, 3, 120)
+    proba = np.round(rng.random((120, 3)), 1)
+    groups = rng.integers(0, 40, 120)
+    weights = metrics.resample_weights(120, groups, n_resamples=50, seed=4)
+    intervals = metrics.bootstrap_intervals(y_true, proba, PAPER, groups, n_resamples=50, seed=4, level=0.5)
+    one_by_one = {name: [] for name in metrics.HEADLINE}
+    for row in weights.astype(int):
+        chosen = np.repeat(np.arange(120), row)
+        point = metrics.point_metrics(y_true[chosen], proba[chosen], PAPER)
+        for name in metrics.HEADLINE:
+            one_by_one[name].append(point[name])
+    for name in metrics.HEADLINE:
+        expected = [np.nanpercentile(one_by_one[name], 25), np.nanpercentile(one_by_one[name], 75)]
+        np.testing.assert_allclose(intervals[name], expected, rtol=1e-12)

@@ -4,9 +4,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from featx.evaluation.task import Task
 from featx.study.audit import Audit, adult_check, image_sites, image_sources, leave_one_site_out, source_probe
 from featx.study.audit_report import add_audit_section, audit_summary
 from featx.study.document import Document
+
+PAPER = Task(("covid", "pneumonia", "normal"), "covid")
 
 
 def _table(rows):
@@ -44,14 +47,13 @@ def test_adult_check_counts_non_covid_images_of_covid_sources():
         ]
     )
     called = np.eye(3)[[0, 0, 0, 0, 2, 0, 2]]  # columns covid, pneumonia, normal
-    result = adult_check(table, called)
-    assert result["adult_non_covid"] == 3 and result["called_covid"] == 2
-    assert result["fraction_called_covid"] == pytest.approx(2 / 3)
+    result = adult_check(table, called, PAPER)
+    assert result["images"] == 3 and result["called_positive"] == 2
+    assert result["fraction_called_positive"] == pytest.approx(2 / 3)
     assert result["by_class"] == {
-        "pneumonia": {"images": 1, "called_covid": 1},
-        "normal": {"images": 2, "called_covid": 1},
+        "pneumonia": {"images": 1, "called_positive": 1, "total": 2},
+        "normal": {"images": 2, "called_positive": 1, "total": 3},
     }
-    assert result["normal_adults"] == 2 and result["normal_total"] == 3
 
 
 def test_source_probe_finds_a_source_written_into_the_features():
@@ -78,14 +80,15 @@ def test_leave_one_site_out_tests_each_large_site_on_its_own_images():
     for i in range(40):
         rows.append(["normal", "kermany", "", f"k{i}"])
         features.append(rng.normal(size=4))
-    result = leave_one_site_out(np.array(features), _table(rows), min_covid=15)
+    result = leave_one_site_out(np.array(features), _table(rows), PAPER, min_positive=15)
     assert [row["site"] for row in result] == ["a.org", "b.org"]  # tiny.org has too few covid images
-    assert all(row["covid_images"] == 20 and row["sensitivity"] > 0.8 for row in result)
+    assert all(row["positive_images"] == 20 and row["sensitivity"] > 0.8 for row in result)
 
 
 @pytest.fixture
 def audit():
     return Audit(
+        task=PAPER,
         backbone="efficientnet_lite0",
         weights="imagenet",
         input_size=(64, 64),
@@ -99,20 +102,21 @@ def audit():
             {"class": "pneumonia", "sources": {"kermany": 9}, "auc": None, "note": "one source"},
         ],
         lungs_masked={
-            "accuracy_3class": 0.9,
-            "accuracy_3class_masked": 0.8,
-            "auc_covid": 0.95,
-            "auc_covid_masked": 0.9,
-            "chance_3class": 0.5,
+            "accuracy": 0.9,
+            "accuracy_masked": 0.8,
+            "auc_positive": 0.95,
+            "auc_positive_masked": 0.9,
+            "chance": 0.5,
         },
-        leave_one_site_out=[{"site": "a.org", "covid_images": 20, "sensitivity": 0.75}],
+        leave_one_site_out=[{"site": "a.org", "positive_images": 20, "sensitivity": 0.75}],
         adult_check={
-            "adult_non_covid": 4,
-            "called_covid": 3,
-            "fraction_called_covid": 0.75,
-            "by_class": {"pneumonia": {"images": 2, "called_covid": 2}, "normal": {"images": 2, "called_covid": 1}},
-            "normal_adults": 2,
-            "normal_total": 5,
+            "images": 4,
+            "called_positive": 3,
+            "fraction_called_positive": 0.75,
+            "by_class": {
+                "pneumonia": {"images": 2, "called_positive": 2, "total": 9},
+                "normal": {"images": 2, "called_positive": 1, "total": 5},
+            },
         },
     )
 
@@ -121,8 +125,9 @@ def test_summary_says_what_each_check_found(audit):
     lines = audit_summary(audit)
     assert len(lines) == 3  # the one-source class has no probe sentence
     assert "tell kermany from cohen images apart with ROC AUC 0.980" in lines[0]
-    assert "3-class accuracy is 80.0% (vs 90.0% with the lungs; majority-class chance 50.0%)" in lines[1]
-    assert "Of 4 adult non-covid radiographs, the model (out of fold) calls 3 (75.0%) covid" in lines[2]
+    assert "accuracy is 80.0% (vs 90.0% with the lungs; majority-class chance 50.0%)" in lines[1]
+    assert "Of 4 radiographs of other classes from the sources that hold the covid images" in lines[2]
+    assert "calls 3 (75.0%) covid" in lines[2]
     assert "WARNING" in lines[2]
 
 
@@ -134,4 +139,5 @@ def test_section_renders_every_table(audit, tmp_path):
     assert "| pneumonia | kermany (9) | n/a |" in markdown
     assert "| central lung field blacked out | 80.0 | 0.900 |" in markdown
     assert "| a.org | 20 | 75.0 |" in markdown
+    assert "| normal | 2 | 1 | 5 |" in markdown
     assert audit.to_json()["input_size"] == [64, 64]

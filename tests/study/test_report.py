@@ -69,20 +69,22 @@ def test_comparison_table_shows_intervals_and_na():
         "protocol": "patient",
         "input": "64x64",
         "fit_seconds": 1.25,
-        "ece_covid": 0.0423,
-        "auc_covid": 0.9,
-        "auc_covid_low": 0.8,
-        "auc_covid_high": 0.95,
+        "positive": "covid",
+        "ece_positive": 0.0423,
+        "auc_positive": 0.9,
+        "auc_positive_low": 0.8,
+        "auc_positive_high": 0.95,
     }
     for key, value in (
-        ("accuracy_3class", 0.9),
+        ("accuracy", 0.9),
         ("accuracy_2class", 0.95),
         ("sensitivity", 0.8),
         ("specificity", math.nan),
     ):
         row.update({key: value, f"{key}_low": value - 0.05, f"{key}_high": value + 0.05})
     lines = markdown_table([row]).splitlines()
-    assert lines[0].startswith("| phase | backbone | weights | head | sampler | protocol | input | acc 3-class")
+    assert lines[0].startswith("| phase | backbone | weights | head | sampler | protocol | input | acc | acc 2-class")
+    assert lines[0].endswith("| AUC covid | ECE covid | fit s |")
     assert lines[2] == (
         "| 2 | efficientnet_lite0 | imagenet | logreg | none | patient | 64x64 | 90.0 [85.0, 95.0] | "
         "95.0 [90.0, 100.0] | 80.0 [75.0, 85.0] | n/a [n/a, n/a] | 0.900 [0.800, 0.950] | 0.042 | 1.2 |"

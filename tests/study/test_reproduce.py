@@ -7,8 +7,10 @@ import pytest
 from PIL import Image
 
 from featx.cli import main
+from featx.data.labels import PAPER_CLASSES
 from featx.evaluation.metrics import summarize
 from featx.evaluation.results import load_result
+from featx.evaluation.task import Task
 
 
 class _Collector(HTMLParser):
@@ -69,7 +71,7 @@ def test_report_numbers_are_the_metrics_of_the_stored_predictions(report):
     ]  # other tests share this cache
     assert sorted(r.variant.protocol.group_by for r in results) == ["image", "patient"]
     for result in results:
-        metrics = summarize(result.y_true, result.proba, result.fold, result.groups)
+        metrics = summarize(result.y_true, result.proba, result.fold, Task(PAPER_CLASSES, "covid"), result.groups)
         low, high = metrics["ci95"]["accuracy_3class"]
         cell = f"{metrics['accuracy_3class'] * 100:.1f} [{low * 100:.1f}, {high * 100:.1f}]"
         assert cell in markdown
@@ -77,7 +79,7 @@ def test_report_numbers_are_the_metrics_of_the_stored_predictions(report):
     for heading in ("## Summary", "## Method", "## Confound audit", "## Provenance"):
         assert heading in markdown
     assert "source-probe AUC" in markdown and "central lung field blacked out" in markdown
-    assert "adult non-covid radiographs" in markdown
+    assert "radiographs of other classes from the sources that hold the covid images" in markdown
 
 
 def test_report_html_parses_and_embeds_pngs_that_open(report):

@@ -8,13 +8,15 @@ import pandas as pd
 import pytest
 
 from featx.cli import main
-from featx.data.dataset import CLASSES, load_dataset
+from featx.data.dataset import load_dataset
+from featx.data.labels import PAPER_CLASSES
 from featx.evaluation.metrics import point_metrics
+from featx.evaluation.task import Task
 from featx.study.validate import validate
 from featx.study.validation_report import summary_lines
 from tests.realdata import copy_subset, shared_metadata, train_lite0
 
-FIT_KEYS = ("accuracy_3class", "accuracy_2class", "sensitivity", "specificity", "auc_covid")
+FIT_KEYS = ("accuracy", "accuracy_3class", "accuracy_2class", "sensitivity", "specificity", "auc_positive", "auc_covid")
 
 
 @pytest.fixture(scope="module")
@@ -56,17 +58,20 @@ def test_validate_figures_are_the_metrics_of_the_predictions_it_wrote(trained, e
     assert payload["images"] == len(predictions) == 28 and payload["excluded_overlap"] == 1
     assert payload["excluded_images"] == ["images/seen-in-training.jpg"]
     assert "images/seen-in-training.jpg" not in set(predictions["image_id"])
-    y_true = predictions["label"].map(CLASSES.index).to_numpy()
-    proba = predictions[[f"p_{name}" for name in CLASSES]].to_numpy()
-    expected = point_metrics(y_true, proba)
+    y_true = predictions["label"].map(PAPER_CLASSES.index).to_numpy()
+    proba = predictions[[f"p_{name}" for name in PAPER_CLASSES]].to_numpy()
+    expected = point_metrics(y_true, proba, Task(PAPER_CLASSES, "covid"))
     for key in FIT_KEYS:
         assert payload["external"][key] == pytest.approx(expected[key], abs=1e-12)
         low, high = payload["external"]["ci95"][key]
         assert low <= payload["external"][key] <= high
         assert set(payload["cv"]) >= {key, "ci95"}
     assert payload["external"]["confusion"] == expected["confusion"]
-    assert set(payload["comparison"]) == set(FIT_KEYS)
-    assert 0 <= payload["external"]["ece_covid"] <= 1
+    assert set(payload["comparison"]) == {"accuracy", "accuracy_2class", "sensitivity", "specificity", "auc_positive"}
+    assert 0 <= payload["external"]["ece_covid"] <= 1 and payload["task"] == {
+        "classes": list(PAPER_CLASSES),
+        "positive": "covid",
+    }
     markdown = (out / "report.md").read_text()
     assert markdown.index("## Summary") < markdown.index("## External figures")
     assert "cross-validation" in markdown and (out / "report.html").exists()
@@ -79,11 +84,11 @@ def test_a_covid_only_folder_reports_sensitivity_and_says_specificity_cannot_be_
     covid_only = copy_subset(table[(table["label"] == "covid") & never_seen], tmp_path / "covid")
     validation = validate(trained, load_dataset(covid_only, min_classes=1))
     assert validation.images == 12 and validation.external["sensitivity"] is not None
-    for key in ("specificity", "accuracy_2class", "accuracy_3class", "auc_covid"):
+    for key in ("specificity", "accuracy", "accuracy_2class", "accuracy_3class", "auc_positive", "auc_covid"):
         assert validation.external[key] is None and validation.external["ci95"][key] is None
     assert set(validation.comparison) == {"sensitivity"}
     lines = " ".join(summary_lines(validation))
-    assert "Covid specificity cannot be computed here: the folder holds no non-covid image" in lines
+    assert "Covid specificity cannot be computed here: the folder holds no image other than covid" in lines
     assert validation.external["per_class_recall"] == {"covid": validation.external["sensitivity"]}
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from featx.cli import inputs
-from featx.cli.options import add_data, new_command
+from featx.cli.options import add_data, add_positive, new_command
 from featx.cli.output import emit
 from featx.exceptions import CacheError
 
@@ -17,6 +17,7 @@ def register(subparsers, common) -> None:
         ["featx compare --subset dataset2", "featx compare --json --csv results.csv"],
     )
     add_data(parser)
+    add_positive(parser)
     parser.add_argument("--csv", metavar="FILE", help="CSV file to write (default: CACHE/<dataset id>/compare.csv)")
     parser.set_defaults(run=run)
 
@@ -25,7 +26,7 @@ def run(args) -> int:
     from featx.study.compare import compare_rows, markdown_table, write_csv
 
     dataset = inputs.dataset(args)
-    rows = compare_rows(args.cache, dataset.id)
+    rows = compare_rows(args.cache, dataset.id, args.positive)
     if not rows:
         raise CacheError(f"No stored results for {dataset.describe()} in {args.cache}; run `featx fit` first")
     path = write_csv(rows, args.csv or f"{args.cache}/{dataset.id}/compare.csv")

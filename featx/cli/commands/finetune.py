@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from featx.cli import inputs
 from featx.cli.commands.fit import metrics_lines
-from featx.cli.options import add_backbone, add_data, add_head, add_protocol, add_training, integer, new_command
+from featx.cli.options import (
+    add_backbone,
+    add_data,
+    add_head,
+    add_positive,
+    add_protocol,
+    add_training,
+    integer,
+    new_command,
+)
 from featx.cli.output import emit
 
 
@@ -25,6 +34,7 @@ def register(subparsers, common) -> None:
     add_data(parser)
     add_protocol(parser)
     add_head(parser, samplers=False)
+    add_positive(parser)
     add_training(parser, {"epochs": 10, "batch_size": 64, "lr": DEFAULT_LR})
     parser.add_argument("--cutoff", type=integer("--cutoff", 0), help="first trainable layer (default: the paper's)")
     parser.add_argument("--precision", default="float32", choices=PRECISIONS)
@@ -61,6 +71,7 @@ def run(args) -> int:
         inputs.protocol(args),
         cache_dir=args.cache,
         refit=args.refit,
+        positive=args.positive,
         progress=inputs.progress(args),
     )
     emit(args, summary.to_json(), metrics_lines(summary))

@@ -5,7 +5,16 @@ from __future__ import annotations
 import logging
 
 from featx.cli import inputs
-from featx.cli.options import add_backbone, add_data, add_head, add_protocol, add_training, new_command, size_text
+from featx.cli.options import (
+    add_backbone,
+    add_data,
+    add_head,
+    add_positive,
+    add_protocol,
+    add_training,
+    new_command,
+    size_text,
+)
 from featx.cli.output import emit
 from featx.data.images import DEFAULT_SIZE
 from featx.exceptions import MissingFeaturesError
@@ -30,6 +39,7 @@ def register(subparsers, common) -> None:
     add_data(parser)
     add_protocol(parser)
     add_head(parser)
+    add_positive(parser)
     add_training(parser, {"epochs": None, "batch_size": None, "lr": None})
     parser.add_argument("--refit", action="store_true", help="train again even if this variant's result exists")
     parser.set_defaults(run=run)
@@ -37,13 +47,13 @@ def register(subparsers, common) -> None:
 
 def metrics_lines(summary) -> list[str]:
     """Three lines: the variant, its headline numbers with 95% intervals, where the result is."""
-    ci = summary["ci95"]
+    ci, task = summary["ci95"], summary.task
     parts = []
     for key, label in (
-        ("accuracy_3class", "3-class acc"),
+        ("accuracy", "3-class acc" if task.is_paper else f"acc ({len(task.classes)} classes)"),
         ("accuracy_2class", "2-class acc"),
-        ("sensitivity", "covid sens"),
-        ("specificity", "covid spec"),
+        ("sensitivity", f"{task.positive} sens"),
+        ("specificity", f"{task.positive} spec"),
     ):
         parts.append(f"{label} {summary[key] * 100:.2f}% [{ci[key][0] * 100:.1f}, {ci[key][1] * 100:.1f}]")
     result = summary.result
@@ -51,7 +61,7 @@ def metrics_lines(summary) -> list[str]:
     label = " RANDOM-INIT" if result.variant.weights_label == "random-init" else ""
     return [
         f"{result.variant.describe()}{label} ({timing})",
-        "; ".join(parts) + f"; AUC covid {summary['auc_covid']:.3f}",
+        "; ".join(parts) + f"; AUC {task.positive} {summary['auc_positive']:.3f}",
         f"result: {result.path}",
     ]
 
@@ -104,12 +114,13 @@ def run(args) -> int:
                 protocol,
                 cache_dir=args.cache,
                 refit=args.refit,
+                positive=args.positive,
                 progress=inputs.progress(args),
             )
         )
     lines = [line for summary in summaries for line in metrics_lines(summary)]
     if len(summaries) > 1:
-        lines += ["", markdown_table(rows_of([summary.result for summary in summaries]))]
+        lines += ["", markdown_table(rows_of([summary.result for summary in summaries], args.positive))]
     payload = summaries[0].to_json() if len(summaries) == 1 else {"variants": [s.to_json() for s in summaries]}
     emit(args, payload, lines)
     return 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from featx.cli import inputs
 from featx.cli.commands.finetune import recipe as finetune_recipe
-from featx.cli.options import add_backbone, add_data, add_head, add_protocol, add_training, new_command
+from featx.cli.options import add_backbone, add_data, add_head, add_positive, add_protocol, add_training, new_command
 from featx.cli.output import emit
 
 
@@ -24,6 +24,7 @@ def register(subparsers, common) -> None:
     add_data(parser)
     add_protocol(parser)
     add_head(parser)
+    add_positive(parser)
     add_training(parser, {"epochs": None, "batch_size": None, "lr": None})
     parser.add_argument("--model-dir", required=True, metavar="DIR", help="folder to save the model in")
     parser.add_argument(
@@ -48,6 +49,7 @@ def run(args) -> int:
         inputs.protocol(args),
         model_dir=args.model_dir,
         cache_dir=args.cache,
+        positive=args.positive,
         progress=inputs.progress(args),
     )
     cv = manifest.cross_validation
@@ -55,10 +57,10 @@ def run(args) -> int:
         f"model saved to {args.model_dir} ({manifest.backbone}, weights {manifest.weights}, head {manifest.head}"
         f"{', fine-tuned' if manifest.finetuned else ''})"
     ]
-    if "accuracy_3class" in cv:
+    if "accuracy" in cv:
         lines.append(
-            f"chosen by {cv['protocol']}-grouped CV: 3-class acc {cv['accuracy_3class'] * 100:.2f}%, "
-            f"covid sens {cv['sensitivity'] * 100:.2f}%, spec {cv['specificity'] * 100:.2f}%"
+            f"chosen by {cv['protocol']}-grouped CV: accuracy {cv['accuracy'] * 100:.2f}%, "
+            f"{cv['positive']} sens {cv['sensitivity'] * 100:.2f}%, spec {cv['specificity'] * 100:.2f}%"
         )
     else:
         lines.append(cv["note"])
