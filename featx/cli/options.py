@@ -153,6 +153,17 @@ def add_head(parser, samplers: bool = True) -> None:
         )
 
 
+def add_jobs(parser) -> None:
+    """``--jobs``: folds trained at once for heads that do not use every core themselves."""
+    parser.add_argument(
+        "--jobs",
+        type=integer("--jobs", 1),
+        metavar="N",
+        help="folds trained at once in worker processes for logreg and svm heads (default: one per "
+        "core; heads that use every core themselves train one fold at a time)",
+    )
+
+
 def add_positive(parser) -> None:
     """``--positive``: the class sensitivity, specificity, 2-class accuracy, AUC and calibration are about."""
     parser.add_argument(

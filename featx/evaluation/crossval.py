@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from datetime import datetime, timezone
+from functools import partial
 
 import numpy as np
 
@@ -16,10 +18,26 @@ from featx.evaluation.variant import Variant
 from featx.features.identity import FeatureSpec
 from featx.features.store import load_features
 from featx.heads.recipe import HeadRecipe
+from featx.heads.registry import get_head
 
 
-def out_of_fold_proba(features, y, fold, make_estimator, *, n_classes: int | None = None, progress: bool = False):
-    """Fit a fresh estimator per fold and predict its test rows.
+def _fit_fold(features, y, fold, make_estimator, k, threads: int | None):
+    """Fit a fresh estimator on every fold but ``k`` and predict fold ``k`` (BLAS threads limited)."""
+    from threadpoolctl import threadpool_limits
+
+    train, test = fold != k, fold == k
+    with threadpool_limits(limits=threads):
+        estimator = make_estimator()
+        started = time.perf_counter()
+        estimator.fit(features[train], y[train])
+        seconds = time.perf_counter() - started
+        return k, estimator.classes_, estimator.predict_proba(features[test]), seconds
+
+
+def out_of_fold_proba(
+    features, y, fold, make_estimator, *, n_classes: int | None = None, jobs: int = 1, progress: bool = False
+):
+    """Fit a fresh estimator per fold and predict its test rows, ``jobs`` folds at a time.
 
     Parameters
     ----------
@@ -31,6 +49,10 @@ def out_of_fold_proba(features, y, fold, make_estimator, *, n_classes: int | Non
         Returns an unfitted classifier; called once per fold.
     n_classes : int, optional
         Columns of the result (default: the largest label + 1).
+    jobs : int
+        Folds trained at once, in worker processes (joblib), each with its share of the cores for
+        its numerical libraries (threadpoolctl), so that the machine is not oversubscribed. Use 1
+        for learners that use every core themselves.
     progress : bool
 
     Returns
@@ -38,19 +60,28 @@ def out_of_fold_proba(features, y, fold, make_estimator, *, n_classes: int | Non
     proba : numpy.ndarray, (N, n_classes)
         Column ``c`` is class ``c`` (a class absent from a training fold gets probability 0).
     fold_seconds : list of float
+        Training time of each fold, in fold order.
     """
+    from joblib import Parallel, delayed
     from tqdm import tqdm
 
+    folds = np.unique(fold)
+    jobs = max(1, min(int(jobs), len(folds)))
     proba = np.zeros((len(y), int(y.max()) + 1 if n_classes is None else n_classes))
-    fold_seconds = []
-    for k in tqdm(np.unique(fold), desc="folds", disable=not progress, file=sys.stderr):
-        train, test = fold != k, fold == k
-        estimator = make_estimator()
-        started = time.perf_counter()
-        estimator.fit(features[train], y[train])
-        fold_seconds.append(time.perf_counter() - started)
-        proba[np.ix_(test, estimator.classes_)] = estimator.predict_proba(features[test])
-    return proba, fold_seconds
+    seconds = {}
+    if jobs == 1:
+        fitted = (_fit_fold(features, y, fold, make_estimator, k, None) for k in folds)
+    else:
+        threads = max(1, (os.cpu_count() or 1) // jobs)
+        fitted = Parallel(n_jobs=jobs, backend="loky", return_as="generator_unordered")(
+            delayed(_fit_fold)(features, y, fold, make_estimator, k, threads) for k in folds
+        )
+    for k, classes, predicted, elapsed in tqdm(
+        fitted, total=len(folds), desc="folds", disable=not progress, file=sys.stderr
+    ):
+        proba[np.ix_(fold == k, classes)] = predicted
+        seconds[k] = elapsed
+    return proba, [seconds[k] for k in folds]
 
 
 def fit_variant(
@@ -62,12 +93,14 @@ def fit_variant(
     cache_dir="cache",
     refit: bool = False,
     positive: str | None = None,
+    jobs: int | None = None,
     progress: bool = True,
 ) -> CVSummary:
     """Evaluate ``recipe`` on ``features`` over the saved folds of ``dataset``; store and summarise.
 
     A stored result of the same variant is reused unless ``refit``. ``positive`` names the class the
-    binary figures are about (default: see :mod:`featx.evaluation.task`).
+    binary figures are about (default: see :mod:`featx.evaluation.task`). ``jobs`` folds are trained
+    at once (default: one per core) unless the head keeps every core busy itself.
 
     Returns
     -------
@@ -87,12 +120,14 @@ def fit_variant(
     y = dataset.label_indices()
     fold = fold_of_each_image(split, dataset.table["image_id"])
     started = time.perf_counter()
+    jobs = 1 if get_head(recipe.head).uses_cores else (jobs or os.cpu_count() or 1)
     proba, fold_seconds = out_of_fold_proba(
         gathered.features,
         y,
         fold,
-        lambda: recipe.build(protocol.seed),
+        partial(recipe.build, protocol.seed),
         n_classes=len(dataset.classes),
+        jobs=jobs,
         progress=progress,
     )
     result = Result(

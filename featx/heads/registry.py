@@ -37,6 +37,8 @@ class HeadSpec:
         ``cam`` (exact for a linear head) or ``occlusion`` (model-agnostic).
     params : tuple of str
         Settings a user may change (dense heads: epochs, batch size, learning rate).
+    uses_cores : bool
+        Whether one fit already keeps every core busy (then folds are trained one at a time).
     """
 
     name: str
@@ -46,6 +48,7 @@ class HeadSpec:
     file_format: str
     explanation: str
     params: tuple = ()
+    uses_cores: bool = False
 
 
 def _dense_spec(name: str) -> HeadSpec:
@@ -60,7 +63,7 @@ def _dense_spec(name: str) -> HeadSpec:
         return KerasMLPClassifier(hidden=hidden, random_state=random_state, **params)
 
     explanation = "cam" if not hidden else "grad-cam"  # a softmax head is linear in the pooled features
-    return HeadSpec(name, "dense", summary, build, "keras", explanation, KERAS_PARAMS)
+    return HeadSpec(name, "dense", summary, build, "keras", explanation, KERAS_PARAMS, uses_cores=True)
 
 
 HEADS = {
@@ -78,8 +81,18 @@ HEADS = {
         HeadSpec(
             "svm", "kernel", "RBF SVM, calibrated probabilities", classical.support_vector_machine, "skops", "occlusion"
         ),
-        HeadSpec("rf", "trees", "random forest, 300 trees", classical.random_forest, "skops", "occlusion"),
-        HeadSpec("xgb", "trees", "gradient-boosted trees (xgboost)", classical.boosted_trees, "xgboost", "occlusion"),
+        HeadSpec(
+            "rf", "trees", "random forest, 300 trees", classical.random_forest, "skops", "occlusion", uses_cores=True
+        ),
+        HeadSpec(
+            "xgb",
+            "trees",
+            "gradient-boosted trees (xgboost)",
+            classical.boosted_trees,
+            "xgboost",
+            "occlusion",
+            uses_cores=True,
+        ),
     )
 }
 

@@ -67,6 +67,7 @@ def train_model(
     model_dir,
     cache_dir="cache",
     positive: str | None = None,
+    jobs: int | None = None,
     progress: bool = True,
 ) -> ModelManifest:
     """Cross-validate the variant (reusing a stored result), train it on every image, save the folder.
@@ -84,6 +85,8 @@ def train_model(
     cache_dir : str or Path
     positive : str, optional
         The class the binary figures are about (default: see :mod:`featx.evaluation.task`).
+    jobs : int, optional
+        Folds cross-validated at once (see :func:`featx.evaluation.crossval.fit_variant`).
     progress : bool
 
     Returns
@@ -105,7 +108,14 @@ def train_model(
     else:
         extract(dataset, features, cache_dir=cache_dir, progress=progress)
         summary = fit_variant(
-            dataset, features, recipe, protocol, cache_dir=cache_dir, positive=task.positive, progress=progress
+            dataset,
+            features,
+            recipe,
+            protocol,
+            cache_dir=cache_dir,
+            positive=task.positive,
+            jobs=jobs,
+            progress=progress,
         )
         head = recipe.build(protocol.seed).fit(
             load_features(cache_dir, features.key(dataset.id), dataset).features, dataset.label_indices()

@@ -100,3 +100,12 @@ def test_fit_without_a_store_names_what_is_missing(feature_data):
             FIVE,
             cache_dir=cache,
         )
+
+
+def test_folds_trained_in_parallel_equal_folds_trained_one_by_one(features):
+    matrix, y = features
+    fold = np.arange(len(y)) % 5
+    serial, serial_seconds = out_of_fold_proba(matrix, y, fold, lambda: make_head("logreg"), jobs=1)
+    parallel, parallel_seconds = out_of_fold_proba(matrix, y, fold, lambda: make_head("logreg"), jobs=2)
+    np.testing.assert_allclose(parallel, serial, rtol=1e-10, atol=1e-12)
+    assert len(serial_seconds) == len(parallel_seconds) == 5

@@ -9,6 +9,7 @@ from featx.cli.options import (
     add_backbone,
     add_data,
     add_head,
+    add_jobs,
     add_positive,
     add_protocol,
     add_training,
@@ -40,6 +41,7 @@ def register(subparsers, common) -> None:
     add_protocol(parser)
     add_head(parser)
     add_positive(parser)
+    add_jobs(parser)
     add_training(parser, {"epochs": None, "batch_size": None, "lr": None})
     parser.add_argument("--refit", action="store_true", help="train again even if this variant's result exists")
     parser.set_defaults(run=run)
@@ -115,6 +117,7 @@ def run(args) -> int:
                 cache_dir=args.cache,
                 refit=args.refit,
                 positive=args.positive,
+                jobs=args.jobs,
                 progress=inputs.progress(args),
             )
         )

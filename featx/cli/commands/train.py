@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from featx.cli import inputs
 from featx.cli.commands.finetune import recipe as finetune_recipe
-from featx.cli.options import add_backbone, add_data, add_head, add_positive, add_protocol, add_training, new_command
+from featx.cli.options import (
+    add_backbone,
+    add_data,
+    add_head,
+    add_jobs,
+    add_positive,
+    add_protocol,
+    add_training,
+    new_command,
+)
 from featx.cli.output import emit
 
 
@@ -25,6 +34,7 @@ def register(subparsers, common) -> None:
     add_protocol(parser)
     add_head(parser)
     add_positive(parser)
+    add_jobs(parser)
     add_training(parser, {"epochs": None, "batch_size": None, "lr": None})
     parser.add_argument("--model-dir", required=True, metavar="DIR", help="folder to save the model in")
     parser.add_argument(
@@ -50,6 +60,7 @@ def run(args) -> int:
         model_dir=args.model_dir,
         cache_dir=args.cache,
         positive=args.positive,
+        jobs=args.jobs,
         progress=inputs.progress(args),
     )
     cv = manifest.cross_validation
