@@ -68,7 +68,8 @@ def _draft(image: Image.Image, size) -> tuple | None:
     """Ask libjpeg for a DCT-domain downscale that keeps ``DRAFT_GAP`` times the letterboxed size.
 
     Only for JPEGs without an EXIF rotation (whose box would move); returns the box of the
-    drafted pixels that holds the whole image, or None when nothing was drafted.
+    drafted pixels that holds the image (their last row or column may be partly outside it), or
+    None when that is all of them.
     """
     if image.format != "JPEG" or image.getexif().get(_EXIF_ORIENTATION, 1) != 1:
         return None

@@ -17,9 +17,11 @@ import contextlib
 import logging
 import math
 import multiprocessing
+import multiprocessing.connection
 import os
 import shutil
 import sys
+import threading
 from collections import deque
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from multiprocessing import shared_memory
@@ -106,7 +108,9 @@ class DecodePool:
     def _start_processes(self) -> None:
         context = multiprocessing.get_context("forkserver")
         context.set_forkserver_preload(["featx.data.images", "featx.data.pool"])
-        self._executor = ProcessPoolExecutor(max_workers=self.workers, mp_context=context)
+        self._executor = ProcessPoolExecutor(
+            max_workers=self.workers, mp_context=context, initializer=_exit_with_parent
+        )
 
     def submit(self, paths) -> DecodeTicket:
         """Start decoding ``paths`` (at most ``capacity``); the ticket's result keeps their order.
@@ -185,6 +189,22 @@ def _caller_script_hidden():
     finally:
         vars(main).pop("__spec__", None)
         vars(main).update(saved)
+
+
+def _exit_with_parent() -> None:
+    """Worker side: exit as soon as the process that started the pool is gone (killed, say).
+
+    A worker otherwise waits for its next task forever, holding memory and the parent's stderr.
+    """
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+
+    def watch():
+        multiprocessing.connection.wait([parent.sentinel])
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="featx-parent-watch").start()
 
 
 def _shared_block(size: int):

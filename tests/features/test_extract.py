@@ -1,4 +1,4 @@
-"""Phase 1 end to end on real radiographs: a real Keras model, real HDF5 stores, a real kill."""
+"""Phase 1 end to end on real radiographs: a real Keras model, real HDF5 stores, real kills."""
 
 import json
 import os
@@ -12,9 +12,10 @@ from filelock import FileLock
 from featx.cli import main
 from featx.data.dataset import load_dataset
 from featx.exceptions import CacheError, DatasetError, ParameterError
+from featx.features.chunks import chunk_folder, lock_path
 from featx.features.extract import extract
 from featx.features.identity import FeatureSpec
-from featx.features.store import open_store, partial_path
+from featx.features.store import open_store
 from tests.processes import kill_at_progress
 from tests.realdata import featx_command
 
@@ -52,6 +53,8 @@ def test_store_holds_every_image_with_provenance(reference_store, dataset):
         "created",
         "dataset_id",
         "weights_source",
+        "decoder",
+        "precision",
     ):
         assert key in store.attrs
     assert store.attrs["weights"] == "random-init" and store.attrs["complete"]
@@ -64,40 +67,35 @@ def test_second_run_does_no_cnn_work(reference_store, dataset):
     assert again.cached and again.store == reference_store.store and again.seconds == reference_store.seconds
 
 
-def test_killed_extraction_resumes_to_identical_features(small_data, reference_store, tmp_path):
-    cache = tmp_path / "cache"
-    args = [
+def _extract_args(data, cache) -> list:
+    return [
         "extract",
-        "--model",
-        "efficientnet_lite0",
-        "--weights",
-        "none",
-        "--input-size",
-        "64x64",
-        "--batch-size",
-        "4",
-        "--data",
-        str(small_data),
-        "--cache",
-        str(cache),
+        *("--model", "efficientnet_lite0", "--weights", "none", "--input-size", "64x64", "--batch-size", "4"),
+        *("--data", str(data), "--cache", str(cache)),
     ]
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    kill_at_progress(featx_command(*args), r"(\d+)/36", lambda done: max(done) >= 12, env)
+
+
+@pytest.mark.parametrize("kill_at", [8, 20, 28])
+def test_killed_extraction_resumes_from_chunks_to_identical_features(small_data, reference_store, tmp_path, kill_at):
+    cache = tmp_path / "cache"
+    args = _extract_args(small_data, cache)
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "TQDM_MININTERVAL": "0"}  # a progress line per batch
+    kill_at_progress(featx_command(*args), r"(\d+)/36", lambda done: max(done) >= kill_at, env)
 
     final = cache / os.path.relpath(reference_store.store, os.path.dirname(os.path.dirname(reference_store.store)))
     assert not final.exists(), "a killed run must not leave a store that claims to be complete"
-    with h5py.File(partial_path(final), "r") as partial:
-        assert not partial.attrs["complete"] and partial.attrs["next_position"] >= 12
+    assert len(list(chunk_folder(final).glob("*.npz"))) >= kill_at // 4
 
     finished = subprocess.run(featx_command(*args, "--json", "--quiet"), capture_output=True, text=True, env=env)
     assert finished.returncode == 0, finished.stderr
-    summary = json.loads(finished.stdout.strip().splitlines()[-1])
-    resumed = open_store(summary["store"])
-    # either a genuine resume, or (when the kill landed inside an HDF5 write) a detected restart
-    assert resumed.attrs["resumed_from"] >= 12 or "cannot be extended" in finished.stderr
-    reference = open_store(reference_store.store)
+    summary = json.loads(finished.stdout)
+    assert summary["resumed_images"] >= kill_at and summary["images"] == 36
+    # pixels of the killed run's finished batches were kept in the pixel cache
+    assert summary["decoded_images"] <= 36 - summary["resumed_images"]
+    resumed, reference = open_store(summary["store"]), open_store(reference_store.store)
     np.testing.assert_array_equal(resumed.features, reference.features)
     assert list(resumed.rows["image_id"]) == list(reference.rows["image_id"])
+    assert not chunk_folder(final).exists()
 
 
 def test_provenance_mismatch_is_refused(reference_store, dataset, tmp_path):
@@ -161,15 +159,15 @@ def test_strict_stops_before_writing_anything(data_with_bad_files, tmp_path):
 
 def test_second_writer_is_refused_while_the_lock_is_held(dataset, tmp_path):
     path = RANDOM.key(dataset.id).path(tmp_path)
-    path.parent.mkdir(parents=True)
-    with FileLock(str(path) + ".lock"):
+    chunk_folder(path).mkdir(parents=True)
+    with FileLock(str(lock_path(path))):
         with pytest.raises(CacheError, match="another extract is writing this store"):
             extract(dataset, RANDOM, cache_dir=tmp_path, progress=False)
 
 
-def test_a_finished_run_leaves_no_lock_file(reference_store):
+def test_a_finished_run_leaves_only_its_store(reference_store):
     folder = os.path.dirname(reference_store.store)
-    assert not [name for name in os.listdir(folder) if name.endswith(".lock")]
+    assert os.listdir(folder) == [os.path.basename(reference_store.store)]
 
 
 @pytest.mark.parametrize("batch_size", [0, -1])
@@ -199,6 +197,7 @@ def test_cli_json_summary_and_clean_errors(small_data, tmp_path, capsys):
     )
     summary = json.loads(capsys.readouterr().out)  # under --json stdout holds the JSON object alone
     assert code == 0 and summary["images"] == 36 and summary["skipped"] == 0 and summary["images_per_s"] > 0
-    assert os.path.exists(summary["store"])
+    assert os.path.exists(summary["store"]) and summary["decoded_images"] == 36 and summary["resumed_images"] == 0
+    assert summary["pixel_cache"] == str(tmp_path / "pixels" / "64x64-jpeg-draft") and summary["pixel_cache_bytes"] > 0
     assert main(["extract", "--model", "mobilenet", "--data", str(small_data)]) == 1
     assert "Unknown backbone 'mobilenet'. Available:" in capsys.readouterr().err
