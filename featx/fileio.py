@@ -3,6 +3,7 @@ files, and hashing."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import zipfile
@@ -11,22 +12,30 @@ from pathlib import Path
 import numpy as np
 
 
-def write_text_atomic(path, text: str) -> Path:
-    """Write ``text`` to ``path`` so that readers see the old file or the new one, never half.
+@contextlib.contextmanager
+def replaced_atomically(path):
+    """Yield a temporary path beside ``path``; once the block has written it, flush it to disk
+    (``fsync``) and rename it into place, so that readers see the old file or the new one, never half.
 
-    The temporary file is removed if writing fails (a full disk, say), and the error re-raised.
+    The temporary file is removed if anything fails (a full disk, say), and the error re-raised.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     try:
-        with open(temporary, "w") as handle:
-            handle.write(text)
-            handle.flush()
+        yield temporary
+        with open(temporary, "rb") as handle:
             os.fsync(handle.fileno())
         os.replace(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)
+
+
+def write_text_atomic(path, text: str) -> Path:
+    """Write ``text`` to ``path`` atomically (see :func:`replaced_atomically`), making its folder."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with replaced_atomically(path) as temporary:
+        temporary.write_text(text)
     return path
 
 
@@ -54,22 +63,14 @@ def _seal(arrays: dict) -> str:
 def write_arrays_atomic(path, arrays: dict) -> Path:
     """Write named arrays as one uncompressed ``.npz`` sealed with a sha256 of their contents.
 
-    The file appears complete or not at all: it is written under a temporary name, flushed to
-    disk (``fsync``) and renamed into place. Text goes in as fixed-width unicode arrays, so the
-    file reads back without pickle.
+    The file appears complete or not at all (see :func:`replaced_atomically`). Text goes in as
+    fixed-width unicode arrays, so the file reads back without pickle.
     """
     path = Path(path)
     arrays = {name: np.asarray(value) for name, value in arrays.items()}
     arrays[SEAL] = np.asarray(_seal(arrays))
-    temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(temporary, "wb") as handle:
-            np.savez(handle, **arrays)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
+    with replaced_atomically(path) as temporary, open(temporary, "wb") as handle:
+        np.savez(handle, **arrays)
     return path
 
 

@@ -19,6 +19,7 @@ import math
 import multiprocessing
 import multiprocessing.connection
 import os
+import resource
 import shutil
 import sys
 import threading
@@ -209,13 +210,19 @@ def _exit_with_parent() -> None:
 
 def _shared_block(size: int):
     """A new shared memory block of ``size`` bytes, or None where ``/dev/shm`` cannot hold it."""
-    try:
-        if os.path.isdir("/dev/shm") and shutil.disk_usage("/dev/shm").free < size:
-            raise OSError(f"/dev/shm has less than {size} bytes free")
-        return shared_memory.SharedMemory(create=True, size=size)
-    except OSError as error:
-        log.info("decoded pixels come back pickled, not through shared memory (%s)", error)
-        return None
+    # checked first: a failed creation confuses multiprocessing's resource tracker (Python < 3.13)
+    file_limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    if file_limit != resource.RLIM_INFINITY and file_limit < size:
+        problem = f"files are limited to {file_limit} bytes"
+    elif os.path.isdir("/dev/shm") and shutil.disk_usage("/dev/shm").free < size:
+        problem = f"/dev/shm has less than {size} bytes free"
+    else:
+        try:
+            return shared_memory.SharedMemory(create=True, size=size)
+        except OSError as error:
+            problem = str(error)
+    log.info("decoded pixels come back pickled, not through shared memory (%s)", problem)
+    return None
 
 
 def _decode_group(target, first_slot: int, paths, size, mask, decoder) -> list:

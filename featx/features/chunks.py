@@ -96,7 +96,7 @@ def write_chunk(folder, chunk: Chunk) -> Path:
             "bounds": np.asarray([chunk.first, chunk.last, chunk.batch_size], dtype=np.int64),
             "key_digest": np.asarray(chunk.key_digest),
             **{column: _text_array(chunk.rows[column]) for column in ROW_COLUMNS},
-            "features": np.asarray(chunk.features, dtype="<f4").reshape(len(chunk), -1),
+            "features": np.asarray(chunk.features, dtype="<f4"),
             "skipped_id": _text_array([image_id for image_id, _ in chunk.skipped]),
             "skipped_reason": _text_array([reason for _, reason in chunk.skipped]),
         },

@@ -12,9 +12,9 @@ features, whatever dataset it was made for (:func:`gather_features`).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +23,7 @@ import numpy as np
 
 from featx.exceptions import CacheError, MissingFeaturesError
 from featx.features.identity import StoreKey
+from featx.fileio import replaced_atomically
 
 FORMAT_VERSION = 2  # 2: the key records the decoder and the precision
 TEXT = h5py.string_dtype()
@@ -313,32 +314,36 @@ def write_store(path, key: StoreKey, attrs: dict, parts, feature_dim: int) -> Pa
         flushed to disk and renamed.
     """
     path = Path(path)
-    temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    try:
-        with h5py.File(temporary, "w") as handle:
-            shape = {"shape": (0, feature_dim), "maxshape": (None, feature_dim), "chunks": (256, feature_dim)}
-            handle.create_dataset("features", dtype="float32", **shape)
-            for column in ROW_COLUMNS + ("skipped_id", "skipped_reason"):
-                handle.create_dataset(column, shape=(0,), maxshape=(None,), dtype=TEXT, chunks=(1024,))
-            rows = {column: [] for column in ROW_COLUMNS}
-            for features, part_rows, skipped in parts:
-                _extend(handle["features"], np.asarray(features, dtype=np.float32).reshape(-1, feature_dim))
-                for column in ROW_COLUMNS:
-                    _extend(handle[column], np.array(part_rows[column], dtype=object))
-                    rows[column] += list(part_rows[column])
-                _extend(handle["skipped_id"], np.array([s[0] for s in skipped], dtype=object))
-                _extend(handle["skipped_reason"], np.array([s[1] for s in skipped], dtype=object))
-            for name, value in {**attrs, **key.as_attrs()}.items():
-                handle.attrs[name] = value
-            handle.attrs["format_version"] = FORMAT_VERSION
-            handle.attrs["complete"] = True
-            handle.attrs["contents_sha256"] = contents_digest(handle["features"], rows)
-        with open(temporary, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
+    with replaced_atomically(path) as temporary:
+        handle = h5py.File(temporary, "w")
+        try:
+            _fill_store(handle, key, attrs, parts, feature_dim)
+        except BaseException:
+            with contextlib.suppress(OSError, RuntimeError):  # on a failing disk closing fails too
+                handle.close()
+            raise
+        handle.close()
     return path
+
+
+def _fill_store(handle, key: StoreKey, attrs: dict, parts, feature_dim: int) -> None:
+    shape = {"shape": (0, feature_dim), "maxshape": (None, feature_dim), "chunks": (256, feature_dim)}
+    handle.create_dataset("features", dtype="float32", **shape)
+    for column in ROW_COLUMNS + ("skipped_id", "skipped_reason"):
+        handle.create_dataset(column, shape=(0,), maxshape=(None,), dtype=TEXT, chunks=(1024,))
+    rows = {column: [] for column in ROW_COLUMNS}
+    for features, part_rows, skipped in parts:
+        _extend(handle["features"], np.asarray(features, dtype=np.float32).reshape(-1, feature_dim))
+        for column in ROW_COLUMNS:
+            _extend(handle[column], np.array(part_rows[column], dtype=object))
+            rows[column] += list(part_rows[column])
+        _extend(handle["skipped_id"], np.array([s[0] for s in skipped], dtype=object))
+        _extend(handle["skipped_reason"], np.array([s[1] for s in skipped], dtype=object))
+    for name, value in {**attrs, **key.as_attrs()}.items():
+        handle.attrs[name] = value
+    handle.attrs["format_version"] = FORMAT_VERSION
+    handle.attrs["complete"] = True
+    handle.attrs["contents_sha256"] = contents_digest(handle["features"], rows)
 
 
 def _extend(dataset, values) -> None:

@@ -24,24 +24,19 @@ RANDOM = FeatureSpec("efficientnet_lite0", "none", SIZE)
 
 
 @pytest.fixture(scope="module")
-def dataset(small_data):
-    return load_dataset(small_data)
-
-
-@pytest.fixture(scope="module")
-def reference_store(dataset, tmp_path_factory):
+def reference_store(small_dataset, tmp_path_factory):
     """An uninterrupted extraction, the yardstick for resumed ones."""
     cache = tmp_path_factory.mktemp("reference_cache")
-    return extract(dataset, RANDOM, batch_size=4, cache_dir=cache, progress=False)
+    return extract(small_dataset, RANDOM, batch_size=4, cache_dir=cache, progress=False)
 
 
-def test_store_holds_every_image_with_provenance(reference_store, dataset):
+def test_store_holds_every_image_with_provenance(reference_store, small_dataset):
     store = open_store(reference_store.store)
     assert store.features.shape == (36, 1280) and store.features.dtype == np.float32
     assert np.isfinite(store.features).all() and store.features.std() > 0
-    assert list(store.rows["image_id"]) == list(dataset.table["image_id"])
-    assert list(store.rows["label"]) == list(dataset.table["label"])
-    assert list(store.rows["content_hash"]) == list(dataset.table["content_hash"])
+    assert list(store.rows["image_id"]) == list(small_dataset.table["image_id"])
+    assert list(store.rows["label"]) == list(small_dataset.table["label"])
+    assert list(store.rows["content_hash"]) == list(small_dataset.table["content_hash"])
     for key in (
         "backbone",
         "weights",
@@ -61,9 +56,9 @@ def test_store_holds_every_image_with_provenance(reference_store, dataset):
     assert list(store.attrs["input_size"]) == [64, 64]
 
 
-def test_second_run_does_no_cnn_work(reference_store, dataset):
+def test_second_run_does_no_cnn_work(reference_store, small_dataset):
     cache = os.path.dirname(os.path.dirname(reference_store.store))
-    again = extract(dataset, RANDOM, batch_size=4, cache_dir=cache, progress=False)
+    again = extract(small_dataset, RANDOM, batch_size=4, cache_dir=cache, progress=False)
     assert again.cached and again.store == reference_store.store and again.seconds == reference_store.seconds
 
 
@@ -98,10 +93,10 @@ def test_killed_extraction_resumes_from_chunks_to_identical_features(small_data,
     assert not chunk_folder(final).exists()
 
 
-def test_provenance_mismatch_is_refused(reference_store, dataset, tmp_path):
-    key = RANDOM.key(dataset.id)
+def test_provenance_mismatch_is_refused(reference_store, small_dataset, tmp_path):
+    key = RANDOM.key(small_dataset.id)
     with pytest.raises(CacheError, match="provenance does not match.*input_size"):
-        open_store(reference_store.store, FeatureSpec("efficientnet_lite0", "none", (32, 32)).key(dataset.id))
+        open_store(reference_store.store, FeatureSpec("efficientnet_lite0", "none", (32, 32)).key(small_dataset.id))
     copy = tmp_path / "edited.h5"
     copy.write_bytes(open(reference_store.store, "rb").read())
     with h5py.File(copy, "a") as handle:
@@ -110,19 +105,19 @@ def test_provenance_mismatch_is_refused(reference_store, dataset, tmp_path):
         open_store(copy, key)
 
 
-def test_edited_or_truncated_store_is_detected_and_rebuilt_on_request(dataset, reference_store, tmp_path):
+def test_edited_or_truncated_store_is_detected_and_rebuilt_on_request(small_dataset, reference_store, tmp_path):
     cache = tmp_path / "cache"
-    summary = extract(dataset, RANDOM, batch_size=4, cache_dir=cache, progress=False)
+    summary = extract(small_dataset, RANDOM, batch_size=4, cache_dir=cache, progress=False)
     with h5py.File(summary.store, "a") as handle:
         handle["features"][3, 7] += 1.0
     with pytest.raises(CacheError, match="checksum mismatch"):
-        extract(dataset, RANDOM, batch_size=4, cache_dir=cache, progress=False)
+        extract(small_dataset, RANDOM, batch_size=4, cache_dir=cache, progress=False)
     data = open(summary.store, "rb").read()
     with open(summary.store, "wb") as handle:
         handle.write(data[: len(data) // 2])
     with pytest.raises(CacheError, match="damaged feature store"):
-        extract(dataset, RANDOM, batch_size=4, cache_dir=cache, progress=False)
-    rebuilt = extract(dataset, RANDOM, batch_size=4, cache_dir=cache, rebuild=True, progress=False)
+        extract(small_dataset, RANDOM, batch_size=4, cache_dir=cache, progress=False)
+    rebuilt = extract(small_dataset, RANDOM, batch_size=4, cache_dir=cache, rebuild=True, progress=False)
     np.testing.assert_array_equal(open_store(rebuilt.store).features, open_store(reference_store.store).features)
 
 
@@ -157,12 +152,12 @@ def test_strict_stops_before_writing_anything(data_with_bad_files, tmp_path):
     assert not list(cache.rglob("*.h5"))
 
 
-def test_second_writer_is_refused_while_the_lock_is_held(dataset, tmp_path):
-    path = RANDOM.key(dataset.id).path(tmp_path)
+def test_second_writer_is_refused_while_the_lock_is_held(small_dataset, tmp_path):
+    path = RANDOM.key(small_dataset.id).path(tmp_path)
     chunk_folder(path).mkdir(parents=True)
     with FileLock(str(lock_path(path))):
         with pytest.raises(CacheError, match="another extract is writing this store"):
-            extract(dataset, RANDOM, cache_dir=tmp_path, progress=False)
+            extract(small_dataset, RANDOM, cache_dir=tmp_path, progress=False)
 
 
 def test_a_finished_run_leaves_only_its_store(reference_store):
@@ -171,9 +166,9 @@ def test_a_finished_run_leaves_only_its_store(reference_store):
 
 
 @pytest.mark.parametrize("batch_size", [0, -1])
-def test_batch_size_below_one_is_refused_before_any_file_is_written(dataset, tmp_path, batch_size):
+def test_batch_size_below_one_is_refused_before_any_file_is_written(small_dataset, tmp_path, batch_size):
     with pytest.raises(ParameterError, match=f"batch_size must be >= 1, got {batch_size}"):
-        extract(dataset, RANDOM, batch_size=batch_size, cache_dir=tmp_path / "c", progress=False)
+        extract(small_dataset, RANDOM, batch_size=batch_size, cache_dir=tmp_path / "c", progress=False)
     assert not (tmp_path / "c").exists()
 
 

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from featx.data.dataset import dataset_from_paths, load_dataset
+from featx.data.dataset import dataset_from_paths
 from featx.exceptions import CacheError
 from featx.features.extract import extract
 from featx.features.identity import FeatureSpec
@@ -19,41 +19,36 @@ MOBILENET = FeatureSpec("mobilenet_v2", "none", (64, 64))
 
 
 @pytest.fixture(scope="module")
-def dataset(small_data):
-    return load_dataset(small_data)
-
-
-@pytest.fixture(scope="module")
-def warm_cache(dataset, tmp_path_factory):
+def warm_cache(small_dataset, tmp_path_factory):
     """A cache folder where Lite0 was extracted: the pixel cache holds every image at 64x64."""
     cache = tmp_path_factory.mktemp("warm")
-    first = extract(dataset, LITE0, batch_size=4, cache_dir=cache, progress=False)
+    first = extract(small_dataset, LITE0, batch_size=4, cache_dir=cache, progress=False)
     assert first.decoded_images == 36
     return cache
 
 
-def test_a_second_backbone_at_the_same_size_decodes_no_image(dataset, warm_cache, tmp_path):
-    second = extract(dataset, MOBILENET, batch_size=4, cache_dir=warm_cache, progress=False)
+def test_a_second_backbone_at_the_same_size_decodes_no_image(small_dataset, warm_cache, tmp_path):
+    second = extract(small_dataset, MOBILENET, batch_size=4, cache_dir=warm_cache, progress=False)
     assert second.decoded_images == 0 and second.pixel_cache == str(warm_cache / "pixels" / "64x64-jpeg-draft")
-    decoded = extract(dataset, MOBILENET, batch_size=4, cache_dir=tmp_path, progress=False, pixel_cache=False)
+    decoded = extract(small_dataset, MOBILENET, batch_size=4, cache_dir=tmp_path, progress=False, pixel_cache=False)
     assert decoded.decoded_images == 36 and decoded.pixel_cache is None and not (tmp_path / "pixels").exists()
     np.testing.assert_array_equal(open_store(second.store).features, open_store(decoded.store).features)
 
 
-def test_another_dataset_of_the_same_images_reads_their_pixels(dataset, warm_cache):
-    part = dataset_from_paths(list(dataset.table["path"][::3]))
+def test_another_dataset_of_the_same_images_reads_their_pixels(small_dataset, warm_cache):
+    part = dataset_from_paths(list(small_dataset.table["path"][::3]))
     summary = extract(part, LITE0, batch_size=4, cache_dir=warm_cache, progress=False)
-    assert part.id != dataset.id and summary.images == 12 and summary.decoded_images == 0
+    assert part.id != small_dataset.id and summary.images == 12 and summary.decoded_images == 0
 
 
-def test_grayscale_pixels_are_kept_in_one_channel(dataset, warm_cache):
+def test_grayscale_pixels_are_kept_in_one_channel(small_dataset, warm_cache):
     cache = PixelCache(warm_cache, PixelKey((64, 64), None, "jpeg-draft"))
-    found = cache.read(dataset.table["content_hash"])
+    found = cache.read(small_dataset.table["content_hash"])
     assert len(found) == 36 and {pixels.shape for pixels, _ in found.values()} == {(64, 64)}
     assert cache.path.joinpath("pixels.json").exists()
 
 
-def test_provenance_mismatch_is_refused_and_rebuild_redoes_the_cache(dataset, warm_cache, tmp_path):
+def test_provenance_mismatch_is_refused_and_rebuild_redoes_the_cache(small_dataset, warm_cache, tmp_path):
     import shutil
 
     cache = tmp_path / "cache"
@@ -62,13 +57,13 @@ def test_provenance_mismatch_is_refused_and_rebuild_redoes_the_cache(dataset, wa
     recorded = json.loads(manifest.read_text())
     manifest.write_text(json.dumps({**recorded, "pillow": "9.0.0"}))
     with pytest.raises(CacheError, match="64x64-jpeg-draft: pixel cache provenance does not match; refused.*pillow"):
-        extract(dataset, MOBILENET, batch_size=4, cache_dir=cache, progress=False)
+        extract(small_dataset, MOBILENET, batch_size=4, cache_dir=cache, progress=False)
     assert not list(cache.rglob("*.h5"))
-    rebuilt = extract(dataset, MOBILENET, batch_size=4, cache_dir=cache, progress=False, rebuild=True)
+    rebuilt = extract(small_dataset, MOBILENET, batch_size=4, cache_dir=cache, progress=False, rebuild=True)
     assert rebuilt.decoded_images == 36 and json.loads(manifest.read_text()) == recorded
 
 
-def test_a_damaged_pixel_chunk_is_deleted_and_its_images_decoded_again(dataset, warm_cache, tmp_path, caplog):
+def test_a_damaged_pixel_chunk_is_deleted_and_its_images_decoded_again(small_dataset, warm_cache, tmp_path, caplog):
     import shutil
 
     cache = tmp_path / "cache"
@@ -77,8 +72,8 @@ def test_a_damaged_pixel_chunk_is_deleted_and_its_images_decoded_again(dataset, 
     data = bytearray(chunk.read_bytes())
     data[len(data) // 2] ^= 0xFF
     chunk.write_bytes(bytes(data))
-    summary = extract(dataset, MOBILENET, batch_size=4, cache_dir=cache, progress=False)
+    summary = extract(small_dataset, MOBILENET, batch_size=4, cache_dir=cache, progress=False)
     assert summary.decoded_images == 4 and "damaged pixel chunk" in caplog.text
     read_arrays_verified(chunk)  # written again, intact, from the images decoded anew
-    reference = extract(dataset, MOBILENET, batch_size=4, cache_dir=warm_cache, progress=False)
+    reference = extract(small_dataset, MOBILENET, batch_size=4, cache_dir=warm_cache, progress=False)
     np.testing.assert_array_equal(open_store(summary.store).features, open_store(reference.store).features)
