@@ -40,6 +40,14 @@ def small_data(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def small_dataset(small_data):
+    """``small_data`` loaded and validated."""
+    from featx.data.dataset import load_dataset
+
+    return load_dataset(small_data)
+
+
+@pytest.fixture(scope="session")
 def feature_data(tmp_path_factory):
     """90 real radiographs (30 per class) and a real EfficientNet-Lite0 ImageNet store at 64x64.
 

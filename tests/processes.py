@@ -31,22 +31,28 @@ def kill_at_progress(command, marker: str, reached, env) -> str:
     """
     process = subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, env=env)
     seen = []
+    killed = threading.Event()
 
     def pump():
+        # the kill happens here, as soon as the marker is read, so the child gets no further
         for chunk in iter(lambda: process.stderr.read1(256), b""):
             seen.append(chunk.decode(errors="replace"))
+            values = [int(n) for n in re.findall(marker, "".join(seen))]
+            if not killed.is_set() and values and reached(values):
+                process.send_signal(signal.SIGKILL)
+                killed.set()
 
     reader = threading.Thread(target=pump, daemon=True)
     reader.start()
     started = time.monotonic()
-    while process.poll() is None and time.monotonic() - started < STALL_SECONDS:
-        values = [int(n) for n in re.findall(marker, "".join(seen))]
-        if values and reached(values):
-            process.send_signal(signal.SIGKILL)
-            break
+    while process.poll() is None and not killed.is_set() and time.monotonic() - started < STALL_SECONDS:
         time.sleep(0.02)
+    stalled = process.poll() is None and not killed.is_set()
+    if stalled:
+        process.send_signal(signal.SIGKILL)
     process.wait()
     reader.join(timeout=5)
+    assert not stalled, f"no progress to the kill point in {STALL_SECONDS} s:\n" + "".join(seen)[-2000:]
     assert process.returncode == -signal.SIGKILL, (
         "the run ended before it reached the point to kill it at:\n" + "".join(seen)[-2000:]
     )

@@ -149,6 +149,29 @@ def preprocess(spec: BackboneSpec, images: np.ndarray) -> np.ndarray:
     return getattr(keras.applications, spec.keras_module).preprocess_input(images)
 
 
+IMAGENET_BGR_MEAN = (103.939, 116.779, 123.68)  # caffe-style preprocessing (VGG19), as Keras subtracts it
+
+
+def preprocessing_layer(spec: BackboneSpec):
+    """:func:`preprocess` as a Keras layer, so that it runs on the model's device: uint8 RGB in, float32 out.
+
+    The layer keeps float32 under a mixed policy (the backbone casts its input itself).
+    """
+    import keras
+    from keras import ops
+
+    class Preprocess(keras.layers.Layer):
+        def call(self, images):
+            x = ops.cast(images, "float32")
+            if spec.preprocessing == "lite":
+                return (x - 127.0) / 128.0
+            if spec.preprocessing == "tf":
+                return x / 127.5 - 1.0
+            return ops.flip(x, axis=-1) - ops.convert_to_tensor(IMAGENET_BGR_MEAN, dtype="float32")
+
+    return Preprocess(dtype="float32", name=f"preprocess_{spec.preprocessing}")
+
+
 def cutoff_for(spec: BackboneSpec, model) -> int:
     """Index of the first trainable layer of ``model`` in phase 3 (layers before it stay frozen)."""
     if spec.cutoff is not None:

@@ -13,6 +13,7 @@ from featx.fileio import sha256_file
 
 RANDOM_INIT = "random-init"
 RANDOM_INIT_SEED = 0
+PRECISIONS = ("float32", "mixed_bfloat16")  # Keras dtype policies a model can be built with
 
 
 def featx_home() -> Path:
@@ -34,7 +35,7 @@ def weights_label(weights: str) -> str:
     return f"file:{Path(weights).name}"
 
 
-def build_base(spec, input_size, weights="imagenet"):
+def build_base(spec, input_size, weights="imagenet", precision=None):
     """Build ``spec``'s convolutional base with global average pooling, ``weights`` applied.
 
     Parameters
@@ -44,6 +45,9 @@ def build_base(spec, input_size, weights="imagenet"):
         (width, height).
     weights : str
         ``imagenet``, ``none`` or a path to a Keras weights file.
+    precision : str, optional
+        The Keras dtype policy the layers are built with (one of :data:`PRECISIONS`); the
+        global policy is restored afterwards. Default: the global policy as it is.
 
     Returns
     -------
@@ -71,10 +75,17 @@ def build_base(spec, input_size, weights="imagenet"):
     keras.utils.set_random_seed(RANDOM_INIT_SEED)  # random-init bases are reproducible
     if weights not in ("imagenet", "none", None) and not Path(weights).is_file():
         raise WeightsError(f"weights file {weights} not found (weights are imagenet, none, or a file)")
-    if spec.keras_module is None:
-        model = _build_lite(spec, (height, width, 3), weights)
-    else:
-        model = _build_keras_application(spec, (height, width, 3), weights)
+    if precision is not None and precision not in PRECISIONS:
+        raise ParameterError("precision", precision, f"must be one of {', '.join(PRECISIONS)}")
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(precision or previous)
+    try:
+        if spec.keras_module is None:
+            model = _build_lite(spec, (height, width, 3), weights)
+        else:
+            model = _build_keras_application(spec, (height, width, 3), weights)
+    finally:
+        keras.config.set_dtype_policy(previous)
     return model, fingerprint(spec, weights)
 
 

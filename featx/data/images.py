@@ -1,4 +1,11 @@
-"""Decode radiographs (PNG, JPEG, DICOM) into pixels and letterbox them; pure, no Keras."""
+"""Decode radiographs (PNG, JPEG, DICOM) into pixels and letterbox them; pure, no Keras.
+
+Two decoders (:data:`DECODERS`) give the letterboxed pixels: ``plain`` decodes every file at
+full size; ``jpeg-draft`` (the default) lets libjpeg scale a JPEG down in the DCT domain (by 1/2,
+1/4 or 1/8) to no less than twice the letterbox size before resampling, which is about three
+times faster on multi-megapixel radiographs and differs from ``plain`` by a fraction of a grey
+level on average. The decoder is part of every cache key, so their outputs never mix.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +15,15 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from featx.exceptions import ImageDecodeError
+from featx.exceptions import ImageDecodeError, UnknownNameError
 
+DECODERS = ("jpeg-draft", "plain")
+DEFAULT_DECODER = "jpeg-draft"
+DRAFT_GAP = 2  # a drafted JPEG keeps at least twice the letterbox size, as Pillow's thumbnail does
 DEFAULT_SIZE = (200, 266)  # (width, height), as in the paper
 MAX_PIXELS = 89_478_485  # Pillow's own decompression-bomb threshold
 _DICOM_MAGIC_OFFSET = 128
+_EXIF_ORIENTATION = 0x0112
 
 
 def decode(path) -> np.ndarray:
@@ -36,7 +47,11 @@ def decode(path) -> np.ndarray:
     ImageDecodeError
         With the file name and the reason (empty, truncated, not an image, too large, ...).
     """
-    path = Path(path)
+    return _decode(Path(path), None)[0]
+
+
+def _decode(path: Path, draft_size) -> tuple[np.ndarray, tuple | None]:
+    """Pixels and, for a JPEG drafted towards ``draft_size`` (width, height), the box they cover."""
     try:
         with open(path, "rb") as handle:
             head = handle.read(_DICOM_MAGIC_OFFSET + 4)
@@ -45,11 +60,26 @@ def decode(path) -> np.ndarray:
     if not head:
         raise ImageDecodeError(path, "empty file (0 bytes)")
     if head[_DICOM_MAGIC_OFFSET:] == b"DICM":
-        return _decode_dicom(path)
-    return _decode_pillow(path)
+        return _decode_dicom(path), None
+    return _decode_pillow(path, draft_size)
 
 
-def _decode_pillow(path: Path) -> np.ndarray:
+def _draft(image: Image.Image, size) -> tuple | None:
+    """Ask libjpeg for a DCT-domain downscale that keeps ``DRAFT_GAP`` times the letterboxed size.
+
+    Only for JPEGs without an EXIF rotation (whose box would move); returns the box of the
+    drafted pixels that holds the image (their last row or column may be partly outside it), or
+    None when that is all of them.
+    """
+    if image.format != "JPEG" or image.getexif().get(_EXIF_ORIENTATION, 1) != 1:
+        return None
+    scale = min(size[0] / image.width, size[1] / image.height) * DRAFT_GAP
+    wanted = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+    drafted = image.draft(image.mode, wanted)
+    return None if drafted is None or drafted[1][2:] == image.size else drafted[1]
+
+
+def _decode_pillow(path: Path, draft_size) -> tuple[np.ndarray, tuple | None]:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -60,9 +90,10 @@ def _decode_pillow(path: Path) -> np.ndarray:
                         f"image too large ({image.width}x{image.height} pixels, limit {MAX_PIXELS}); "
                         "decompression bomb refused",
                     )
+                box = _draft(image, draft_size) if draft_size is not None else None
                 image.load()
                 image = ImageOps.exif_transpose(image)
-                return _to_uint8(image)
+                return _to_uint8(image), box
     except ImageDecodeError:
         raise
     except UnidentifiedImageError:
@@ -139,18 +170,44 @@ def letterbox(pixels: np.ndarray, size=DEFAULT_SIZE) -> np.ndarray:
     numpy.ndarray of uint8, shape (height, width, 3)
         The image centred; grayscale is replicated into three channels.
     """
+    return as_rgb(letterbox_compact(pixels, size))
+
+
+def letterbox_compact(pixels: np.ndarray, size=DEFAULT_SIZE, box=None) -> np.ndarray:
+    """:func:`letterbox` with one channel kept for grayscale (and for RGB whose channels are equal).
+
+    The resized image is centred with the odd padding pixel, if any, after it (``PIL.ImageOps.pad``
+    gives the same resized pixels but rounds the offset half to even, one pixel off in about one
+    case in six).
+
+    Parameters
+    ----------
+    pixels : numpy.ndarray of uint8
+    size : tuple of int
+    box : tuple of float, optional
+        The region of ``pixels`` that holds the image (a drafted JPEG's), default all of it.
+
+    Returns
+    -------
+    numpy.ndarray of uint8, (height, width) or (height, width, 3)
+    """
     width, height = size
-    src_h, src_w = pixels.shape[:2]
+    src_w, src_h = (box[2] - box[0], box[3] - box[1]) if box is not None else pixels.shape[1::-1]
     scale = min(width / src_w, height / src_h)
     new_w = max(1, min(width, round(src_w * scale)))
     new_h = max(1, min(height, round(src_h * scale)))
-    resized = np.asarray(Image.fromarray(pixels).resize((new_w, new_h), Image.BILINEAR))
+    resized = np.asarray(Image.fromarray(pixels).resize((new_w, new_h), Image.BILINEAR, box=box))
     canvas = np.zeros((height, width) + resized.shape[2:], dtype=np.uint8)
     top, left = (height - new_h) // 2, (width - new_w) // 2
     canvas[top : top + new_h, left : left + new_w] = resized
-    if canvas.ndim == 2:
-        canvas = np.repeat(canvas[:, :, None], 3, axis=2)
+    if canvas.ndim == 3 and (canvas[..., 1:] == canvas[..., :1]).all():
+        return np.ascontiguousarray(canvas[..., 0])
     return canvas
+
+
+def as_rgb(pixels: np.ndarray) -> np.ndarray:
+    """(H, W) grayscale replicated into (H, W, 3); RGB returned as it is."""
+    return np.repeat(pixels[:, :, None], 3, axis=2) if pixels.ndim == 2 else pixels
 
 
 LUNG_FIELD = ((0.15, 0.85), (0.15, 0.90))  # (x from, to), (y from, to) as fractions of the radiograph
@@ -172,9 +229,23 @@ def mask_lung_field(pixels: np.ndarray) -> np.ndarray:
 MASKS = {"lungs": mask_lung_field}
 
 
-def load(path, size=DEFAULT_SIZE, mask: str | None = None) -> np.ndarray:
+def load(path, size=DEFAULT_SIZE, mask: str | None = None, decoder: str = DEFAULT_DECODER) -> np.ndarray:
     """Decode, optionally mask (a name from :data:`MASKS`), and letterbox one file: (height, width, 3) uint8."""
-    pixels = decode(path)
+    return as_rgb(load_compact(path, size, mask, decoder))
+
+
+def load_compact(path, size=DEFAULT_SIZE, mask: str | None = None, decoder: str = DEFAULT_DECODER) -> np.ndarray:
+    """:func:`load` with one channel for grayscale content: (height, width) or (height, width, 3) uint8.
+
+    Raises
+    ------
+    UnknownNameError
+        When ``decoder`` is not one of :data:`DECODERS`.
+    ImageDecodeError
+    """
+    if decoder not in DECODERS:
+        raise UnknownNameError("decoder", decoder, DECODERS)
+    pixels, box = _decode(Path(path), size if decoder == "jpeg-draft" else None)
     if mask is not None:
         pixels = MASKS[mask](pixels)
-    return letterbox(pixels, size)
+    return letterbox_compact(pixels, size, box)

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from featx.backbones.registry import cutoff_for, preprocess
-from featx.backbones.weights import build_base
+from featx.backbones.weights import PRECISIONS, build_base
 from featx.data import images
 from featx.evaluation.crossval import provenance
 from featx.evaluation.results import Result, Timings, find_result, result_path
@@ -35,7 +35,6 @@ from featx.fileio import write_text_atomic
 from featx.heads.dense import dense_head, dense_layers, hidden_layers, is_dense_name
 from featx.heads.registry import make_head
 
-PRECISIONS = ("float32", "mixed_bfloat16")
 DEFAULT_LR = 1e-4
 log = logging.getLogger(__name__)
 

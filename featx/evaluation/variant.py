@@ -55,6 +55,8 @@ class Variant:
             "weights_sha256": key.weights_sha256,
             "preprocessing": key.preprocessing,
             "input_size": list(key.input_size),
+            "decoder": key.decoder,
+            "precision": key.precision,
             "head": self.head,
             "head_params": dict(self.head_params),
             "sampler": self.sampler,

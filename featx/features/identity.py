@@ -1,9 +1,10 @@
 """What names a feature store: the user's request (:class:`FeatureSpec`) and the key it resolves to.
 
 A :class:`FeatureSpec` is what a user asks for (a backbone, its weights argument, an input
-size, an optional mask). A :class:`StoreKey` is what the features actually depend on: the
-backbone, the weights' label and sha256, the preprocessing (mask included) and the input size,
-plus the dataset the store was made for. Two stores with equal keys but for the dataset id hold
+size, an optional mask, the precision, the decoder). A :class:`StoreKey` is what the features
+actually depend on: the backbone, the weights' label and sha256, the preprocessing (mask
+included), the input size, the decoder that made the pixels and the precision the model ran
+in, plus the dataset the store was made for. Two stores with equal keys but for the dataset id hold
 interchangeable rows, which is how a subset reads the store of its whole folder.
 """
 
@@ -15,7 +16,8 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from featx.backbones.registry import BackboneSpec, get_spec
-from featx.data.images import DEFAULT_SIZE, MASKS
+from featx.backbones.weights import PRECISIONS
+from featx.data.images import DECODERS, DEFAULT_DECODER, DEFAULT_SIZE, MASKS
 from featx.exceptions import ParameterError, UnknownNameError
 
 
@@ -50,12 +52,18 @@ class FeatureSpec:
         (width, height) of the letterboxed input.
     mask : str or None
         A region blacked out before letterboxing (see :data:`featx.data.images.MASKS`).
+    precision : str
+        Keras dtype policy the model is built with: ``float32`` or ``mixed_bfloat16``.
+    decoder : str
+        How images become pixels (see :data:`featx.data.images.DECODERS`).
     """
 
     backbone: str
     weights: str = "imagenet"
     input_size: tuple[int, int] = DEFAULT_SIZE
     mask: str | None = None
+    precision: str = "float32"
+    decoder: str = DEFAULT_DECODER
 
     def __post_init__(self):
         get_spec(self.backbone)
@@ -63,6 +71,10 @@ class FeatureSpec:
         object.__setattr__(self, "weights", "none" if self.weights is None else str(self.weights))
         if self.mask is not None and self.mask not in MASKS:
             raise UnknownNameError("mask", self.mask, MASKS)
+        if self.precision not in PRECISIONS:
+            raise UnknownNameError("precision", self.precision, PRECISIONS)
+        if self.decoder not in DECODERS:
+            raise UnknownNameError("decoder", self.decoder, DECODERS)
 
     @property
     def spec(self) -> BackboneSpec:
@@ -87,6 +99,8 @@ class FeatureSpec:
             weights_sha256=weights["weights_sha256"],
             preprocessing=spec.preprocessing + (f"+mask-{self.mask}" if self.mask else ""),
             input_size=self.input_size,
+            decoder=self.decoder,
+            precision=self.precision,
         )
 
 
@@ -106,6 +120,11 @@ class StoreKey:
         The backbone's input scaling, with ``+mask-NAME`` when a region was blacked out.
     input_size : tuple of int
         (width, height).
+    decoder : str
+        The decoder that made the pixels (see :data:`featx.data.images.DECODERS`).
+    precision : str
+        The Keras dtype policy the model ran in (a ``mixed_bfloat16`` store never serves a
+        ``float32`` request).
     """
 
     dataset_id: str
@@ -114,6 +133,8 @@ class StoreKey:
     weights_sha256: str
     preprocessing: str
     input_size: tuple[int, int]
+    decoder: str
+    precision: str
 
     @classmethod
     def from_attrs(cls, attrs: dict) -> StoreKey:

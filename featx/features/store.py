@@ -1,9 +1,9 @@
 """HDF5 feature store: one file per :class:`~featx.features.identity.StoreKey`.
 
-A store is written as ``NAME.partial.h5`` batch by batch (flushed after each, so a killed
-run resumes from its last finished batch) and renamed to ``NAME.h5`` only once complete,
-with a checksum of its contents. A store whose key or format version does not match the
-request, or whose checksum fails, is refused with its path.
+A store is written once, complete, from the finished chunks of an extraction (see
+:mod:`featx.features.chunks`): under a temporary name, with a checksum of its contents, then
+renamed to ``NAME.h5``. A store whose key or format version does not match the request, or
+whose checksum fails, is refused with its path.
 
 Features depend only on the image bytes and the key's backbone, weights, preprocessing and
 input size, so rows are looked up by image content hash across every store with the same
@@ -12,8 +12,9 @@ features, whatever dataset it was made for (:func:`gather_features`).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-import os
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,16 +23,13 @@ import numpy as np
 
 from featx.exceptions import CacheError, MissingFeaturesError
 from featx.features.identity import StoreKey
+from featx.fileio import replaced_atomically
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the key records the decoder and the precision
 TEXT = h5py.string_dtype()
 ROW_COLUMNS = ("image_id", "content_hash", "label", "patient_id")
 DIGEST_ROWS = 4096
-
-
-def partial_path(path: Path) -> Path:
-    """The in-progress file beside a store."""
-    return path.with_name(path.stem + ".partial.h5")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, eq=False)
@@ -83,16 +81,24 @@ class GatheredFeatures:
 
 
 def complete_store_paths(cache_dir) -> list[Path]:
-    """Every complete store file under ``cache_dir`` (any dataset, any features)."""
-    return sorted(p for p in Path(cache_dir).glob("*/*.h5") if not p.name.endswith(".partial.h5"))
+    """Every store file under ``cache_dir`` (any dataset, any features)."""
+    return sorted(Path(cache_dir).glob("*/*.h5"))
 
 
 def matching_stores(cache_dir, key: StoreKey) -> list[FeatureStore]:
-    """Complete, verified stores holding ``key``'s features for any dataset; ``key``'s own dataset first."""
-    candidates = [p for p in Path(cache_dir).glob(f"*/{key.prefix}-*.h5") if not p.name.endswith(".partial.h5")]
-    candidates.sort(key=lambda p: (p.parent.name != key.dataset_id, p.name))
+    """Complete, verified stores holding ``key``'s features for any dataset; ``key``'s own dataset first.
+
+    Stores of another format version (an older featx's) are passed over with a warning.
+    """
+    candidates = sorted(
+        Path(cache_dir).glob(f"*/{key.prefix}-*.h5"), key=lambda p: (p.parent.name != key.dataset_id, p.name)
+    )
     stores = []
     for path in candidates:
+        found = store_format(path)
+        if found not in (None, FORMAT_VERSION):
+            log.warning("%s: a store of format %s, passed over (this featx reads %d)", path, found, FORMAT_VERSION)
+            continue
         store = open_store(path)
         if not key.for_dataset(store.key.dataset_id).differences(store.attrs):
             stores.append(store)
@@ -177,10 +183,12 @@ def extracted_features(cache_dir, content_hashes) -> list:
                 store.key.backbone,
                 store.key.weights_argument(store.attrs.get("weights_source", "")),
                 store.key.input_size,
+                precision=store.key.precision,
+                decoder=store.key.decoder,
             ),
         )
     covering = [identity for identity, hashes in held.items() if wanted <= hashes]
-    covering.sort(key=lambda k: (k.backbone, k.weights, k.input_size))
+    covering.sort(key=lambda k: (k.backbone, k.weights, k.input_size, k.precision, k.decoder))
     return [specs[identity] for identity in covering]
 
 
@@ -200,6 +208,15 @@ def contents_digest(features, rows: dict) -> str:
 
 def _text(values) -> list[str]:
     return [v.decode() if isinstance(v, bytes) else str(v) for v in values]
+
+
+def store_format(path) -> int | None:
+    """The format version a store file records, or None when it cannot be read."""
+    try:
+        with h5py.File(path, "r") as handle:
+            return _attr(handle.attrs.get("format_version"))
+    except OSError:
+        return None
 
 
 def read_attrs(handle) -> dict:
@@ -230,6 +247,11 @@ def open_store(path, key: StoreKey | None = None, load_features: bool = True) ->
     try:
         with h5py.File(path, "r") as handle:
             attrs = read_attrs(handle)
+            if attrs.get("format_version") != FORMAT_VERSION:
+                raise CacheError(
+                    f"{path}: store format {attrs.get('format_version')!r}, this featx reads format "
+                    f"{FORMAT_VERSION}; extract again with rebuild"
+                )
             rows = {column: np.array(_text(handle[column][...]), dtype=object) for column in ROW_COLUMNS}
             skipped = list(zip(_text(handle["skipped_id"][...]), _text(handle["skipped_reason"][...]), strict=True))
             features = handle["features"][...] if load_features else None
@@ -239,11 +261,6 @@ def open_store(path, key: StoreKey | None = None, load_features: bool = True) ->
         stored_key = StoreKey.from_attrs(attrs)
     except (OSError, KeyError, ValueError, TypeError) as error:
         raise CacheError(f"{path}: damaged feature store ({error}); delete it or extract again with rebuild") from None
-    if attrs.get("format_version") != FORMAT_VERSION:
-        raise CacheError(
-            f"{path}: store format {attrs.get('format_version')!r}, this featx reads format "
-            f"{FORMAT_VERSION}; extract again with rebuild"
-        )
     if not attrs.get("complete"):
         raise CacheError(f"{path}: store is not marked complete; extract again to finish it")
     if not intact:
@@ -276,102 +293,57 @@ def _attr(value):
     return value
 
 
-class StoreWriter:
-    """Append-only writer of a partial store, resumable after a crash.
+def write_store(path, key: StoreKey, attrs: dict, parts, feature_dim: int) -> Path:
+    """Write a complete store from its parts, in order, and rename it into place.
 
     Parameters
     ----------
+    path : str or Path
     key : StoreKey
-    cache_dir : str or Path
-    provenance : dict
-        Further attributes to record (versions, weights source, ...).
+    attrs : dict
+        Provenance and timings to record beside the key.
+    parts : iterable of (features, rows, skipped)
+        ``features`` (n, D) float32, ``rows`` a dict of the :data:`ROW_COLUMNS` (n strings each),
+        ``skipped`` a list of (image_id, reason).
     feature_dim : int
+
+    Returns
+    -------
+    Path
+        The store, written under a temporary name (removed if anything fails), checksummed,
+        flushed to disk and renamed.
     """
-
-    def __init__(self, key: StoreKey, cache_dir, provenance: dict, feature_dim: int):
-        self.key = key
-        self.path = key.path(cache_dir)
-        self.partial = partial_path(self.path)
-        self.partial.parent.mkdir(parents=True, exist_ok=True)
-        self.handle = self._open_or_create(provenance, feature_dim)
-
-    @property
-    def next_position(self) -> int:
-        """Dataset position of the first image not yet processed."""
-        return int(self.handle.attrs["next_position"])
-
-    def _open_or_create(self, provenance, feature_dim):
-        if self.partial.exists():
-            handle = self._reopen()
-            if handle is not None:
-                return handle
-            self.partial.unlink()
-        handle = h5py.File(self.partial, "w")
-        handle.create_dataset(
-            "features", shape=(0, feature_dim), maxshape=(None, feature_dim), dtype="float32", chunks=(256, feature_dim)
-        )
-        for column in ROW_COLUMNS + ("skipped_id", "skipped_reason"):
-            handle.create_dataset(column, shape=(0,), maxshape=(None,), dtype=TEXT, chunks=(1024,))
-        for name, value in {**provenance, **self.key.as_attrs()}.items():
-            handle.attrs[name] = value
-        handle.attrs["format_version"] = FORMAT_VERSION
-        handle.attrs["complete"] = False
-        handle.attrs["next_position"] = 0
-        handle.flush()
-        return handle
-
-    def _reopen(self):
-        """The partial file opened for appending, or None when it is unreadable or another request's."""
+    path = Path(path)
+    with replaced_atomically(path) as temporary:
+        handle = h5py.File(temporary, "w")
         try:
-            handle = h5py.File(self.partial, "a")
-        except OSError:
-            return None
-        try:
-            usable = (
-                not self.key.differences(read_attrs(handle))
-                and handle.attrs.get("format_version") == FORMAT_VERSION
-                and handle["features"].shape[0] == handle["image_id"].shape[0]
-            )
-        except (OSError, KeyError):
-            usable = False
-        if not usable:
-            handle.close()
-            return None
-        return handle
+            _fill_store(handle, key, attrs, parts, feature_dim)
+        except BaseException:
+            with contextlib.suppress(OSError, RuntimeError):  # on a failing disk closing fails too
+                handle.close()
+            raise
+        handle.close()
+    return path
 
-    def append(self, features: np.ndarray, rows: dict, skipped: list, next_position: int) -> None:
-        """Add one finished batch and flush; ``next_position`` marks where to resume."""
-        _extend(self.handle["features"], np.asarray(features, dtype=np.float32))
+
+def _fill_store(handle, key: StoreKey, attrs: dict, parts, feature_dim: int) -> None:
+    shape = {"shape": (0, feature_dim), "maxshape": (None, feature_dim), "chunks": (256, feature_dim)}
+    handle.create_dataset("features", dtype="float32", **shape)
+    for column in ROW_COLUMNS + ("skipped_id", "skipped_reason"):
+        handle.create_dataset(column, shape=(0,), maxshape=(None,), dtype=TEXT, chunks=(1024,))
+    rows = {column: [] for column in ROW_COLUMNS}
+    for features, part_rows, skipped in parts:
+        _extend(handle["features"], np.asarray(features, dtype=np.float32).reshape(-1, feature_dim))
         for column in ROW_COLUMNS:
-            _extend(self.handle[column], np.array(rows[column], dtype=object))
-        if skipped:
-            _extend(self.handle["skipped_id"], np.array([s[0] for s in skipped], dtype=object))
-            _extend(self.handle["skipped_reason"], np.array([s[1] for s in skipped], dtype=object))
-        self.handle.attrs["next_position"] = next_position
-        self.handle.flush()
-
-    def finish(self, extra_attrs: dict) -> Path:
-        """Mark complete with its checksum, close, and rename into place atomically."""
-        rows = {column: _text(self.handle[column][...]) for column in ROW_COLUMNS}
-        for name, value in extra_attrs.items():
-            self.handle.attrs[name] = value
-        self.handle.attrs["contents_sha256"] = contents_digest(self.handle["features"], rows)
-        self.handle.attrs["complete"] = True
-        self.close()
-        os.replace(self.partial, self.path)
-        return self.path
-
-    def close(self) -> None:
-        """Close the partial file (it stays on disk for a later resume).
-
-        On a failing disk closing can fail too; the partial file is then left as it is, and
-        the next run either resumes it or, if HDF5 cannot read it, starts it again.
-        """
-        if self.handle.id.valid:
-            try:
-                self.handle.close()
-            except (OSError, RuntimeError):
-                pass
+            _extend(handle[column], np.array(part_rows[column], dtype=object))
+            rows[column] += list(part_rows[column])
+        _extend(handle["skipped_id"], np.array([s[0] for s in skipped], dtype=object))
+        _extend(handle["skipped_reason"], np.array([s[1] for s in skipped], dtype=object))
+    for name, value in {**attrs, **key.as_attrs()}.items():
+        handle.attrs[name] = value
+    handle.attrs["format_version"] = FORMAT_VERSION
+    handle.attrs["complete"] = True
+    handle.attrs["contents_sha256"] = contents_digest(handle["features"], rows)
 
 
 def _extend(dataset, values) -> None:

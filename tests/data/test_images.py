@@ -3,7 +3,7 @@ import pytest
 from PIL import Image
 
 from featx.data import images
-from featx.exceptions import ImageDecodeError
+from featx.exceptions import ImageDecodeError, UnknownNameError
 from tests.hostile import dicom, gradient, png_with_header_size
 from tests.realdata import SHARED_DATA, requires_data
 
@@ -137,3 +137,57 @@ def test_lung_mask_survives_letterboxing_on_a_real_radiograph():
     centre = (slice(28, 36), slice(28, 36))
     assert plain[centre].max() > 0 and masked[centre].max() == 0
     assert masked[:4].sum() == plain[:4].sum() or plain[:4].max() == 0
+
+
+@pytest.fixture(scope="module")
+def large_jpeg(tmp_path_factory):
+    """A 2400x1800 grayscale JPEG with fine detail, like a full-size radiograph."""
+    rng = np.random.default_rng(0)
+    y, x = np.mgrid[0:1800, 0:2400]
+    pixels = (128 + 60 * np.sin(x / 37.0) * np.cos(y / 23.0) + rng.normal(0, 12, (1800, 2400))).clip(0, 255)
+    path = tmp_path_factory.mktemp("large") / "large.jpg"
+    Image.fromarray(pixels.astype(np.uint8)).save(path, quality=90)
+    return path
+
+
+def test_plain_decoder_is_the_letterbox_of_the_full_image(large_jpeg):
+    plain = images.load(large_jpeg, (200, 266), decoder="plain")
+    np.testing.assert_array_equal(plain, images.letterbox(images.decode(large_jpeg), (200, 266)))
+
+
+def test_draft_decoder_scales_large_jpegs_in_the_dct_domain_and_stays_close(large_jpeg):
+    with Image.open(large_jpeg) as image:
+        box = images._draft(image, (200, 266))
+        assert image.size == (600, 450) and box is None  # 1/4 of 2400x1800: still twice the letterbox
+    draft = images.load(large_jpeg, (200, 266), decoder="jpeg-draft")
+    plain = images.load(large_jpeg, (200, 266), decoder="plain")
+    difference = np.abs(draft.astype(int) - plain.astype(int))
+    assert draft.shape == plain.shape and (draft[:, :, 0] == 0).sum() == (plain[:, :, 0] == 0).sum()
+    assert difference.max() <= 16 and difference.mean() < 1.0
+
+
+def test_draft_leaves_small_files_and_other_formats_alone(tmp_path):
+    path = _save(tmp_path, "small.jpg", Image.fromarray(gradient(300, 200)), quality=95)
+    png = _save(tmp_path, "large.png", Image.fromarray(gradient(900, 700)))
+    for file in (path, png):
+        np.testing.assert_array_equal(images.load(file, (200, 266)), images.load(file, (200, 266), decoder="plain"))
+
+
+def test_unknown_decoder_is_refused(tmp_path):
+    path = _save(tmp_path, "a.png", Image.fromarray(gradient()))
+    with pytest.raises(UnknownNameError, match="Unknown decoder 'turbo'. Available: jpeg-draft, plain"):
+        images.load(path, (32, 32), decoder="turbo")
+
+
+@requires_data
+def test_letterbox_has_imageops_pads_pixels_but_centres_the_odd_pixel_consistently():
+    """ImageOps.pad resizes identically, then rounds the offset half to even; featx always floors it."""
+    from PIL import ImageOps
+
+    for path in sorted((SHARED_DATA / "images").glob("*.jpg"))[:40]:
+        pixels = images.decode(path)
+        ours = images.letterbox_compact(pixels, (97, 33))
+        padded = np.asarray(ImageOps.pad(Image.fromarray(pixels), (97, 33), Image.BILINEAR, color=0))
+        if not np.array_equal(ours, padded):
+            shifted = np.roll(ours, 1, axis=1)  # pad puts the odd pixel before the image when the half rounds up
+            np.testing.assert_array_equal(shifted, padded)

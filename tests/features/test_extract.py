@@ -1,4 +1,4 @@
-"""Phase 1 end to end on real radiographs: a real Keras model, real HDF5 stores, a real kill."""
+"""Phase 1 end to end on real radiographs: a real Keras model, real HDF5 stores, real kills."""
 
 import json
 import os
@@ -12,9 +12,10 @@ from filelock import FileLock
 from featx.cli import main
 from featx.data.dataset import load_dataset
 from featx.exceptions import CacheError, DatasetError, ParameterError
+from featx.features.chunks import chunk_folder, lock_path
 from featx.features.extract import extract
 from featx.features.identity import FeatureSpec
-from featx.features.store import open_store, partial_path
+from featx.features.store import open_store
 from tests.processes import kill_at_progress
 from tests.realdata import featx_command
 
@@ -23,24 +24,19 @@ RANDOM = FeatureSpec("efficientnet_lite0", "none", SIZE)
 
 
 @pytest.fixture(scope="module")
-def dataset(small_data):
-    return load_dataset(small_data)
-
-
-@pytest.fixture(scope="module")
-def reference_store(dataset, tmp_path_factory):
+def reference_store(small_dataset, tmp_path_factory):
     """An uninterrupted extraction, the yardstick for resumed ones."""
     cache = tmp_path_factory.mktemp("reference_cache")
-    return extract(dataset, RANDOM, batch_size=4, cache_dir=cache, progress=False)
+    return extract(small_dataset, RANDOM, batch_size=4, cache_dir=cache, progress=False)
 
 
-def test_store_holds_every_image_with_provenance(reference_store, dataset):
+def test_store_holds_every_image_with_provenance(reference_store, small_dataset):
     store = open_store(reference_store.store)
     assert store.features.shape == (36, 1280) and store.features.dtype == np.float32
     assert np.isfinite(store.features).all() and store.features.std() > 0
-    assert list(store.rows["image_id"]) == list(dataset.table["image_id"])
-    assert list(store.rows["label"]) == list(dataset.table["label"])
-    assert list(store.rows["content_hash"]) == list(dataset.table["content_hash"])
+    assert list(store.rows["image_id"]) == list(small_dataset.table["image_id"])
+    assert list(store.rows["label"]) == list(small_dataset.table["label"])
+    assert list(store.rows["content_hash"]) == list(small_dataset.table["content_hash"])
     for key in (
         "backbone",
         "weights",
@@ -52,58 +48,55 @@ def test_store_holds_every_image_with_provenance(reference_store, dataset):
         "created",
         "dataset_id",
         "weights_source",
+        "decoder",
+        "precision",
     ):
         assert key in store.attrs
     assert store.attrs["weights"] == "random-init" and store.attrs["complete"]
     assert list(store.attrs["input_size"]) == [64, 64]
 
 
-def test_second_run_does_no_cnn_work(reference_store, dataset):
+def test_second_run_does_no_cnn_work(reference_store, small_dataset):
     cache = os.path.dirname(os.path.dirname(reference_store.store))
-    again = extract(dataset, RANDOM, batch_size=4, cache_dir=cache, progress=False)
+    again = extract(small_dataset, RANDOM, batch_size=4, cache_dir=cache, progress=False)
     assert again.cached and again.store == reference_store.store and again.seconds == reference_store.seconds
 
 
-def test_killed_extraction_resumes_to_identical_features(small_data, reference_store, tmp_path):
-    cache = tmp_path / "cache"
-    args = [
+def _extract_args(data, cache) -> list:
+    return [
         "extract",
-        "--model",
-        "efficientnet_lite0",
-        "--weights",
-        "none",
-        "--input-size",
-        "64x64",
-        "--batch-size",
-        "4",
-        "--data",
-        str(small_data),
-        "--cache",
-        str(cache),
+        *("--model", "efficientnet_lite0", "--weights", "none", "--input-size", "64x64", "--batch-size", "4"),
+        *("--data", str(data), "--cache", str(cache)),
     ]
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    kill_at_progress(featx_command(*args), r"(\d+)/36", lambda done: max(done) >= 12, env)
+
+
+@pytest.mark.parametrize("kill_at", [8, 20, 28])
+def test_killed_extraction_resumes_from_chunks_to_identical_features(small_data, reference_store, tmp_path, kill_at):
+    cache = tmp_path / "cache"
+    args = _extract_args(small_data, cache)
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "TQDM_MININTERVAL": "0"}  # a progress line per batch
+    kill_at_progress(featx_command(*args), r"(\d+)/36", lambda done: max(done) >= kill_at, env)
 
     final = cache / os.path.relpath(reference_store.store, os.path.dirname(os.path.dirname(reference_store.store)))
     assert not final.exists(), "a killed run must not leave a store that claims to be complete"
-    with h5py.File(partial_path(final), "r") as partial:
-        assert not partial.attrs["complete"] and partial.attrs["next_position"] >= 12
+    assert len(list(chunk_folder(final).glob("*.npz"))) >= kill_at // 4
 
     finished = subprocess.run(featx_command(*args, "--json", "--quiet"), capture_output=True, text=True, env=env)
     assert finished.returncode == 0, finished.stderr
-    summary = json.loads(finished.stdout.strip().splitlines()[-1])
-    resumed = open_store(summary["store"])
-    # either a genuine resume, or (when the kill landed inside an HDF5 write) a detected restart
-    assert resumed.attrs["resumed_from"] >= 12 or "cannot be extended" in finished.stderr
-    reference = open_store(reference_store.store)
+    summary = json.loads(finished.stdout)
+    assert summary["resumed_images"] >= kill_at and summary["images"] == 36
+    # pixels of the killed run's finished batches were kept in the pixel cache
+    assert summary["decoded_images"] <= 36 - summary["resumed_images"]
+    resumed, reference = open_store(summary["store"]), open_store(reference_store.store)
     np.testing.assert_array_equal(resumed.features, reference.features)
     assert list(resumed.rows["image_id"]) == list(reference.rows["image_id"])
+    assert not chunk_folder(final).exists()
 
 
-def test_provenance_mismatch_is_refused(reference_store, dataset, tmp_path):
-    key = RANDOM.key(dataset.id)
+def test_provenance_mismatch_is_refused(reference_store, small_dataset, tmp_path):
+    key = RANDOM.key(small_dataset.id)
     with pytest.raises(CacheError, match="provenance does not match.*input_size"):
-        open_store(reference_store.store, FeatureSpec("efficientnet_lite0", "none", (32, 32)).key(dataset.id))
+        open_store(reference_store.store, FeatureSpec("efficientnet_lite0", "none", (32, 32)).key(small_dataset.id))
     copy = tmp_path / "edited.h5"
     copy.write_bytes(open(reference_store.store, "rb").read())
     with h5py.File(copy, "a") as handle:
@@ -112,19 +105,19 @@ def test_provenance_mismatch_is_refused(reference_store, dataset, tmp_path):
         open_store(copy, key)
 
 
-def test_edited_or_truncated_store_is_detected_and_rebuilt_on_request(dataset, reference_store, tmp_path):
+def test_edited_or_truncated_store_is_detected_and_rebuilt_on_request(small_dataset, reference_store, tmp_path):
     cache = tmp_path / "cache"
-    summary = extract(dataset, RANDOM, batch_size=4, cache_dir=cache, progress=False)
+    summary = extract(small_dataset, RANDOM, batch_size=4, cache_dir=cache, progress=False)
     with h5py.File(summary.store, "a") as handle:
         handle["features"][3, 7] += 1.0
     with pytest.raises(CacheError, match="checksum mismatch"):
-        extract(dataset, RANDOM, batch_size=4, cache_dir=cache, progress=False)
+        extract(small_dataset, RANDOM, batch_size=4, cache_dir=cache, progress=False)
     data = open(summary.store, "rb").read()
     with open(summary.store, "wb") as handle:
         handle.write(data[: len(data) // 2])
     with pytest.raises(CacheError, match="damaged feature store"):
-        extract(dataset, RANDOM, batch_size=4, cache_dir=cache, progress=False)
-    rebuilt = extract(dataset, RANDOM, batch_size=4, cache_dir=cache, rebuild=True, progress=False)
+        extract(small_dataset, RANDOM, batch_size=4, cache_dir=cache, progress=False)
+    rebuilt = extract(small_dataset, RANDOM, batch_size=4, cache_dir=cache, rebuild=True, progress=False)
     np.testing.assert_array_equal(open_store(rebuilt.store).features, open_store(reference_store.store).features)
 
 
@@ -159,23 +152,23 @@ def test_strict_stops_before_writing_anything(data_with_bad_files, tmp_path):
     assert not list(cache.rglob("*.h5"))
 
 
-def test_second_writer_is_refused_while_the_lock_is_held(dataset, tmp_path):
-    path = RANDOM.key(dataset.id).path(tmp_path)
-    path.parent.mkdir(parents=True)
-    with FileLock(str(path) + ".lock"):
+def test_second_writer_is_refused_while_the_lock_is_held(small_dataset, tmp_path):
+    path = RANDOM.key(small_dataset.id).path(tmp_path)
+    chunk_folder(path).mkdir(parents=True)
+    with FileLock(str(lock_path(path))):
         with pytest.raises(CacheError, match="another extract is writing this store"):
-            extract(dataset, RANDOM, cache_dir=tmp_path, progress=False)
+            extract(small_dataset, RANDOM, cache_dir=tmp_path, progress=False)
 
 
-def test_a_finished_run_leaves_no_lock_file(reference_store):
+def test_a_finished_run_leaves_only_its_store(reference_store):
     folder = os.path.dirname(reference_store.store)
-    assert not [name for name in os.listdir(folder) if name.endswith(".lock")]
+    assert os.listdir(folder) == [os.path.basename(reference_store.store)]
 
 
 @pytest.mark.parametrize("batch_size", [0, -1])
-def test_batch_size_below_one_is_refused_before_any_file_is_written(dataset, tmp_path, batch_size):
+def test_batch_size_below_one_is_refused_before_any_file_is_written(small_dataset, tmp_path, batch_size):
     with pytest.raises(ParameterError, match=f"batch_size must be >= 1, got {batch_size}"):
-        extract(dataset, RANDOM, batch_size=batch_size, cache_dir=tmp_path / "c", progress=False)
+        extract(small_dataset, RANDOM, batch_size=batch_size, cache_dir=tmp_path / "c", progress=False)
     assert not (tmp_path / "c").exists()
 
 
@@ -199,6 +192,7 @@ def test_cli_json_summary_and_clean_errors(small_data, tmp_path, capsys):
     )
     summary = json.loads(capsys.readouterr().out)  # under --json stdout holds the JSON object alone
     assert code == 0 and summary["images"] == 36 and summary["skipped"] == 0 and summary["images_per_s"] > 0
-    assert os.path.exists(summary["store"])
+    assert os.path.exists(summary["store"]) and summary["decoded_images"] == 36 and summary["resumed_images"] == 0
+    assert summary["pixel_cache"] == str(tmp_path / "pixels" / "64x64-jpeg-draft") and summary["pixel_cache_bytes"] > 0
     assert main(["extract", "--model", "mobilenet", "--data", str(small_data)]) == 1
     assert "Unknown backbone 'mobilenet'. Available:" in capsys.readouterr().err

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
+import os
+
+from featx.backbones.weights import PRECISIONS
 from featx.cli import inputs
 from featx.cli.options import add_backbone, add_data, integer, new_command
 from featx.cli.output import emit
@@ -16,20 +20,38 @@ def register(subparsers, common) -> None:
         [
             "featx extract --model efficientnet_lite0 --data data/cxr",
             "featx extract --model xception --weights none --subset dataset2 --json",
+            "featx extract --model mobilenet_v2 --precision mixed_bfloat16 --workers 16  # GPU, KERAS_BACKEND=jax",
         ],
     )
     add_backbone(parser)
     add_data(parser)
     parser.add_argument("--batch-size", type=integer("--batch-size", 1), default=32, help="images per forward pass")
     parser.add_argument("--strict", action="store_true", help="stop before writing if any image cannot be decoded")
-    parser.add_argument("--rebuild", action="store_true", help="discard an existing or damaged store first")
+    parser.add_argument(
+        "--rebuild", action="store_true", help="discard an existing or damaged store, and its pixel cache, first"
+    )
+    parser.add_argument(
+        "--workers",
+        type=integer("--workers", 0),
+        default=os.cpu_count() or 1,
+        help="decoding processes (0: threads of this process)",
+    )
+    parser.add_argument(
+        "--no-pixel-cache",
+        dest="pixel_cache",
+        action="store_false",
+        help="decode every image instead of reading and keeping letterboxed pixels in CACHE/pixels",
+    )
+    parser.add_argument(
+        "--precision", default="float32", choices=PRECISIONS, help="Keras dtype policy of the model (part of the key)"
+    )
     parser.set_defaults(run=run)
 
 
 def run(args) -> int:
     from featx.features.extract import extract
 
-    features = inputs.features(args)
+    features = dataclasses.replace(inputs.features(args), precision=args.precision)
     summary = extract(
         inputs.dataset(args),
         features,
@@ -38,8 +60,14 @@ def run(args) -> int:
         strict=args.strict,
         rebuild=args.rebuild,
         progress=inputs.progress(args),
+        workers=args.workers,
+        pixel_cache=args.pixel_cache,
     )
     lines = [summary.store]
+    if not summary.cached:
+        lines.append(f"{summary.decoded_images} images decoded, {summary.resumed_images} resumed from earlier chunks")
+    if summary.pixel_cache is not None:
+        lines.append(f"pixel cache {summary.pixel_cache}: {summary.pixel_cache_bytes / 1e6:.1f} MB on disk")
     lines += [f"skipped {skipped['image_id']}: {skipped['reason']}" for skipped in summary.skipped_files]
     state = "already complete, no CNN work" if summary.cached else f"{summary.images_per_s:.1f} images/s"
     label = ": RANDOM-INIT, not transfer learning" if summary.weights == "random-init" else ""

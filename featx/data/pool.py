@@ -1,0 +1,256 @@
+"""Decode and letterbox many images in parallel: worker processes, pixels back through shared memory.
+
+JPEG decoding and resampling hold Python's interpreter lock for part of their time, so threads
+of one process do not scale with the cores; worker processes do. Each worker writes the pixels
+it made straight into a block of shared memory that the caller owns (a ring of regions, one per
+batch in flight) and sends back only how many channels each image has, or why it failed. The
+workers start with ``forkserver`` (safe after TensorFlow was imported: nothing of the parent's
+threads or state is inherited) and import no Keras.
+
+``workers=0`` decodes in threads of this process instead, through the same code; where shared
+memory cannot be had (``/dev/shm`` too small), pixels come back pickled.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import multiprocessing
+import multiprocessing.connection
+import os
+import resource
+import shutil
+import sys
+import threading
+from collections import deque
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from multiprocessing import shared_memory
+
+import numpy as np
+
+from featx.data import images
+from featx.exceptions import ImageDecodeError
+
+log = logging.getLogger(__name__)
+_ATTACHED = {}  # shared memory blocks a worker process has attached, by name
+
+
+def default_workers() -> int:
+    """The number of CPUs."""
+    return os.cpu_count() or 1
+
+
+class DecodeTicket:
+    """Images submitted together; :meth:`result` waits for them."""
+
+    def __init__(self, pool: DecodePool, region: int, futures: list):
+        self._pool = pool
+        self._region = region
+        self._futures = futures
+
+    def result(self) -> list:
+        """Each image's pixels (a copy, (H, W) or (H, W, 3) uint8) or None, and the reason it failed.
+
+        Returns
+        -------
+        list of (numpy.ndarray or None, str or None)
+        """
+        try:
+            done = [outcome for future in self._futures for outcome in future.result()]
+            return [self._pool._pixels(self._region, slot, made) for slot, made in enumerate(done)]
+        finally:
+            self._pool._free.append(self._region)
+
+
+class DecodePool:
+    """Worker processes (or threads) that decode and letterbox images into shared memory.
+
+    Parameters
+    ----------
+    size : tuple of int
+        (width, height) of the letterbox.
+    mask : str, optional
+        A name from :data:`featx.data.images.MASKS`.
+    decoder : str
+        One of :data:`featx.data.images.DECODERS`.
+    workers : int, optional
+        Worker processes; 0 decodes in threads of this process. Default: the number of CPUs.
+    capacity : int
+        Most images one :meth:`submit` may carry.
+    depth : int
+        Most submissions in flight at once.
+    """
+
+    def __init__(self, size, *, mask=None, decoder=images.DEFAULT_DECODER, workers=None, capacity=64, depth=3):
+        self.size = tuple(size)
+        self.mask = mask
+        self.decoder = decoder
+        self.workers = default_workers() if workers is None else int(workers)
+        self.capacity = capacity
+        width, height = self.size
+        self._slot_bytes = width * height * 3
+        self._free = deque(range(depth))
+        self._shared = None
+        if self.workers == 0:
+            self._ring = np.empty((depth * capacity, self._slot_bytes), dtype=np.uint8)
+            self._executor = ThreadPoolExecutor(max_workers=default_workers())
+            self._parallel = default_workers()
+            return
+        self._shared = _shared_block(depth * capacity * self._slot_bytes)
+        self._ring = (
+            np.ndarray((depth * capacity, self._slot_bytes), dtype=np.uint8, buffer=self._shared.buf)
+            if self._shared is not None
+            else None
+        )
+        self._executor = None  # the processes start with the first submission
+        self._parallel = self.workers
+
+    def _start_processes(self) -> None:
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(["featx.data.images", "featx.data.pool"])
+        self._executor = ProcessPoolExecutor(
+            max_workers=self.workers, mp_context=context, initializer=_exit_with_parent
+        )
+
+    def submit(self, paths) -> DecodeTicket:
+        """Start decoding ``paths`` (at most ``capacity``); the ticket's result keeps their order.
+
+        Raises
+        ------
+        RuntimeError
+            When ``depth`` submissions are already in flight.
+        """
+        paths = [str(path) for path in paths]
+        if len(paths) > self.capacity:
+            raise ValueError(f"{len(paths)} images submitted at once, capacity {self.capacity}")
+        if not self._free:
+            raise RuntimeError("every region of the decode pool is in flight; collect a ticket first")
+        if self._executor is None:
+            self._start_processes()
+        region = self._free.popleft()
+        # small groups keep every worker busy while uneven images finish
+        group = max(1, math.ceil(len(paths) / (2 * self._parallel)))
+        target = self._ring if self.workers == 0 else (self._shared.name if self._shared is not None else None)
+        with _caller_script_hidden() if self.workers else contextlib.nullcontext():  # workers start on demand
+            futures = [
+                self._executor.submit(
+                    _decode_group,
+                    target,
+                    region * self.capacity + start,
+                    paths[start : start + group],
+                    self.size,
+                    self.mask,
+                    self.decoder,
+                )
+                for start in range(0, len(paths), group)
+            ]
+        return DecodeTicket(self, region, futures)
+
+    def _pixels(self, region: int, slot: int, made):
+        pixels, reason = made
+        if reason is not None or isinstance(pixels, np.ndarray):
+            return pixels, reason
+        width, height = self.size
+        shape = (height, width) if pixels == 1 else (height, width, 3)
+        start = region * self.capacity + slot
+        return self._ring[start, : height * width * pixels].reshape(shape).copy(), None
+
+    def close(self) -> None:
+        """Stop the workers and release the shared memory."""
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+        if self._shared is not None:
+            self._ring = None
+            self._shared.close()
+            self._shared.unlink()
+            self._shared = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+
+
+@contextlib.contextmanager
+def _caller_script_hidden():
+    """Keep multiprocessing from running the caller's own script again in every worker.
+
+    A new process imports the parent's ``__main__`` by its file unless it is a package's
+    ``__main__``; the workers need only featx, and a script without an ``if __name__ ==
+    "__main__"`` guard would otherwise extract again in each of them.
+    """
+    main = sys.modules["__main__"]
+    saved = {name: vars(main)[name] for name in ("__file__", "__spec__") if name in vars(main)}
+    vars(main).pop("__file__", None)
+    main.__spec__ = None
+    try:
+        yield
+    finally:
+        vars(main).pop("__spec__", None)
+        vars(main).update(saved)
+
+
+def _exit_with_parent() -> None:
+    """Worker side: exit as soon as the process that started the pool is gone (killed, say).
+
+    A worker otherwise waits for its next task forever, holding memory and the parent's stderr.
+    """
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+
+    def watch():
+        multiprocessing.connection.wait([parent.sentinel])
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="featx-parent-watch").start()
+
+
+def _shared_block(size: int):
+    """A new shared memory block of ``size`` bytes, or None where ``/dev/shm`` cannot hold it."""
+    # checked first: a failed creation confuses multiprocessing's resource tracker (Python < 3.13)
+    file_limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    if file_limit != resource.RLIM_INFINITY and file_limit < size:
+        problem = f"files are limited to {file_limit} bytes"
+    elif os.path.isdir("/dev/shm") and shutil.disk_usage("/dev/shm").free < size:
+        problem = f"/dev/shm has less than {size} bytes free"
+    else:
+        try:
+            return shared_memory.SharedMemory(create=True, size=size)
+        except OSError as error:
+            problem = str(error)
+    log.info("decoded pixels come back pickled, not through shared memory (%s)", problem)
+    return None
+
+
+def _decode_group(target, first_slot: int, paths, size, mask, decoder) -> list:
+    """Decode ``paths`` into consecutive slots of ``target`` (worker side).
+
+    ``target`` is the ring itself (threads), the name of the shared block (processes), or None
+    (no shared memory: the pixels themselves are returned).
+
+    Returns
+    -------
+    list of (channels or pixels or None, reason or None)
+    """
+    ring = _ATTACHED.get(target) if isinstance(target, str) else target
+    if isinstance(target, str) and ring is None:
+        block = shared_memory.SharedMemory(name=target)
+        ring = np.ndarray((block.size // (size[0] * size[1] * 3), size[0] * size[1] * 3), np.uint8, block.buf)
+        _ATTACHED[target] = ring
+        _ATTACHED[(target, "block")] = block  # keeps the mapping open as long as the worker lives
+    made = []
+    for offset, path in enumerate(paths):
+        try:
+            pixels = images.load_compact(path, size, mask, decoder)
+        except ImageDecodeError as error:
+            made.append((None, error.reason))
+            continue
+        if ring is None:
+            made.append((pixels, None))
+            continue
+        ring[first_slot + offset, : pixels.size] = pixels.reshape(-1)
+        made.append((1 if pixels.ndim == 2 else 3, None))
+    return made

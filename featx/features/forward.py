@@ -1,0 +1,81 @@
+"""A frozen backbone fed batch by batch: uint8 pixels in, pooled features out, the next batch staged ahead.
+
+The model takes uint8 images and scales them itself (its preprocessing is a layer), so a batch
+crosses to the device at a quarter of the float32 bytes and the host does no arithmetic on it.
+Each batch is padded to the batch size, so the compiled step is reused (a new shape costs a
+retrace, and an XLA compile on a GPU). Under ``KERAS_BACKEND=jax`` batch k+1 is put on the
+device (``jax.device_put``, asynchronous) before batch k's features are fetched, so the transfer
+overlaps the computation; other backends take the host array as it is.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from featx.backbones.registry import preprocessing_layer
+from featx.backbones.weights import build_base
+from featx.features.identity import FeatureSpec
+
+
+class Forward:
+    """The backbone of ``features`` built for uint8 input, and the loop that feeds it.
+
+    Parameters
+    ----------
+    features : FeatureSpec
+        Backbone, weights, input size and precision.
+    batch_size : int
+
+    Attributes
+    ----------
+    provenance : dict
+        The weights' provenance (see :func:`featx.backbones.weights.build_base`).
+    """
+
+    def __init__(self, features: FeatureSpec, batch_size: int):
+        import keras
+
+        spec = features.spec
+        base, self.provenance = build_base(spec, features.input_size, features.weights, features.precision)
+        width, height = features.input_size
+        inputs = keras.Input(shape=(height, width, 3), dtype="uint8", name="pixels")
+        self.model = keras.Model(inputs, base(preprocessing_layer(spec)(inputs)), name=f"{spec.name}_features")
+        self.feature_dim = spec.feature_dim
+        self.batch_size = batch_size
+        self._put = _device_put(keras.backend.backend())
+
+    def run(self, batches):
+        """Yield ``(batch, features)`` for each batch with a ``pixels`` (n, H, W, 3) uint8 array.
+
+        The next batch is taken from ``batches`` and staged on the device before the current
+        batch's features are fetched.
+        """
+        staged = None
+        for batch in batches:
+            following = (batch, self._stage(batch.pixels))
+            if staged is not None:
+                yield staged[0], self._features(*staged)
+            staged = following
+        if staged is not None:
+            yield staged[0], self._features(*staged)
+
+    def _stage(self, pixels: np.ndarray):
+        if not len(pixels):
+            return None
+        padding = self.batch_size - len(pixels)
+        if padding:
+            pixels = np.concatenate([pixels, np.repeat(pixels[-1:], padding, axis=0)])
+        return self._put(pixels)
+
+    def _features(self, batch, staged) -> np.ndarray:
+        if staged is None:
+            return np.zeros((0, self.feature_dim), dtype=np.float32)
+        return np.asarray(self.model.predict_on_batch(staged), dtype=np.float32)[: len(batch.pixels)]
+
+
+def _device_put(backend: str):
+    if backend == "jax":
+        import jax
+
+        return jax.device_put
+    return lambda array: array
