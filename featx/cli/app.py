@@ -21,7 +21,7 @@ EXIT_CODES = {
     3: "partial success: some inputs failed (predict lists them)",
     130: "interrupted (Ctrl-C); a rerun resumes where work was kept",
 }
-NOISY_LIBRARIES = ("tensorflow", "keras", "absl", "h5py", "jax", "xgboost")
+NOISY_LIBRARIES = ("tensorflow", "keras", "absl", "h5py", "jax", "xgboost", "ray")
 log = logging.getLogger("featx")
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from featx.cli.options import OptionError
 from featx.data.dataset import DATA_ENV, default_data_dir
 from featx.evaluation.splits import Protocol
 from featx.exceptions import DatasetError
@@ -47,6 +48,19 @@ def features(args) -> FeatureSpec:
 def protocol(args) -> Protocol:
     """``--group-by``, ``--folds``, ``--seed`` as a :class:`Protocol`."""
     return Protocol(args.group_by, args.folds, args.seed)
+
+
+def engine(args):
+    """The phase-1 engine that ``--engine``, ``--workers``, ``--address`` and ``--gpus-per-worker`` describe."""
+    if args.engine == "ray":
+        from featx.features.ray_engine import RayEngine
+
+        return RayEngine(address=args.address, workers=args.workers, gpus_per_worker=args.gpus_per_worker)
+    from featx.features.engine import LocalEngine
+
+    if args.address or args.gpus_per_worker:
+        raise OptionError("--address and --gpus-per-worker apply to --engine ray")
+    return LocalEngine(args.workers)
 
 
 def progress(args) -> bool:

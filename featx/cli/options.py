@@ -65,6 +65,21 @@ def positive_float(flag: str):
     return parse
 
 
+def non_negative_float(flag: str):
+    """An argparse type: a float of at least zero."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if value < 0:
+            raise OptionError(f"{flag} must be >= 0, got {text}")
+        return value
+
+    return parse
+
+
 def input_size(text: str) -> tuple[int, int]:
     """An argparse type: ``WIDTHxHEIGHT``, both at least 8."""
     parts = str(text).lower().split("x")
@@ -161,6 +176,42 @@ def add_jobs(parser) -> None:
         metavar="N",
         help="folds trained at once in worker processes for logreg and svm heads (default: one per "
         "core; heads that use every core themselves train one fold at a time)",
+    )
+
+
+ENGINES = {
+    "local": "this machine: the backbone here, decoding in worker processes",
+    "ray": "a Ray cluster (pip install 'featx[distributed]'): decoding tasks, backbone actors",
+}
+
+
+def add_engine(parser) -> None:
+    """``--engine``, ``--workers``, ``--address``, ``--gpus-per-worker``: what computes phase 1."""
+    group = parser.add_argument_group("phase-1 engine")
+    group.add_argument(
+        "--engine",
+        default="local",
+        choices=list(ENGINES),
+        help="; ".join(f"{name}: {text}" for name, text in ENGINES.items()),
+    )
+    group.add_argument(
+        "--workers",
+        type=integer("--workers", 0),
+        metavar="N",
+        help="local: decoding processes (0: threads; default: one per core); ray: backbone actors "
+        "(default: one per GPU, else one)",
+    )
+    group.add_argument(
+        "--address",
+        metavar="auto|HOST:PORT",
+        help="ray: the cluster to join (default: start one here with this machine's cores)",
+    )
+    group.add_argument(
+        "--gpus-per-worker",
+        type=non_negative_float("--gpus-per-worker"),
+        default=0.0,
+        metavar="G",
+        help="ray: GPUs each backbone actor asks for",
     )
 
 

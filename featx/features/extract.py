@@ -14,17 +14,18 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
+from pathlib import Path
 
 from filelock import FileLock, Timeout
 
 from featx import __version__
 from featx.backbones.weights import fingerprint
-from featx.data.pool import default_workers
 from featx.exceptions import CacheError, DatasetError, ParameterError
 from featx.features import chunks
+from featx.features.engine import BatchPlan, EngineRun, LocalEngine
 from featx.features.identity import FeatureSpec
-from featx.features.pixels import PixelCache, PixelFeed, PixelKey, disk_bytes
-from featx.features.store import ROW_COLUMNS, open_store
+from featx.features.pixels import PixelCache, PixelKey, disk_bytes
+from featx.features.store import open_store
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,8 @@ class ExtractSummary:
         The pixel cache folder, None when it was not used.
     pixel_cache_bytes : int
         Its size on disk.
+    engine : str
+        What computed the store (``local`` or ``ray``).
     """
 
     store: str
@@ -75,6 +78,7 @@ class ExtractSummary:
     resumed_images: int = 0
     pixel_cache: str | None = None
     pixel_cache_bytes: int = 0
+    engine: str = "local"
 
     def to_json(self) -> dict:
         """A JSON-ready dict of every field."""
@@ -92,6 +96,7 @@ def extract(
     progress: bool = True,
     workers: int | None = None,
     pixel_cache: bool = True,
+    engine=None,
 ) -> ExtractSummary:
     """Extract (or reuse) the feature store of ``features`` over ``dataset``.
 
@@ -112,9 +117,13 @@ def extract(
     progress : bool
         Show a progress bar (``N/TOTAL``) on stderr.
     workers : int, optional
-        Decoding processes (default: the number of CPUs); 0 decodes in threads of this process.
+        Decoding processes of the local engine (default: the number of CPUs); 0 decodes in
+        threads of this process.
     pixel_cache : bool
         Read and keep letterboxed pixels in ``cache_dir/pixels`` (False decodes every image).
+    engine : LocalEngine or RayEngine, optional
+        What computes the batches (default: ``LocalEngine(workers)``); see
+        :mod:`featx.features.engine` and :mod:`featx.features.ray_engine`.
 
     Returns
     -------
@@ -123,19 +132,21 @@ def extract(
     Raises
     ------
     ParameterError
-        When ``batch_size`` is below 1 or ``workers`` below 0.
+        When ``batch_size`` is below 1, ``workers`` below 0, or ``workers`` is given with an engine.
     CacheError
         When the store or the pixel cache is damaged or made for another request, writing
         fails, or another process holds the store's lock.
     """
     if int(batch_size) < 1:
         raise ParameterError("batch_size", batch_size, "must be >= 1")
-    if workers is not None and int(workers) < 0:
-        raise ParameterError("workers", workers, "must be >= 0")
+    if engine is None:
+        engine = LocalEngine(workers)
+    elif workers is not None:
+        raise ParameterError("workers", workers, "belongs to the engine when an engine is given")
     key = features.key(dataset.id)
     path = key.path(cache_dir)
     pixel_key = PixelKey(features.input_size, features.mask, features.decoder)
-    run = _Run(dataset, features, batch_size, workers=default_workers() if workers is None else int(workers))
+    run = _Run(dataset, features, batch_size, engine)
     run.pixel_cache = pixel_key.folder(cache_dir) if pixel_cache else None
     if not rebuild and path.exists():
         return run.summary(open_store(path, key, load_features=False), cached=True)
@@ -152,15 +163,12 @@ def extract(
         if rebuild:
             path.unlink(missing_ok=True)
             chunks.discard_chunks(folder)
+            if pixel_cache:
+                PixelCache(cache_dir, pixel_key, rebuild=True)
         elif path.exists():  # finished by another process while this one waited for nothing
-            return run.summary(open_store(path, key, load_features=False), cached=True)
-        cache = PixelCache(cache_dir, pixel_key, rebuild=rebuild) if pixel_cache else None
-        table = dataset.table
-        feed = PixelFeed(table["path"], table["content_hash"], pixel_key, cache=cache, workers=run.workers)
+            return run.summary(open_store(path, key, load_features=False), cached=False)
         try:
-            if strict:
-                run.check_all_decode(feed)
-            run.compute(key, cache_dir, feed, progress=progress)
+            run.compute(key, Path(cache_dir), pixel_key, strict=strict, pixel_cache=pixel_cache, progress=progress)
         except OSError as error:
             raise CacheError(
                 f"{path}: writing failed ({error}); finished chunks stay in {folder}, earlier complete stores "
@@ -175,18 +183,32 @@ def extract(
 
 
 class _Run:
-    """One extraction: the dataset, the features, the batching, and what happened."""
+    """One extraction: the dataset, the features, the batching, the engine, and what happened."""
 
-    def __init__(self, dataset, features: FeatureSpec, batch_size: int, *, workers: int):
+    def __init__(self, dataset, features: FeatureSpec, batch_size: int, engine):
         self.dataset = dataset
         self.features = features
         self.batch_size = int(batch_size)
-        self.workers = workers
+        self.engine = engine
         self.decoded = 0
         self.resumed = 0
         self.pixel_cache = None
 
-    def check_all_decode(self, feed: PixelFeed) -> None:
+    def _plan(self, key, cache_dir: Path, pixel_key: PixelKey, todo, *, pixel_cache: bool) -> BatchPlan:
+        folder = chunks.chunk_folder(key.path(cache_dir))
+        return BatchPlan(
+            self.dataset.table,
+            self.features,
+            self.batch_size,
+            todo,
+            key.digest(),
+            folder,
+            pixel_key,
+            cache_dir,
+            pixel_cache,
+        )
+
+    def check_all_decode(self, plan: BatchPlan) -> None:
         """Decode every image once (kept in the pixel cache); raise listing every failure.
 
         Raises
@@ -194,41 +216,57 @@ class _Run:
         DatasetError
         """
         table = self.dataset.table
-        bounds = chunks.batch_bounds(len(table), self.batch_size)
-        errors = [error for batch in feed.batches(bounds) for error in batch.errors]
+        local = self.engine if isinstance(self.engine, LocalEngine) else LocalEngine()
+        errors, self.decoded = local.decode_only(plan)
         failures = [f"{table['image_id'].iat[position]}: {reason}" for position, reason in errors]
-        self.decoded = feed.decoded
         if failures:
             raise DatasetError(
                 f"strict: {len(failures)} image(s) cannot be decoded; nothing was written:\n  " + "\n  ".join(failures)
             )
 
-    def compute(self, key, cache_dir, feed: PixelFeed, *, progress: bool) -> None:
+    def compute(
+        self, key, cache_dir: Path, pixel_key: PixelKey, *, strict: bool, pixel_cache: bool, progress: bool
+    ) -> None:
         """Compute the batches that have no finished chunk, then assemble the store and drop the chunks."""
-        from featx.features.forward import Forward
+        from tqdm import tqdm
 
         path = key.path(cache_dir)
         folder = chunks.chunk_folder(path)
         total = len(self.dataset)
+        if strict:
+            self.check_all_decode(
+                self._plan(
+                    key, cache_dir, pixel_key, chunks.batch_bounds(total, self.batch_size), pixel_cache=pixel_cache
+                )
+            )
         self.batch_size, finished = chunks.resume_plan(folder, key.digest(), total, self.batch_size)
         self.resumed = sum(finished.values())
         todo = [bound for bound in chunks.batch_bounds(total, self.batch_size) if bound not in finished]
         if finished:
             message = "%s: resuming from %d finished chunk(s) of an interrupted run (%d images)"
             log.info(message, path, len(finished), self.resumed)
-        forward = Forward(self.features, self.batch_size) if todo else None
+        plan = self._plan(key, cache_dir, pixel_key, todo, pixel_cache=pixel_cache)
         started = time.perf_counter()
-        first_batch = self._fill(forward, feed, todo, key, folder, progress=progress) if todo else None
-        attrs = self._provenance(forward)
+        bar = tqdm(
+            total=total,
+            initial=total - plan.images,
+            unit="img",
+            disable=not progress,
+            desc=f"extract {self.features.backbone}",
+            file=sys.stderr,
+        )
+        with bar:
+            done = self.engine.run(plan, bar) if todo else EngineRun(provenance={"engine": self.engine.name})
+        self.decoded += done.decoded
         finished_at = time.perf_counter()
         seconds = finished_at - started
-        done = sum(last - first for first, last in todo)
         steady = 0.0
-        if first_batch is not None and done > first_batch[1] and finished_at > first_batch[0]:
-            steady = (done - first_batch[1]) / (finished_at - first_batch[0])
-        attrs |= {
+        if done.first_batch is not None and plan.images > done.first_batch[1] and finished_at > done.first_batch[0]:
+            steady = (plan.images - done.first_batch[1]) / (finished_at - done.first_batch[0])
+        attrs = {
+            **self._provenance(done.provenance),
             "seconds": seconds,
-            "images_per_s": done / seconds if seconds > 0 else 0.0,
+            "images_per_s": plan.images / seconds if seconds > 0 else 0.0,
             "steady_images_per_s": steady,
             "resumed_images": self.resumed,
             "decoded_images": self.decoded,
@@ -236,43 +274,13 @@ class _Run:
         chunks.assemble(key, cache_dir, total, attrs=attrs, feature_dim=self.features.spec.feature_dim)
         chunks.remove_folder(folder)
 
-    def _fill(self, forward, feed: PixelFeed, todo, key, folder, *, progress: bool):
-        """Run the backbone over the ``todo`` batches, one chunk each; return (time, images) after the first."""
-        from tqdm import tqdm
-
-        table = self.dataset.table
-        total = len(table)
-        done_before = total - sum(last - first for first, last in todo)
-        bar = tqdm(
-            total=total,
-            initial=done_before,
-            unit="img",
-            disable=not progress,
-            desc=f"extract {self.features.backbone}",
-            file=sys.stderr,
-        )
-        first_batch, done = None, 0
-        with bar:
-            for batch, features in forward.run(feed.batches(todo)):
-                rows = {column: list(table[column].iloc[batch.positions].astype(str)) for column in ROW_COLUMNS}
-                skipped = [(table["image_id"].iat[p], reason) for p, reason in batch.errors]
-                for image_id, reason in skipped:
-                    log.warning("skipped %s: %s", image_id, reason)
-                chunk = chunks.Chunk(batch.first, batch.last, self.batch_size, key.digest(), rows, features, skipped)
-                chunks.write_chunk(folder, chunk)
-                self.decoded = feed.decoded
-                done += batch.last - batch.first
-                bar.update(batch.last - batch.first)
-                if first_batch is None:
-                    first_batch = (time.perf_counter(), done)
-        return first_batch
-
-    def _provenance(self, forward) -> dict:
+    def _provenance(self, engine_provenance: dict) -> dict:
         import keras
 
-        weights = forward.provenance if forward is not None else fingerprint(self.features.spec, self.features.weights)
+        weights = fingerprint(self.features.spec, self.features.weights)
         return {
             **weights,
+            **engine_provenance,
             "keras_version": keras.__version__,
             "backend": keras.backend.backend(),
             "featx_version": __version__,
@@ -299,4 +307,5 @@ class _Run:
             resumed_images=0 if cached else self.resumed,
             pixel_cache=str(self.pixel_cache) if self.pixel_cache is not None else None,
             pixel_cache_bytes=disk_bytes(self.pixel_cache) if self.pixel_cache is not None else 0,
+            engine=str(attrs.get("engine", "local")),
         )

@@ -189,16 +189,18 @@ def run_audit(
     *,
     cache_dir="cache",
     positive: str | None = None,
+    engine=None,
     progress: bool = True,
 ) -> Audit:
     """All four checks on ``dataset`` (use the whole folder: in the paper's collection it holds the
     adult non-covid images).
 
     The features are extracted first where no store holds them, with the lungs masked too.
-    ``positive`` names the class the checks are about (default: see :mod:`featx.evaluation.task`).
+    ``positive`` names the class the checks are about (default: see :mod:`featx.evaluation.task`);
+    ``engine`` extracts them (see :func:`featx.features.extract.extract`).
     """
     task = Task.of(dataset.classes, dataset.table["label"], positive)
-    extract(dataset, features, cache_dir=cache_dir, progress=progress)
+    extract(dataset, features, cache_dir=cache_dir, progress=progress, engine=engine)
     key = features.key(dataset.id)
     plain = load_features(cache_dir, key, dataset).features
     split, split_file = load_or_make_split(cache_dir, dataset, protocol)
@@ -206,7 +208,7 @@ def run_audit(
     y = dataset.label_indices()
     proba, _ = out_of_fold_proba(plain, y, fold, lambda: make_head(AUDIT_HEAD))
     masked_features = replace(features, mask="lungs")
-    extract(dataset, masked_features, cache_dir=cache_dir, progress=progress)
+    extract(dataset, masked_features, cache_dir=cache_dir, progress=progress, engine=engine)
     masked = load_features(cache_dir, masked_features.key(dataset.id), dataset).features
     table = dataset.table
     return Audit(

@@ -56,7 +56,9 @@ class Reproduction:
     datasets: dict
 
 
-def usable_features(data, features: FeatureSpec, *, cache_dir, fallback: str, progress: bool) -> FeatureSpec | None:
+def usable_features(
+    data, features: FeatureSpec, *, cache_dir, fallback: str, progress: bool, engine=None
+) -> FeatureSpec | None:
     """Extract the whole folder once with ImageNet weights, or fall back; return the features used.
 
     Returns
@@ -67,7 +69,7 @@ def usable_features(data, features: FeatureSpec, *, cache_dir, fallback: str, pr
     """
     dataset = load_dataset(data, "all")
     try:
-        extract(dataset, features, cache_dir=cache_dir, progress=progress)
+        extract(dataset, features, cache_dir=cache_dir, progress=progress, engine=engine)
         return features
     except WeightsError as error:
         if fallback == "skip":
@@ -79,7 +81,7 @@ def usable_features(data, features: FeatureSpec, *, cache_dir, fallback: str, pr
             str(error).split(".")[0],
         )
         random_init = replace(features, weights="none")
-        extract(dataset, random_init, cache_dir=cache_dir, progress=progress)
+        extract(dataset, random_init, cache_dir=cache_dir, progress=progress, engine=engine)
         return random_init
 
 
@@ -95,6 +97,7 @@ def reproduce(
     subsets=PAPER_SUBSETS,
     fallback: str = "random-init",
     cache_dir="cache",
+    engine=None,
     progress: bool = True,
 ) -> Reproduction:
     """Run (or reuse) every variant of the paper's design.
@@ -115,6 +118,8 @@ def reproduce(
     fallback : str
         What to do when ImageNet weights are unavailable (see :data:`FALLBACKS`).
     cache_dir : str or Path
+    engine : optional
+        What extracts phase 1 (see :func:`featx.features.extract.extract`; default local).
     progress : bool
 
     Returns
@@ -133,6 +138,7 @@ def reproduce(
             cache_dir=cache_dir,
             fallback=fallback,
             progress=progress,
+            engine=engine,
         )
         if features is None:
             skipped[backbone] = "ImageNet weights unavailable (no network); rerun with the random-init fallback"

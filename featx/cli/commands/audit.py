@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from featx.cli import inputs
-from featx.cli.options import add_backbone, add_data, add_positive, integer, new_command
+from featx.cli.options import add_backbone, add_data, add_engine, add_positive, integer, new_command
 from featx.cli.output import emit
 
 
@@ -20,6 +20,7 @@ def register(subparsers, common) -> None:
     )
     add_backbone(parser)
     add_data(parser)
+    add_engine(parser)
     add_positive(parser)
     parser.add_argument("--folds", type=integer("--folds", 2), default=10)
     parser.add_argument("--seed", type=integer("--seed", 0), default=0)
@@ -37,6 +38,7 @@ def run(args) -> int:
         Protocol("patient", args.folds, args.seed),
         cache_dir=args.cache,
         positive=args.positive,
+        engine=inputs.engine(args),
         progress=inputs.progress(args),
     )
     emit(args, audit.to_json(), audit_summary(audit))

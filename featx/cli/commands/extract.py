@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 
 from featx.backbones.weights import PRECISIONS
 from featx.cli import inputs
-from featx.cli.options import add_backbone, add_data, integer, new_command
+from featx.cli.options import add_backbone, add_data, add_engine, integer, new_command
 from featx.cli.output import emit
 
 
@@ -21,20 +20,16 @@ def register(subparsers, common) -> None:
             "featx extract --model efficientnet_lite0 --data data/cxr",
             "featx extract --model xception --weights none --subset dataset2 --json",
             "featx extract --model mobilenet_v2 --precision mixed_bfloat16 --workers 16  # GPU, KERAS_BACKEND=jax",
+            "featx extract --model efficientnet_lite0 --engine ray --address auto --gpus-per-worker 1",
         ],
     )
     add_backbone(parser)
     add_data(parser)
+    add_engine(parser)
     parser.add_argument("--batch-size", type=integer("--batch-size", 1), default=32, help="images per forward pass")
     parser.add_argument("--strict", action="store_true", help="stop before writing if any image cannot be decoded")
     parser.add_argument(
         "--rebuild", action="store_true", help="discard an existing or damaged store, and its pixel cache, first"
-    )
-    parser.add_argument(
-        "--workers",
-        type=integer("--workers", 0),
-        default=os.cpu_count() or 1,
-        help="decoding processes (0: threads of this process)",
     )
     parser.add_argument(
         "--no-pixel-cache",
@@ -60,8 +55,8 @@ def run(args) -> int:
         strict=args.strict,
         rebuild=args.rebuild,
         progress=inputs.progress(args),
-        workers=args.workers,
         pixel_cache=args.pixel_cache,
+        engine=inputs.engine(args),
     )
     lines = [summary.store]
     if not summary.cached:

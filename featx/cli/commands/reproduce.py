@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from featx.cli import inputs
-from featx.cli.options import add_data, input_size, integer, new_command
+from featx.cli.options import add_data, add_engine, input_size, integer, new_command
 from featx.cli.output import emit
 from featx.data.images import DEFAULT_SIZE
 
@@ -27,6 +27,7 @@ def register(subparsers, common) -> None:
         ],
     )
     add_data(parser, subsets=False)
+    add_engine(parser)
     parser.add_argument(
         "--models",
         nargs="+",
@@ -68,6 +69,7 @@ def run(args) -> int:
     from featx.study.reproduce import reproduce
 
     data = inputs.data_folder(args)
+    engine = inputs.engine(args)
     reproduction = reproduce(
         data,
         args.models,
@@ -79,21 +81,17 @@ def run(args) -> int:
         subsets=args.subsets,
         fallback=args.fallback,
         cache_dir=args.cache,
+        engine=engine,
         progress=inputs.progress(args),
     )
     audit = None
     if not args.no_audit and reproduction.runs:
-        features = reproduction.runs[0].summary.result.variant.features
-        from featx.features.identity import FeatureSpec
-
-        audited = FeatureSpec(
-            features.backbone, "none" if features.weights == "random-init" else "imagenet", args.input_size
-        )
         audit = run_audit(
             inputs.dataset(args, "all"),
-            audited,
+            reproduction.runs[0].features,
             Protocol("patient", args.folds, args.seed),
             cache_dir=args.cache,
+            engine=engine,
             progress=inputs.progress(args),
         )
     external = []
