@@ -17,8 +17,10 @@ from featx.evaluation.summary import CVSummary
 from featx.evaluation.variant import Variant
 from featx.features.identity import FeatureSpec
 from featx.features.store import load_features
+from featx.heads.fold_trainer import flops_per_row
 from featx.heads.recipe import HeadRecipe
-from featx.heads.registry import get_head
+from featx.heads.registry import get_head, make_head
+from featx.heads.sampling import resample
 
 
 def _fit_fold(features, y, fold, make_estimator, k, threads: int | None):
@@ -84,6 +86,43 @@ def out_of_fold_proba(
     return proba, [seconds[k] for k in folds]
 
 
+def dense_out_of_fold(features, y, fold, recipe: HeadRecipe, *, seed: int, n_classes: int, progress: bool = False):
+    """Out-of-fold probabilities of a Keras dense head, every fold trained by one compiled trainer.
+
+    Each fold's training rows go through the recipe's imbalance strategy first (resampled or
+    weighted from that fold's rows only); fold ``k`` is trained with the random streams of
+    ``(seed, k)``, so it is the head training that fold alone gives (see
+    :mod:`featx.heads.fold_trainer`).
+
+    Returns
+    -------
+    proba : numpy.ndarray, (N, n_classes)
+    fold_seconds : list of float
+    gflops : float
+        Matmul GFLOP/s of the training (forward and backward).
+    """
+    from tqdm import tqdm
+
+    folds = np.unique(fold)
+    training = [resample(recipe.sampler, features[fold != k], y[fold != k], seed) for k in folds]
+    capacity = max(len(rows) for rows, _, _ in training)
+    trainers, seconds, flops = {}, [], 0
+    proba = np.zeros((len(y), n_classes))
+    for k, (rows, labels, weights) in tqdm(
+        list(zip(folds, training, strict=True)), desc="folds", disable=not progress, file=sys.stderr
+    ):
+        head = make_head(recipe.head, random_state=seed, **recipe.params())
+        classes = len(np.unique(labels))
+        if classes not in trainers:
+            trainers[classes] = head.trainer(features.shape[1], classes, capacity)
+        started = time.perf_counter()
+        head.fit(rows, labels, weights, trainer=trainers[classes], fold=int(k))
+        seconds.append(time.perf_counter() - started)
+        flops += flops_per_row([features.shape[1], *head.hidden, classes]) * len(rows) * head.epochs
+        proba[np.ix_(fold == k, head.classes_)] = head.predict_proba(features[fold == k])
+    return proba, seconds, flops / sum(seconds) / 1e9
+
+
 def fit_variant(
     dataset,
     features: FeatureSpec,
@@ -120,16 +159,21 @@ def fit_variant(
     y = dataset.label_indices()
     fold = fold_of_each_image(split, dataset.table["image_id"])
     started = time.perf_counter()
-    jobs = 1 if get_head(recipe.head).uses_cores else (jobs or os.cpu_count() or 1)
-    proba, fold_seconds = out_of_fold_proba(
-        gathered.features,
-        y,
-        fold,
-        partial(recipe.build, protocol.seed),
-        n_classes=len(dataset.classes),
-        jobs=jobs,
-        progress=progress,
-    )
+    spec, gflops = get_head(recipe.head), None
+    if spec.family == "dense":
+        proba, fold_seconds, gflops = dense_out_of_fold(
+            gathered.features, y, fold, recipe, seed=protocol.seed, n_classes=len(dataset.classes), progress=progress
+        )
+    else:
+        proba, fold_seconds = out_of_fold_proba(
+            gathered.features,
+            y,
+            fold,
+            partial(recipe.build, protocol.seed),
+            n_classes=len(dataset.classes),
+            jobs=1 if spec.uses_cores else (jobs or os.cpu_count() or 1),
+            progress=progress,
+        )
     result = Result(
         variant=variant,
         classes=dataset.classes,
@@ -138,7 +182,7 @@ def fit_variant(
         y_true=y,
         fold=fold,
         proba=proba,
-        timings=Timings(tuple(fold_seconds), time.perf_counter() - started),
+        timings=Timings(tuple(fold_seconds), time.perf_counter() - started, gflops),
         provenance=provenance(split_file, gathered.sources),
     )
     return CVSummary.of(result.save(result_path(cache_dir, variant)), reused=False, positive=positive)

@@ -27,14 +27,17 @@ class Timings:
         Training time of each fold.
     total_seconds : float
         Wall time of the whole cross-validated fit.
+    gflops : float or None
+        Matmul GFLOP/s achieved while training a dense head (None for other heads).
     """
 
     fold_seconds: tuple = ()
     total_seconds: float = 0.0
+    gflops: float | None = None
 
     def to_dict(self) -> dict:
         """JSON form."""
-        return {"fold_seconds": list(self.fold_seconds), "total_seconds": self.total_seconds}
+        return {"fold_seconds": list(self.fold_seconds), "total_seconds": self.total_seconds, "gflops": self.gflops}
 
 
 @dataclass(frozen=True, eq=False)
@@ -111,7 +114,11 @@ def load_result(path) -> Result:
             y_true=np.asarray(record["y_true"], dtype=int),
             fold=np.asarray(record["fold"], dtype=int),
             proba=np.asarray(record["proba"], dtype=np.float64),
-            timings=Timings(tuple(record["timings"]["fold_seconds"]), float(record["timings"]["total_seconds"])),
+            timings=Timings(
+                tuple(record["timings"]["fold_seconds"]),
+                float(record["timings"]["total_seconds"]),
+                record["timings"].get("gflops"),
+            ),
             provenance=dict(record["provenance"]),
             path=path,
         )

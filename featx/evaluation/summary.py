@@ -73,5 +73,6 @@ class CVSummary:
             "result_file": str(result.path),
             "reused": self.reused,
             "fit_seconds": result.timings.total_seconds,
+            "fit_gflops": result.timings.gflops,
             "variant": result.variant.to_dict(),
         }

@@ -11,6 +11,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from featx.heads.base import ArgmaxPredictMixin, check_sample_weight
+from featx.heads.fold_trainer import FoldTrainer
 
 MLP_NAME = re.compile(r"^mlp(\d+(?:-\d+)*)$")
 KERAS_PARAMS = ("epochs", "batch_size", "learning_rate")
@@ -62,7 +63,8 @@ class KerasMLPClassifier(ArgmaxPredictMixin, ClassifierMixin, BaseEstimator):
     learning_rate : float
         Adam's learning rate.
     random_state : int
-        Seeds Keras so that a rerun gives the same numbers.
+        Seeds the initial weights, the shuffle and the dropout masks, so that a rerun gives the
+        same numbers (see :mod:`featx.heads.fold_trainer`, which trains it).
     """
 
     def __init__(self, hidden=(1000, 750), dropout=0.5, epochs=10, batch_size=64, learning_rate=1e-3, random_state=0):
@@ -79,27 +81,33 @@ class KerasMLPClassifier(ArgmaxPredictMixin, ClassifierMixin, BaseEstimator):
         inputs = keras.Input(shape=(n_features,))
         return keras.Model(inputs, dense_head(inputs, self.hidden, self.dropout, n_classes))
 
-    def fit(self, X, y, sample_weight=None):
-        """Train on features ``X`` (N, D) and labels ``y`` from scratch."""
-        import keras
+    def trainer(self, n_features: int, n_classes: int, capacity: int) -> FoldTrainer:
+        """A compiled trainer of this head's shape for up to ``capacity`` rows (reusable across folds)."""
+        return FoldTrainer(
+            [n_features, *self.hidden, n_classes],
+            capacity,
+            dropout=self.dropout,
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            learning_rate=self.learning_rate,
+        )
 
+    def fit(self, X, y, sample_weight=None, trainer: FoldTrainer | None = None, fold: int = 0):
+        """Train on features ``X`` (N, D) and labels ``y`` from scratch.
+
+        ``trainer`` (from :meth:`trainer`) reuses a compiled train step; ``fold`` picks the random
+        streams (cross-validation trains fold ``k`` with ``fold=k``).
+        """
         X, y = validate_data(self, X, y, dtype=np.float32)
         check_classification_targets(y)
         sample_weight = check_sample_weight(sample_weight, X.shape[0])
         self.encoder_ = LabelEncoder().fit(y)
         self.classes_ = self.encoder_.classes_
-        keras.utils.set_random_seed(self.random_state)
+        trainer = trainer or self.trainer(X.shape[1], len(self.classes_), len(X))
+        trained = trainer.train(X, self.encoder_.transform(y), sample_weight, seed=self.random_state, fold=fold)
         self.model_ = self._build(X.shape[1], len(self.classes_))
-        self.model_.compile(optimizer=keras.optimizers.Adam(self.learning_rate), loss="sparse_categorical_crossentropy")
-        self.model_.fit(
-            X,
-            self.encoder_.transform(y),
-            sample_weight=sample_weight,
-            epochs=self.epochs,
-            batch_size=self.batch_size,
-            verbose=0,
-            shuffle=True,
-        )
+        for layer, kernel, bias in zip(dense_layers(self.model_), trained.kernels, trained.biases, strict=True):
+            layer.set_weights([kernel, bias])
         return self
 
     def predict_proba(self, X):

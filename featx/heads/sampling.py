@@ -109,6 +109,18 @@ def with_strategy(head, name: str, random_state: int = 0, sampler=None):
     return Pipeline([("sampler", sampler if sampler is not None else "passthrough"), ("head", head)])
 
 
+def resample(name: str, X, y, random_state: int = 0) -> tuple:
+    """One training set as the strategy ``name`` hands it to a head: ``(X, y, sample_weight or None)``.
+
+    What :func:`with_strategy`'s pipeline does inside ``fit``, for trainers that take the rows
+    themselves (the dense heads' fold trainer).
+    """
+    spec = get_sampler(name)
+    if spec.make is not None:
+        X, y = spec.make(random_state).fit_resample(X, y)
+    return X, y, compute_sample_weight("balanced", y) if spec.weights_classes else None
+
+
 def fitted_head(estimator):
     """The fitted classifier inside a strategy pipeline (what predicts; samplers act in fit only)."""
     head = estimator.steps[-1][1] if hasattr(estimator, "steps") else estimator

@@ -40,6 +40,7 @@ def variant_row(result: Result, positive: str | None = None) -> dict:
     row["auc_macro"] = metrics["auc_macro"]
     row["ece_positive"] = metrics["ece_positive"]
     row["fit_seconds"] = result.timings.total_seconds
+    row["fit_gflops"] = result.timings.gflops
     row["result_file"] = str(result.path)
     return row
 
