@@ -92,7 +92,7 @@ def dense_out_of_fold(features, y, fold, recipe: HeadRecipe, *, seed: int, n_cla
     Each fold's training rows go through the recipe's imbalance strategy first (resampled or
     weighted from that fold's rows only); fold ``k`` is trained with the random streams of
     ``(seed, k)``, so it is the head training that fold alone gives (see
-    :mod:`featx.heads.fold_trainer`).
+    :mod:`featx.heads.fold_trainer`). Every head has a column for each of the ``n_classes``.
 
     Returns
     -------
@@ -105,21 +105,18 @@ def dense_out_of_fold(features, y, fold, recipe: HeadRecipe, *, seed: int, n_cla
 
     folds = np.unique(fold)
     training = [resample(recipe.sampler, features[fold != k], y[fold != k], seed) for k in folds]
-    capacity = max(len(rows) for rows, _, _ in training)
-    trainers, seconds, flops = {}, [], 0
+    head = make_head(recipe.head, random_state=seed, **recipe.params())
+    trainer = head.trainer(features.shape[1], n_classes, max(len(rows) for rows, _, _ in training))
+    seconds, flops = [], 0
     proba = np.zeros((len(y), n_classes))
     for k, (rows, labels, weights) in tqdm(
         list(zip(folds, training, strict=True)), desc="folds", disable=not progress, file=sys.stderr
     ):
-        head = make_head(recipe.head, random_state=seed, **recipe.params())
-        classes = len(np.unique(labels))
-        if classes not in trainers:
-            trainers[classes] = head.trainer(features.shape[1], classes, capacity)
         started = time.perf_counter()
-        head.fit(rows, labels, weights, trainer=trainers[classes], fold=int(k))
+        trained = trainer.train(rows, labels, weights, seed=seed, fold=int(k))
         seconds.append(time.perf_counter() - started)
-        flops += flops_per_row([features.shape[1], *head.hidden, classes]) * len(rows) * head.epochs
-        proba[np.ix_(fold == k, head.classes_)] = head.predict_proba(features[fold == k])
+        flops += flops_per_row(trainer.dims) * len(rows) * trainer.epochs
+        proba[fold == k] = trained.predict_proba(features[fold == k])
     return proba, seconds, flops / sum(seconds) / 1e9
 
 

@@ -12,7 +12,9 @@ Four checks on cached features (all with the ``logreg`` head, so they take secon
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass, replace
+from functools import partial
 from urllib.parse import urlparse
 
 import numpy as np
@@ -70,10 +72,15 @@ def source_probe(features, table, label: str, folds: int = 5, seed: int = 0) -> 
     return {**result, "auc": float(roc_auc_score(y, scores)), "compared": [str(first), str(second)]}
 
 
+def _out_of_fold(features, y, fold):
+    """Out-of-fold probabilities of the audit's head, folds trained in parallel on every core."""
+    return out_of_fold_proba(features, y, fold, partial(make_head, AUDIT_HEAD), jobs=os.cpu_count() or 1)[0]
+
+
 def lungs_masked_control(plain, masked, y, fold, task: Task) -> dict:
     """Accuracy and the positive class's AUC with and without the lung field, same folds and head."""
-    with_lungs = point_metrics(y, out_of_fold_proba(plain, y, fold, lambda: make_head(AUDIT_HEAD))[0], task)
-    without = point_metrics(y, out_of_fold_proba(masked, y, fold, lambda: make_head(AUDIT_HEAD))[0], task)
+    with_lungs = point_metrics(y, _out_of_fold(plain, y, fold), task)
+    without = point_metrics(y, _out_of_fold(masked, y, fold), task)
     return {
         "accuracy": with_lungs["accuracy"],
         "accuracy_masked": without["accuracy"],
@@ -206,7 +213,7 @@ def run_audit(
     split, split_file = load_or_make_split(cache_dir, dataset, protocol)
     fold = fold_of_each_image(split, dataset.table["image_id"])
     y = dataset.label_indices()
-    proba, _ = out_of_fold_proba(plain, y, fold, lambda: make_head(AUDIT_HEAD))
+    proba = _out_of_fold(plain, y, fold)
     masked_features = replace(features, mask="lungs")
     extract(dataset, masked_features, cache_dir=cache_dir, progress=progress, engine=engine)
     masked = load_features(cache_dir, masked_features.key(dataset.id), dataset).features
