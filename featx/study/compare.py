@@ -58,8 +58,12 @@ def compare_rows(cache_dir, dataset_id: str, positive: str | None = None) -> lis
 
 def markdown_table(rows: list[dict]) -> str:
     """Markdown table of comparison rows (one positive class); percentages with 95% bootstrap intervals."""
+    positive = rows[0]["positive"] if rows else "positive"
     header = (
-        list(DESCRIPTION) + ["input"] + [label for _key, label in PERCENT_METRICS] + ["AUC covid", "ECE covid", "fit s"]
+        list(DESCRIPTION)
+        + ["input"]
+        + [label for _key, label in PERCENT_METRICS]
+        + [f"AUC {positive}", f"ECE {positive}", "fit s"]
     )
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:

@@ -95,3 +95,21 @@ def test_paper_table_lists_the_papers_own_rows():
     assert paper_table("dataset2") == [["mobilenet_v2", 96.78, 94.72, 98.66, 96.46]]
     assert [row[0] for row in paper_table("dataset1")] == [b for (s, b) in PAPER if s == "dataset1"]
     assert paper_table("all") == []
+
+
+def test_comparison_table_names_the_positive_class():
+    row = {key: 0.5 for key in ("accuracy", "accuracy_2class", "sensitivity", "specificity", "auc_positive")}
+    row.update({f"{key}_{end}": 0.5 for key in list(row) for end in ("low", "high")})
+    row.update(
+        phase=2,
+        backbone="b",
+        weights="w",
+        head="h",
+        sampler="s",
+        protocol="p",
+        input="8x8",
+        fit_seconds=1.0,
+        ece_positive=0.1,
+        positive="opacity",
+    )
+    assert markdown_table([row]).splitlines()[0].endswith("| AUC opacity | ECE opacity | fit s |")
