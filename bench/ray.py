@@ -21,7 +21,9 @@ import tempfile
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]  # this file is named ray.py: keep the package
+sys.path.insert(0, str(HERE.parent))
 
 from bench.extract import SHARED, first_images  # noqa: E402
 from featx.data.dataset import load_dataset  # noqa: E402
