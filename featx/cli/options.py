@@ -50,31 +50,16 @@ def integer(flag: str, minimum: int):
     return parse
 
 
-def positive_float(flag: str):
-    """An argparse type: a float above zero."""
+def number(flag: str, minimum: float, *, inclusive: bool):
+    """An argparse type: a float of at least ``minimum`` (above it when not ``inclusive``)."""
 
     def parse(text: str) -> float:
         try:
             value = float(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-        if not value > 0:
-            raise OptionError(f"{flag} must be > 0, got {text}")
-        return value
-
-    return parse
-
-
-def non_negative_float(flag: str):
-    """An argparse type: a float of at least zero."""
-
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-        if value < 0:
-            raise OptionError(f"{flag} must be >= 0, got {text}")
+        if value < minimum or (value == minimum and not inclusive):
+            raise OptionError(f"{flag} must be {'>=' if inclusive else '>'} {minimum:g}, got {text}")
         return value
 
     return parse
@@ -208,7 +193,7 @@ def add_engine(parser) -> None:
     )
     group.add_argument(
         "--gpus-per-worker",
-        type=non_negative_float("--gpus-per-worker"),
+        type=number("--gpus-per-worker", 0, inclusive=True),
         default=0.0,
         metavar="G",
         help="ray: GPUs each backbone actor asks for",
@@ -241,7 +226,7 @@ def add_training(parser, defaults: dict) -> None:
     )
     parser.add_argument(
         "--lr",
-        type=positive_float("--lr"),
+        type=number("--lr", 0, inclusive=False),
         default=defaults["lr"],
         help="Adam learning rate (default: 1e-3 for heads, 1e-4 for fine-tuning)",
     )

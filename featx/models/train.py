@@ -16,7 +16,7 @@ from featx.evaluation.finetune import (
 )
 from featx.evaluation.results import find_result
 from featx.evaluation.splits import Protocol
-from featx.evaluation.summary import CVSummary
+from featx.evaluation.summary import HEADLINE_KEYS, CVSummary
 from featx.evaluation.task import Task
 from featx.evaluation.variant import Variant
 from featx.features.extract import extract
@@ -27,18 +27,6 @@ from featx.heads.registry import get_head
 from featx.heads.sampling import fitted_head
 from featx.models.folder import FINETUNED_FILE, ModelManifest, check_target, save_head, write_folder
 
-CV_KEYS = (
-    "accuracy",
-    "accuracy_3class",
-    "accuracy_2class",
-    "sensitivity",
-    "specificity",
-    "auc_positive",
-    "auc_covid",
-    "ece_positive",
-    "ece_covid",
-    "ci95",
-)
 log = logging.getLogger(__name__)
 
 
@@ -50,7 +38,7 @@ def cross_validation_record(summary: CVSummary | None) -> dict:
             "cross-validated metrics here"
         }
     return {
-        **{key: summary[key] for key in CV_KEYS},
+        **{key: summary[key] for key in HEADLINE_KEYS},
         "positive": summary.task.positive,
         "protocol": summary.result.variant.protocol.group_by,
         "variant": summary.result.variant.to_dict(),
