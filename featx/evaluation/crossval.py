@@ -37,7 +37,15 @@ def _fit_fold(features, y, fold, make_estimator, k, threads: int | None):
 
 
 def out_of_fold_proba(
-    features, y, fold, make_estimator, *, n_classes: int | None = None, jobs: int = 1, progress: bool = False
+    features,
+    y,
+    fold,
+    make_estimator,
+    *,
+    n_classes: int | None = None,
+    jobs: int = 1,
+    only=None,
+    progress: bool = False,
 ):
     """Fit a fresh estimator per fold and predict its test rows, ``jobs`` folds at a time.
 
@@ -55,6 +63,9 @@ def out_of_fold_proba(
         Folds trained at once, in worker processes (joblib), each with its share of the cores for
         its numerical libraries (threadpoolctl), so that the machine is not oversubscribed. Use 1
         for learners that use every core themselves.
+    only : sequence of int, optional
+        The folds to fit and predict (default: every fold); the rows of the others keep
+        probability 0 but still train the folds that are fitted.
     progress : bool
 
     Returns
@@ -62,12 +73,12 @@ def out_of_fold_proba(
     proba : numpy.ndarray, (N, n_classes)
         Column ``c`` is class ``c`` (a class absent from a training fold gets probability 0).
     fold_seconds : list of float
-        Training time of each fold, in fold order.
+        Training time of each fitted fold, in fold order.
     """
     from joblib import Parallel, delayed
     from tqdm import tqdm
 
-    folds = np.unique(fold)
+    folds = np.unique(fold) if only is None else np.unique(np.asarray(only))
     jobs = max(1, min(int(jobs), len(folds)))
     proba = np.zeros((len(y), int(y.max()) + 1 if n_classes is None else n_classes))
     seconds = {}

@@ -65,22 +65,29 @@ def source_probe(features, table, label: str, folds: int = 5, seed: int = 0) -> 
     keep = rows[np.isin(sources, [first, second])]
     y = (image_sources(table).to_numpy()[keep] == second).astype(int)
     groups = table["patient_id"].astype(str).to_numpy()[keep]
-    scores = np.zeros(len(keep))
-    for train, test in _grouped_folds(y, groups, folds, seed):
-        model = make_head(AUDIT_HEAD).fit(features[keep][train], y[train])
-        scores[test] = model.predict_proba(features[keep][test])[:, 1]
+    fold = np.zeros(len(keep), dtype=int)
+    for k, (_, test) in enumerate(_grouped_folds(y, groups, folds, seed)):
+        fold[test] = k
+    scores = _out_of_fold(features[keep], y, fold, n_classes=2)[:, 1]
     return {**result, "auc": float(roc_auc_score(y, scores)), "compared": [str(first), str(second)]}
 
 
-def _out_of_fold(features, y, fold):
+def _out_of_fold(features, y, fold, *, n_classes: int, only=None):
     """Out-of-fold probabilities of the audit's head, folds trained in parallel on every core."""
-    return out_of_fold_proba(features, y, fold, partial(make_head, AUDIT_HEAD), jobs=os.cpu_count() or 1)[0]
+    return out_of_fold_proba(
+        features, y, fold, partial(make_head, AUDIT_HEAD), n_classes=n_classes, jobs=os.cpu_count() or 1, only=only
+    )[0]
 
 
-def lungs_masked_control(plain, masked, y, fold, task: Task) -> dict:
-    """Accuracy and the positive class's AUC with and without the lung field, same folds and head."""
-    with_lungs = point_metrics(y, _out_of_fold(plain, y, fold), task)
-    without = point_metrics(y, _out_of_fold(masked, y, fold), task)
+def lungs_masked_control(plain_proba, masked, y, fold, task: Task) -> dict:
+    """Accuracy and the positive class's AUC with and without the lung field, same folds and head.
+
+    ``plain_proba`` are the out-of-fold probabilities from the features with the lungs (computed
+    once by :func:`run_audit`, which the adult check reads too); ``masked`` are the features
+    without them.
+    """
+    with_lungs = point_metrics(y, plain_proba, task)
+    without = point_metrics(y, _out_of_fold(masked, y, fold, n_classes=len(task.classes)), task)
     return {
         "accuracy": with_lungs["accuracy"],
         "accuracy_masked": without["accuracy"],
@@ -95,22 +102,18 @@ def leave_one_site_out(features, table, task: Task, min_positive: int = MIN_SITE
     y = table["label"].map(task.classes.index).to_numpy()
     positive = task.positive_index
     sites = image_sites(table).to_numpy()
-    rows = []
-    for site in pd.Series(sites[y == positive]).value_counts().index:
-        held_out = sites == site
-        if (y[held_out] == positive).sum() < min_positive:
-            continue
-        model = make_head(AUDIT_HEAD).fit(features[~held_out], y[~held_out])
-        predicted = np.asarray(model.classes_)[model.predict_proba(features[held_out]).argmax(axis=1)]
-        is_positive = y[held_out] == positive
-        rows.append(
-            {
-                "site": str(site),
-                "positive_images": int(is_positive.sum()),
-                "sensitivity": float(np.mean(predicted[is_positive] == positive)),
-            }
-        )
-    return rows
+    names, site_of_row = np.unique(sites, return_inverse=True)
+    positives = np.bincount(site_of_row[y == positive], minlength=len(names))
+    tested = [k for k in np.argsort(-positives, kind="stable") if positives[k] >= min_positive]
+    predicted = _out_of_fold(features, y, site_of_row, n_classes=len(task.classes), only=tested).argmax(axis=1)
+    return [
+        {
+            "site": str(names[k]),
+            "positive_images": int(positives[k]),
+            "sensitivity": float(np.mean(predicted[(site_of_row == k) & (y == positive)] == positive)),
+        }
+        for k in tested
+    ]
 
 
 def adult_check(table, proba, task: Task) -> dict:
@@ -213,7 +216,7 @@ def run_audit(
     split, split_file = load_or_make_split(cache_dir, dataset, protocol)
     fold = fold_of_each_image(split, dataset.table["image_id"])
     y = dataset.label_indices()
-    proba = _out_of_fold(plain, y, fold)
+    proba = _out_of_fold(plain, y, fold, n_classes=len(task.classes))
     masked_features = replace(features, mask="lungs")
     extract(dataset, masked_features, cache_dir=cache_dir, progress=progress, engine=engine)
     masked = load_features(cache_dir, masked_features.key(dataset.id), dataset).features
@@ -231,7 +234,7 @@ def run_audit(
         source_probe=[
             source_probe(plain, table, label, seed=protocol.seed) for label in task.classes if label != task.positive
         ],
-        lungs_masked=lungs_masked_control(plain, masked, y, fold, task),
+        lungs_masked=lungs_masked_control(proba, masked, y, fold, task),
         leave_one_site_out=leave_one_site_out(plain, table, task),
         adult_check=adult_check(table, proba, task),
     )

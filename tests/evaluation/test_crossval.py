@@ -109,3 +109,13 @@ def test_folds_trained_in_parallel_equal_folds_trained_one_by_one(features):
     parallel, parallel_seconds = out_of_fold_proba(matrix, y, fold, lambda: make_head("logreg"), jobs=2)
     np.testing.assert_allclose(parallel, serial, rtol=1e-10, atol=1e-12)
     assert len(serial_seconds) == len(parallel_seconds) == 5
+
+
+def test_only_the_named_folds_are_fitted_and_their_rows_match_the_full_run(features):
+    matrix, y = features
+    fold = np.arange(len(y)) % 5
+    full, _ = out_of_fold_proba(matrix, y, fold, lambda: make_head("logreg"))
+    some, seconds = out_of_fold_proba(matrix, y, fold, lambda: make_head("logreg"), jobs=2, only=[3, 1])
+    named = np.isin(fold, [1, 3])
+    np.testing.assert_allclose(some[named], full[named], rtol=1e-10, atol=1e-12)
+    assert not some[~named].any() and len(seconds) == 2
