@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import warnings
 from pathlib import Path
 
 from featx.exceptions import ParameterError, WeightsError
@@ -142,7 +143,9 @@ def _build_keras_application(spec, input_shape, weights):
     if weights == "imagenet":
         expected = keras_models_dir() / spec.imagenet_file
         try:
-            with contextlib.redirect_stdout(sys.stderr):  # Keras announces downloads on stdout
+            with contextlib.redirect_stdout(sys.stderr), warnings.catch_warnings():  # downloads announced on stdout
+                # featx letterboxes to a size of its own on purpose; the square-size weights serve any size
+                warnings.filterwarnings("ignore", message=r".*`input_shape` is undefined or non-square")
                 return constructor(weights="imagenet", **kwargs)
         except Exception as error:  # Keras wraps network failures in plain Exceptions
             raise WeightsError(
