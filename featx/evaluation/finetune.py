@@ -19,6 +19,7 @@ import time
 from dataclasses import asdict, dataclass
 
 import numpy as np
+from tqdm import tqdm
 
 from featx.backbones.registry import cutoff_for, preprocess
 from featx.backbones.weights import PRECISIONS, build_base
@@ -248,7 +249,7 @@ def finetune_variant(
     trainer = _FoldTrainer(features, recipe, dataset, fold, protocol.seed, cached, progress)
     proba = np.zeros((len(dataset), len(dataset.classes)))
     fold_seconds = []
-    for k in range(protocol.folds):
+    for k in tqdm(range(protocol.folds), desc="folds", disable=not progress, file=sys.stderr):
         test = fold == k
         if str(k) not in done:
             started = time.perf_counter()

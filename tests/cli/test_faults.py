@@ -79,8 +79,9 @@ def test_killed_finetune_resumes_at_the_next_fold_with_the_same_result(small_dat
         "--json",
     ]
     killed = tmp_path / "killed"
-    # Keras announces each fold's single epoch: the second announcement comes after fold 0 was checkpointed
-    kill_at_progress(featx_command(*args, "--cache", str(killed)), r"Epoch (\d+)/1", lambda seen: len(seen) >= 2, env)
+    # featx's fold bar shows 1/3 once fold 0's predictions are checkpointed, before fold 1 starts training
+    fold_bar = r"folds:[^\r\n]*?(\d+)/3 \["
+    kill_at_progress(featx_command(*args, "--cache", str(killed)), fold_bar, lambda seen: max(seen) >= 1, env)
     assert any(killed.rglob("*.partial.json")), "the kill came before the first fold was checkpointed"
     assert not [p for p in killed.rglob("results/*.json") if not p.name.endswith(".partial.json")]
     resumed = subprocess.run(featx_command(*args, "--cache", str(killed)), capture_output=True, text=True, env=env)

@@ -25,6 +25,7 @@ EXPECTED_FAILURES = {
     "mlp1000-750": {
         "check_sample_weight_equivalence_on_dense_data": STOCHASTIC_WEIGHTS,
         "check_methods_sample_order_invariance": "float32 matrix products differ in the last bit with row order",
+        "check_methods_subset_invariance": "float32 matrix products differ in the last bit with the number of rows",
     },
 }
 SMALL = {"rf": {"n_estimators": 20}, "xgb": {"n_estimators": 20}}  # the API, not the accuracy, is checked here
