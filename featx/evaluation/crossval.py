@@ -15,6 +15,7 @@ from featx.evaluation.results import Result, Timings, find_result, result_path
 from featx.evaluation.splits import Protocol, fold_of_each_image, load_or_make_split, protocol_groups
 from featx.evaluation.summary import CVSummary
 from featx.evaluation.variant import Variant
+from featx.exceptions import ParameterError
 from featx.features.identity import FeatureSpec
 from featx.features.store import load_features
 from featx.heads.fold_trainer import flops_per_row
@@ -68,6 +69,11 @@ def out_of_fold_proba(
         probability 0 but still train the folds that are fitted.
     progress : bool
 
+    Raises
+    ------
+    ParameterError
+        When ``only`` names a fold that no row is in.
+
     Returns
     -------
     proba : numpy.ndarray, (N, n_classes)
@@ -79,6 +85,8 @@ def out_of_fold_proba(
     from tqdm import tqdm
 
     folds = np.unique(fold) if only is None else np.unique(np.asarray(only))
+    if not np.isin(folds, fold).all():
+        raise ParameterError("only", only, "names a fold that no row is in")
     jobs = max(1, min(int(jobs), len(folds)))
     proba = np.zeros((len(y), int(y.max()) + 1 if n_classes is None else n_classes))
     seconds = {}

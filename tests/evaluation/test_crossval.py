@@ -9,7 +9,7 @@ from imblearn.over_sampling import RandomOverSampler
 from featx.evaluation.crossval import fit_variant, out_of_fold_proba
 from featx.evaluation.results import load_result
 from featx.evaluation.splits import Protocol
-from featx.exceptions import MissingFeaturesError
+from featx.exceptions import MissingFeaturesError, ParameterError
 from featx.features.identity import FeatureSpec
 from featx.features.store import load_features
 from featx.heads import HeadRecipe, make_head, with_strategy
@@ -119,3 +119,5 @@ def test_only_the_named_folds_are_fitted_and_their_rows_match_the_full_run(featu
     named = np.isin(fold, [1, 3])
     np.testing.assert_allclose(some[named], full[named], rtol=1e-10, atol=1e-12)
     assert not some[~named].any() and len(seconds) == 2
+    with pytest.raises(ParameterError, match=r"only names a fold that no row is in, got \[7\]"):
+        out_of_fold_proba(matrix, y, fold, lambda: make_head("logreg"), only=[7])
