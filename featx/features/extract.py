@@ -166,7 +166,7 @@ def extract(
             if pixel_cache:
                 PixelCache(cache_dir, pixel_key, rebuild=True)
         elif path.exists():  # finished by another process while this one waited for nothing
-            return run.summary(open_store(path, key, load_features=False), cached=False)
+            return run.summary(open_store(path, key, load_features=False), cached=True)
         try:
             run.compute(key, Path(cache_dir), pixel_key, strict=strict, pixel_cache=pixel_cache, progress=progress)
         except OSError as error:
