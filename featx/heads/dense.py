@@ -92,18 +92,18 @@ class KerasMLPClassifier(ArgmaxPredictMixin, ClassifierMixin, BaseEstimator):
             learning_rate=self.learning_rate,
         )
 
-    def fit(self, X, y, sample_weight=None, trainer: FoldTrainer | None = None, fold: int = 0):
+    def fit(self, X, y, sample_weight=None, fold: int = 0):
         """Train on features ``X`` (N, D) and labels ``y`` from scratch.
 
-        ``trainer`` (from :meth:`trainer`) reuses a compiled train step; ``fold`` picks the random
-        streams (cross-validation trains fold ``k`` with ``fold=k``).
+        ``fold`` picks the random streams: cross-validation trains fold ``k`` with those of ``fold=k``
+        (through :meth:`trainer`, which compiles once for every fold).
         """
         X, y = validate_data(self, X, y, dtype=np.float32)
         check_classification_targets(y)
         sample_weight = check_sample_weight(sample_weight, X.shape[0])
         self.encoder_ = LabelEncoder().fit(y)
         self.classes_ = self.encoder_.classes_
-        trainer = trainer or self.trainer(X.shape[1], len(self.classes_), len(X))
+        trainer = self.trainer(X.shape[1], len(self.classes_), len(X))
         trained = trainer.train(X, self.encoder_.transform(y), sample_weight, seed=self.random_state, fold=fold)
         self.model_ = self._build(X.shape[1], len(self.classes_))
         for layer, kernel, bias in zip(dense_layers(self.model_), trained.kernels, trained.biases, strict=True):
