@@ -67,6 +67,11 @@ class LoadedModel:
         full[:, list(self.manifest.head_classes)] = proba
         return full
 
+    def predict_images(self, pixels: list, batch_size: int) -> np.ndarray:
+        """Class probabilities of letterboxed images (a list of (H, W, 3) uint8), ``batch_size`` at a time."""
+        batches = [self.predict_proba(np.stack(pixels[i : i + batch_size])) for i in range(0, len(pixels), batch_size)]
+        return np.concatenate(batches) if batches else np.zeros((0, len(self.classes)))
+
     def keras_head(self):
         """Pooled features -> probabilities as a Keras model, or None when the head is not Keras."""
         import keras
@@ -78,6 +83,25 @@ class LoadedModel:
                 x = layer(x)
             return keras.Model(inputs, x)
         return self.head.keras_model
+
+
+def decode_each(paths, size) -> tuple[list, list]:
+    """Letterbox every file that decodes; name every one that does not.
+
+    Returns
+    -------
+    decoded : list of (int, numpy.ndarray)
+        Position in ``paths`` and (H, W, 3) uint8 pixels of each decoded file.
+    failures : list of (int, str)
+        Position and reason of each file that cannot be decoded.
+    """
+    decoded, failures = [], []
+    for position, path in enumerate(paths):
+        try:
+            decoded.append((position, images.load(path, size)))
+        except ImageDecodeError as error:
+            failures.append((position, error.reason))
+    return decoded, failures
 
 
 @dataclass(frozen=True)
@@ -155,18 +179,13 @@ def predict_files(model_dir, inputs, *, out_csv=None, explain_dir=None, batch_si
         raise ParameterError("batch_size", batch_size, "must be >= 1")
     files = image_files(inputs)
     model = LoadedModel(model_dir)
-    rows, decoded = [], []
-    for path in files:
-        try:
-            decoded.append((path, images.load(path, model.input_size)))
-        except ImageDecodeError as error:
-            rows.append({"file": str(path), "error": error.reason})
-    for start in range(0, len(decoded), batch_size):
-        chunk = decoded[start : start + batch_size]
-        proba = model.predict_proba(np.stack([image for _, image in chunk]))
-        for (path, _), p in zip(chunk, proba, strict=True):
-            row = {"file": str(path), **{f"p_{c}": float(v) for c, v in zip(model.classes, p, strict=True)}}
-            rows.append({**row, "predicted": model.classes[int(np.argmax(p))], "error": ""})
+    positions, failures = decode_each(files, model.input_size)
+    decoded = [(files[position], image) for position, image in positions]
+    rows = [{"file": str(files[position]), "error": reason} for position, reason in failures]
+    proba = model.predict_images([image for _, image in decoded], batch_size)
+    for (path, _), p in zip(decoded, proba, strict=True):
+        row = {"file": str(path), **{f"p_{c}": float(v) for c, v in zip(model.classes, p, strict=True)}}
+        rows.append({**row, "predicted": model.classes[int(np.argmax(p))], "error": ""})
     columns = ["file"] + [f"p_{c}" for c in model.classes] + ["predicted", "error"]
     table = pd.DataFrame(rows, columns=columns).fillna({"predicted": "", "error": ""})
     order = {str(path): index for index, path in enumerate(files)}

@@ -16,13 +16,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from featx.data import images
 from featx.evaluation.calibration import reliability
 from featx.evaluation.metrics import bootstrap_intervals, point_metrics
 from featx.evaluation.task import Task
-from featx.exceptions import DatasetError, ImageDecodeError
+from featx.exceptions import DatasetError
 from featx.fileio import write_text_atomic
-from featx.models.predict import LoadedModel
+from featx.models.predict import LoadedModel, decode_each
 
 COMPARED = ("accuracy", "accuracy_2class", "sensitivity", "specificity", "auc_positive")
 log = logging.getLogger(__name__)
@@ -180,23 +179,18 @@ def validate(model_dir, dataset, *, batch_size: int = 32) -> Validation:
     excluded = list(table["image_id"][seen])
     if excluded:
         log.warning("%d external image(s) have the same content as training images and are excluded", len(excluded))
-    rows, pixels, skipped = [], [], []
-    for row in table[~seen].itertuples():
-        try:
-            pixels.append(images.load(row.path, model.input_size))
-            rows.append(row)
-        except ImageDecodeError as error:
-            skipped.append({"file": row.image_id, "reason": error.reason})
-            log.warning("skipped %s: %s", row.image_id, error.reason)
-    if not rows:
+    candidates = table[~seen].reset_index(drop=True)
+    decoded, failures = decode_each(candidates["path"], model.input_size)
+    skipped = [{"file": candidates["image_id"].iat[position], "reason": reason} for position, reason in failures]
+    for failure in skipped:
+        log.warning("skipped %s: %s", failure["file"], failure["reason"])
+    used = candidates.iloc[[position for position, _ in decoded]].reset_index(drop=True)
+    if used.empty:
         raise DatasetError(
             f"{dataset.root}: no image left to validate on ({len(skipped)} could not be decoded, "
             f"{len(excluded)} were seen in training)"
         )
-    proba = np.concatenate(
-        [model.predict_proba(np.stack(pixels[i : i + batch_size])) for i in range(0, len(pixels), batch_size)]
-    )
-    used = pd.DataFrame(rows)
+    proba = model.predict_images([pixels for _, pixels in decoded], batch_size)
     y_true = used["label"].map(task.classes.index).to_numpy()
     groups = used["patient_id" if dataset.has_patient_ids else "image_id"].astype(str).to_numpy()
     external = external_metrics(y_true, proba, groups, task)
@@ -213,7 +207,7 @@ def validate(model_dir, dataset, *, batch_size: int = 32) -> Validation:
         str(model_dir),
         task,
         dataset.describe(),
-        len(rows),
+        len(used),
         skipped,
         excluded,
         external,
