@@ -189,9 +189,10 @@ def bootstrap_intervals(
     """
     y_true, proba = np.asarray(y_true), np.asarray(proba, dtype=np.float64)
     weights = resample_weights(len(y_true), groups, n_resamples=n_resamples, seed=seed)
-    predicted_positive = proba.argmax(axis=1) == task.positive_index
+    predicted = proba.argmax(axis=1)
+    predicted_positive = predicted == task.positive_index
     positive = y_true == task.positive_index
-    correct = proba.argmax(axis=1) == y_true
+    correct = predicted == y_true
 
     def weighted(mask):
         return weights @ mask.astype(np.float64)
