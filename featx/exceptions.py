@@ -63,3 +63,30 @@ class MissingFeaturesError(CacheError):
 
 class ModelFolderError(FeatxError):
     """A model folder is missing, damaged, incomplete, or holds a file featx refuses to load."""
+
+
+class FileSystemError(FeatxError, OSError):
+    """A file or folder featx reads or writes cannot be used: the message names the path and the
+    cause in words (no space left, read-only, not a folder, is a folder, name too long, ...)."""
+
+    def __init__(self, path, action: str, cause: str):
+        self.path = str(path)
+        self.action = action
+        self.cause = cause
+        FeatxError.__init__(self, f"{path}: cannot {action}: {cause}")
+
+    def __str__(self) -> str:
+        return self.args[0]
+
+
+class RecordError(FeatxError):
+    """A file featx reads back (a model manifest, a result, a split, provenance) does not fit its
+    declared schema: the message names the file and the field."""
+
+
+class ResourceError(FeatxError):
+    """A request needs more of a resource (memory) than this machine has; the message gives the figure."""
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived: unwinds like Ctrl-C so that workers and shared memory are released (exit 143)."""

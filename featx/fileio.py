@@ -1,48 +1,266 @@
-"""File helpers: atomic writes (a temporary file beside the target, then ``os.replace``), sealed array
-files, and hashing."""
+"""The one writer: every file featx writes goes through this module, and so does every output
+named on the command line before any work starts.
+
+- A file is written under a temporary name beside its target, flushed to disk (``fsync``) and
+  renamed into place, so that a reader sees the old file or the new one, never half of either;
+  on any failure the temporary file is removed and nothing else is touched.
+- An operating-system error becomes one :class:`~featx.exceptions.FileSystemError` that names the
+  path and says the cause in words (:data:`CAUSES`: no space left, read-only, not a folder, is a
+  folder, name too long, ...).
+- **Symbolic links are followed**: the file a link points to is replaced and the link stays.
+  A target that exists and is not a regular file (a device, a pipe), and any path under ``/dev``
+  or ``/proc`` (``/dev/stdout``), is **written through** (appended to, as a shell's ``>>``),
+  never replaced by a rename; a folder in place of a file is refused.
+- Outputs named by the user (``--out``, ``--csv``, ``--model-dir``, ``--explain``, ``--cache``,
+  ``--dest``) are checked by :func:`check_output_file` / :func:`check_output_folder` when the
+  command starts: a folder where a file is wanted, a file where a folder is wanted, a read-only
+  file system, a name too long.
+
+Also sealed array files and hashing.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
+import shutil
+import stat
+import tempfile
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
+from featx.exceptions import FeatxError, FileSystemError
+
+CAUSES = {
+    errno.ENOSPC: "no space left on the device",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EROFS: "read-only file system",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+    errno.ENOTDIR: "a part of the path is not a folder",
+    errno.EISDIR: "is a folder",
+    errno.ENAMETOOLONG: "name too long",
+    errno.ENOENT: "no such file or folder",
+    errno.EEXIST: "already exists",
+    errno.ELOOP: "too many levels of symbolic links",
+    errno.EFBIG: "file too large",
+    errno.EMFILE: "too many open files",
+    errno.EIO: "input/output error (a failing disk or a network file system)",
+    errno.ENOTEMPTY: "folder not empty",
+    errno.EBUSY: "busy (in use or a mount point)",
+    errno.ENXIO: "no such device",
+    errno.ENODEV: "no such device",
+    errno.ETXTBSY: "file busy",
+    errno.EINVAL: "invalid argument for this file system",
+}
+NAME_MAX = 255
+"""Bytes in one path component on Linux file systems (ext4, xfs, tmpfs, btrfs)."""
+
+
+def cause(error: BaseException) -> str:
+    """The cause of an OS error in words (its ``strerror`` where :data:`CAUSES` has no entry)."""
+    number = getattr(error, "errno", None)
+    if number in CAUSES:
+        return CAUSES[number]
+    text = getattr(error, "strerror", None) or str(error)
+    return text[0].lower() + text[1:] if text else type(error).__name__
+
+
+def file_system_error(error: OSError, path, action: str) -> FileSystemError:
+    """``error`` as a :class:`FileSystemError` naming the path the OS named (else ``path``)."""
+    if isinstance(error, FileSystemError):
+        return error
+    named = getattr(error, "filename", None) or path
+    if isinstance(named, bytes):
+        named = os.fsdecode(named)
+    return FileSystemError(named, action, cause(error))
+
+
+@contextlib.contextmanager
+def os_errors(path, action: str = "write"):
+    """Turn any ``OSError`` raised in the block into a :class:`FileSystemError` about ``path``."""
+    try:
+        yield
+    except FeatxError:
+        raise
+    except OSError as error:
+        raise file_system_error(error, path, action) from None
+
+
+def check_name(path) -> None:
+    """Refuse a path with a component longer than the file system allows.
+
+    Raises
+    ------
+    FileSystemError
+    """
+    for part in Path(path).parts:
+        size = len(os.fsencode(part))
+        if size > NAME_MAX:
+            raise FileSystemError(path, "use this name", f"name too long ({size} bytes, at most {NAME_MAX})")
+
+
+def _existing_ancestor(path: Path) -> Path:
+    ancestor = path.parent
+    while not ancestor.exists():
+        if ancestor.is_symlink():  # a dangling link where a folder is wanted
+            raise FileSystemError(ancestor, "make a folder here", "a symbolic link to nothing")
+        if ancestor == ancestor.parent:
+            break
+        ancestor = ancestor.parent
+    return ancestor
+
+
+def _check_writable_folder(folder: Path, path: Path, action: str) -> None:
+    if not folder.is_dir():
+        raise FileSystemError(path, action, f"{folder} is not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        read_only = os.statvfs(folder).f_flag & os.ST_RDONLY
+        raise FileSystemError(path, action, CAUSES[errno.EROFS if read_only else errno.EACCES])
+
+
+def check_output_file(path, flag: str | None = None) -> Path:
+    """Check, before any work, that a file can be written at ``path``.
+
+    Parameters
+    ----------
+    path : str or Path
+    flag : str, optional
+        The command-line option that named it, put in the message (default: none).
+
+    Returns
+    -------
+    Path
+        ``path``, with the user's ``~`` expanded.
+
+    Raises
+    ------
+    FileSystemError
+        When ``path`` is a folder, a part of it is a file, its name is too long, or its folder is
+        read-only.
+    """
+    path = Path(os.path.expanduser(os.fsdecode(path)))
+    action = f"write {flag}" if flag else "write"
+    check_name(path)
+    if path.is_dir():
+        raise FileSystemError(path, action, "is a folder (a file is wanted here)")
+    if path.exists() and not path.is_file():
+        return path  # a device or a pipe: written through
+    _check_writable_folder(_existing_ancestor(path), path, action)
+    return path
+
+
+def check_output_folder(path, flag: str | None = None) -> Path:
+    """Check, before any work, that ``path`` is a folder featx can write in, or can be made.
+
+    Parameters
+    ----------
+    path : str or Path
+    flag : str, optional
+        The command-line option that named it, put in the message (default: none).
+
+    Raises
+    ------
+    FileSystemError
+        When ``path`` is a file, a part of it is a file, its name is too long, or it (or the folder
+        it would be made in) is read-only.
+    """
+    path = Path(os.path.expanduser(os.fsdecode(path)))
+    action = f"write {flag}" if flag else "write in"
+    check_name(path)
+    if path.exists():
+        if not path.is_dir():
+            raise FileSystemError(path, action, "is a file, not a folder")
+        _check_writable_folder(path, path, action)
+    else:
+        _check_writable_folder(_existing_ancestor(path), path, action)
+    return path
+
+
+def make_folder(path) -> Path:
+    """``mkdir -p`` with OS errors in words."""
+    path = Path(path)
+    check_name(path)
+    with os_errors(path, "make the folder"):
+        path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _fsync_folder(folder: Path) -> None:
+    with contextlib.suppress(OSError):
+        handle = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(handle)
+        finally:
+            os.close(handle)
+
+
+SPECIAL_FOLDERS = ("/dev/", "/proc/")
+"""Paths under these (``/dev/stdout``, ``/proc/self/fd/1``) are streams: always written through."""
+
+
+def _written_through(path: Path) -> bool:
+    """Whether ``path`` is an existing non-regular file or a stream path, written through, not replaced."""
+    if str(path.absolute()).startswith(SPECIAL_FOLDERS) or os.path.realpath(path).startswith(SPECIAL_FOLDERS):
+        return True
+    try:
+        return not stat.S_ISREG(os.stat(path).st_mode)
+    except FileNotFoundError:
+        return False
+
 
 @contextlib.contextmanager
 def replaced_atomically(path):
-    """Yield a temporary path beside ``path``; once the block has written it, flush it to disk
-    (``fsync``) and rename it into place, so that readers see the old file or the new one, never half.
+    """Yield a temporary path beside ``path``; once the block has written it, flush it to disk and
+    rename it into place, so that readers see the old file or the new one, never half.
 
-    The temporary file is removed if anything fails (a full disk, say), and the error re-raised.
+    A symbolic link at ``path`` is followed (its target is replaced, the link stays); an existing
+    target that is not a regular file (a device, a pipe), or a path under ``/dev`` or ``/proc``
+    (``/dev/stdout``), is written through instead of replaced. The temporary file is removed if
+    anything fails, and an OS error is re-raised as a :class:`FileSystemError` naming ``path``.
     """
     path = Path(path)
-    temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    check_name(path)
+    with os_errors(path):
+        if path.is_dir():
+            raise FileSystemError(path, "write", "is a folder (a file is wanted here)")
+        through = _written_through(path)
+        target = path if through else Path(os.path.realpath(path))
+        folder = Path(tempfile.gettempdir()) if through else target.parent
+    temporary = folder / f".{target.name[:64]}.{os.getpid()}.tmp"
     try:
-        yield temporary
-        with open(temporary, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
+        with os_errors(path):
+            yield temporary
+            with open(temporary, "rb") as handle:
+                os.fsync(handle.fileno())
+            if through:
+                with open(temporary, "rb") as source, open(path, "ab") as sink:
+                    shutil.copyfileobj(source, sink)
+            else:
+                os.replace(temporary, target)
+                _fsync_folder(target.parent)
     finally:
-        temporary.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            temporary.unlink(missing_ok=True)
 
 
 def write_text_atomic(path, text: str) -> Path:
-    """Write ``text`` to ``path`` atomically (see :func:`replaced_atomically`), making its folder."""
+    """Write ``text`` (UTF-8) to ``path`` atomically (see :func:`replaced_atomically`), making its folder."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_folder(path.parent)
     with replaced_atomically(path) as temporary:
-        temporary.write_text(text)
+        temporary.write_text(text, encoding="utf-8")
     return path
 
 
 def sha256_file(path) -> str:
     """Hex sha256 of a file's bytes, read in 1 MiB chunks."""
     digest = hashlib.sha256()
-    with open(path, "rb") as handle:
+    with os_errors(path, "read"), open(path, "rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import signal
 import sys
 import warnings
 
@@ -12,7 +14,8 @@ from featx.cli import errors
 from featx.cli.commands import COMMANDS
 from featx.cli.options import HelpFormatter, common_parser
 from featx.cli.quiet import silence_tensorflow_import
-from featx.exceptions import FeatxError
+from featx.exceptions import FeatxError, Terminated
+from featx.fileio import file_system_error
 
 EXIT_CODES = {
     0: "success",
@@ -20,6 +23,7 @@ EXIT_CODES = {
     2: "usage: unknown command or option, a missing or unreadable argument",
     3: "partial success: some inputs failed (predict lists them)",
     130: "interrupted (Ctrl-C); a rerun resumes where work was kept",
+    143: "terminated (SIGTERM); worker processes and shared memory released, a rerun resumes",
 }
 NOISY_LIBRARIES = ("tensorflow", "keras", "absl", "h5py", "jax", "xgboost", "ray")
 log = logging.getLogger("featx")
@@ -67,7 +71,12 @@ class _Formatter(logging.Formatter):
 
 
 def main(argv=None) -> int:
-    """Run one command; return its exit status (see :data:`EXIT_CODES`)."""
+    """Run one command; return its exit status (see :data:`EXIT_CODES`).
+
+    Every error reaches the user as one line: featx's own errors, an operating-system error (the
+    path and its cause in words), memory running out; SIGTERM unwinds like Ctrl-C, so ``finally``
+    blocks release worker processes and shared memory before the exit status 143.
+    """
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -75,11 +84,39 @@ def main(argv=None) -> int:
         print(f"featx: error: {error}", file=sys.stderr)
         return 1
     configure_logging(args.verbose or 0, args.quiet)
+    with _terminate_as_exception():
+        try:
+            return args.run(args)
+        except FeatxError as error:
+            print(f"error: {errors.describe(error, args)}", file=sys.stderr)
+            return 1
+        except OSError as error:
+            print(f"error: {file_system_error(error, '?', 'use').args[0]}", file=sys.stderr)
+            return 1
+        except MemoryError:
+            print("error: out of memory; use a smaller --batch-size or --input-size", file=sys.stderr)
+            return 1
+        except KeyboardInterrupt:
+            print("interrupted; a rerun resumes from the work already kept", file=sys.stderr)
+            return 130
+        except Terminated:
+            print("terminated; a rerun resumes from the work already kept", file=sys.stderr)
+            return 143
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated
+
+
+@contextlib.contextmanager
+def _terminate_as_exception():
+    """SIGTERM raises :class:`Terminated` in the main thread while the command runs."""
     try:
-        return args.run(args)
-    except FeatxError as error:
-        print(f"error: {errors.describe(error, args)}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("interrupted; a rerun resumes from the work already kept", file=sys.stderr)
-        return 130
+        previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    except ValueError:  # not the main thread (a command run from a worker thread): leave it be
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
