@@ -95,8 +95,9 @@ def os_errors(path, action: str = "write"):
         raise file_system_error(error, path, action) from None
 
 
-def check_name(path) -> None:
-    """Refuse a path with a component longer than the file system allows.
+def check_name(path, action: str = "use this name") -> None:
+    """Refuse a path with a component longer than the file system allows (``action``: what the
+    message says could not be done, default ``use this name``).
 
     Raises
     ------
@@ -105,14 +106,14 @@ def check_name(path) -> None:
     for part in Path(path).parts:
         size = len(os.fsencode(part))
         if size > NAME_MAX:
-            raise FileSystemError(path, "use this name", f"name too long ({size} bytes, at most {NAME_MAX})")
+            raise FileSystemError(path, action, f"name too long ({size} bytes, at most {NAME_MAX})")
 
 
-def _existing_ancestor(path: Path) -> Path:
+def _existing_ancestor(path: Path, action: str) -> Path:
     ancestor = path.parent
     while not ancestor.exists():
         if ancestor.is_symlink():  # a dangling link where a folder is wanted
-            raise FileSystemError(ancestor, "make a folder here", "a symbolic link to nothing")
+            raise FileSystemError(path, action, f"{ancestor} is a symbolic link to nothing")
         if ancestor == ancestor.parent:
             break
         ancestor = ancestor.parent
@@ -149,12 +150,12 @@ def check_output_file(path, flag: str | None = None) -> Path:
     """
     path = Path(os.path.expanduser(os.fsdecode(path)))
     action = f"write {flag}" if flag else "write"
-    check_name(path)
+    check_name(path, action)
     if path.is_dir():
         raise FileSystemError(path, action, "is a folder (a file is wanted here)")
     if path.exists() and not path.is_file():
         return path  # a device or a pipe: written through
-    _check_writable_folder(_existing_ancestor(path), path, action)
+    _check_writable_folder(_existing_ancestor(path, action), path, action)
     return path
 
 
@@ -175,13 +176,13 @@ def check_output_folder(path, flag: str | None = None) -> Path:
     """
     path = Path(os.path.expanduser(os.fsdecode(path)))
     action = f"write {flag}" if flag else "write in"
-    check_name(path)
+    check_name(path, action)
     if path.exists():
         if not path.is_dir():
             raise FileSystemError(path, action, "is a file, not a folder")
         _check_writable_folder(path, path, action)
     else:
-        _check_writable_folder(_existing_ancestor(path), path, action)
+        _check_writable_folder(_existing_ancestor(path, action), path, action)
     return path
 
 
@@ -299,6 +300,8 @@ def csv_cell(value):
 def csv_text(table, columns=None) -> str:
     """``table`` as CSV text, every text cell and column name passed through :func:`csv_cell`.
 
+    Lines end in CRLF, as RFC 4180 has it, so that a cell holding a line break (CR or LF) is quoted.
+
     Parameters
     ----------
     table : pandas.DataFrame or list of dict
@@ -308,7 +311,7 @@ def csv_text(table, columns=None) -> str:
     import pandas as pd
 
     frame = table if isinstance(table, pd.DataFrame) else pd.DataFrame(list(table), columns=columns)
-    return frame.map(csv_cell).rename(columns=csv_cell).to_csv(index=False)
+    return frame.map(csv_cell).rename(columns=csv_cell).to_csv(index=False, lineterminator="\r\n")
 
 
 def write_csv(table, path, columns=None) -> Path:

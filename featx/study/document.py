@@ -27,13 +27,13 @@ MARKDOWN_ESCAPES = (
     (re.compile("<"), "&lt;"),
     (re.compile(">"), "&gt;"),
     (re.compile(r"\|"), r"\\|"),
-    (re.compile(r"\](?=[(\[])"), r"\\]"),  # the ]( or ][ that would close a link or an image
+    (re.compile(r"([\[\]])"), r"\\\1"),  # a link or an image, also inside a figure's caption
 )
 """What turns plain text into inert Markdown, in order: HTML (``<``, ``>``, ``&``), a table cell
-(``|``), a link or an image (``](``). Emphasis characters are left as typed: they change the
+(``|``), a link or an image (``[``, ``]``). Emphasis characters are left as typed: they change the
 typeface, not what the page contains."""
 LINE_STARTS = (
-    (re.compile(r"^([#=+\-*_`~\[])"), r"\\\1"),  # a heading, list, rule, fence or link definition
+    (re.compile(r"^([#=+\-*_`~])"), r"\\\1"),  # a heading, a list, a rule or a fence
     (re.compile(r"^(\d+)([.)])(?=\s|$)"), r"\1\\\2"),  # an ordered list
 )
 """What a text that starts a line (a title, heading, paragraph or bullet) could start: a block."""

@@ -46,7 +46,7 @@ def run(args) -> int:
     for row in table[table["error"] != ""].itertuples():
         log.warning("could not predict %s: %s", row.file, row.error)
     if args.out is None:
-        lines = [csv_text(table).rstrip("\n")]
+        lines = [csv_text(table).rstrip()]
     else:
         lines = [f"{len(table)} rows written to {args.out}"]
     emit(args, predictions.to_json(), lines)
