@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import errno
 import io
 import os
-import subprocess
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,57 +33,9 @@ from featx.fileio import (
     written_together,
 )
 from featx.study.document import Document
+from tests.filesystems import snapshot, tmpfs
 
 TEXT = "a,b\n1,2\n"
-
-
-@contextlib.contextmanager
-def tmpfs(folder: Path, size: str = "256k", *, full: bool = False, read_only: bool = False):
-    """A tmpfs mounted at ``folder`` (made): filled to the last byte when ``full``; remounted read-only
-    when ``read_only``; always unmounted. Skips the test where this machine cannot mount one."""
-    folder.mkdir(parents=True, exist_ok=True)
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)], capture_output=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here (needs root): {mounted.stderr.decode().strip()}")
-    try:
-        if full:
-            fill(folder / ".filler")
-        if read_only:
-            subprocess.run(["mount", "-o", "remount,ro", str(folder)], check=True)
-        yield folder
-    finally:
-        subprocess.run(["umount", "-l", str(folder)], check=True)
-
-
-def fill(path: Path) -> None:
-    """Write zeros to ``path`` until the file system has no byte left."""
-    with open(path, "wb", buffering=0) as handle:
-        block = bytes(1 << 16)
-        while True:
-            try:
-                handle.write(block)
-            except OSError as error:
-                assert error.errno == errno.ENOSPC
-                block = block[: len(block) // 2]
-                if not block:
-                    return
-
-
-def snapshot(folder: Path) -> dict:
-    """Every entry under ``folder``: its kind and, for links and regular files, what it holds."""
-    entries = {}
-    for root, folders, files in os.walk(folder):
-        for name in folders + files:
-            path = Path(root) / name
-            if path.is_symlink():
-                entries[path] = ("link", os.readlink(path))
-            elif path.is_dir():
-                entries[path] = ("folder",)
-            elif path.is_file():
-                entries[path] = ("file", path.read_bytes())
-            else:
-                entries[path] = ("special",)
-    return entries
 
 
 @dataclass(frozen=True, kw_only=True)
