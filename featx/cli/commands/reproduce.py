@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from featx.cli import inputs
-from featx.cli.options import add_data, add_engine, input_size, integer, new_command
+from featx.cli.options import add_data, add_engine, input_size, integer, new_command, output_folder
 from featx.cli.output import emit
 from featx.data.images import DEFAULT_SIZE
 
@@ -57,7 +57,9 @@ def register(subparsers, common) -> None:
         help="an external labelled folder: train each phase-2 variant "
         "on all its data and validate it there (a section per variant in the report)",
     )
-    parser.add_argument("--out", default="reports/paper", metavar="DIR", help="report folder")
+    parser.add_argument(
+        "--out", default="reports/paper", type=output_folder("--out"), metavar="DIR", help="report folder"
+    )
     parser.set_defaults(run=run)
 
 
