@@ -149,21 +149,22 @@ def _read_manifest(manifest: Path) -> pd.DataFrame:
         Naming the file, and the line or column, of the first problem (every bad row at once).
     """
     text = _manifest_text(manifest)
-    reader = csv.reader(io.StringIO(text, newline=""))
-    records = []
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    records, start = [], 1  # (the line a row starts on, its fields)
     try:
-        for fields in reader:
+        while (fields := next(reader, None)) is not None:
             if any(field.strip() for field in fields):
-                records.append((reader.line_num, fields))
+                records.append((start, fields))
+            start = reader.line_num + 1
     except csv.Error as error:
-        raise DatasetError(f"{manifest} line {reader.line_num + 1}: not a readable CSV row ({error})") from None
+        raise DatasetError(f"{manifest} line {start}: not a readable CSV row ({error})") from None
     if not records:
         raise DatasetError(f"{manifest}: holds no header line; it needs a header such as 'filename,label'")
-    header_line, header = records[0]
+    header = records[0][1]
     names = [name.strip() for name in header]
     while names and not names[-1]:
         names.pop()
-    _check_header(manifest, names, text.splitlines()[header_line - 1])
+    _check_header(manifest, names, ",".join(header))
     rows, lines, problems = [], [], []
     for line, fields in records[1:]:
         extra = fields[len(names) :]
