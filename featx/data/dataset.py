@@ -146,7 +146,10 @@ def _read_manifest(manifest: Path) -> pd.DataFrame:
     Raises
     ------
     DatasetError
-        Naming the file, and the line or column, of the first problem (every bad row at once).
+        Naming the file and the problem: the line of a row that cannot be read, every row that does
+        not fit the header (at once), a column missing or named twice, not UTF-8, empty, too large.
+    RecordError
+        When ``metadata.csv`` is not a regular file (a folder, a pipe, a device).
     """
     text = _manifest_text(manifest)
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)

@@ -268,7 +268,14 @@ def test_hidden_entries_in_class_folders_are_not_images(images, tmp_path, count)
 
 # --- data fetch -----------------------------------------------------------------------------------------------------
 
-HOSTILE_COHEN_NAMES = ["x/../../../../PWN.jpg", "../../PWN.jpg", "../../../../../../tmp/PWN.jpg", "a\0b.jpg", "x" * 300]
+HOSTILE_COHEN_NAMES = [
+    "x/../../../PWN.jpg",
+    "x/../../../../PWN.jpg",
+    "../../PWN.jpg",
+    "../../../../../../tmp/PWN.jpg",
+    "a\0b.jpg",
+    "x" * 300,
+]
 
 
 def _zip(members: dict) -> bytes:
@@ -285,7 +292,9 @@ def _mirror_files(images: dict, cohen_name: str, extra_member: str | None = None
         [["patientid", "finding", "view", "folder", "filename"], ["1", "COVID-19", "PA", "images", cohen_name]]
     )
     root = "covid-chestxray-dataset-master"
-    cohen = {f"{root}/metadata.csv": manifest, f"{root}/images/x/a.jpg": covid, f"{root}/PWN.jpg": covid}
+    # "images/x/../../../PWN.jpg" names the zip's top-level PWN.jpg: before confinement, fetch copied it to
+    # "images/cohen_x/../../../PWN.jpg", beside --dest
+    cohen = {f"{root}/metadata.csv": manifest, f"{root}/images/x/a.jpg": covid, "PWN.jpg": covid}
     if extra_member:
         cohen[extra_member] = covid
     normal = images["normal"][0].read_bytes()
