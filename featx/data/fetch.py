@@ -285,7 +285,10 @@ def fetch(dest, source: str | None = None, progress: bool = True) -> dict:
     Raises
     ------
     FetchError
-        When ``dest`` already holds a finished dataset, or a source cannot be used.
+        Before any download when ``dest`` already holds a finished dataset or is not empty; when a
+        source cannot be used, names a path outside its folder, or a mirror publishes no checksum.
+    FileSystemError
+        Before any download when ``dest`` (or ``DEST.partial``) is a file or cannot be written.
     """
     from featx.data.dataset import load_dataset
 

@@ -32,7 +32,7 @@ HEADER = ["filename", "label", "patient_id"]
 
 
 @pytest.fixture(scope="module")
-def images(tmp_path_factory) -> dict:
+def images() -> dict:
     """Two real radiographs of each class (covid, normal), by label."""
     table = shared_metadata()
     return {label: [SHARED_DATA / f for f in table[table.label == label].filename[:2]] for label in ("covid", "normal")}
