@@ -411,3 +411,54 @@ def read_arrays_verified(path, names=None) -> dict:
         if seal is None or str(seal) != _seal(arrays):
             raise ValueError("checksum mismatch")
     return arrays
+
+
+def confined(root, relative) -> Path:
+    """The path that ``relative``, a name read from data, gives inside the folder ``root``.
+
+    Every path that comes from a file a user was given (a manifest's ``filename``, a mirror's
+    metadata, an archive member, a class folder's name) goes through here before it is read or
+    written, so that a data file cannot reach outside its own folder.
+
+    Parameters
+    ----------
+    root : str or Path
+        The folder the path must stay in.
+    relative : str or Path
+        The path as the data wrote it.
+
+    Returns
+    -------
+    Path
+        ``root / relative`` resolved (links followed), inside ``root`` resolved.
+
+    Raises
+    ------
+    FeatxError
+        Naming the value and the folder when ``relative`` is empty, absolute, holds a NUL byte or a
+        name longer than :data:`NAME_MAX` bytes, or leads outside ``root`` (``..``, or a symbolic
+        link pointing out).
+    """
+    text = os.fsdecode(relative)
+    base = Path(os.path.realpath(root))
+    try:
+        sizes = [len(os.fsencode(part)) for part in Path(text).parts]
+    except UnicodeEncodeError:
+        sizes = None
+    if not text.strip():
+        problem = "an empty path"
+    elif sizes is None:
+        problem = "characters that cannot be written in a file name"
+    elif "\0" in text:
+        problem = "a NUL byte in the path"
+    elif os.path.isabs(text):
+        problem = "an absolute path"
+    elif max(sizes, default=0) > NAME_MAX:
+        problem = f"a name of {max(sizes)} bytes (at most {NAME_MAX})"
+    else:
+        resolved = Path(os.path.realpath(base / text))
+        if resolved == base or base in resolved.parents:
+            return resolved
+        problem = "it leads outside the folder (.. or a symbolic link pointing out)"
+    shown = text if len(text) <= 120 else text[:120] + "..."
+    raise FeatxError(f"path {shown!r} refused in {root}: {problem}")

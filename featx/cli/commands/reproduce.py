@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from featx.cli import inputs
@@ -66,7 +67,7 @@ def register(subparsers, common) -> None:
 def run(args) -> int:
     from featx import __version__
     from featx.evaluation.splits import Protocol
-    from featx.study.audit import run_audit
+    from featx.study.audit import missing_patients_note, run_audit
     from featx.study.paper_report import paper_report
     from featx.study.reproduce import reproduce
 
@@ -88,14 +89,19 @@ def run(args) -> int:
     )
     audit = None
     if not args.no_audit and reproduction.runs:
-        audit = run_audit(
-            inputs.dataset(args, "all"),
-            reproduction.runs[0].features,
-            Protocol("patient", args.folds, args.seed),
-            cache_dir=args.cache,
-            engine=engine,
-            progress=inputs.progress(args),
-        )
+        whole = inputs.dataset(args, "all")
+        if whole.has_patient_ids:
+            audit = run_audit(
+                whole,
+                reproduction.runs[0].features,
+                Protocol("patient", args.folds, args.seed),
+                cache_dir=args.cache,
+                engine=engine,
+                progress=inputs.progress(args),
+            )
+        else:
+            left_out = f"The confound audit was left out: {missing_patients_note(whole)}."
+            reproduction = replace(reproduction, notes=(*reproduction.notes, left_out))
     external = []
     if args.external:
         from featx.data.dataset import load_dataset
@@ -115,6 +121,7 @@ def run(args) -> int:
         "report_html": str(html),
         "runs": [{"subset": run.subset, **run.summary.to_json()} for run in reproduction.runs],
         "skipped": reproduction.skipped,
+        "notes": list(reproduction.notes),
         "audit": None if audit is None else audit.to_json(),
         "external": [
             {"subset": run.subset, "variant": run.summary.result.variant.to_dict(), **v.to_json()}
