@@ -243,9 +243,9 @@ def check(parent: Path, sandbox: Path, argv: list[str], before: dict, outcome: O
     """The fuzzer's invariants for one example."""
     assert outcome.status in (0, 1, 2, 3), (argv, outcome)
     assert "Traceback" not in outcome.stderr, (argv, outcome.stderr)
-    if outcome.status in (1, 3):
-        last = [line for line in outcome.stderr.splitlines() if line.strip()]
-        assert last and "error" in last[-1].lower() or outcome.status == 3, (argv, outcome.stderr)
+    if outcome.status == 1:
+        messages = [line for line in outcome.stderr.splitlines() if line.startswith(("error:", "featx: error:"))]
+        assert len(messages) == 1, (argv, outcome.stderr)
     after = snapshot(parent)
     roots = allowed_roots(sandbox, argv)
     for name in set(before) | set(after):
