@@ -31,6 +31,7 @@ from featx.evaluation.splits import Protocol, fold_of_each_image, load_or_make_s
 from featx.evaluation.summary import CVSummary
 from featx.evaluation.variant import Variant
 from featx.exceptions import ParameterError, UnknownNameError
+from featx.features.forward import check_batch_memory
 from featx.features.identity import FeatureSpec
 from featx.features.store import load_features
 from featx.fileio import write_text_atomic
@@ -250,7 +251,16 @@ def finetune_variant(
     Returns
     -------
     CVSummary
+
+    Raises
+    ------
+    featx.exceptions.ResourceError
+        Before anything is loaded, when one forward pass of a batch would not fit in memory (training
+        needs more: this refuses only what cannot work).
+    featx.heads.fold_trainer.DivergedError
+        When a fold's loss becomes non-finite (naming the fold and the epoch); no result is written.
     """
+    check_batch_memory(recipe.batch_size, features.input_size)
     variant = Variant.of(3, dataset, features, recipe, protocol)
     stored = None if refit else find_result(cache_dir, variant)
     if stored is not None:

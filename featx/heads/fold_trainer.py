@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from featx.exceptions import FeatxError
+from featx.limits import check_memory
 
 INIT, SHUFFLE, DROPOUT = 1, 2, 3
 
@@ -67,6 +68,16 @@ def flops_per_row(dims) -> int:
     return sum(
         4 * a * b + (2 * a * b if index else 0) for index, (a, b) in enumerate(zip(dims[:-1], dims[1:], strict=True))
     )
+
+
+def training_memory(dims, capacity: int, epochs: int, batch_size: int) -> int:
+    """Bytes the training of one fold needs, roughly: four float32 copies of the weights (the weights,
+    their gradient, Adam's two moments), the padded row table, and the per-step tables (row numbers,
+    labels and loss weights, 12 bytes a row, and a uint8 dropout mask for each hidden layer but the last).
+    """
+    params = sum(a * b + b for a, b in zip(dims[:-1], dims[1:], strict=True))
+    step_rows = epochs * (capacity + batch_size)  # the last batch of an epoch is padded
+    return 4 * (4 * params + capacity * dims[0]) + step_rows * (12 + sum(dims[1:-2]))
 
 
 def initial_weights(dims, seed: int, fold: int) -> list:
@@ -135,6 +146,11 @@ class FoldTrainer:
     epochs, batch_size : int
     learning_rate : float
         Adam's, with Keras' defaults for the rest (beta 0.9 and 0.999, epsilon 1e-7).
+
+    Raises
+    ------
+    featx.exceptions.ResourceError
+        Before anything is compiled, when :func:`training_memory` exceeds the memory available.
     """
 
     def __init__(
@@ -152,6 +168,11 @@ class FoldTrainer:
         self.dropout, self.epochs, self.batch_size = float(dropout), int(epochs), int(batch_size)
         self.learning_rate = float(learning_rate)
         self.widths = self.dims[1:-2]  # a Dropout sits after every hidden layer but the last
+        check_memory(
+            training_memory(self.dims, self.capacity, self.epochs, self.batch_size),
+            f"training a head with layers {'-'.join(map(str, self.dims[1:-1])) or 'none'} on {self.capacity} rows",
+            "use narrower hidden layers, fewer --epochs or fewer images",
+        )
         self._program = _program(self.dims, self.dropout, self.learning_rate)
 
     def train(self, X, y, sample_weight=None, *, seed: int = 0, fold: int = 0) -> TrainedHead:

@@ -300,3 +300,25 @@ def test_weights_naming_a_folder_are_refused_in_one_message(small_data, tmp_path
 
     with pytest.raises(WeightsError, match="is a folder"):
         fingerprint(FeatureSpec("efficientnet_lite0", str(folder)).spec, str(folder))
+
+
+def test_a_head_too_large_to_train_is_refused_before_anything_is_compiled():
+    from featx.heads.fold_trainer import training_memory
+
+    head = make_head("mlp65536-65536")  # within the width domain, but 4.3e9 weights: four copies do not fit
+    assert training_memory([1280, 65536, 65536, 3], 100, 10, 64) > limits.available_memory()
+    with pytest.raises(ResourceError, match="training a head with layers 65536-65536 on 100 rows needs about"):
+        head.trainer(1280, 3, 100)
+    assert make_head("mlp1000-750").trainer(1280, 3, 100).dims == (1280, 1000, 750, 3)
+
+
+def test_fine_tuning_refuses_a_batch_that_cannot_fit_before_loading_anything(small_dataset, tmp_path):
+    from featx.evaluation.finetune import FinetuneRecipe, finetune_variant
+    from featx.features.identity import FeatureSpec
+
+    side = limits.MAX_INPUT_SIDE
+    features = FeatureSpec("efficientnet_lite0", str(tmp_path / "missing.weights.h5"), (side, side))
+    recipe = FinetuneRecipe("softmax", batch_size=limits.MAX_BATCH_SIZE)
+    with pytest.raises(ResourceError, match=f"a batch of {limits.MAX_BATCH_SIZE} images at {side}x{side}"):
+        finetune_variant(small_dataset, features, recipe, cache_dir=tmp_path / "cache", progress=False)
+    assert not (tmp_path / "cache").exists()
