@@ -74,7 +74,7 @@ def build_base(spec, input_size, weights="imagenet", precision=None):
             "input_size", f"{width}x{height}", f"must be at least {spec.min_size} pixels a side for {spec.name}"
         )
     keras.utils.set_random_seed(RANDOM_INIT_SEED)  # random-init bases are reproducible
-    if weights not in ("imagenet", "none", None) and not Path(weights).is_file():
+    if weights not in ("imagenet", "none", None) and not check_weights_file(weights).is_file():
         raise WeightsError(f"weights file {weights} not found (weights are imagenet, none, or a file)")
     if precision is not None and precision not in PRECISIONS:
         raise ParameterError("precision", precision, f"must be one of {', '.join(PRECISIONS)}")
@@ -107,12 +107,33 @@ def imagenet_availability(spec) -> tuple[bool, str]:
     return False, f"needs {spec.imagenet_file} in {path.parent} (Keras downloads it when online)"
 
 
+def check_weights_file(weights) -> Path:
+    """The path a weights argument names, refused when something other than a file is there.
+
+    Raises
+    ------
+    WeightsError
+        When the path is a folder (or a device, a pipe, ...): weights are one Keras weights file.
+    """
+    path = Path(weights)
+    if path.exists() and not path.is_file():
+        kind = "a folder" if path.is_dir() else "not a regular file"
+        raise WeightsError(f"weights {weights} is {kind}; weights are imagenet, none, or a Keras weights file")
+    return path
+
+
 def weights_source(spec, weights):
-    """The file the weights come from, or None for random initialisation."""
+    """The file the weights come from, or None for random initialisation.
+
+    Raises
+    ------
+    WeightsError
+        When ``weights`` names a folder or anything else that is not a file.
+    """
     if weights in ("none", None):
         return None
     if weights != "imagenet":
-        return Path(weights)
+        return check_weights_file(weights)
     if spec.keras_module is None:
         return lite_package_checkpoint(spec.name)
     return keras_models_dir() / spec.imagenet_file

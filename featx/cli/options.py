@@ -8,15 +8,21 @@ message); a value read but out of range (``--batch-size 0``) is bad input (exit 
 from __future__ import annotations
 
 import argparse
+import math
+import re
 
 from featx.backbones.registry import BACKBONES
+from featx.cli import errors
 from featx.data.dataset import DATA_ENV, FETCHED_DATA, SUBSETS
 from featx.data.images import DEFAULT_SIZE
 from featx.evaluation.splits import PROTOCOLS
-from featx.exceptions import FeatxError
+from featx.exceptions import FeatxError, ParameterError, UnknownNameError
 from featx.fileio import check_output_file, check_output_folder
-from featx.heads.registry import HEADS, PAPER
+from featx.heads.registry import HEADS, PAPER, get_head
 from featx.heads.sampling import SAMPLERS
+from featx.limits import DOMAINS, check_input_size
+
+WHOLE_NUMBER = re.compile(r"\s*[+-]?[0-9][0-9_]*\s*")
 
 
 class OptionError(FeatxError):
@@ -28,6 +34,9 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
 
     def _get_help_string(self, action):
         text = action.help or ""
+        domain = getattr(action.type, "domain", None)
+        if domain is not None:
+            text += f" ({'each side ' if action.dest == 'input_size' else ''}{domain.text()})"
         if action.default in (None, False, argparse.SUPPRESS) or "default" in text or not action.option_strings:
             return text
         default = size_text(action.default) if action.dest == "input_size" else action.default
@@ -36,46 +45,88 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
         return f"{text} (default: {str(default).replace('%', '%%')})"
 
 
-def integer(flag: str, minimum: int):
-    """An argparse type: an int of at least ``minimum``."""
+def bounded(flag: str):
+    """The argparse type of the numeric option ``flag``: its domain is ``featx.limits.DOMAINS`` of its parameter.
 
-    def parse(text: str) -> int:
+    Text that is not a number of the domain's kind (``--folds x``, ``--folds 2.5``) is a usage
+    error (exit 2); a number read but not finite or out of range (``--lr nan``, ``--seed -1``,
+    ``--batch-size 1e9``) is an :class:`OptionError` (exit 1) naming the flag, the value and the range.
+    """
+    parameter = parameter_of(flag)
+    domain = DOMAINS[parameter]
+
+    def parse(text: str):
         try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-        if value < minimum:
-            raise OptionError(f"{flag} must be >= {minimum}, got {value}")
-        return value
+            return domain.check(parameter, read_number(text, domain.kind))
+        except ParameterError as error:
+            raise OptionError(f"{flag} {error.problem}, got {shown(text)}") from None
 
+    parse.domain = domain
     return parse
 
 
-def number(flag: str, minimum: float, *, inclusive: bool):
-    """An argparse type: a float of at least ``minimum`` (above it when not ``inclusive``)."""
-
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-        if value < minimum or (value == minimum and not inclusive):
-            raise OptionError(f"{flag} must be {'>=' if inclusive else '>'} {minimum:g}, got {text}")
-        return value
-
+def integer(flag: str, minimum: int | None = None):
+    """:func:`bounded` for a whole-number option; ``minimum``, still passed by some command modules,
+    must agree with the registry (a command cannot declare another range than featx.limits)."""
+    parse = bounded(flag)
+    if parse.domain.kind is not int or minimum not in (None, parse.domain.minimum):
+        raise ValueError(f"{flag}: the range is declared in featx.limits.DOMAINS ({parse.domain.text()})")
     return parse
+
+
+def parameter_of(flag: str) -> str:
+    """The library parameter of an option (``--lr``: ``learning_rate``), as :func:`featx.cli.errors.flag` names it."""
+    return next(parameter for parameter in DOMAINS if errors.flag(parameter) == flag)
+
+
+def read_number(text: str, kind: type):
+    """``text`` as an ``int`` or ``float``; a whole number too long for Python to read is infinite.
+
+    Raises
+    ------
+    argparse.ArgumentTypeError
+        When ``text`` is not a number of that kind.
+    """
+    try:
+        return kind(text)
+    except ValueError:
+        if WHOLE_NUMBER.fullmatch(text):  # beyond int()'s 4300 digits: certainly out of range
+            return math.inf
+        expected = "a whole number" if kind is int else "a number"
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {shown(text)}") from None
+
+
+def shown(text: str) -> str:
+    """``text`` for a message, cut to 40 characters."""
+    return repr(text if len(text) <= 40 else text[:37] + "...")
 
 
 def input_size(text: str) -> tuple[int, int]:
-    """An argparse type: ``WIDTHxHEIGHT``, both at least 8."""
+    """An argparse type: ``WIDTHxHEIGHT``, each side within the ``input_size`` domain of featx.limits."""
     parts = str(text).lower().split("x")
+    if len(parts) != 2:
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT such as 200x266, got {shown(text)}")
     try:
-        width, height = (int(part) for part in parts)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT such as 200x266, got {text!r}") from None
-    if width < 8 or height < 8:
-        raise OptionError(f"--input-size must be at least 8x8, got {text}")
-    return width, height
+        sides = [read_number(part.strip(), int) for part in parts]
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT such as 200x266, got {shown(text)}") from None
+    try:
+        return check_input_size(sides)
+    except ParameterError as error:
+        raise OptionError(f"--input-size {error.problem}, got {shown(text)}") from None
+
+
+input_size.domain = DOMAINS["input_size"]
+
+
+def head_name(text: str) -> str:
+    """An argparse type: a head name featx knows (``paper``, a registered head, ``mlpN-M`` with widths in range)."""
+    try:
+        return text if text == PAPER else get_head(text).name
+    except ParameterError as error:
+        raise OptionError(f"--head {error.problem}, got {shown(text)}") from None
+    except UnknownNameError as error:
+        raise OptionError(f"--head: {error}") from None
 
 
 def size_text(size) -> str:
@@ -134,20 +185,21 @@ def add_backbone(parser, required: bool = True) -> None:
 def add_protocol(parser) -> None:
     """``--folds``, ``--group-by``, ``--seed``."""
     group = parser.add_argument_group("cross-validation")
-    group.add_argument("--folds", type=integer("--folds", 2), default=10, help="number of folds")
+    group.add_argument("--folds", type=bounded("--folds"), default=10, help="number of folds")
     group.add_argument(
         "--group-by",
         default="patient",
         choices=list(PROTOCOLS),
         help="; ".join(f"{name}: {text}" for name, text in PROTOCOLS.items()),
     )
-    group.add_argument("--seed", type=integer("--seed", 0), default=0, help="seed of the folds and the heads")
+    group.add_argument("--seed", type=bounded("--seed"), default=0, help="seed of the folds and the heads")
 
 
 def add_head(parser, samplers: bool = True) -> None:
     """``--head`` and, for heads on cached features, ``--sampler``."""
     parser.add_argument(
         "--head",
+        type=head_name,
         default=PAPER,
         metavar="NAME",
         help=f"{', '.join(HEADS)}, any mlpN-M, or {PAPER} (the paper's head for the backbone)",
@@ -165,7 +217,7 @@ def add_jobs(parser) -> None:
     """``--jobs``: folds trained at once for heads that do not use every core themselves."""
     parser.add_argument(
         "--jobs",
-        type=integer("--jobs", 1),
+        type=bounded("--jobs"),
         metavar="N",
         help="folds trained at once in worker processes for logreg and svm heads (default: one per "
         "core; heads that use every core themselves train one fold at a time)",
@@ -189,7 +241,7 @@ def add_engine(parser) -> None:
     )
     group.add_argument(
         "--workers",
-        type=integer("--workers", 0),
+        type=bounded("--workers"),
         metavar="N",
         help="local: decoding processes (0: threads; default: one per core); ray: backbone actors "
         "(default: one per GPU, else one)",
@@ -201,7 +253,7 @@ def add_engine(parser) -> None:
     )
     group.add_argument(
         "--gpus-per-worker",
-        type=number("--gpus-per-worker", 0, inclusive=True),
+        type=bounded("--gpus-per-worker"),
         default=0.0,
         metavar="G",
         help="ray: GPUs each backbone actor asks for",
@@ -222,19 +274,19 @@ def add_training(parser, defaults: dict) -> None:
     """``--epochs``, ``--batch-size``, ``--lr`` with the given defaults (None: the head's own)."""
     parser.add_argument(
         "--epochs",
-        type=integer("--epochs", 1),
+        type=bounded("--epochs"),
         default=defaults["epochs"],
         help="training epochs (dense heads and fine-tuning; default: 10)",
     )
     parser.add_argument(
         "--batch-size",
-        type=integer("--batch-size", 1),
+        type=bounded("--batch-size"),
         default=defaults["batch_size"],
         help="training batch size (dense heads and fine-tuning; default: 64)",
     )
     parser.add_argument(
         "--lr",
-        type=number("--lr", 0, inclusive=False),
+        type=bounded("--lr"),
         default=defaults["lr"],
         help="Adam learning rate (default: 1e-3 for heads, 1e-4 for fine-tuning)",
     )

@@ -15,7 +15,7 @@ from featx.evaluation.results import Result, Timings, find_result, result_path
 from featx.evaluation.splits import Protocol, fold_of_each_image, load_or_make_split, protocol_groups
 from featx.evaluation.summary import CVSummary
 from featx.evaluation.variant import Variant
-from featx.exceptions import ParameterError
+from featx.exceptions import FeatxError, ParameterError
 from featx.features.identity import FeatureSpec
 from featx.features.store import load_features
 from featx.heads.fold_trainer import flops_per_row
@@ -73,6 +73,8 @@ def out_of_fold_proba(
     ------
     ParameterError
         When ``only`` names a fold that no row is in.
+    FeatxError
+        When a fold's head predicts a non-finite probability (see :func:`check_finite`).
 
     Returns
     -------
@@ -100,7 +102,7 @@ def out_of_fold_proba(
     for k, classes, predicted, elapsed in tqdm(
         fitted, total=len(folds), desc="folds", disable=not progress, file=sys.stderr
     ):
-        proba[np.ix_(fold == k, classes)] = predicted
+        proba[np.ix_(fold == k, classes)] = check_finite(predicted, k)
         seconds[k] = elapsed
     return proba, [seconds[k] for k in folds]
 
@@ -119,6 +121,13 @@ def dense_out_of_fold(features, y, fold, recipe: HeadRecipe, *, seed: int, n_cla
     fold_seconds : list of float
     gflops : float
         Matmul GFLOP/s of the training (forward and backward).
+
+    Raises
+    ------
+    featx.heads.fold_trainer.DivergedError
+        When a fold's training loss or weights become non-finite (naming the fold and the epoch).
+    FeatxError
+        When a fold's predictions are not finite.
     """
     from tqdm import tqdm
 
@@ -135,8 +144,25 @@ def dense_out_of_fold(features, y, fold, recipe: HeadRecipe, *, seed: int, n_cla
         trained = trainer.train(rows, labels, weights, seed=seed, fold=int(k))
         seconds.append(time.perf_counter() - started)
         flops += flops_per_row(trainer.dims) * len(rows) * trainer.epochs
-        proba[fold == k] = trained.predict_proba(features[fold == k])
+        proba[fold == k] = check_finite(trained.predict_proba(features[fold == k]), k)
     return proba, seconds, flops / sum(seconds) / 1e9
+
+
+def check_finite(proba: np.ndarray, k) -> np.ndarray:
+    """``proba``, the predictions of fold ``k``'s head, when every one is finite.
+
+    Raises
+    ------
+    FeatxError
+        Naming the fold and how many rows are not finite; no result is written.
+    """
+    bad = ~np.isfinite(proba).all(axis=1)
+    if bad.any():
+        raise FeatxError(
+            f"fold {k}: the head predicted non-finite probabilities for {int(bad.sum())} of its {len(proba)} test "
+            "images (the features or the training diverged); no result was written"
+        )
+    return proba
 
 
 def fit_variant(

@@ -21,20 +21,23 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from tqdm import tqdm
 
+from featx import limits
 from featx.backbones.registry import cutoff_for, preprocess
 from featx.backbones.weights import PRECISIONS, build_base
 from featx.data import images
-from featx.evaluation.crossval import provenance
+from featx.evaluation.crossval import check_finite, provenance
 from featx.evaluation.results import Result, Timings, find_result, result_path
 from featx.evaluation.splits import Protocol, fold_of_each_image, load_or_make_split, protocol_groups
 from featx.evaluation.summary import CVSummary
 from featx.evaluation.variant import Variant
 from featx.exceptions import ParameterError, UnknownNameError
+from featx.features.forward import check_batch_memory
 from featx.features.identity import FeatureSpec
 from featx.features.store import load_features
 from featx.fileio import write_text_atomic
 from featx.heads.dense import dense_head, dense_layers, hidden_layers, is_dense_name
-from featx.heads.registry import make_head
+from featx.heads.fold_trainer import DivergedError
+from featx.heads.registry import get_head, make_head
 
 DEFAULT_LR = 1e-4
 log = logging.getLogger(__name__)
@@ -70,15 +73,12 @@ class FinetuneRecipe:
     def __post_init__(self):
         if not is_dense_name(self.head):
             raise ParameterError("head", self.head, "must be a dense head (softmax or mlpN-M) to fine-tune")
+        get_head(self.head)  # hidden widths in range
         if self.precision not in PRECISIONS:
             raise UnknownNameError("precision", self.precision, PRECISIONS)
-        for name in ("epochs", "batch_size"):
-            if int(getattr(self, name)) < 1:
-                raise ParameterError(name, getattr(self, name), "must be >= 1")
-        if not self.learning_rate > 0:
-            raise ParameterError("learning_rate", self.learning_rate, "must be > 0")
-        if self.cutoff is not None and int(self.cutoff) < 0:
-            raise ParameterError("cutoff", self.cutoff, "must be >= 0")
+        for name in ("epochs", "batch_size", "learning_rate", "cutoff"):
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, limits.check(name, getattr(self, name)))
 
     @property
     def sampler(self) -> str:
@@ -201,10 +201,26 @@ def warm_start_head(model, head: str, features, labels, seed: int) -> None:
         target.set_weights(source.get_weights())
 
 
-def fit_model(model, batches, epochs: int, progress: bool) -> None:
-    """``model.fit`` with Keras' per-epoch lines on stderr (stdout is kept for results and JSON)."""
+def fit_model(model, batches, epochs: int, progress: bool, fold: int | None = None) -> None:
+    """``model.fit`` with Keras' per-epoch lines on stderr (stdout is kept for results and JSON).
+
+    Training stops at the end of the first epoch whose loss is not finite.
+
+    Raises
+    ------
+    DivergedError
+        Naming ``fold`` (None: a fit on every image) and the epoch.
+    """
+    import keras
+
+    class StopWhenDiverged(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            loss = (logs or {}).get("loss")
+            if loss is not None and not math.isfinite(float(loss)):
+                raise DivergedError(fold, epoch + 1, epochs, float(np.asarray(self.model.optimizer.learning_rate)))
+
     with contextlib.redirect_stdout(sys.stderr):
-        model.fit(batches, epochs=epochs, verbose=2 if progress else 0)
+        model.fit(batches, epochs=epochs, verbose=2 if progress else 0, callbacks=[StopWhenDiverged()])
 
 
 def estimate_seconds(model, batches, steps_total: int) -> float:
@@ -235,7 +251,16 @@ def finetune_variant(
     Returns
     -------
     CVSummary
+
+    Raises
+    ------
+    featx.exceptions.ResourceError
+        Before anything is loaded, when one forward pass of a batch would not fit in memory (training
+        needs more: this refuses only what cannot work).
+    featx.heads.fold_trainer.DivergedError
+        When a fold's loss becomes non-finite (naming the fold and the epoch); no result is written.
     """
+    check_batch_memory(recipe.batch_size, features.input_size)
     variant = Variant.of(3, dataset, features, recipe, protocol)
     stored = None if refit else find_result(cache_dir, variant)
     if stored is not None:
@@ -319,6 +344,6 @@ class _FoldTrainer:
                 recipe.epochs,
             )
             built = self._fresh_model(k, train)  # the timing step changed the weights
-        fit_model(built.model, batches, recipe.epochs, self.progress)
+        fit_model(built.model, batches, recipe.epochs, self.progress, fold=k)
         test_batches = image_batches(self.paths[test], None, self.features, recipe.batch_size)
-        return np.asarray(built.model.predict(test_batches, verbose=0), dtype=np.float64)
+        return check_finite(np.asarray(built.model.predict(test_batches, verbose=0), dtype=np.float64), k)

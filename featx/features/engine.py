@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from featx import limits
 from featx.data.pool import default_workers
-from featx.exceptions import ParameterError
 from featx.features import chunks
 from featx.features.identity import FeatureSpec
 from featx.features.pixels import PixelBatch, PixelCache, PixelFeed, PixelKey
@@ -132,14 +132,17 @@ class LocalEngine:
     ----------
     workers : int, optional
         Decoding processes (default: the number of CPUs); 0 decodes in threads of this process.
+
+    Raises
+    ------
+    ParameterError
+        When ``workers`` lies outside its domain in :mod:`featx.limits`.
     """
 
     name = "local"
 
     def __init__(self, workers: int | None = None):
-        if workers is not None and int(workers) < 0:
-            raise ParameterError("workers", workers, "must be >= 0")
-        self.workers = default_workers() if workers is None else int(workers)
+        self.workers = default_workers() if workers is None else limits.check("workers", workers)
 
     def decode_only(self, plan: BatchPlan) -> tuple[list, int]:
         """Decode every batch of ``plan`` (into the pixel cache); return the failures and the decode count."""

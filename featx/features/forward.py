@@ -15,6 +15,40 @@ import numpy as np
 from featx.backbones.registry import preprocessing_layer
 from featx.backbones.weights import build_base
 from featx.features.identity import FeatureSpec
+from featx.limits import check_memory
+
+ACTIVATION_BYTES_PER_PIXEL = 2 * 64 * 4
+"""Backbone activation bytes per input pixel, an upper bound over the registered backbones: VGG's first
+block keeps 64 float32 channels at the full input resolution (256 bytes a pixel), and a layer's input
+and output are alive at once (x2). The other backbones halve the resolution in their first layer, so
+they need a quarter of this or less: the bound refuses only what might not fit."""
+
+
+def batch_memory(batch_size: int, input_size) -> int:
+    """Bytes one forward pass of ``batch_size`` images at ``input_size`` (width, height) needs at most.
+
+    The decoded uint8 pixels (3 bytes a pixel), the float32 input the preprocessing makes of them
+    (12) and the backbone's activations (:data:`ACTIVATION_BYTES_PER_PIXEL`), for every image of
+    the batch; the model's weights are not counted. Used by extract, predict and validate.
+    """
+    width, height = input_size
+    return int(batch_size) * int(width) * int(height) * (3 + 12 + ACTIVATION_BYTES_PER_PIXEL)
+
+
+def check_batch_memory(batch_size: int, input_size) -> None:
+    """Refuse, before any model is built, a batch whose :func:`batch_memory` exceeds the memory available.
+
+    Raises
+    ------
+    featx.exceptions.ResourceError
+        With both figures and the advice to use a smaller ``--batch-size`` or ``--input-size``.
+    """
+    width, height = input_size
+    check_memory(
+        batch_memory(batch_size, input_size),
+        f"a batch of {batch_size} images at {width}x{height}",
+        "use a smaller --batch-size or --input-size",
+    )
 
 
 class Forward:
@@ -30,9 +64,15 @@ class Forward:
     ----------
     provenance : dict
         The weights' provenance (see :func:`featx.backbones.weights.build_base`).
+
+    Raises
+    ------
+    featx.exceptions.ResourceError
+        Before the backbone is built, when a batch would not fit in memory (see :func:`check_batch_memory`).
     """
 
     def __init__(self, features: FeatureSpec, batch_size: int):
+        check_batch_memory(batch_size, features.input_size)
         import keras
 
         spec = features.spec

@@ -28,7 +28,30 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from featx.exceptions import FeatxError
+from featx.limits import check_memory
+
 INIT, SHUFFLE, DROPOUT = 1, 2, 3
+
+
+class DivergedError(FeatxError):
+    """Training made a loss or a weight non-finite (a learning rate too high, usually); nothing is kept.
+
+    Attributes
+    ----------
+    fold : int or None
+        The fold being trained (its number in the split); None for a fit on every image.
+    epoch : int
+        The first epoch (from 1) whose loss was not finite.
+    """
+
+    def __init__(self, fold: int | None, epoch: int, epochs: int, learning_rate: float):
+        self.fold, self.epoch = fold, epoch
+        where = "" if fold is None else f"fold {fold}, "
+        super().__init__(
+            f"training diverged in {where}epoch {epoch} of {epochs}: the loss or the weights became "
+            f"non-finite at learning rate {learning_rate:g}; use a lower --lr (learning_rate)"
+        )
 
 
 def fold_rng(seed: int, fold: int, stream: int, layer: int = 0) -> np.random.Generator:
@@ -45,6 +68,16 @@ def flops_per_row(dims) -> int:
     return sum(
         4 * a * b + (2 * a * b if index else 0) for index, (a, b) in enumerate(zip(dims[:-1], dims[1:], strict=True))
     )
+
+
+def training_memory(dims, capacity: int, epochs: int, batch_size: int) -> int:
+    """Bytes the training of one fold needs, roughly: four float32 copies of the weights (the weights,
+    their gradient, Adam's two moments), the padded row table, and the per-step tables (row numbers,
+    labels and loss weights, 12 bytes a row, and a uint8 dropout mask for each hidden layer but the last).
+    """
+    params = sum(a * b + b for a, b in zip(dims[:-1], dims[1:], strict=True))
+    step_rows = epochs * (capacity + batch_size)  # the last batch of an epoch is padded
+    return 4 * (4 * params + capacity * dims[0]) + step_rows * (12 + sum(dims[1:-2]))
 
 
 def initial_weights(dims, seed: int, fold: int) -> list:
@@ -113,6 +146,11 @@ class FoldTrainer:
     epochs, batch_size : int
     learning_rate : float
         Adam's, with Keras' defaults for the rest (beta 0.9 and 0.999, epsilon 1e-7).
+
+    Raises
+    ------
+    featx.exceptions.ResourceError
+        Before anything is compiled, when :func:`training_memory` exceeds the memory available.
     """
 
     def __init__(
@@ -130,6 +168,11 @@ class FoldTrainer:
         self.dropout, self.epochs, self.batch_size = float(dropout), int(epochs), int(batch_size)
         self.learning_rate = float(learning_rate)
         self.widths = self.dims[1:-2]  # a Dropout sits after every hidden layer but the last
+        check_memory(
+            training_memory(self.dims, self.capacity, self.epochs, self.batch_size),
+            f"training a head with layers {'-'.join(map(str, self.dims[1:-1])) or 'none'} on {self.capacity} rows",
+            "use narrower hidden layers, fewer --epochs or fewer images",
+        )
         self._program = _program(self.dims, self.dropout, self.learning_rate)
 
     def train(self, X, y, sample_weight=None, *, seed: int = 0, fold: int = 0) -> TrainedHead:
@@ -139,6 +182,8 @@ class FoldTrainer:
         ------
         ValueError
             When the rows exceed the capacity, the shapes disagree or every weight is zero.
+        DivergedError
+            When a batch's loss or a trained weight is not finite, naming the fold and the first such epoch.
         """
         X = np.ascontiguousarray(X, dtype=np.float32)
         y = np.asarray(y, dtype=np.int32).ravel()
@@ -150,10 +195,25 @@ class FoldTrainer:
         table = np.zeros((self.capacity, self.dims[0]), np.float32)
         table[: len(X)] = X
         index, labels, weights, keeps = self._steps(y, w, seed, fold)
-        params = self._program(initial_weights(self.dims, seed, fold), table, index, labels, weights, keeps)
-        return TrainedHead(
+        params, losses = self._program(initial_weights(self.dims, seed, fold), table, index, labels, weights, keeps)
+        trained = TrainedHead(
             tuple(np.asarray(kernel) for kernel, _ in params), tuple(np.asarray(bias) for _, bias in params)
         )
+        self._check_finite(losses, trained, fold)
+        return trained
+
+    def _check_finite(self, losses: np.ndarray, trained: TrainedHead, fold: int) -> None:
+        """Raise :class:`DivergedError` at the first epoch with a non-finite batch loss, or when a weight is.
+
+        ``losses`` are the steps' losses the compiled program returns anyway; checking them and the
+        final weights on the host costs microseconds against the training's milliseconds.
+        """
+        finite_epochs = np.isfinite(losses).reshape(self.epochs, -1).all(axis=1)
+        weights_finite = all(np.isfinite(array).all() for array in (*trained.kernels, *trained.biases))
+        if finite_epochs.all() and weights_finite:
+            return
+        epoch = int(np.argmin(finite_epochs)) + 1 if not finite_epochs.all() else self.epochs
+        raise DivergedError(fold, epoch, self.epochs, self.learning_rate)
 
     def _steps(self, y, w, seed: int, fold: int):
         """Per step: row numbers, labels, loss weights (each row's weight over its batch's size), keep-masks."""
@@ -175,7 +235,8 @@ class FoldTrainer:
 
 @functools.cache
 def _program(dims: tuple, dropout: float, learning_rate: float):
-    """The compiled training of one head shape: initial weights and one fold's steps in, trained weights out.
+    """The compiled training of one head shape: initial weights and one fold's steps in, trained weights and
+    every step's loss (its forward pass computes it anyway) out.
 
     XLA's oneDNN matrix kernels are asked for on the CPU (about 1.6x faster here than its default ones);
     the flag must be set before JAX starts its CPU backend, and a user's own XLA_FLAGS are kept.
@@ -212,12 +273,12 @@ def _program(dims: tuple, dropout: float, learning_rate: float):
         def step(state, inputs):
             params, first, second, count = state
             rows, step_labels, step_weights, step_keeps = inputs
-            gradient = jax.grad(loss)(params, table[rows], step_labels, step_weights, step_keeps)
-            return (*adam(params, first, second, count + 1.0, gradient), count + 1.0), None
+            value, gradient = jax.value_and_grad(loss)(params, table[rows], step_labels, step_weights, step_keeps)
+            return (*adam(params, first, second, count + 1.0, gradient), count + 1.0), value
 
         zeros = jax.tree.map(jnp.zeros_like, params)
-        state, _ = jax.lax.scan(step, (params, zeros, zeros, jnp.float32(0)), (index, labels, weights, keeps))
-        return state[0]
+        state, losses = jax.lax.scan(step, (params, zeros, zeros, jnp.float32(0)), (index, labels, weights, keeps))
+        return state[0], losses
 
     def run(params, table, index, labels, weights, keeps):
         params = [(jnp.asarray(kernel), jnp.asarray(bias)) for kernel, bias in params]

@@ -10,9 +10,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from featx import limits
 from featx.exceptions import ParameterError, UnknownNameError
 from featx.heads import classical
-from featx.heads.dense import KERAS_PARAMS, KerasMLPClassifier, hidden_layers, is_dense_name
+from featx.heads.dense import KERAS_PARAMS, MLP_NAME, KerasMLPClassifier, hidden_layers, is_dense_name
 
 PAPER = "paper"
 
@@ -109,12 +110,29 @@ def get_head(name: str) -> HeadSpec:
     ------
     UnknownNameError
         Listing the registered names.
+    ParameterError
+        When a hidden width of ``mlpN[-M...]`` lies outside ``1..MAX_HEAD_WIDTH``.
     """
     if name in HEADS:
         return HEADS[name]
     if is_dense_name(name):
+        check_widths(name)
         return _dense_spec(name)
     raise UnknownNameError("head", name, [*HEADS, "mlpN-M", PAPER])
+
+
+def check_widths(name: str) -> None:
+    """Refuse an ``mlpN[-M...]`` name with a hidden width outside the ``head_width`` domain of :mod:`featx.limits`.
+
+    Raises
+    ------
+    ParameterError
+        Naming the head and the range.
+    """
+    domain = limits.DOMAINS["head_width"]
+    for width in MLP_NAME.match(name).group(1).split("-"):
+        if len(width.lstrip("0")) > len(str(domain.maximum)) or not domain.minimum <= int(width) <= domain.maximum:
+            raise ParameterError("head", name, f"must have hidden widths {domain.text()} (units of a dense layer)")
 
 
 def resolve_head(name: str, backbone: str | None = None) -> str:
@@ -152,6 +170,7 @@ def make_head(name: str, *, backbone: str | None = None, random_state: int = 0, 
     Raises
     ------
     UnknownNameError, ParameterError
+        Also when ``random_state`` or a parameter lies outside its domain in :mod:`featx.limits`.
     """
     spec = get_head(resolve_head(name, backbone))
     unknown = sorted(set(params) - set(spec.params))
@@ -161,4 +180,5 @@ def make_head(name: str, *, backbone: str | None = None, random_state: int = 0, 
             params[unknown[0]],
             f"does not apply to head {spec.name!r} (it takes {', '.join(spec.params) or 'none'})",
         )
-    return spec.build(random_state=random_state, **params)
+    checked = {parameter: limits.check(parameter, value) for parameter, value in params.items()}
+    return spec.build(random_state=limits.check("seed", random_state), **checked)

@@ -50,7 +50,7 @@ def test_recipe_checks_its_values():
         FinetuneRecipe("logreg")
     with pytest.raises(UnknownNameError, match="Unknown precision 'float16'"):
         FinetuneRecipe("mlp1000", precision="float16")
-    with pytest.raises(ParameterError, match="epochs must be >= 1, got 0"):
+    with pytest.raises(ParameterError, match="epochs must be a whole number within 1..100000, got 0"):
         FinetuneRecipe("mlp1000", epochs=0)
     with pytest.raises(ParameterError, match="cutoff must be within 0..\\d+ for efficientnet_lite0, got 100000"):
         build_finetune_model(LITE0_64, FinetuneRecipe("mlp1000", cutoff=100000), 3)
