@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from featx import limits
 from featx.exceptions import ParameterError
 from featx.heads.registry import get_head, make_head
 from featx.heads.sampling import get_sampler, with_strategy
@@ -37,8 +38,7 @@ class HeadRecipe:
         for name, value in self.params().items():
             if name not in spec.params:
                 raise ParameterError(name, value, f"does not apply to head {spec.name!r}")
-            if value <= 0:
-                raise ParameterError(name, value, "must be > 0")
+            limits.check(name, value)
 
     def params(self) -> dict:
         """The settings given (not None), by name."""

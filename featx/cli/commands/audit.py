@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from featx.cli import inputs
-from featx.cli.options import add_backbone, add_data, add_engine, add_positive, integer, new_command
+from featx.cli.options import add_backbone, add_data, add_engine, add_positive, bounded, new_command
 from featx.cli.output import emit
 
 
@@ -22,8 +22,8 @@ def register(subparsers, common) -> None:
     add_data(parser)
     add_engine(parser)
     add_positive(parser)
-    parser.add_argument("--folds", type=integer("--folds", 2), default=10)
-    parser.add_argument("--seed", type=integer("--seed", 0), default=0)
+    parser.add_argument("--folds", type=bounded("--folds"), default=10)
+    parser.add_argument("--seed", type=bounded("--seed"), default=0)
     parser.set_defaults(run=run)
 
 

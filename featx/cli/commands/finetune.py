@@ -11,7 +11,7 @@ from featx.cli.options import (
     add_positive,
     add_protocol,
     add_training,
-    integer,
+    bounded,
     new_command,
 )
 from featx.cli.output import emit
@@ -36,7 +36,7 @@ def register(subparsers, common) -> None:
     add_head(parser, samplers=False)
     add_positive(parser)
     add_training(parser, {"epochs": 10, "batch_size": 64, "lr": DEFAULT_LR})
-    parser.add_argument("--cutoff", type=integer("--cutoff", 0), help="first trainable layer (default: the paper's)")
+    parser.add_argument("--cutoff", type=bounded("--cutoff"), help="first trainable layer (default: the paper's)")
     parser.add_argument("--precision", default="float32", choices=PRECISIONS)
     parser.add_argument(
         "--warm-start", action="store_true", help="initialise the head from the phase-2 head trained on cached features"

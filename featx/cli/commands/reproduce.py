@@ -6,7 +6,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from featx.cli import inputs
-from featx.cli.options import add_data, add_engine, input_size, integer, new_command, output_folder
+from featx.cli.options import add_data, add_engine, bounded, input_size, new_command, output_folder
 from featx.cli.output import emit
 from featx.data.images import DEFAULT_SIZE
 
@@ -41,9 +41,9 @@ def register(subparsers, common) -> None:
         "--subsets", nargs="+", default=list(PAPER_SUBSETS), choices=list(SUBSETS), help="the paper's datasets"
     )
     parser.add_argument("--input-size", type=input_size, default=DEFAULT_SIZE, metavar="WxH", help="letterbox size")
-    parser.add_argument("--folds", type=integer("--folds", 2), default=10)
-    parser.add_argument("--seed", type=integer("--seed", 0), default=0)
-    parser.add_argument("--epochs", type=integer("--epochs", 1), default=10, help="phase 3 epochs")
+    parser.add_argument("--folds", type=bounded("--folds"), default=10)
+    parser.add_argument("--seed", type=bounded("--seed"), default=0)
+    parser.add_argument("--epochs", type=bounded("--epochs"), default=10, help="phase 3 epochs")
     parser.add_argument(
         "--fallback",
         default="random-init",

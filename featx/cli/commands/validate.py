@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from featx.cli.options import integer, new_command, output_folder
+from featx.cli.options import bounded, new_command, output_folder
 from featx.cli.output import emit
 
 
@@ -33,7 +33,7 @@ def register(subparsers, common) -> None:
         metavar="DIR",
         help="report folder (default: reports/validate-<model folder name>)",
     )
-    parser.add_argument("--batch-size", type=integer("--batch-size", 1), default=32, help="images per forward pass")
+    parser.add_argument("--batch-size", type=bounded("--batch-size"), default=32, help="images per forward pass")
     parser.set_defaults(run=run)
 
 
