@@ -6,6 +6,7 @@ from pathlib import Path
 
 from featx.data.labels import PAPER_CLASSES
 from featx.evaluation.metrics import confusion
+from featx.fileio import make_folder
 from featx.study.audit import Audit
 from featx.study.audit_report import add_audit_section, audit_summary
 from featx.study.document import Document
@@ -74,7 +75,12 @@ def _plots(runs, subset: str, folder: Path) -> list[tuple[Path, str]]:
     ]
 
 
-def _summary_lines(reproduction: Reproduction, audit: Audit | None) -> list[str]:
+def reproduction_title() -> str:
+    """The report's title, also its first line on the terminal."""
+    return "featx: Apostolopoulos & Mpesiana (2020) reproduced and audited"
+
+
+def summary_lines(reproduction: Reproduction, audit: Audit | None) -> list[str]:
     if all(run.summary.task.is_paper for run in reproduction.runs):
         lines = [
             "These numbers describe one public collection of 2,173 radiographs in which every covid image is an "
@@ -147,11 +153,10 @@ def paper_report(
     Every number is recomputed from the stored predictions of ``reproduction``'s runs; ``external``
     holds (run, validation) pairs from :func:`featx.study.reproduce.validate_externally`.
     """
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    doc = Document("featx: Apostolopoulos & Mpesiana (2020) reproduced and audited")
+    out_dir = make_folder(out_dir)
+    doc = Document(reproduction_title())
     doc.heading("Summary")
-    for line in _summary_lines(reproduction, audit):
+    for line in summary_lines(reproduction, audit):
         doc.paragraph(line)
     doc.heading("Method")
     doc.bullets(METHOD)

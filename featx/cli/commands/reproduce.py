@@ -67,8 +67,9 @@ def register(subparsers, common) -> None:
 def run(args) -> int:
     from featx import __version__
     from featx.evaluation.splits import Protocol
+    from featx.fileio import written_together
     from featx.study.audit import missing_patients_note, run_audit
-    from featx.study.paper_report import paper_report
+    from featx.study.paper_report import paper_report, reproduction_title, summary_lines
     from featx.study.reproduce import reproduce
 
     data = inputs.data_folder(args)
@@ -114,8 +115,11 @@ def run(args) -> int:
             cache_dir=args.cache,
             progress=inputs.progress(args),
         )
-    markdown, html = paper_report(reproduction, audit, args.out, __version__, external)
-    lines = [line for line in markdown.read_text().split("## Method")[0].splitlines() if line.strip()]
+    out = Path(args.out)
+    with written_together(out) as staging:  # report.md, report.html and their figures, or none of them
+        paper_report(reproduction, audit, staging, __version__, external)
+    markdown, html = out / "report.md", out / "report.html"
+    lines = [reproduction_title(), *summary_lines(reproduction, audit)]
     payload = {
         "report_md": str(markdown),
         "report_html": str(html),
