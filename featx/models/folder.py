@@ -38,6 +38,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import shutil
 import uuid
 from dataclasses import asdict, dataclass
@@ -57,7 +58,8 @@ MANIFEST = "featx-model.json"
 FORMAT_VERSION = 2
 """2: the weights file lies in a subfolder the manifest names (1: beside the manifest)."""
 MODEL_FOLDER_PREFIX = ".featx-model-"
-MODEL_FOLDER_PATTERN = r"^\.featx-model-[0-9a-f]{16}$"
+MODEL_FOLDER_PATTERN = r"\.featx-model-[0-9a-f]{16}"
+"""The name of a subfolder holding a model: featx's own, removed when it is no longer the manifest's."""
 FINETUNED_FILE = "model.keras"
 HEAD_FILES = {"keras": "head.keras", "xgboost": "head.xgb.json", "skops": "head.skops"}
 TRUSTED_SKOPS_TYPES = frozenset(
@@ -180,7 +182,7 @@ class ModelManifest:
     head: Text
     sampler: Text
     finetuned: bool
-    model_folder: Annotated[str, Field(pattern=MODEL_FOLDER_PATTERN)]
+    model_folder: Annotated[str, Field(pattern=f"^{MODEL_FOLDER_PATTERN}$")]
     model_file: Annotated[str, AfterValidator(_loadable_file)]
     head_classes: Annotated[tuple[Annotated[int, Field(ge=0)], ...], Field(min_length=1)]
     trained_on: str
@@ -346,17 +348,6 @@ def _load_skops(path: Path):
     return skops.io.load(path, trusted=sorted(untrusted))
 
 
-def _is_featx_manifest(path: Path) -> bool:
-    """Whether ``path`` is a manifest some featx wrote: a regular file holding a JSON object with ``featx_version``."""
-    if path.is_symlink() or not path.is_file():
-        return False
-    try:
-        values = json.loads(read_bytes_bounded(path, what="model manifest"))
-    except (FeatxError, ValueError):
-        return False
-    return isinstance(values, dict) and "featx_version" in values
-
-
 def check_target(model_dir) -> Path:
     """Check, before any work, that a model can be saved in ``model_dir``.
 
@@ -374,7 +365,7 @@ def check_target(model_dir) -> Path:
     """
     model_dir = check_output_folder(model_dir, "--model-dir")
     manifest = model_dir / MANIFEST
-    if (manifest.exists() or manifest.is_symlink()) and not _is_featx_manifest(manifest):
+    if manifest.is_symlink() or (manifest.exists() and "featx_version" not in _recorded(model_dir)):
         raise ModelFolderError(
             f"{manifest}: exists and is not a manifest featx wrote; move it away or choose another --model-dir"
         )
@@ -382,7 +373,8 @@ def check_target(model_dir) -> Path:
 
 
 def _recorded(model_dir: Path) -> dict:
-    """The raw fields of the manifest in ``model_dir`` (empty when there is none or it is not JSON)."""
+    """The raw fields of the manifest in ``model_dir``: empty when there is none or it is not a JSON
+    object in a regular file (every manifest featx wrote has ``featx_version``)."""
     try:
         values = json.loads(read_bytes_bounded(model_dir / MANIFEST, what="model manifest"))
     except (FeatxError, ValueError):
@@ -395,8 +387,11 @@ def _stale_model_files(model_dir: Path, keep: str, legacy_file) -> list[Path]:
     and ``legacy_file``, the weights file a format-1 manifest named beside it (None if none)."""
     stale = [
         path
-        for path in model_dir.glob(f"{MODEL_FOLDER_PREFIX}*")
-        if path.name != keep and path.is_dir() and not path.is_symlink()
+        for path in model_dir.iterdir()
+        if path.name != keep
+        and re.fullmatch(MODEL_FOLDER_PATTERN, path.name)
+        and path.is_dir()
+        and not path.is_symlink()
     ]
     if legacy_file in {FINETUNED_FILE, *HEAD_FILES.values()} and (model_dir / legacy_file).is_file():
         stale.append(model_dir / legacy_file)
@@ -417,10 +412,12 @@ def write_folder(model_dir, manifest_for, write_model) -> ModelManifest:
     """Save a model into ``model_dir`` so that the folder holds the old model or the new one at every
     instant, and nothing but featx's own files is ever removed (see the module's docstring).
 
-    Steps, each logged at debug level as ``model folder: step N`` (the points fault tests kill at):
-    1. the weights go to a new subfolder ``.featx-model-<16 hex>``;
-    2. they are flushed to disk;
-    3. the manifest naming them replaces the old one atomically;
+    Each step is logged at debug level as ``model folder: step N`` when it is reached (the points
+    fault tests kill at):
+
+    1. the weights are being written into a new subfolder ``.featx-model-<16 hex>``;
+    2. they are written and flushed to disk;
+    3. the manifest naming them has replaced the old one atomically;
     4. earlier models' subfolders (the previous one, strays of interrupted runs) are removed.
 
     Parameters
@@ -441,7 +438,6 @@ def write_folder(model_dir, manifest_for, write_model) -> ModelManifest:
     previous = _recorded(model_dir)
     legacy_file = previous.get("model_file") if previous.get("format_version") == 1 else None
     building = model_dir / f"{MODEL_FOLDER_PREFIX}{uuid.uuid4().hex[:16]}"
-    switched = False
     try:
         with os_errors(building, "write the model"):
             building.mkdir(parents=True)
@@ -454,10 +450,9 @@ def write_folder(model_dir, manifest_for, write_model) -> ModelManifest:
         parse_record(text, ModelManifest, path=model_dir / MANIFEST, what="model manifest")
         with replaced_atomically(model_dir / MANIFEST) as temporary:
             temporary.write_text(text, encoding="utf-8")
-        switched = True
         log.debug("model folder: step 3, manifest switched to %s", building.name)
-    finally:  # (a signal may land between the switch and ``switched = True``: ask the manifest)
-        if not switched and _recorded(model_dir).get("model_folder") != building.name:
+    finally:  # whatever stopped the run, the new subfolder goes unless the manifest already names it
+        if _recorded(model_dir).get("model_folder") != building.name:
             shutil.rmtree(building, ignore_errors=True)
     for stale in _stale_model_files(model_dir, building.name, legacy_file):
         with contextlib.suppress(OSError):  # the new model is in place; what is left is removed next time
