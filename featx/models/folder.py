@@ -1,7 +1,12 @@
 """The model folder: a manifest and one weights file, in formats that load without running code.
 
-``featx-model.json`` records the backbone, its weights' provenance, the input size, the classes,
-the head and the cross-validated metrics the model was chosen by. Beside it lies one file:
+Layout of ``--model-dir D`` (format 2)::
+
+    D/featx-model.json            the manifest: what the model is, and which subfolder holds it
+    D/.featx-model-<16 hex>/      the weights file the manifest names (one of the files below)
+    D/anything else               the user's own files (notes, --explain heatmaps): never touched
+
+The weights file is one of:
 
 - ``head.keras``: a Keras dense head, loaded with ``safe_mode=True``;
 - ``head.xgb.json``: an xgboost head in xgboost's own JSON format;
@@ -9,23 +14,52 @@ the head and the cross-validated metrics the model was chosen by. Beside it lies
   is on :data:`TRUSTED_SKOPS_TYPES`;
 - ``model.keras``: a fine-tuned backbone with its head, loaded with ``safe_mode=True``.
 
-Nothing is ever unpickled: a folder that names any other file is refused.
+Nothing is ever unpickled: a manifest that names any other file is refused.
+
+**Swapped, never emptied.** featx never renames, empties or removes ``D`` itself. A new model is
+written into a new hidden subfolder, flushed to disk, and only then does the manifest, replaced
+atomically (:func:`featx.fileio.replaced_atomically`), name it; the previous subfolder is removed
+after that switch. So at every instant ``D`` holds the old complete model or the new one: a run
+killed before the switch leaves the old model (and a stray subfolder, removed by the next
+``train``), one killed after it leaves the new model. Only the manifest and the
+``.featx-model-*`` subfolders are featx's; a ``featx-model.json`` that featx did not write is
+refused rather than replaced.
+
+**Read through a schema.** The manifest is read only by :func:`featx.records.read_record` into
+:class:`ModelManifest`, whose annotations declare every field's type and range (an input size
+within :data:`featx.limits.MAX_INPUT_SIDE`, distinct class names, head columns among the classes,
+the subfolder a plain name of featx's pattern, so nothing outside ``D`` is ever reached). Class
+names may hold any text: nothing in this module builds a path from them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
+import re
 import shutil
-from dataclasses import asdict, dataclass, fields
+import uuid
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Annotated, Literal
 
 import numpy as np
+from pydantic import AfterValidator, Discriminator, Field, JsonValue, Tag, with_config
+from typing_extensions import TypedDict
 
-from featx.exceptions import ModelFolderError
+from featx.exceptions import FeatxError, ModelFolderError, RecordError
+from featx.fileio import check_output_folder, os_errors, replaced_atomically
+from featx.limits import MAX_INPUT_SIDE, MIN_INPUT_SIDE
+from featx.records import STRICT, parse_record, read_bytes_bounded, read_record
 
 MANIFEST = "featx-model.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""2: the weights file lies in a subfolder the manifest names (1: beside the manifest)."""
+MODEL_FOLDER_PREFIX = ".featx-model-"
+MODEL_FOLDER_PATTERN = r"\.featx-model-[0-9a-f]{16}"
+"""The name of a subfolder holding a model: featx's own, removed when it is no longer the manifest's."""
 FINETUNED_FILE = "model.keras"
 HEAD_FILES = {"keras": "head.keras", "xgboost": "head.xgb.json", "skops": "head.skops"}
 TRUSTED_SKOPS_TYPES = frozenset(
@@ -36,117 +70,178 @@ TRUSTED_SKOPS_TYPES = frozenset(
         "sklearn.tree._tree.Tree",
     }
 )
+DIVERGED = "training diverged (non-finite weights or probabilities); train again with a lower --lr"
+log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
+def _loadable_file(name: str) -> str:
+    loadable = {FINETUNED_FILE, *HEAD_FILES.values()}
+    if name not in loadable:
+        raise ValueError(
+            f"names {name!r}; featx loads only {', '.join(sorted(loadable))} and never unpickles a file "
+            "(a pickle can run code)"
+        )
+    return name
+
+
+Text = Annotated[str, Field(min_length=1)]
+Side = Annotated[int, Field(ge=MIN_INPUT_SIDE, le=MAX_INPUT_SIDE)]
+Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
+Figure = Fraction | None
+"""A cross-validated figure; None where the task or the data do not define it."""
+
+
+@with_config(STRICT)
+class CrossValidationFigures(TypedDict):
+    """The cross-validated headline figures a model folder records (JSON field names of ``fit --json``).
+
+    A typed dict, so that every consumer reads it as the mapping ``fit --json`` prints, while the
+    schema declares each figure a fraction in [0, 1] or null.
+    """
+
+    accuracy: Figure
+    accuracy_3class: Figure
+    accuracy_2class: Figure
+    sensitivity: Figure
+    specificity: Figure
+    auc_positive: Figure
+    auc_covid: Figure
+    auc_macro: Figure
+    ppv: Figure
+    npv: Figure
+    ece_positive: Figure
+    ece_covid: Figure
+    per_class_recall: dict[str, Fraction]
+    confusion: tuple[tuple[Annotated[int, Field(ge=0)], ...], ...]
+    ci95: dict[str, tuple[Figure, Figure]]
+    positive: Text
+    protocol: Text
+    variant: dict[str, JsonValue]
+    result_file: str
+
+
+@with_config(STRICT)
+class NotCrossValidated(TypedDict):
+    """Why a model folder records no cross-validated figures (a fine-tuned model without a stored result)."""
+
+    note: Text
+
+
+CrossValidation = Annotated[
+    Annotated[CrossValidationFigures, Tag("figures")] | Annotated[NotCrossValidated, Tag("note")],
+    Discriminator(lambda value: "note" if isinstance(value, dict) and "note" in value else "figures"),
+]
+
+
+@dataclass(frozen=True, kw_only=True)
 class ModelManifest:
-    """What a model folder holds and how it was made.
+    """What a model folder holds and how it was made; the schema ``featx-model.json`` is read through.
 
     Attributes
     ----------
     backbone, weights, weights_argument, weights_sha256, weights_source : str
-        The backbone and its weights (label, the argument that rebuilds them, their hash and file).
+        The backbone and its weights (label, the argument that rebuilds them, their hash, empty
+        for random-init, and file).
     input_size : tuple of int
-        (width, height).
+        (width, height), each within ``featx.limits.MIN_INPUT_SIDE``..``MAX_INPUT_SIDE``.
     preprocessing : str
     classes : tuple of str
-        Class names, in the order of the model's probability columns.
+        Distinct class names (any text), in the order of the model's probability columns.
     positive : str
-        The class the binary figures (sensitivity, specificity, ...) are about.
+        The class the binary figures (sensitivity, specificity, ...) are about; one of ``classes``.
     head, sampler : str
     finetuned : bool
+    model_folder : str
+        The subfolder of the model folder holding the weights file (``.featx-model-<16 hex>``).
     model_file : str
-        The one weights file beside the manifest.
+        The weights file in ``model_folder``: ``model.keras`` when fine-tuned, else a head file.
     head_classes : tuple of int
-        Class index of each output column of the head (a head never trained on a class lacks its column).
+        Class index of each output column of the head (a head never trained on a class lacks its
+        column); distinct indices into ``classes``.
     trained_on : str
     training_images : tuple of str
         Content hashes of the training images (so that validation can leave them out).
-    cross_validation : dict
-        The cross-validated metrics of the same variant (or a note saying there are none).
+    cross_validation : CrossValidationFigures or NotCrossValidated
+        The cross-validated figures of the same variant, or a note saying there are none.
     featx_version : str
     format_version : int
+        :data:`FORMAT_VERSION`.
     """
 
-    backbone: str
-    weights: str
-    weights_argument: str
-    weights_sha256: str
+    __pydantic_config__ = STRICT
+
+    backbone: Text
+    weights: Text
+    weights_argument: Text
+    weights_sha256: Annotated[str, Field(pattern=r"^([0-9a-f]{64})?$")]
     weights_source: str
-    input_size: tuple
-    preprocessing: str
-    classes: tuple
-    positive: str
-    head: str
-    sampler: str
+    input_size: tuple[Side, Side]
+    preprocessing: Text
+    classes: Annotated[tuple[Text, ...], Field(min_length=1)]
+    positive: Text
+    head: Text
+    sampler: Text
     finetuned: bool
-    model_file: str
-    head_classes: tuple
+    model_folder: Annotated[str, Field(pattern=f"^{MODEL_FOLDER_PATTERN}$")]
+    model_file: Annotated[str, AfterValidator(_loadable_file)]
+    head_classes: Annotated[tuple[Annotated[int, Field(ge=0)], ...], Field(min_length=1)]
     trained_on: str
-    training_images: tuple
-    cross_validation: dict
-    featx_version: str
-    format_version: int = FORMAT_VERSION
+    training_images: tuple[str, ...]
+    cross_validation: CrossValidation
+    featx_version: Text
+    format_version: Literal[FORMAT_VERSION]
+
+    def __post_init__(self):
+        """The checks that involve two fields (each message starts with the field it is about)."""
+        if len(set(self.classes)) != len(self.classes):
+            raise ValueError(f"classes: names repeated in {list(self.classes)}")
+        if self.positive not in self.classes:
+            raise ValueError(f"positive: {self.positive!r} is not one of classes {list(self.classes)}")
+        outside = [index for index in self.head_classes if index >= len(self.classes)]
+        if outside or len(set(self.head_classes)) != len(self.head_classes):
+            raise ValueError(
+                f"head_classes: {list(self.head_classes)} must be distinct indices of the {len(self.classes)} classes"
+            )
+        if (self.model_file == FINETUNED_FILE) != self.finetuned:
+            raise ValueError(
+                f"model_file: {self.model_file!r} does not match finetuned ({str(self.finetuned).lower()}); "
+                f"a fine-tuned model is {FINETUNED_FILE}, a head one of {', '.join(HEAD_FILES.values())}"
+            )
 
     def to_json(self) -> dict:
-        """JSON-ready form (tuples as lists)."""
-        return {
-            **asdict(self),
-            "input_size": list(self.input_size),
-            "classes": list(self.classes),
-            "head_classes": list(self.head_classes),
-            "training_images": list(self.training_images),
-        }
+        """JSON-ready form."""
+        return asdict(self)
 
     @classmethod
     def read(cls, model_dir) -> ModelManifest:
-        """Read and check ``model_dir``'s manifest.
+        """Read ``model_dir``'s manifest through the schema and check the weights file it names.
 
         Raises
         ------
         ModelFolderError
-            When the folder or manifest is missing, the JSON is damaged, a key is missing, the
-            format is another version's, or the weights file it names is absent or not one
-            featx loads.
+            When the folder or manifest is missing, the manifest is not valid JSON, breaks the
+            schema (the message names the file and each failing field) or is another format
+            version's, or the weights file it names is absent.
         """
         model_dir = Path(model_dir)
         path = model_dir / MANIFEST
         if not path.is_file():
             raise ModelFolderError(f"{model_dir}: not a featx model folder (no {MANIFEST}); make one with featx train")
         try:
-            values = json.loads(path.read_text())
-        except (OSError, UnicodeDecodeError, ValueError) as error:
-            raise ModelFolderError(f"{path}: damaged manifest ({error}); train the model again") from None
-        if not isinstance(values, dict):
-            raise ModelFolderError(f"{path}: damaged manifest (not a JSON object); train the model again")
-        missing = [field.name for field in fields(cls) if field.name not in values]
-        if missing:
-            raise ModelFolderError(
-                f"{path}: manifest lacks {', '.join(missing)}; it was not written by this featx, train the model again"
+            manifest = read_record(
+                path, cls, what="model manifest", version_field="format_version", version=FORMAT_VERSION
             )
-        if values["format_version"] != FORMAT_VERSION:
+        except RecordError as error:
+            raise ModelFolderError(str(error)) from None
+        if not manifest.path_in(model_dir).is_file():
             raise ModelFolderError(
-                f"{path}: model folder format {values['format_version']!r}, this featx reads "
-                f"{FORMAT_VERSION}; train the model again"
+                f"{model_dir}: the model file {manifest.model_folder}/{manifest.model_file} is missing"
             )
-        manifest = cls(
-            **{
-                **values,
-                "input_size": tuple(values["input_size"]),
-                "classes": tuple(values["classes"]),
-                "head_classes": tuple(values["head_classes"]),
-                "training_images": tuple(values["training_images"]),
-            }
-        )
-        allowed = {FINETUNED_FILE} if manifest.finetuned else set(HEAD_FILES.values())
-        if manifest.model_file not in allowed:
-            raise ModelFolderError(
-                f"{path}: names {manifest.model_file!r}; featx loads only {', '.join(sorted(allowed))} "
-                "here and never unpickles a file (a pickle can run code)"
-            )
-        if not (model_dir / manifest.model_file).is_file():
-            raise ModelFolderError(f"{model_dir}: the model file {manifest.model_file} is missing")
         return manifest
+
+    def path_in(self, model_dir) -> Path:
+        """The weights file inside ``model_dir``."""
+        return Path(model_dir) / self.model_folder / self.model_file
 
 
 def head_file_format(model_file: str) -> str:
@@ -172,6 +267,18 @@ def save_head(head, file_format: str, folder: Path) -> str:
 
         skops.io.dump(head, folder / name)
     return name
+
+
+def check_finite(model_dir, arrays) -> None:
+    """Refuse to save a model whose weights or probabilities (``arrays``) hold NaN or infinity.
+
+    Raises
+    ------
+    ModelFolderError
+        Saying that training diverged and that ``model_dir`` was not written.
+    """
+    if not all(np.isfinite(np.asarray(array, dtype=np.float64)).all() for array in arrays):
+        raise ModelFolderError(f"{model_dir}: model not saved: {DIVERGED}")
 
 
 class SavedHead:
@@ -241,41 +348,117 @@ def _load_skops(path: Path):
     return skops.io.load(path, trusted=sorted(untrusted))
 
 
-def check_target(model_dir) -> None:
-    """Refuse to write a model into a folder that holds anything but an earlier featx model.
+def check_target(model_dir) -> Path:
+    """Check, before any work, that a model can be saved in ``model_dir``.
+
+    The folder may be new, hold an earlier featx model (replaced) and any files of the user's
+    (kept); it is refused when it is a file, cannot be written, or holds a ``featx-model.json``
+    that featx did not write.
+
+    Returns
+    -------
+    Path
 
     Raises
     ------
-    ModelFolderError
+    FileSystemError, ModelFolderError
     """
-    model_dir = Path(model_dir)
-    if model_dir.exists() and (
-        not model_dir.is_dir() or (any(model_dir.iterdir()) and not (model_dir / MANIFEST).is_file())
-    ):
-        raise ModelFolderError(f"{model_dir}: exists and is not a featx model folder; choose another model folder")
+    model_dir = check_output_folder(model_dir, "--model-dir")
+    manifest = model_dir / MANIFEST
+    if manifest.is_symlink() or (manifest.exists() and "featx_version" not in _recorded(model_dir)):
+        raise ModelFolderError(
+            f"{manifest}: exists and is not a manifest featx wrote; move it away or choose another --model-dir"
+        )
+    return model_dir
+
+
+def _recorded(model_dir: Path) -> dict:
+    """The raw fields of the manifest in ``model_dir``: empty when there is none or it is not a JSON
+    object in a regular file (every manifest featx wrote has ``featx_version``)."""
+    try:
+        values = json.loads(read_bytes_bounded(model_dir / MANIFEST, what="model manifest"))
+    except (FeatxError, ValueError):
+        return {}
+    return values if isinstance(values, dict) else {}
+
+
+def _stale_model_files(model_dir: Path, keep: str, legacy_file) -> list[Path]:
+    """featx's files of earlier models in ``model_dir``: every ``.featx-model-*`` subfolder but ``keep``,
+    and ``legacy_file``, the weights file a format-1 manifest named beside it (None if none)."""
+    stale = [
+        path
+        for path in model_dir.iterdir()
+        if path.name != keep
+        and re.fullmatch(MODEL_FOLDER_PATTERN, path.name)
+        and path.is_dir()
+        and not path.is_symlink()
+    ]
+    if legacy_file in {FINETUNED_FILE, *HEAD_FILES.values()} and (model_dir / legacy_file).is_file():
+        stale.append(model_dir / legacy_file)
+    return stale
+
+
+def _flush_to_disk(folder: Path) -> None:
+    """fsync every file in ``folder`` and the folder itself (so that the manifest never names lost data)."""
+    for path in [*sorted(folder.rglob("*")), folder]:
+        descriptor = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
 
 
 def write_folder(model_dir, manifest_for, write_model) -> ModelManifest:
-    """Write a model folder so that it appears whole or not at all.
+    """Save a model into ``model_dir`` so that the folder holds the old model or the new one at every
+    instant, and nothing but featx's own files is ever removed (see the module's docstring).
 
-    ``write_model(temporary_folder)`` writes the weights file and returns its name;
-    ``manifest_for(file_name)`` makes the manifest. Both go to a temporary folder beside
-    ``model_dir``, which then replaces it.
+    Each step is logged at debug level as ``model folder: step N`` when it is reached (the points
+    fault tests kill at):
+
+    1. the weights are being written into a new subfolder ``.featx-model-<16 hex>``;
+    2. they are written and flushed to disk;
+    3. the manifest naming them has replaced the old one atomically;
+    4. earlier models' subfolders (the previous one, strays of interrupted runs) are removed.
+
+    Parameters
+    ----------
+    model_dir : str or Path
+    manifest_for : callable
+        ``manifest_for(model_folder, model_file)`` -> :class:`ModelManifest`.
+    write_model : callable
+        ``write_model(folder)`` writes the weights file into ``folder`` and returns its name.
+
+    Raises
+    ------
+    ModelFolderError, FileSystemError
+        When ``model_dir`` is refused (see :func:`check_target`) or cannot be written; it is then
+        left as it was.
     """
-    model_dir = Path(model_dir)
-    check_target(model_dir)
-    model_dir.parent.mkdir(parents=True, exist_ok=True)
-    building = model_dir.with_name(f".{model_dir.name}.{os.getpid()}.tmp")
-    old = model_dir.with_name(f".{model_dir.name}.{os.getpid()}.old")
-    shutil.rmtree(building, ignore_errors=True)
-    building.mkdir()
+    model_dir = check_target(model_dir)
+    previous = _recorded(model_dir)
+    legacy_file = previous.get("model_file") if previous.get("format_version") == 1 else None
+    building = model_dir / f"{MODEL_FOLDER_PREFIX}{uuid.uuid4().hex[:16]}"
     try:
-        manifest = manifest_for(write_model(building))
-        (building / MANIFEST).write_text(json.dumps(manifest.to_json(), indent=1, default=str))
-        if model_dir.exists():
-            os.replace(model_dir, old)
-        os.replace(building, model_dir)
-    finally:
-        shutil.rmtree(building, ignore_errors=True)
-        shutil.rmtree(old, ignore_errors=True)
+        with os_errors(building, "write the model"):
+            building.mkdir(parents=True)
+            log.debug("model folder: step 1, writing the new model into %s", building)
+            model_file = write_model(building)
+            _flush_to_disk(building)
+        log.debug("model folder: step 2, new model written")
+        manifest = manifest_for(building.name, model_file)
+        text = json.dumps(manifest.to_json(), indent=1, allow_nan=False)
+        parse_record(text, ModelManifest, path=model_dir / MANIFEST, what="model manifest")
+        with replaced_atomically(model_dir / MANIFEST) as temporary:
+            temporary.write_text(text, encoding="utf-8")
+        log.debug("model folder: step 3, manifest switched to %s", building.name)
+    finally:  # whatever stopped the run, the new subfolder goes unless the manifest already names it
+        if _recorded(model_dir).get("model_folder") != building.name:
+            shutil.rmtree(building, ignore_errors=True)
+    for stale in _stale_model_files(model_dir, building.name, legacy_file):
+        with contextlib.suppress(OSError):  # the new model is in place; what is left is removed next time
+            if stale.is_dir():
+                shutil.rmtree(stale)
+            else:
+                stale.unlink()
+    log.debug("model folder: step 4, previous model removed")
     return manifest

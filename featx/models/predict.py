@@ -14,8 +14,10 @@ from featx.backbones.weights import build_base
 from featx.data import images
 from featx.data.dataset import IMAGE_SUFFIXES
 from featx.exceptions import DatasetError, ImageDecodeError, ModelFolderError, ParameterError
+from featx.features.forward import batch_memory
 from featx.fileio import write_csv
-from featx.models.folder import ModelManifest, load_head, load_keras
+from featx.limits import check_memory
+from featx.models.folder import DIVERGED, MANIFEST, ModelManifest, load_head, load_keras
 
 log = logging.getLogger(__name__)
 
@@ -30,8 +32,8 @@ class LoadedModel:
     Raises
     ------
     ModelFolderError
-        When the folder is not a featx model, is damaged, or its backbone weights differ from
-        those it was trained with.
+        When the folder is not a featx model, is damaged, its model's output columns are not the
+        classes its manifest names, or its backbone weights differ from those it was trained with.
     """
 
     def __init__(self, model_dir):
@@ -40,16 +42,19 @@ class LoadedModel:
         self.spec = get_spec(self.manifest.backbone)
         self.input_size = tuple(self.manifest.input_size)
         self.classes = list(self.manifest.classes)
-        model_path = self.model_dir / self.manifest.model_file
+        model_path = self.manifest.path_in(self.model_dir)
         if self.manifest.finetuned:
             import keras
 
             self.keras_model = load_keras(model_path)
             self.base = next(layer for layer in self.keras_model.layers if isinstance(layer, keras.Model))
             self.head = None
+            self._check_columns(model_path, self.keras_model.output_shape[-1], len(self.classes), "classes")
         else:
             self.keras_model = None
             self.head = load_head(model_path)
+            columns = self.head.predict_proba(np.zeros((1, self.spec.feature_dim), dtype=np.float32)).shape[1]
+            self._check_columns(model_path, columns, len(self.manifest.head_classes), "head_classes")
             self.base, provenance = build_base(self.spec, self.input_size, self.manifest.weights_argument)
             if provenance["weights_sha256"] != self.manifest.weights_sha256:
                 raise ModelFolderError(
@@ -57,15 +62,47 @@ class LoadedModel:
                     f"differ from those the head was trained on ({self.manifest.weights_sha256[:12] or 'none'})"
                 )
 
+    def _check_columns(self, model_path: Path, columns: int, named: int, field: str) -> None:
+        if columns != named:
+            raise ModelFolderError(
+                f"{model_path}: the model has {columns} output columns but {self.model_dir / MANIFEST} names "
+                f"{named} {field} ({len(self.classes)} classes); the manifest does not belong to this model"
+            )
+
     def predict_proba(self, batch: np.ndarray) -> np.ndarray:
-        """Class probabilities (columns in :attr:`classes` order) for letterboxed RGB uint8 images (N, H, W, 3)."""
+        """Class probabilities (columns in :attr:`classes` order) for letterboxed RGB uint8 images (N, H, W, 3).
+
+        Raises
+        ------
+        ModelFolderError
+            When the model yields a probability that is NaN or infinite (its training diverged).
+        """
         x = preprocess(self.spec, batch)
         if self.head is None:
-            return np.asarray(self.keras_model.predict(x, verbose=0), dtype=np.float64)
-        proba = self.head.predict_proba(np.asarray(self.base.predict(x, verbose=0)))
-        full = np.zeros((len(proba), len(self.classes)))
-        full[:, list(self.manifest.head_classes)] = proba
+            full = np.asarray(self.keras_model.predict(x, verbose=0), dtype=np.float64)
+        else:
+            proba = self.head.predict_proba(np.asarray(self.base.predict(x, verbose=0)))
+            full = np.zeros((len(proba), len(self.classes)))
+            full[:, list(self.manifest.head_classes)] = proba
+        if not np.isfinite(full).all():
+            raise ModelFolderError(f"{self.model_dir}: the model yields non-finite probabilities: {DIVERGED}")
         return full
+
+    def check_memory(self, images: int, batch_size: int) -> None:
+        """Refuse, before decoding, a request that needs more memory than is available: ``images``
+        letterboxed images held at once, and a batch of ``batch_size`` through the backbone.
+
+        Raises
+        ------
+        ResourceError
+        """
+        width, height = self.input_size
+        batch = min(images, batch_size)
+        check_memory(
+            images * width * height * 3 + batch_memory(batch, self.input_size),
+            f"predicting {images} images at the model's input size {width}x{height} in batches of {batch}",
+            "use a smaller --batch-size or fewer images at once",
+        )
 
     def predict_images(self, pixels: list, batch_size: int) -> np.ndarray:
         """Class probabilities of letterboxed images (a list of (H, W, 3) uint8), ``batch_size`` at a time."""
@@ -179,6 +216,7 @@ def predict_files(model_dir, inputs, *, out_csv=None, explain_dir=None, batch_si
         raise ParameterError("batch_size", batch_size, "must be >= 1")
     files = image_files(inputs)
     model = LoadedModel(model_dir)
+    model.check_memory(len(files), batch_size)
     positions, failures = decode_each(files, model.input_size)
     decoded = [(files[position], image) for position, image in positions]
     rows = [{"file": str(files[position]), "error": reason} for position, reason in failures]

@@ -6,6 +6,7 @@ import logging
 
 from featx import __version__
 from featx.backbones.weights import fingerprint
+from featx.cli.output import finite
 from featx.evaluation.crossval import fit_variant
 from featx.evaluation.finetune import (
     FinetuneRecipe,
@@ -25,20 +26,35 @@ from featx.features.store import load_features
 from featx.heads.recipe import HeadRecipe
 from featx.heads.registry import get_head
 from featx.heads.sampling import fitted_head
-from featx.models.folder import FINETUNED_FILE, ModelManifest, check_target, save_head, write_folder
+from featx.models.folder import (
+    FINETUNED_FILE,
+    FORMAT_VERSION,
+    CrossValidationFigures,
+    ModelManifest,
+    NotCrossValidated,
+    check_finite,
+    check_target,
+    save_head,
+    write_folder,
+)
 
 log = logging.getLogger(__name__)
 
 
-def cross_validation_record(summary: CVSummary | None) -> dict:
-    """What a model folder records of its variant's cross-validation."""
+SAMPLE_ROWS = 8
+"""Training rows a head predicts before it is saved, to check that its probabilities are finite."""
+
+
+def cross_validation_record(summary: CVSummary | None) -> CrossValidationFigures | NotCrossValidated:
+    """What a model folder records of its variant's cross-validation; figures the data do not define
+    (NaN: a sensitivity without positives) are recorded as null."""
     if summary is None:
         return {
             "note": "not cross-validated: fine-tune with the same settings first (featx finetune) to record "
             "cross-validated metrics here"
         }
     return {
-        **{key: summary[key] for key in HEADLINE_KEYS},
+        **{key: finite(summary[key]) for key in HEADLINE_KEYS},
         "positive": summary.task.positive,
         "protocol": summary.result.variant.protocol.group_by,
         "variant": summary.result.variant.to_dict(),
@@ -69,7 +85,8 @@ def train_model(
     protocol : Protocol
         The cross-validation recorded in the folder (and the seed of the final fit).
     model_dir : str or Path
-        Written whole or not at all; an existing featx model folder there is replaced.
+        Holds the old model or the new one at every instant; the user's own files there are kept
+        (see :func:`featx.models.folder.write_folder`).
     cache_dir : str or Path
     positive : str, optional
         The class the binary figures are about (default: see :mod:`featx.evaluation.task`).
@@ -81,17 +98,26 @@ def train_model(
     -------
     ModelManifest
 
+    Raises
+    ------
+    ModelFolderError
+        When ``model_dir`` is refused before any work, or training diverged (non-finite weights,
+        probabilities or cross-validated probabilities): nothing is saved and ``model_dir`` is left
+        as it was.
+
     Notes
     -----
     Fine-tuning every fold is hours on a CPU, so for a fine-tuned model the folder records the
     stored phase-3 result of exactly the same variant if there is one, and says so if not.
     """
-    check_target(model_dir)
+    model_dir = check_target(model_dir)
     task = Task.of(dataset.classes, dataset.table["label"], positive)
-    weights = fingerprint(features.spec, features.weights)
+    provenance = fingerprint(features.spec, features.weights)
     if isinstance(recipe, FinetuneRecipe):
         summary = _stored_summary(cache_dir, Variant.of(3, dataset, features, recipe, protocol), task.positive)
-        write = _finetuned_writer(dataset, features, recipe, protocol.seed, progress)
+        model = _finetuned_model(dataset, features, recipe, protocol.seed, progress)
+        trained = model.get_weights()
+        write = _finetuned_writer(model)
         head_classes, sampler = tuple(range(len(dataset.classes))), "none"
     else:
         extract(dataset, features, cache_dir=cache_dir, progress=progress)
@@ -105,20 +131,23 @@ def train_model(
             jobs=jobs,
             progress=progress,
         )
-        head = recipe.build(protocol.seed).fit(
-            load_features(cache_dir, features.key(dataset.id), dataset).features, dataset.label_indices()
-        )
-        head = fitted_head(head)
+        x = load_features(cache_dir, features.key(dataset.id), dataset).features
+        head = fitted_head(recipe.build(protocol.seed).fit(x, dataset.label_indices()))
+        keras_model = getattr(head, "model_", None)
+        trained = [*(keras_model.get_weights() if hasattr(keras_model, "get_weights") else [])]
+        trained.append(head.predict_proba(x[:SAMPLE_ROWS]))
         write = _head_writer(head, get_head(recipe.head).file_format)
         head_classes, sampler = tuple(int(c) for c in head.classes_), recipe.sampler
 
-    def manifest_for(model_file: str) -> ModelManifest:
+    check_finite(model_dir, trained if summary is None else [*trained, summary.result.proba])
+
+    def manifest_for(model_folder: str, model_file: str) -> ModelManifest:
         return ModelManifest(
             backbone=features.backbone,
-            weights=weights["weights"],
+            weights=provenance["weights"],
             weights_argument=features.weights,
-            weights_sha256=weights["weights_sha256"],
-            weights_source=weights["weights_source"],
+            weights_sha256=provenance["weights_sha256"],
+            weights_source=provenance["weights_source"],
             input_size=features.input_size,
             preprocessing=features.spec.preprocessing,
             classes=dataset.classes,
@@ -126,12 +155,14 @@ def train_model(
             head=recipe.head,
             sampler=sampler,
             finetuned=isinstance(recipe, FinetuneRecipe),
+            model_folder=model_folder,
             model_file=model_file,
             head_classes=head_classes,
             trained_on=dataset.describe(),
             training_images=tuple(dataset.table["content_hash"]),
             cross_validation=cross_validation_record(summary),
             featx_version=__version__,
+            format_version=FORMAT_VERSION,
         )
 
     return write_folder(model_dir, manifest_for, write)
@@ -149,8 +180,8 @@ def _stored_summary(cache_dir, variant, positive: str) -> CVSummary | None:
     return None if stored is None else CVSummary.of(stored, reused=True, positive=positive)
 
 
-def _finetuned_writer(dataset, features: FeatureSpec, recipe: FinetuneRecipe, seed: int, progress: bool):
-    """Train the fine-tuned model on every image now; return the function that saves it."""
+def _finetuned_model(dataset, features: FeatureSpec, recipe: FinetuneRecipe, seed: int, progress: bool):
+    """The fine-tuned model trained on every image."""
     import keras
 
     keras.utils.set_random_seed(seed)
@@ -160,9 +191,12 @@ def _finetuned_writer(dataset, features: FeatureSpec, recipe: FinetuneRecipe, se
         dataset.table["path"].to_numpy(), dataset.label_indices(), features, recipe.batch_size, shuffle_seed=seed
     )
     fit_model(built.model, batches, recipe.epochs, progress)
+    return built.model
 
+
+def _finetuned_writer(model):
     def write(folder):
-        built.model.save(folder / FINETUNED_FILE)
+        model.save(folder / FINETUNED_FILE)
         return FINETUNED_FILE
 
     return write

@@ -180,6 +180,7 @@ def validate(model_dir, dataset, *, batch_size: int = 32) -> Validation:
     if excluded:
         log.warning("%d external image(s) have the same content as training images and are excluded", len(excluded))
     candidates = table[~seen].reset_index(drop=True)
+    model.check_memory(len(candidates), batch_size)
     decoded, failures = decode_each(candidates["path"], model.input_size)
     skipped = [{"file": candidates["image_id"].iat[position], "reason": reason} for position, reason in failures]
     for failure in skipped:

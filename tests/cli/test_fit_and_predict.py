@@ -7,7 +7,7 @@ import shutil
 import pytest
 
 from featx.cli import main
-from featx.models.folder import MANIFEST
+from featx.models.folder import MANIFEST, ModelManifest
 from tests.realdata import run_featx, train_lite0
 
 SMALL = ["--input-size", "64x64"]
@@ -154,15 +154,15 @@ def test_predict_edges_give_their_message_and_exit_1(model_folder, small_data, t
         "lacks-key": lambda f: (f / MANIFEST).write_text(
             json.dumps({k: v for k, v in json.loads((f / MANIFEST).read_text()).items() if k != "input_size"})
         ),
-        "no-head": lambda f: (f / "head.skops").unlink(),
+        "no-head": lambda f: ModelManifest.read(f).path_in(f).unlink(),
     }.items():
         folder = tmp_path / name
         shutil.copytree(model_folder, folder)
         damage(folder)
         cases[name] = _predict("--model-dir", str(folder), image, cwd=tmp_path)
-    assert "damaged manifest" in cases["damaged"].stderr
-    assert "manifest lacks input_size" in cases["lacks-key"].stderr
-    assert "the model file head.skops is missing" in cases["no-head"].stderr
+    assert "damaged JSON" in cases["damaged"].stderr
+    assert "input_size: Field required" in cases["lacks-key"].stderr
+    assert "/head.skops is missing" in cases["no-head"].stderr
     all_failed = _predict("--model-dir", str(model_folder), str(broken), cwd=tmp_path)
     assert "none of the 1 files could be predicted" in all_failed.stderr
     no_images = _predict("--model-dir", str(model_folder), str(empty), cwd=tmp_path)

@@ -36,6 +36,10 @@ def _copy(folder, tmp_path):
     return target
 
 
+def _weights(folder):
+    return ModelManifest.read(folder).path_in(folder)
+
+
 def _edit_manifest(folder, edit):
     manifest = json.loads((folder / MANIFEST).read_text())
     edit(manifest)
@@ -46,8 +50,9 @@ def _edit_manifest(folder, edit):
 def test_a_malicious_pickle_is_refused_and_never_run(logreg_folder, tmp_path, file_name):
     folder = _copy(logreg_folder, tmp_path)
     marker = tmp_path / "pwned"
-    (folder / "head.skops").unlink()
-    (folder / file_name).write_bytes(pickle.dumps(CreatesAFile(marker)))
+    weights = _weights(folder)
+    weights.unlink()
+    (weights.parent / file_name).write_bytes(pickle.dumps(CreatesAFile(marker)))
     _edit_manifest(folder, lambda m: m.update(model_file=file_name))
     with pytest.raises(ModelFolderError) as caught:
         LoadedModel(folder)
@@ -63,7 +68,7 @@ def test_a_skops_file_naming_an_untrusted_type_is_refused(logreg_folder, tmp_pat
     head = LogisticRegression().fit([[0.0], [1.0]], [0, 1])
     head.smuggled = CreatesAFile(tmp_path / "pwned")
     try:
-        skops.io.dump(head, folder / "head.skops")
+        skops.io.dump(head, _weights(folder))
     except TypeError:
         pytest.skip("skops cannot even write this object")
     with pytest.raises(ModelFolderError, match="names types featx does not trust: .*CreatesAFile"):
@@ -74,9 +79,9 @@ def test_a_skops_file_naming_an_untrusted_type_is_refused(logreg_folder, tmp_pat
 @pytest.mark.parametrize(
     "damage, message",
     [
-        (lambda folder: (folder / MANIFEST).write_text("{ not json"), "damaged manifest"),
-        (lambda folder: _edit_manifest(folder, lambda m: m.pop("classes")), "manifest lacks classes"),
-        (lambda folder: (folder / "head.skops").unlink(), "the model file head.skops is missing"),
+        (lambda folder: (folder / MANIFEST).write_text("{ not json"), "damaged JSON"),
+        (lambda folder: _edit_manifest(folder, lambda m: m.pop("classes")), "classes: Field required"),
+        (lambda folder: _weights(folder).unlink(), r"the model file \.featx-model-[0-9a-f]{16}/head.skops is missing"),
         (lambda folder: (folder / MANIFEST).unlink(), "not a featx model folder"),
     ],
 )
@@ -87,9 +92,10 @@ def test_damaged_folders_are_named_with_the_problem(logreg_folder, tmp_path, dam
         ModelManifest.read(folder)
 
 
-def test_training_never_overwrites_a_folder_that_is_not_a_model(small_data, tmp_path):
+def test_training_keeps_the_users_files_in_the_model_folder(small_data, tmp_path):
     precious = tmp_path / "thesis"
     precious.mkdir()
     (precious / "chapter1.tex").write_text("months of work")
     code = train_lite0(small_data, tmp_path / "cache", precious, "--head", "logreg", "--folds", "2")
-    assert code == 1 and (precious / "chapter1.tex").read_text() == "months of work"
+    assert code == 0 and (precious / "chapter1.tex").read_text() == "months of work"
+    assert LoadedModel(precious).manifest.head == "logreg"

@@ -50,7 +50,8 @@ def test_train_writes_a_model_folder_with_provenance(trained):
     assert manifest["classes"] == ["covid", "pneumonia", "normal"] and manifest["input_size"] == [64, 64]
     assert 0 <= manifest["cross_validation"]["accuracy_3class"] <= 1
     assert manifest["cross_validation"]["variant"]["head_params"] == {"epochs": 2, "batch_size": 16}
-    assert sorted(p.name for p in trained.iterdir()) == ["featx-model.json", "head.keras"]
+    assert sorted(p.name for p in trained.iterdir()) == [manifest["model_folder"], "featx-model.json"]
+    assert [p.name for p in (trained / manifest["model_folder"]).iterdir()] == ["head.keras"]
 
 
 def test_predict_round_trips_and_reports_a_corrupt_file(trained, dataset, tmp_path):
@@ -98,7 +99,9 @@ def test_gradcam_has_the_image_shape_and_is_not_constant(trained, dataset):
 @pytest.mark.parametrize("head, file_name", [("logreg", "head.skops"), ("xgb", "head.xgb.json"), ("rf", "head.skops")])
 def test_classical_heads_save_in_safe_formats_and_predict_like_the_fitted_head(head, file_name, dataset, tmp_path):
     folder = _train(dataset, tmp_path / head, tmp_path / "cache", "--head", head)
-    assert sorted(p.name for p in folder.iterdir()) == ["featx-model.json", file_name]
+    manifest = LoadedModel(folder).manifest
+    assert sorted(p.name for p in folder.iterdir()) == [manifest.model_folder, "featx-model.json"]
+    assert manifest.path_in(folder).name == file_name
     table = predict_files(folder, list(dataset.table["path"].iloc[:6])).table
     assert (table["error"] == "").all()
     np.testing.assert_allclose(table[["p_covid", "p_pneumonia", "p_normal"]].sum(axis=1), 1, atol=1e-6)
@@ -113,7 +116,7 @@ def test_finetuned_model_records_the_cv_of_exactly_its_own_variant(dataset, tmp_
         dataset, LITE0_64, recipe, protocol, model_dir=tmp_path / "same", cache_dir=tmp_path, progress=False
     )
     assert same.cross_validation["result_file"] == str(stored.result.path)
-    assert (tmp_path / "same" / "model.keras").exists()
+    assert same.path_in(tmp_path / "same").name == "model.keras" and same.path_in(tmp_path / "same").is_file()
     other_lr = FinetuneRecipe("mlp1000", epochs=1, batch_size=8, learning_rate=1e-3)
     other = train_model(
         dataset, LITE0_64, other_lr, protocol, model_dir=tmp_path / "other", cache_dir=tmp_path, progress=False
