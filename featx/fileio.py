@@ -29,6 +29,7 @@ import contextlib
 import errno
 import hashlib
 import os
+import re
 import shutil
 import stat
 import tempfile
@@ -462,3 +463,23 @@ def confined(root, relative) -> Path:
         problem = "it leads outside the folder (.. or a symbolic link pointing out)"
     shown = text if len(text) <= 120 else text[:120] + "..."
     raise FeatxError(f"path {shown!r} refused in {root}: {problem}")
+
+
+UNSAFE_IN_NAMES = re.compile(r'[\x00-\x1f\x7f/\\:*?"<>|]')
+"""Characters a file name must not hold: path separators, control characters and those Windows forbids."""
+
+
+def safe_name(text: str, limit: int = 120) -> str:
+    """``text`` (a class name, an image's stem) as one file-name component featx can write.
+
+    Path separators, control characters and the characters Windows forbids become ``_``; leading
+    dots and spaces are dropped (no hidden file, no ``..``); a name longer than ``limit`` bytes
+    (default 120, well under :data:`NAME_MAX`) is cut and ends with a short hash of the whole text,
+    so that two long names stay apart.
+    """
+    name = UNSAFE_IN_NAMES.sub("_", os.fsdecode(text)).lstrip(". ") or "_"
+    if len(name.encode("utf-8", "surrogateescape")) > limit:
+        digest = hashlib.sha256(name.encode("utf-8", "surrogateescape")).hexdigest()[:8]
+        cut = name.encode("utf-8", "surrogateescape")[: limit - 9].decode("utf-8", "ignore")
+        name = f"{cut}-{digest}"
+    return name

@@ -26,7 +26,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from featx.backbones.registry import preprocess
-from featx.fileio import make_folder, replaced_atomically
+from featx.fileio import make_folder, replaced_atomically, safe_name
 
 METHODS = {
     "grad-cam": "Grad-CAM",
@@ -222,7 +222,8 @@ def explain(model, decoded, table, out_dir: Path) -> list[Path]:
     Returns
     -------
     list of Path
-        ``<stem>-<method>-<class>.png`` per image.
+        ``<stem>-<method>-<class>.png`` per image (made safe as a file name, see
+        :func:`featx.fileio.safe_name`; ``-2``, ... when two inputs share a stem).
     """
     make_folder(out_dir)
     conv = None if method_for(model) == "occlusion" else conv_model(model.base)
@@ -231,9 +232,19 @@ def explain(model, decoded, table, out_dir: Path) -> list[Path]:
     for path, image in decoded:
         name = predicted[str(path)]
         method, cam = explanation(model, image, model.classes.index(name), conv)
-        target = out_dir / f"{Path(path).stem}-{method}-{name}.png"
+        target = _unused(out_dir, safe_name(f"{Path(path).stem}-{method}-{name}"), written)
         with replaced_atomically(target) as temporary:
             Image.fromarray(overlay(image, cam, f"{METHODS[method]}: {name}")).save(temporary, format="PNG")
         written.append(target)
     log.info("%s overlays: %s (%d images)", METHODS[method_for(model)], out_dir, len(written))
     return written
+
+
+def _unused(out_dir: Path, stem: str, written: list) -> Path:
+    """``out_dir/stem.png``, or ``stem-2.png``, ... when an image of this run already took it
+    (two inputs of the same name in different folders)."""
+    target, count = out_dir / f"{stem}.png", 1
+    while target in written:
+        count += 1
+        target = out_dir / f"{stem}-{count}.png"
+    return target

@@ -12,7 +12,7 @@ import pandas as pd
 from featx.backbones.registry import get_spec, preprocess
 from featx.backbones.weights import build_base
 from featx.data import images
-from featx.data.dataset import IMAGE_SUFFIXES
+from featx.data.dataset import IMAGE_SUFFIXES, visible_files
 from featx.exceptions import DatasetError, ImageDecodeError, ModelFolderError, ParameterError
 from featx.features.forward import batch_memory
 from featx.fileio import write_csv
@@ -180,7 +180,7 @@ def image_files(inputs) -> list[Path]:
     files, missing = [], []
     for item in map(Path, inputs):
         if item.is_dir():
-            files += sorted(p for p in item.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            files += sorted(visible_files(item))
         elif item.is_file():
             files.append(item)
         else:
