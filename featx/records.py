@@ -56,7 +56,7 @@ def read_bytes_bounded(path, limit: int = MAX_RECORD_BYTES, what: str = "file") 
         with open(path, "rb") as handle:
             data = handle.read(limit + 1)
     if len(data) > limit:
-        raise RecordError(f"{path}: the {what} is larger than {limit >> 20} MiB; it is not one featx wrote")
+        raise RecordError(f"{path}: the {what} is larger than {limit >> 20} MiB, the most featx reads as a {what}")
     return data
 
 
@@ -66,7 +66,7 @@ def describe_errors(error: ValidationError, limit: int = 5) -> str:
     for item in error.errors()[:limit]:
         where = ".".join(str(part) for part in item["loc"]) or "the whole file"
         problem = "unknown field" if item["type"] == "unexpected_keyword_argument" else item["msg"]
-        if item["type"] == "missing_keyword_only_argument":
+        if item["type"] in ("missing", "missing_keyword_only_argument"):
             problem = "required field missing"
         items.append(f"{where}: {problem}")
     more = error.error_count() - limit
