@@ -14,6 +14,7 @@ its store (reported as cached) or, if the first was killed, resumes from its chu
 from __future__ import annotations
 
 import logging
+import numbers
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -150,7 +151,7 @@ def extract(
     """
     if int(batch_size) < 1:
         raise ParameterError("batch_size", batch_size, "must be >= 1")
-    if not float(lock_timeout) >= 0:
+    if isinstance(lock_timeout, bool) or not isinstance(lock_timeout, numbers.Real) or not lock_timeout >= 0:
         raise ParameterError("lock_timeout", lock_timeout, "must be a number of seconds >= 0")
     if engine is None:
         engine = LocalEngine(workers)

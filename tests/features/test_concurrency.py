@@ -185,3 +185,14 @@ def test_lock_timeout_out_of_range_is_refused_before_any_work(small_data, tmp_pa
     else:
         assert main(args) == 1
     assert "lock-timeout" in capsys.readouterr().err and not (tmp_path / "cache").exists()
+
+
+@pytest.mark.parametrize("lock_timeout", [-1, float("nan"), "60", None, True])
+def test_extract_refuses_a_lock_timeout_that_is_not_seconds(small_dataset, tmp_path, lock_timeout):
+    from featx.features.extract import extract
+    from featx.features.identity import FeatureSpec
+
+    features = FeatureSpec("mobilenet_v2", "none", (32, 32))
+    with pytest.raises(ParameterError, match="lock_timeout must be a number of seconds >= 0"):
+        extract(small_dataset, features, cache_dir=tmp_path / "cache", progress=False, lock_timeout=lock_timeout)
+    assert not (tmp_path / "cache").exists()
