@@ -13,6 +13,7 @@ its store (reported as cached) or, if the first was killed, resumes from its chu
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import numbers
 import sys
@@ -183,10 +184,12 @@ def extract(
             ) from None
         return run.summary(open_store(path, key, load_features=False), cached=False)
     finally:
-        lock.release()
+        # unlinked while still held: a waiter that opened this file finds it gone and tries a new one,
+        # so two waiters never both hold "the" lock on two different files
         chunks.lock_path(path).unlink(missing_ok=True)
-        if folder.is_dir() and not any(folder.iterdir()):
+        with contextlib.suppress(OSError):  # kept when not empty: a failed run's chunks, a waiter's lock file
             folder.rmdir()
+        lock.release()
 
 
 def _acquire_store_lock(path: Path, timeout: float) -> FileLock:
