@@ -26,6 +26,8 @@ MAX_PROCESSES = 1024
 MAX_GPUS_PER_WORKER = 64
 MAX_LAYERS = 100_000
 """Layers of a backbone a cutoff may name (the deepest registered one has under 1000)."""
+MAX_WAIT_SECONDS = 1e7
+"""Seconds a process waits for another's lock (about four months; 0 fails at once)."""
 MAX_LEARNING_RATE = 3.4028234663852886e38
 """The largest float32: the optimizer computes in float32, so no larger rate is one of its numbers."""
 
@@ -90,6 +92,7 @@ DOMAINS = {
     "cutoff": Domain(kind=int, minimum=0, maximum=MAX_LAYERS),
     "input_size": Domain(kind=int, minimum=MIN_INPUT_SIDE, maximum=MAX_INPUT_SIDE),
     "head_width": Domain(kind=int, minimum=1, maximum=MAX_HEAD_WIDTH),
+    "lock_timeout": Domain(kind=float, minimum=0, maximum=MAX_WAIT_SECONDS),
 }
 """Every bounded number featx takes, by parameter name: the command-line options (``--batch-size``
 and so on, ``input_size`` per side), the library's records and the tests all read this one table."""

@@ -65,15 +65,6 @@ def bounded(flag: str):
     return parse
 
 
-def integer(flag: str, minimum: int | None = None):
-    """:func:`bounded` for a whole-number option; ``minimum``, still passed by some command modules,
-    must agree with the registry (a command cannot declare another range than featx.limits)."""
-    parse = bounded(flag)
-    if parse.domain.kind is not int or minimum not in (None, parse.domain.minimum):
-        raise ValueError(f"{flag}: the range is declared in featx.limits.DOMAINS ({parse.domain.text()})")
-    return parse
-
-
 def parameter_of(flag: str) -> str:
     """The library parameter of an option (``--lr``: ``learning_rate``), as :func:`featx.cli.errors.flag` names it."""
     return next(parameter for parameter in DOMAINS if errors.flag(parameter) == flag)

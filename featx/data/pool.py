@@ -7,8 +7,16 @@ batch in flight) and sends back only how many channels each image has, or why it
 workers start with ``forkserver`` (safe after TensorFlow was imported: nothing of the parent's
 threads or state is inherited) and import no Keras.
 
-``workers=0`` decodes in threads of this process instead, through the same code; where shared
-memory cannot be had (``/dev/shm`` too small), pixels come back pickled.
+``workers=0`` decodes in threads of this process instead, through the same code; so does a pool
+made inside a worker process of another pool (a joblib / loky worker running
+``cross_val_score(..., n_jobs=2)``, say), which may not start processes of its own and gets only
+its share of the cores. Where shared memory cannot be had (``/dev/shm`` too small), pixels come
+back pickled.
+
+Signals: the workers ignore SIGINT and SIGTERM (a terminal's Ctrl-C and ``kill -- -PGID`` reach
+the whole process group); the process that owns the pool unwinds on them and :meth:`DecodePool.close`
+stops the workers and releases the shared memory, uninterrupted by a second signal. A worker whose
+owner is killed outright exits on its own.
 """
 
 from __future__ import annotations
@@ -21,24 +29,43 @@ import multiprocessing.connection
 import os
 import resource
 import shutil
+import signal
 import sys
 import threading
 from collections import deque
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import shared_memory
 
 import numpy as np
 
 from featx.data import images
-from featx.exceptions import ImageDecodeError
+from featx.exceptions import ImageDecodeError, ResourceError
 
 log = logging.getLogger(__name__)
 _ATTACHED = {}  # shared memory blocks a worker process has attached, by name
+SHARE_VARIABLE = "OMP_NUM_THREADS"  # joblib's loky backend sets it to each worker's share of the cores
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def in_worker_process() -> bool:
+    """Whether this process is a worker of some pool (multiprocessing, loky / joblib), not a main process."""
+    process = multiprocessing.current_process()
+    return multiprocessing.parent_process() is not None or process.daemon or process.name != "MainProcess"
 
 
 def default_workers() -> int:
-    """The number of CPUs."""
-    return os.cpu_count() or 1
+    """The cores this process may use: its CPU affinity, and inside a worker process no more than its share.
+
+    A joblib worker's share is what joblib sets ``OMP_NUM_THREADS`` to in it (the cores divided by
+    ``n_jobs``, unless the variable was set already), so that parallel folds do not each decode on
+    every core.
+    """
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    share = os.environ.get(SHARE_VARIABLE, "")
+    if in_worker_process() and share.isdigit() and int(share) > 0:
+        cores = min(cores, int(share))
+    return max(cores, 1)
 
 
 class DecodeTicket:
@@ -59,6 +86,11 @@ class DecodeTicket:
         try:
             done = [outcome for future in self._futures for outcome in future.result()]
             return [self._pool._pixels(self._region, slot, made) for slot, made in enumerate(done)]
+        except BrokenProcessPool:
+            raise ResourceError(
+                "a decoding worker process stopped unexpectedly (killed, or out of memory); "
+                "try fewer workers (--workers) or a smaller --input-size"
+            ) from None
         finally:
             self._pool._free.append(self._region)
 
@@ -75,7 +107,9 @@ class DecodePool:
     decoder : str
         One of :data:`featx.data.images.DECODERS`.
     workers : int, optional
-        Worker processes; 0 decodes in threads of this process. Default: the number of CPUs.
+        Worker processes; 0 decodes in threads of this process (one per core it may use). Inside a
+        worker process of another pool, ``workers`` threads decode instead of processes. Default:
+        :func:`default_workers`.
     capacity : int
         Most images one :meth:`submit` may carry.
     depth : int
@@ -92,10 +126,11 @@ class DecodePool:
         self._slot_bytes = width * height * 3
         self._free = deque(range(depth))
         self._shared = None
-        if self.workers == 0:
+        self._threads = self.workers == 0 or in_worker_process()
+        if self._threads:
+            self._parallel = self.workers or default_workers()
             self._ring = np.empty((depth * capacity, self._slot_bytes), dtype=np.uint8)
-            self._executor = ThreadPoolExecutor(max_workers=default_workers())
-            self._parallel = default_workers()
+            self._executor = ThreadPoolExecutor(max_workers=self._parallel, thread_name_prefix="featx-decode")
             return
         self._shared = _shared_block(depth * capacity * self._slot_bytes)
         self._ring = (
@@ -109,9 +144,7 @@ class DecodePool:
     def _start_processes(self) -> None:
         context = multiprocessing.get_context("forkserver")
         context.set_forkserver_preload(["featx.data.images", "featx.data.pool"])
-        self._executor = ProcessPoolExecutor(
-            max_workers=self.workers, mp_context=context, initializer=_exit_with_parent
-        )
+        self._executor = ProcessPoolExecutor(max_workers=self.workers, mp_context=context, initializer=_worker_start)
 
     def submit(self, paths) -> DecodeTicket:
         """Start decoding ``paths`` (at most ``capacity``); the ticket's result keeps their order.
@@ -131,8 +164,8 @@ class DecodePool:
         region = self._free.popleft()
         # small groups keep every worker busy while uneven images finish
         group = max(1, math.ceil(len(paths) / (2 * self._parallel)))
-        target = self._ring if self.workers == 0 else (self._shared.name if self._shared is not None else None)
-        with _caller_script_hidden() if self.workers else contextlib.nullcontext():  # workers start on demand
+        target = self._ring if self._threads else (self._shared.name if self._shared is not None else None)
+        with contextlib.nullcontext() if self._threads else _caller_script_hidden():  # workers start on demand
             futures = [
                 self._executor.submit(
                     _decode_group,
@@ -157,14 +190,15 @@ class DecodePool:
         return self._ring[start, : height * width * pixels].reshape(shape).copy(), None
 
     def close(self) -> None:
-        """Stop the workers and release the shared memory."""
-        if self._executor is not None:
-            self._executor.shutdown(wait=True, cancel_futures=True)
-        if self._shared is not None:
-            self._ring = None
-            self._shared.close()
-            self._shared.unlink()
-            self._shared = None
+        """Stop the workers and release the shared memory; a SIGINT or SIGTERM meanwhile takes effect after."""
+        with _signals_deferred():
+            if self._executor is not None:
+                self._executor.shutdown(wait=True, cancel_futures=True)
+            if self._shared is not None:
+                self._ring = None
+                self._shared.close()
+                self._shared.unlink()
+                self._shared = None
 
     def __enter__(self):
         return self
@@ -192,11 +226,37 @@ def _caller_script_hidden():
         vars(main).update(saved)
 
 
-def _exit_with_parent() -> None:
-    """Worker side: exit as soon as the process that started the pool is gone (killed, say).
+@contextlib.contextmanager
+def _signals_deferred():
+    """SIGINT and SIGTERM arriving in the block take effect when it ends (main thread; elsewhere no change).
 
-    A worker otherwise waits for its next task forever, holding memory and the parent's stderr.
+    Releasing workers and shared memory must not be cut short by a second Ctrl-C or SIGTERM: that
+    would leave the shared memory block behind (and the resource tracker's warnings about it).
     """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received = []
+    previous = {number: signal.signal(number, lambda signum, frame: received.append(signum)) for number in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, signal.SIG_DFL if handler is None else handler)
+        if received:
+            signal.raise_signal(received[0])
+
+
+def _worker_start() -> None:
+    """Worker side: ignore SIGINT and SIGTERM, and exit as soon as the process that started the pool is gone.
+
+    Ctrl-C and ``kill -- -PGID`` reach every process of the group; the owner of the pool unwinds and
+    stops its workers (see :meth:`DecodePool.close`), so a worker carries on with its images
+    instead of printing a traceback. Without an owner (killed outright) a worker would otherwise
+    wait for its next task forever, holding memory and the owner's stderr.
+    """
+    for number in STOP_SIGNALS:
+        signal.signal(number, signal.SIG_IGN)
     parent = multiprocessing.parent_process()
     if parent is None:
         return

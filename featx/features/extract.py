@@ -5,10 +5,15 @@ decoded ahead in worker processes (:mod:`featx.features.pixels`); each batch's f
 written as an immutable chunk (:mod:`featx.features.chunks`), and once every batch has its chunk
 one finisher assembles the store. A killed run loses only the batches in flight: the next run
 always resumes from the finished chunks, and its store equals an uninterrupted run's bit for bit.
+
+One process at a time extracts a store: a second one asked for the same store (another terminal,
+parallel folds of ``cross_val_score``) says on stderr that it waits for the first, and then reuses
+its store (reported as cached) or, if the first was killed, resumes from its chunks.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 import time
@@ -18,7 +23,7 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
-from featx import __version__
+from featx import __version__, limits
 from featx.backbones.weights import fingerprint
 from featx.exceptions import CacheError, DatasetError, ParameterError
 from featx.features import chunks
@@ -29,6 +34,8 @@ from featx.features.store import open_store
 from featx.fileio import make_folder
 
 log = logging.getLogger(__name__)
+LOCK_TIMEOUT = 3600.0  # seconds a second process waits for the one extracting the same store
+LOCK_POLL = 0.25  # seconds between its attempts
 
 
 @dataclass(frozen=True)
@@ -98,6 +105,7 @@ def extract(
     workers: int | None = None,
     pixel_cache: bool = True,
     engine=None,
+    lock_timeout: float = LOCK_TIMEOUT,
 ) -> ExtractSummary:
     """Extract (or reuse) the feature store of ``features`` over ``dataset``.
 
@@ -125,6 +133,9 @@ def extract(
     engine : LocalEngine or RayEngine, optional
         What computes the batches (default: ``LocalEngine(workers)``); see
         :mod:`featx.features.engine` and :mod:`featx.features.ray_engine`.
+    lock_timeout : float
+        Seconds to wait while another process extracts the same store (default 3600); 0 fails at
+        once. The wait is announced on stderr; afterwards the other process's store is reused.
 
     Returns
     -------
@@ -133,13 +144,14 @@ def extract(
     Raises
     ------
     ParameterError
-        When ``batch_size`` is below 1, ``workers`` below 0, or ``workers`` is given with an engine.
+        When ``batch_size`` is below 1, ``workers`` below 0, ``workers`` is given with an engine, or
+        ``lock_timeout`` is negative or not a number.
     CacheError
         When the store or the pixel cache is damaged or made for another request, writing
-        fails, or another process holds the store's lock.
+        fails, or another process still holds the store's lock after ``lock_timeout`` seconds.
     """
-    if int(batch_size) < 1:
-        raise ParameterError("batch_size", batch_size, "must be >= 1")
+    batch_size = limits.check("batch_size", batch_size)
+    lock_timeout = limits.check("lock_timeout", lock_timeout)
     if engine is None:
         engine = LocalEngine(workers)
     elif workers is not None:
@@ -152,21 +164,14 @@ def extract(
     if not rebuild and path.exists():
         return run.summary(open_store(path, key, load_features=False), cached=True)
     folder = chunks.chunk_folder(path)
-    make_folder(folder)
-    lock = FileLock(str(chunks.lock_path(path)), timeout=0)
-    try:
-        lock.acquire()
-    except Timeout:
-        raise CacheError(
-            f"{path}: another extract is writing this store (lock {chunks.lock_path(path)}); wait for it to finish"
-        ) from None
+    lock = _acquire_store_lock(path, float(lock_timeout))
     try:
         if rebuild:
             path.unlink(missing_ok=True)
             chunks.discard_chunks(folder)
             if pixel_cache:
                 PixelCache(cache_dir, pixel_key, rebuild=True)
-        elif path.exists():  # finished by another process while this one waited for nothing
+        elif path.exists():  # finished by the process this one waited for
             return run.summary(open_store(path, key, load_features=False), cached=True)
         try:
             run.compute(key, Path(cache_dir), pixel_key, strict=strict, pixel_cache=pixel_cache, progress=progress)
@@ -177,10 +182,49 @@ def extract(
             ) from None
         return run.summary(open_store(path, key, load_features=False), cached=False)
     finally:
-        lock.release()
+        # unlinked while still held: a waiter that opened this file finds it gone and tries a new one,
+        # so two waiters never both hold "the" lock on two different files
         chunks.lock_path(path).unlink(missing_ok=True)
-        if folder.is_dir() and not any(folder.iterdir()):
+        with contextlib.suppress(OSError):  # kept when not empty: a failed run's chunks, a waiter's lock file
             folder.rmdir()
+        lock.release()
+
+
+def _acquire_store_lock(path: Path, timeout: float) -> FileLock:
+    """The lock of the store at ``path``, waiting up to ``timeout`` seconds (said on stderr) for another process.
+
+    The lock file lives in the store's chunk folder, which the process that finishes the store
+    deletes; each attempt makes the folder again (the lock itself follows the file's current inode).
+
+    Raises
+    ------
+    CacheError
+        When another process still holds it after ``timeout`` seconds.
+    """
+    lock_file = chunks.lock_path(path)
+    lock = FileLock(str(lock_file))
+    deadline = time.monotonic() + timeout
+    announced = False
+    while True:
+        make_folder(lock_file.parent)
+        left = max(0.0, deadline - time.monotonic())
+        try:
+            lock.acquire(timeout=min(LOCK_POLL, left), poll_interval=LOCK_POLL / 5)
+            return lock
+        except Timeout:
+            pass
+        except FileNotFoundError:  # the folder went with a store finished meanwhile: made again above
+            pass
+        if left <= 0:
+            break
+        if not announced:
+            message = "waiting for another featx process extracting %s (lock %s); --lock-timeout %g"
+            log.warning(message, path, lock_file, timeout)
+            announced = True
+    advice = (
+        "give --lock-timeout S to wait for it" if timeout == 0 else f"still busy after --lock-timeout {timeout:g} s"
+    )
+    raise CacheError(f"{path}: another featx process is extracting this store (lock {lock_file}); {advice}")
 
 
 class _Run:

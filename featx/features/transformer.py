@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
 from featx.data.images import DEFAULT_SIZE
-from featx.exceptions import FeatxError
+from featx.data.pool import default_workers
+from featx.exceptions import FeatxError, ParameterError
 from featx.features.identity import FeatureSpec
 
 
@@ -30,6 +33,17 @@ class CNNFeatures(TransformerMixin, BaseEstimator):
     cache_dir : str
     progress : bool
         Show a progress bar while extracting.
+    n_jobs : int, optional
+        Parallel image decoders while extracting, in scikit-learn's convention: None (default)
+        means 1, -1 every core this process may use, -2 all but one, and so on. They are worker
+        processes, or threads inside a joblib worker (``cross_val_score(..., n_jobs=2)``), where
+        -1 means that worker's share of the cores. The forward pass is Keras's own.
+
+    Notes
+    -----
+    ``X`` holds image file paths: str, bytes (decoded with :func:`os.fsdecode`) or
+    :class:`os.PathLike`. Parallel folds that need the same images extracted wait for one
+    another (see :func:`featx.features.extract.extract`) instead of doing the work twice.
     """
 
     def __init__(
@@ -40,6 +54,7 @@ class CNNFeatures(TransformerMixin, BaseEstimator):
         batch_size=32,
         cache_dir="cache",
         progress=False,
+        n_jobs=None,
     ):
         self.backbone = backbone
         self.weights = weights
@@ -47,6 +62,7 @@ class CNNFeatures(TransformerMixin, BaseEstimator):
         self.batch_size = batch_size
         self.cache_dir = cache_dir
         self.progress = progress
+        self.n_jobs = n_jobs
 
     def fit(self, X, y=None):
         """Check the parameters; no learning happens (the backbone is frozen).
@@ -58,6 +74,7 @@ class CNNFeatures(TransformerMixin, BaseEstimator):
         y : ignored
         """
         _as_paths(X)
+        _decoders(self.n_jobs)
         self.feature_dim_ = FeatureSpec(self.backbone, self.weights, self.input_size).spec.feature_dim
         return self
 
@@ -81,7 +98,12 @@ class CNNFeatures(TransformerMixin, BaseEstimator):
         if gathered.missing.any():
             todo = dataset_from_paths(dataset.table["path"][gathered.missing])
             summary = extract(
-                todo, features, batch_size=self.batch_size, cache_dir=self.cache_dir, progress=self.progress
+                todo,
+                features,
+                batch_size=self.batch_size,
+                cache_dir=self.cache_dir,
+                progress=self.progress,
+                workers=_decoders(self.n_jobs),
             )
             if summary.skipped:
                 reasons = "\n  ".join(f"{s['image_id']}: {s['reason']}" for s in summary.skipped_files)
@@ -102,4 +124,19 @@ def _as_paths(X) -> list[str]:
     bad = [repr(v) for v in values if not isinstance(v, (str, bytes)) and not hasattr(v, "__fspath__")]
     if bad:
         raise FeatxError(f"CNNFeatures takes image file paths; got {', '.join(bad[:3])}")
-    return [str(v) for v in values]
+    return [os.fsdecode(v) for v in values]
+
+
+def _decoders(n_jobs) -> int:
+    """Decoders for scikit-learn's ``n_jobs``: None is 1, -1 every core, -2 all but one, ...
+
+    Raises
+    ------
+    ParameterError
+        When ``n_jobs`` is 0 or not a whole number.
+    """
+    if n_jobs is None:
+        return 1
+    if isinstance(n_jobs, bool) or not isinstance(n_jobs, (int, np.integer)) or n_jobs == 0:
+        raise ParameterError("n_jobs", n_jobs, "must be a whole number other than 0 (None: 1, -1: every core)")
+    return int(n_jobs) if n_jobs > 0 else max(1, default_workers() + 1 + int(n_jobs))

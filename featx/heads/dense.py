@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import numbers
 import re
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.preprocessing import LabelEncoder
+from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
@@ -49,6 +51,19 @@ def dense_layers(model) -> list:
     return [layer for layer in model.layers if "_dense_" in layer.name]
 
 
+def trainer_seed(random_state) -> int:
+    """The fold trainer's int seed for a scikit-learn ``random_state``.
+
+    An int is the seed itself; a ``numpy.random.RandomState`` or None (NumPy's global one) gives
+    a seed drawn from it. Whatever :func:`sklearn.utils.check_random_state` refuses is refused
+    with its ValueError.
+    """
+    generator = check_random_state(random_state)
+    if isinstance(random_state, numbers.Integral):
+        return int(random_state)
+    return int(generator.randint(np.iinfo(np.int32).max))
+
+
 class KerasMLPClassifier(ArgmaxPredictMixin, ClassifierMixin, BaseEstimator):
     """The paper's dense head in Keras: hidden ReLU layers, Dropout between them, softmax out.
 
@@ -62,9 +77,11 @@ class KerasMLPClassifier(ArgmaxPredictMixin, ClassifierMixin, BaseEstimator):
     batch_size : int
     learning_rate : float
         Adam's learning rate.
-    random_state : int
-        Seeds the initial weights, the shuffle and the dropout masks, so that a rerun gives the
-        same numbers (see :mod:`featx.heads.fold_trainer`, which trains it).
+    random_state : int, numpy.random.RandomState or None
+        Seeds the initial weights, the shuffle and the dropout masks (see
+        :mod:`featx.heads.fold_trainer`, which trains it). An int (default 0) gives the same numbers
+        on every rerun; a RandomState or None (NumPy's global one) gives a seed drawn from it at
+        each fit, as in scikit-learn.
     """
 
     def __init__(self, hidden=(1000, 750), dropout=0.5, epochs=10, batch_size=64, learning_rate=1e-3, random_state=0):
@@ -101,10 +118,16 @@ class KerasMLPClassifier(ArgmaxPredictMixin, ClassifierMixin, BaseEstimator):
         X, y = validate_data(self, X, y, dtype=np.float32)
         check_classification_targets(y)
         sample_weight = check_sample_weight(sample_weight, X.shape[0])
+        seed = trainer_seed(self.random_state)
         self.encoder_ = LabelEncoder().fit(y)
         self.classes_ = self.encoder_.classes_
+        if len(self.classes_) < 2:
+            raise ValueError(
+                f"{type(self).__name__} needs samples of at least 2 classes in the data, but the data contains "
+                f"only one class: {self.classes_.tolist()[0]!r}"
+            )
         trainer = self.trainer(X.shape[1], len(self.classes_), len(X))
-        trained = trainer.train(X, self.encoder_.transform(y), sample_weight, seed=self.random_state, fold=fold)
+        trained = trainer.train(X, self.encoder_.transform(y), sample_weight, seed=seed, fold=fold)
         self.model_ = self._build(X.shape[1], len(self.classes_))
         for layer, kernel, bias in zip(dense_layers(self.model_), trained.kernels, trained.biases, strict=True):
             layer.set_weights([kernel, bias])

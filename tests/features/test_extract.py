@@ -156,8 +156,8 @@ def test_second_writer_is_refused_while_the_lock_is_held(small_dataset, tmp_path
     path = RANDOM.key(small_dataset.id).path(tmp_path)
     chunk_folder(path).mkdir(parents=True)
     with FileLock(str(lock_path(path))):
-        with pytest.raises(CacheError, match="another extract is writing this store"):
-            extract(small_dataset, RANDOM, cache_dir=tmp_path, progress=False)
+        with pytest.raises(CacheError, match="another featx process is extracting this store.*--lock-timeout"):
+            extract(small_dataset, RANDOM, cache_dir=tmp_path, progress=False, lock_timeout=0)
 
 
 def test_a_finished_run_leaves_only_its_store(reference_store):

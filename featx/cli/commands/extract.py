@@ -6,7 +6,7 @@ import dataclasses
 
 from featx.backbones.weights import PRECISIONS
 from featx.cli import inputs
-from featx.cli.options import add_backbone, add_data, add_engine, integer, new_command
+from featx.cli.options import add_backbone, add_data, add_engine, bounded, new_command
 from featx.cli.output import emit
 
 
@@ -26,7 +26,7 @@ def register(subparsers, common) -> None:
     add_backbone(parser)
     add_data(parser)
     add_engine(parser)
-    parser.add_argument("--batch-size", type=integer("--batch-size", 1), default=32, help="images per forward pass")
+    parser.add_argument("--batch-size", type=bounded("--batch-size"), default=32, help="images per forward pass")
     parser.add_argument("--strict", action="store_true", help="stop before writing if any image cannot be decoded")
     parser.add_argument(
         "--rebuild", action="store_true", help="discard an existing or damaged store, and its pixel cache, first"
@@ -40,11 +40,18 @@ def register(subparsers, common) -> None:
     parser.add_argument(
         "--precision", default="float32", choices=PRECISIONS, help="Keras dtype policy of the model (part of the key)"
     )
+    parser.add_argument(
+        "--lock-timeout",
+        type=bounded("--lock-timeout"),
+        metavar="S",
+        help="seconds to wait while another featx process extracts the same store, then reuse its store "
+        "(0: fail at once; default: an hour)",
+    )
     parser.set_defaults(run=run)
 
 
 def run(args) -> int:
-    from featx.features.extract import extract
+    from featx.features.extract import LOCK_TIMEOUT, extract
 
     features = dataclasses.replace(inputs.features(args), precision=args.precision)
     summary = extract(
@@ -57,6 +64,7 @@ def run(args) -> int:
         progress=inputs.progress(args),
         pixel_cache=args.pixel_cache,
         engine=inputs.engine(args),
+        lock_timeout=LOCK_TIMEOUT if args.lock_timeout is None else args.lock_timeout,
     )
     lines = [summary.store]
     if not summary.cached:
