@@ -266,7 +266,7 @@ def finetune_variant(
         y_true=trainer.y,
         fold=fold,
         proba=proba,
-        timings=Timings(tuple(fold_seconds), float(sum(fold_seconds))),
+        timings=Timings(fold_seconds=tuple(fold_seconds), total_seconds=float(sum(fold_seconds))),
         provenance=provenance(split_file, []),
     ).save(path)
     checkpoint.unlink(missing_ok=True)
