@@ -208,6 +208,44 @@ class Result:
         )
 
 
+@dataclass(frozen=True, kw_only=True)
+class FinishedFold:
+    """One finished fold of a fine-tuning run, in the checkpoint beside its result (``NAME.partial.json``).
+
+    Attributes
+    ----------
+    proba : tuple of tuple of float
+        The probabilities of the fold's test images.
+    seconds : float
+        How long the fold took.
+    """
+
+    __pydantic_config__ = STRICT
+
+    proba: tuple[tuple[Probability, ...], ...]
+    seconds: Seconds
+
+
+FoldNumber = Annotated[str, Field(pattern="^(0|[1-9][0-9]*)$")]
+
+
+def read_checkpoint(path) -> dict:
+    """The finished folds of an interrupted fine-tuning run, checked through :class:`FinishedFold`.
+
+    Returns
+    -------
+    dict of str to dict
+        Per fold number, ``proba`` and ``seconds`` (the form the checkpoint is written in).
+
+    Raises
+    ------
+    RecordError
+        When the checkpoint is damaged (naming the fold and the field).
+    """
+    folds = read_record(path, dict[FoldNumber, FinishedFold], what="fine-tuning checkpoint")
+    return {number: asdict(fold) for number, fold in folds.items()}
+
+
 def result_path(cache_dir, variant: Variant) -> Path:
     """Where the result of ``variant`` is stored: ``cache/<dataset id>/results/<name>.json``."""
     return Path(cache_dir) / variant.features.dataset_id / "results" / f"{variant.name()}.json"
