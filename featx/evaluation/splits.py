@@ -92,11 +92,10 @@ class Split:
 
     def fits(self, dataset, protocol: Protocol) -> bool:
         """True when this split was made for ``dataset``'s images under ``protocol``."""
-        held = sorted(image_id for fold in self.test_folds for image_id in fold)
-        made_for = (self.dataset_id, self.protocol, self.folds, self.seed)
-        return made_for == (dataset.id, protocol.group_by, protocol.folds, protocol.seed) and held == sorted(
-            dataset.table["image_id"]
-        )
+        wanted = (dataset.id, protocol.group_by, protocol.folds, protocol.seed)
+        if (self.dataset_id, self.protocol, self.folds, self.seed) != wanted:
+            return False
+        return sorted(image_id for fold in self.test_folds for image_id in fold) == sorted(dataset.table["image_id"])
 
 
 def split_path(cache_dir, dataset, protocol: Protocol) -> Path:
