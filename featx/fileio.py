@@ -15,6 +15,10 @@ named on the command line before any work starts.
   ``--dest``) are checked by :func:`check_output_file` / :func:`check_output_folder` when the
   command starts: a folder where a file is wanted, a file where a folder is wanted, a read-only
   file system, a name too long.
+- The outputs of one command that belong together (a report and the predictions it is computed
+  from) are written into a temporary folder and moved in together (:func:`written_together`).
+- CSV text is escaped against formula injection (:func:`csv_cell`): a text cell a spreadsheet
+  would run (``=``, ``+``, ``-``, ``@``, tab, carriage return first) starts with ``'``.
 
 Also sealed array files and hashing.
 """
@@ -91,8 +95,9 @@ def os_errors(path, action: str = "write"):
         raise file_system_error(error, path, action) from None
 
 
-def check_name(path) -> None:
-    """Refuse a path with a component longer than the file system allows.
+def check_name(path, action: str = "use this name") -> None:
+    """Refuse a path with a component longer than the file system allows (``action``: what the
+    message says could not be done, default ``use this name``).
 
     Raises
     ------
@@ -101,14 +106,14 @@ def check_name(path) -> None:
     for part in Path(path).parts:
         size = len(os.fsencode(part))
         if size > NAME_MAX:
-            raise FileSystemError(path, "use this name", f"name too long ({size} bytes, at most {NAME_MAX})")
+            raise FileSystemError(path, action, f"name too long ({size} bytes, at most {NAME_MAX})")
 
 
-def _existing_ancestor(path: Path) -> Path:
+def _existing_ancestor(path: Path, action: str) -> Path:
     ancestor = path.parent
     while not ancestor.exists():
         if ancestor.is_symlink():  # a dangling link where a folder is wanted
-            raise FileSystemError(ancestor, "make a folder here", "a symbolic link to nothing")
+            raise FileSystemError(path, action, f"{ancestor} is a symbolic link to nothing")
         if ancestor == ancestor.parent:
             break
         ancestor = ancestor.parent
@@ -145,12 +150,12 @@ def check_output_file(path, flag: str | None = None) -> Path:
     """
     path = Path(os.path.expanduser(os.fsdecode(path)))
     action = f"write {flag}" if flag else "write"
-    check_name(path)
+    check_name(path, action)
     if path.is_dir():
         raise FileSystemError(path, action, "is a folder (a file is wanted here)")
     if path.exists() and not path.is_file():
         return path  # a device or a pipe: written through
-    _check_writable_folder(_existing_ancestor(path), path, action)
+    _check_writable_folder(_existing_ancestor(path, action), path, action)
     return path
 
 
@@ -171,22 +176,25 @@ def check_output_folder(path, flag: str | None = None) -> Path:
     """
     path = Path(os.path.expanduser(os.fsdecode(path)))
     action = f"write {flag}" if flag else "write in"
-    check_name(path)
+    check_name(path, action)
     if path.exists():
         if not path.is_dir():
             raise FileSystemError(path, action, "is a file, not a folder")
         _check_writable_folder(path, path, action)
     else:
-        _check_writable_folder(_existing_ancestor(path), path, action)
+        _check_writable_folder(_existing_ancestor(path, action), path, action)
     return path
 
 
 def make_folder(path) -> Path:
-    """``mkdir -p`` with OS errors in words."""
+    """``mkdir -p`` with OS errors in words (a file, or a link to nothing, in the way named as such)."""
     path = Path(path)
     check_name(path)
     with os_errors(path, "make the folder"):
-        path.mkdir(parents=True, exist_ok=True)
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except FileExistsError as error:
+            raise FileSystemError(error.filename or path, "make the folder", "it exists and is not a folder") from None
     return path
 
 
@@ -214,9 +222,12 @@ def _written_through(path: Path) -> bool:
 
 
 @contextlib.contextmanager
-def replaced_atomically(path):
+def replaced_atomically(path, suffix: str = ""):
     """Yield a temporary path beside ``path``; once the block has written it, flush it to disk and
     rename it into place, so that readers see the old file or the new one, never half.
+
+    ``suffix`` ends the temporary name, for writers that insist on one (Keras: ``.weights.h5``;
+    default: none).
 
     A symbolic link at ``path`` is followed (its target is replaced, the link stays); an existing
     target that is not a regular file (a device, a pipe), or a path under ``/dev`` or ``/proc``
@@ -231,9 +242,9 @@ def replaced_atomically(path):
         through = _written_through(path)
         target = path if through else Path(os.path.realpath(path))
         folder = Path(tempfile.gettempdir()) if through else target.parent
-    temporary = folder / f".{target.name[:64]}.{os.getpid()}.tmp"
+    temporary = folder / f".{target.name[:64]}.{os.getpid()}.tmp{suffix}"
     try:
-        with os_errors(path):
+        with _about_target(path, temporary):
             yield temporary
             with open(temporary, "rb") as handle:
                 os.fsync(handle.fileno())
@@ -248,6 +259,20 @@ def replaced_atomically(path):
             temporary.unlink(missing_ok=True)
 
 
+@contextlib.contextmanager
+def _about_target(path: Path, temporary: Path):
+    """:func:`os_errors` about ``path``, also when the OS names the temporary file the user never asked for."""
+    try:
+        yield
+    except FeatxError:
+        raise
+    except OSError as error:
+        named = getattr(error, "filename", None)
+        if named is not None and Path(os.fsdecode(named)) == temporary:
+            error.filename = None
+        raise file_system_error(error, path, "write") from None
+
+
 def write_text_atomic(path, text: str) -> Path:
     """Write ``text`` (UTF-8) to ``path`` atomically (see :func:`replaced_atomically`), making its folder."""
     path = Path(path)
@@ -255,6 +280,76 @@ def write_text_atomic(path, text: str) -> Path:
     with replaced_atomically(path) as temporary:
         temporary.write_text(text, encoding="utf-8")
     return path
+
+
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+"""First characters that make a spreadsheet read a cell as a formula (OWASP, CSV injection)."""
+
+
+def csv_cell(value):
+    """``value`` as a CSV cell a spreadsheet shows and never runs.
+
+    A text that starts with one of :data:`FORMULA_STARTS` gets a leading single quote (``'=1+2``),
+    as OWASP recommends; numbers (a negative one too) and every other value are returned as they are.
+    """
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
+def csv_text(table, columns=None) -> str:
+    """``table`` as CSV text, every text cell and column name passed through :func:`csv_cell`.
+
+    Lines end in CRLF, as RFC 4180 has it, so that a cell holding a line break (CR or LF) is quoted.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame or list of dict
+    columns : sequence of str, optional
+        The columns, in order, of a list of rows (default: the keys of the first row).
+    """
+    import pandas as pd
+
+    frame = table if isinstance(table, pd.DataFrame) else pd.DataFrame(list(table), columns=columns)
+    return frame.map(csv_cell).rename(columns=csv_cell).to_csv(index=False, lineterminator="\r\n")
+
+
+def write_csv(table, path, columns=None) -> Path:
+    """Write ``table`` (see :func:`csv_text`) to ``path`` atomically, making its folder."""
+    return write_text_atomic(path, csv_text(table, columns))
+
+
+@contextlib.contextmanager
+def written_together(folder):
+    """Yield an empty temporary folder beside ``folder``; once the block has written its files there,
+    move each into ``folder`` (made if missing; files of the same name replaced, others left alone).
+
+    The outputs of one command appear together or not at all: if the block fails, the temporary
+    folder is removed and ``folder`` is untouched. A :class:`FileSystemError` from the block names
+    the file's place in ``folder``, not in the temporary folder.
+    """
+    folder = Path(folder)
+    check_name(folder)
+    real = Path(os.path.realpath(folder))
+    make_folder(real.parent)
+    staging = real.parent / f".{real.name[:64]}.{os.getpid()}.tmp"
+    try:
+        with os_errors(folder, "make the folder"):
+            staging.mkdir()
+        try:
+            yield staging
+        except FileSystemError as error:
+            inside = error.path.replace(str(staging), str(folder), 1)
+            raise FileSystemError(inside, error.action, error.cause) from None
+        with os_errors(folder):
+            for source in sorted(staging.rglob("*")):
+                if not source.is_dir():
+                    target = real / source.relative_to(staging)
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    os.replace(source, target)
+            _fsync_folder(real)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def sha256_file(path) -> str:
@@ -316,3 +411,54 @@ def read_arrays_verified(path, names=None) -> dict:
         if seal is None or str(seal) != _seal(arrays):
             raise ValueError("checksum mismatch")
     return arrays
+
+
+def confined(root, relative) -> Path:
+    """The path that ``relative``, a name read from data, gives inside the folder ``root``.
+
+    Every path that comes from a file a user was given (a manifest's ``filename``, a mirror's
+    metadata, an archive member, a class folder's name) goes through here before it is read or
+    written, so that a data file cannot reach outside its own folder.
+
+    Parameters
+    ----------
+    root : str or Path
+        The folder the path must stay in.
+    relative : str or Path
+        The path as the data wrote it.
+
+    Returns
+    -------
+    Path
+        ``root / relative`` resolved (links followed), inside ``root`` resolved.
+
+    Raises
+    ------
+    FeatxError
+        Naming the value and the folder when ``relative`` is empty, absolute, holds a NUL byte or a
+        name longer than :data:`NAME_MAX` bytes, or leads outside ``root`` (``..``, or a symbolic
+        link pointing out).
+    """
+    text = os.fsdecode(relative)
+    base = Path(os.path.realpath(root))
+    try:
+        sizes = [len(os.fsencode(part)) for part in Path(text).parts]
+    except UnicodeEncodeError:
+        sizes = None
+    if not text.strip():
+        problem = "an empty path"
+    elif sizes is None:
+        problem = "characters that cannot be written in a file name"
+    elif "\0" in text:
+        problem = "a NUL byte in the path"
+    elif os.path.isabs(text):
+        problem = "an absolute path"
+    elif max(sizes, default=0) > NAME_MAX:
+        problem = f"a name of {max(sizes)} bytes (at most {NAME_MAX})"
+    else:
+        resolved = Path(os.path.realpath(base / text))
+        if resolved == base or base in resolved.parents:
+            return resolved
+        problem = "it leads outside the folder (.. or a symbolic link pointing out)"
+    shown = text if len(text) <= 120 else text[:120] + "..."
+    raise FeatxError(f"path {shown!r} refused in {root}: {problem}")

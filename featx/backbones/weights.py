@@ -10,7 +10,7 @@ import warnings
 from pathlib import Path
 
 from featx.exceptions import ParameterError, WeightsError
-from featx.fileio import sha256_file
+from featx.fileio import make_folder, replaced_atomically, sha256_file
 
 RANDOM_INIT = "random-init"
 RANDOM_INIT_SEED = 0
@@ -218,13 +218,9 @@ def converted_lite_weights(name: str) -> Path:
     target = featx_home() / "weights" / f"{name}-imagenet-{digest[:12]}.weights.h5"
     if target.exists():
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
+    make_folder(target.parent)
     model = efficientnet_lite.build(name, include_top=True)
     efficientnet_lite.port_state_dict(model, read_legacy_state_dict(checkpoint))
-    temporary = target.with_name(f"{target.name}.{os.getpid()}.tmp.weights.h5")
-    try:
+    with replaced_atomically(target, suffix=".weights.h5") as temporary:
         model.save_weights(str(temporary))
-        os.replace(temporary, target)
-    finally:
-        temporary.unlink(missing_ok=True)
     return target

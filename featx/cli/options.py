@@ -14,6 +14,7 @@ from featx.data.dataset import DATA_ENV, FETCHED_DATA, SUBSETS
 from featx.data.images import DEFAULT_SIZE
 from featx.evaluation.splits import PROTOCOLS
 from featx.exceptions import FeatxError
+from featx.fileio import check_output_file, check_output_folder
 from featx.heads.registry import HEADS, PAPER
 from featx.heads.sampling import SAMPLERS
 
@@ -82,8 +83,9 @@ def size_text(size) -> str:
     return f"{size[0]}x{size[1]}"
 
 
-def add_data(parser, subsets: bool = True) -> None:
-    """``--data``, ``--subset``, ``--cache``."""
+def add_data(parser, subsets: bool = True, writes_cache: bool = True) -> None:
+    """``--data``, ``--subset``, ``--cache`` (checked as an output folder when the command ``writes_cache``,
+    the default)."""
     group = parser.add_argument_group("data")
     group.add_argument(
         "--data",
@@ -95,7 +97,13 @@ def add_data(parser, subsets: bool = True) -> None:
         group.add_argument(
             "--subset", default="all", choices=list(SUBSETS), help="the paper's Dataset_1 / Dataset_2, or every image"
         )
-    group.add_argument("--cache", default="cache", metavar="DIR", help="folder for feature stores, splits and results")
+    group.add_argument(
+        "--cache",
+        default="cache",
+        type=output_folder("--cache") if writes_cache else None,
+        metavar="DIR",
+        help="folder for feature stores, splits and results",
+    )
 
 
 def add_backbone(parser, required: bool = True) -> None:
@@ -260,3 +268,31 @@ def new_command(subparsers, common, name: str, summary: str, examples) -> argpar
         formatter_class=HelpFormatter,
         epilog="examples:\n" + "\n".join(f"  {line}" for line in examples),
     )
+
+
+def output_file(flag: str):
+    """An argparse type: a file the command will write, checked before any work starts.
+
+    A folder in its place, a part of its path that is a file, a read-only folder or a name too long
+    is a :class:`~featx.exceptions.FileSystemError` naming ``flag`` (exit 1; see
+    :func:`featx.fileio.check_output_file`). Returns the path as text, ``~`` expanded.
+    """
+
+    def parse(text: str) -> str:
+        return str(check_output_file(text, flag))
+
+    return parse
+
+
+def output_folder(flag: str):
+    """An argparse type: a folder the command will write in, checked before any work starts.
+
+    A file in its place, a read-only file system or a name too long is a
+    :class:`~featx.exceptions.FileSystemError` naming ``flag`` (exit 1; see
+    :func:`featx.fileio.check_output_folder`). Returns the path as text, ``~`` expanded.
+    """
+
+    def parse(text: str) -> str:
+        return str(check_output_folder(text, flag))
+
+    return parse

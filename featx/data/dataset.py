@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -12,10 +14,13 @@ import numpy as np
 import pandas as pd
 
 from featx.data.labels import PAPER_CLASSES, class_order
-from featx.exceptions import DatasetError, UnknownNameError
-from featx.fileio import sha256_file
+from featx.exceptions import DatasetError, FeatxError, UnknownNameError
+from featx.fileio import confined, os_errors, sha256_file
+from featx.records import read_bytes_bounded
 
 MANIFEST = "metadata.csv"
+MANIFEST_LIMIT = 64 << 20
+"""A ``metadata.csv`` larger than this (some 500,000 rows) is refused before it is read."""
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".dcm", ".dicom"}
 SUBSET_SEED = 2020
 SUBSETS = {
@@ -118,8 +123,9 @@ def load_dataset(root, subset: str = "all", *, min_classes: int = 2) -> Dataset:
     if not root.is_dir():
         raise DatasetError(f"{root}: data folder not found")
     manifest = root / MANIFEST
-    table = _read_manifest(manifest) if manifest.exists() else _scan_class_folders(root)
-    table = _validate_rows(root, table, str(manifest) if manifest.exists() else str(root), min_classes)
+    listed = os.path.lexists(manifest)
+    table = _read_manifest(manifest) if listed else _scan_class_folders(root)
+    table = _validate_rows(root, table, str(manifest) if listed else str(root), min_classes)
     parent_id = _dataset_id(table)
     if subset != "all":
         table = _draw_subset(table, subset)
@@ -129,42 +135,133 @@ def load_dataset(root, subset: str = "all", *, min_classes: int = 2) -> Dataset:
 
 
 def _read_manifest(manifest: Path) -> pd.DataFrame:
-    _check_header(manifest)
+    """The rows of ``metadata.csv``, read by the one validating reader of data manifests.
+
+    The file must be a regular file of at most :data:`MANIFEST_LIMIT` bytes of UTF-8 text (a byte
+    order mark is allowed), comma-separated, with one header line naming each column once. Blank
+    lines, unnamed columns (a spreadsheet's index) and empty trailing fields (a trailing comma on
+    every row) are ignored; a row with a value beyond the header's columns, or with fewer fields
+    than the header, is refused naming its line.
+
+    Raises
+    ------
+    DatasetError
+        Naming the file and the problem: the line of a row that cannot be read, every row that does
+        not fit the header (at once), a column missing or named twice, not UTF-8, empty, too large.
+    RecordError
+        When ``metadata.csv`` is not a regular file (a folder, a pipe, a device).
+    """
+    text = _manifest_text(manifest)
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    records, start = [], 1  # (the line a row starts on, its fields)
     try:
-        table = pd.read_csv(manifest, dtype=str, keep_default_na=False, encoding="utf-8-sig")
-    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as error:
-        raise DatasetError(f"{manifest}: not a readable CSV file ({error})") from None
-    table.columns = [str(column).strip() for column in table.columns]
-    missing = [column for column in ("filename", "label") if column not in table.columns]
-    if missing:
-        found = ", ".join(repr(c) for c in table.columns) or "none"
-        raise DatasetError(f"{manifest}: not a featx manifest: missing column(s) {', '.join(missing)} (found {found})")
-    table["row"] = [f"{manifest.name} line {index + 2}" for index in range(len(table))]
+        while (fields := next(reader, None)) is not None:
+            if any(field.strip() for field in fields):
+                records.append((start, fields))
+            start = reader.line_num + 1
+    except csv.Error as error:
+        raise DatasetError(f"{manifest} line {start}: not a readable CSV row ({error})") from None
+    if not records:
+        raise DatasetError(f"{manifest}: holds no header line; it needs a header such as 'filename,label'")
+    header = records[0][1]
+    names = [name.strip() for name in header]
+    while names and not names[-1]:
+        names.pop()
+    _check_header(manifest, names, ",".join(header))
+    rows, lines, problems = [], [], []
+    for line, fields in records[1:]:
+        extra = fields[len(names) :]
+        if any(field.strip() for field in extra):
+            problems.append(
+                f"line {line}: {len(fields)} fields, more than the header's {len(names)} "
+                "(quote a value that holds a comma)"
+            )
+        elif len(fields) < len(names):
+            problems.append(f"line {line}: {len(fields)} fields, fewer than the header's {len(names)}")
+        else:
+            rows.append(fields[: len(names)])
+            lines.append(f"{manifest.name} line {line}")
+    if problems:
+        raise DatasetError(f"{manifest}: {len(problems)} row(s) do not fit the header:\n  " + "\n  ".join(problems))
+    if not rows:
+        raise DatasetError(f"{manifest}: a header but no rows; list one image per line (filename,label)")
+    named = [index for index, name in enumerate(names) if name]
+    table = pd.DataFrame(
+        [[row[index] for index in named] for row in rows], columns=[names[i] for i in named], dtype=str
+    )
+    table["row"] = lines
     return table
 
 
-def _check_header(manifest: Path) -> None:
-    """Name the delimiter when the header is not comma-separated."""
-    with open(manifest, "rb") as handle:
-        header = handle.readline().decode("utf-8-sig", errors="replace")
-    columns = [column.strip() for column in header.split(",")]
-    if "filename" in columns:
-        return
-    for delimiter, name in ((";", "semicolons"), ("\t", "tabs"), ("|", "pipes")):
-        if "filename" in [column.strip() for column in header.split(delimiter)]:
-            raise DatasetError(
-                f"{manifest}: the header is separated by {name}; featx expects a comma-separated "
-                f"file (another delimiter was used). Header: {header.strip()[:120]!r}"
-            )
+def _manifest_text(manifest: Path) -> str:
+    """The text of ``metadata.csv``: a regular UTF-8 file of at most :data:`MANIFEST_LIMIT` bytes."""
+    with os_errors(manifest, "read the data manifest"):
+        size = os.stat(manifest).st_size
+    if size > MANIFEST_LIMIT:
+        raise DatasetError(
+            f"{manifest}: {size >> 20} MiB, larger than a data manifest can be ({MANIFEST_LIMIT >> 20} MiB)"
+        )
+    data = read_bytes_bounded(manifest, MANIFEST_LIMIT, what=f"data manifest ({MANIFEST})")
+    if not data.strip():
+        raise DatasetError(f"{manifest}: is empty; it needs a header line 'filename,label' and one row per image")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = data[: error.start].count(b"\n") + 1
+        raise DatasetError(
+            f"{manifest} line {line}: not UTF-8 text (byte 0x{data[error.start]:02x}); save the file as UTF-8"
+        ) from None
+
+
+def _check_header(manifest: Path, names: list, header: str) -> None:
+    """Refuse a header without ``filename`` and ``label`` (naming the delimiter when it is not a comma)
+    or with a column named twice."""
+    if "filename" not in names:
+        for delimiter, name in ((";", "semicolons"), ("\t", "tabs"), ("|", "pipes")):
+            if "filename" in [column.strip() for column in header.split(delimiter)]:
+                raise DatasetError(
+                    f"{manifest}: the header is separated by {name}; featx expects a comma-separated "
+                    f"file (another delimiter was used). Header: {header.strip()[:120]!r}"
+                )
+    missing = [column for column in ("filename", "label") if column not in names]
+    if missing:
+        found = ", ".join(repr(c) for c in names if c) or "none"
+        raise DatasetError(f"{manifest}: not a featx manifest: missing column(s) {', '.join(missing)} (found {found})")
+    repeated = sorted({name for name in names if name and names.count(name) > 1})
+    if repeated:
+        raise DatasetError(
+            f"{manifest}: column(s) {', '.join(repr(name) for name in repeated)} named more than once in the "
+            "header; keep one of each"
+        )
+
+
+def visible_entries(folder: Path) -> list[Path]:
+    """The entries of ``folder``, sorted, leaving out hidden ones (``.DS_Store``, macOS ``._x.jpg``,
+    ``.cache/``): the one listing of a data folder."""
+    with os_errors(folder, "list the folder"):
+        return sorted(entry for entry in Path(folder).iterdir() if not entry.name.startswith("."))
+
+
+def visible_files(folder: Path, suffixes=IMAGE_SUFFIXES) -> list[Path]:
+    """The files under ``folder`` whose suffix (any case) is one of ``suffixes``, found through
+    :func:`visible_entries` (hidden entries and what they hold are left out; linked folders are not
+    entered)."""
+    files = []
+    for entry in visible_entries(folder):
+        if entry.is_dir() and not entry.is_symlink():
+            files += visible_files(entry, suffixes)
+        elif entry.suffix.lower() in suffixes and entry.is_file():
+            files.append(entry)
+    return files
 
 
 def _scan_class_folders(root: Path) -> pd.DataFrame:
-    folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    folders = [entry for entry in visible_entries(root) if entry.is_dir()]
     if not folders:
         raise DatasetError(f"{root}: neither a {MANIFEST} nor class sub-folders (one per label)")
     rows = []
     for folder in folders:
-        files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        files = visible_files(folder)
         if not files:
             raise DatasetError(f"{folder}: class folder holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
         for file in files:
@@ -226,13 +323,14 @@ def _case_variants(labels: pd.Series) -> list[str]:
 
 
 def _resolve_file(root: Path, filename: str):
-    """The absolute path of a manifest's filename and what is wrong with it (None when it is a file inside root)."""
-    relative = os.path.normpath(filename)
-    path = root.resolve() / relative
+    """The path of a manifest's filename inside ``root`` (see :func:`featx.fileio.confined`) and what
+    is wrong with it (None when it is a file inside root)."""
     if not filename:
-        return path, "empty filename"
-    if os.path.isabs(relative) or relative == ".." or relative.startswith(".." + os.sep):
-        return path, f"path {filename!r} is outside the data folder; refused"
+        return "", "empty filename"
+    try:
+        path = confined(root, filename)
+    except FeatxError as error:
+        return "", str(error)
     if not path.is_file():
         return path, f"file {filename!r} not found"
     return path, None

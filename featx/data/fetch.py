@@ -6,10 +6,18 @@ findings, patient ids) and Kermany et al.'s pediatric set (``chest_xray/{train,t
 downloaded with HTTP range requests (a dropped connection resumes where it stopped), checked
 against the mirror's ``SHA256SUMS`` and unpacked; a folder already in featx's format is
 validated and copied.  A finished dataset is never overwritten.
+
+Everything is assembled in ``DEST.partial`` beside ``--dest`` and moved into place once it
+validates.  Every path the sources name (archive members, Cohen's ``folder`` and ``filename``,
+Kermany's file names) goes through :func:`featx.fileio.confined`, so a hostile mirror cannot
+reach outside its unpacked folder or the data folder being assembled.  On failure the partial
+folder is removed, except the downloads of an interrupted transfer, which a rerun resumes.
 """
 
 from __future__ import annotations
 
+import io
+import os
 import re
 import shutil
 import sys
@@ -21,8 +29,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from featx.exceptions import DatasetError, FetchError
-from featx.fileio import sha256_file
+from featx.data.dataset import MANIFEST, MANIFEST_LIMIT, visible_files
+from featx.exceptions import FeatxError, FetchError, RecordError, Terminated
+from featx.fileio import check_output_folder, confined, make_folder, os_errors, sha256_file
+from featx.records import read_bytes_bounded
 
 COHEN_ARCHIVE = "covid-chestxray-dataset.zip"
 KERMANY_ARCHIVE = "ChestXRay2017.zip"
@@ -32,7 +42,14 @@ UPSTREAM = {
     "f12eaf6d-6023-432f-acc9-80c9d7393433/file_downloaded",
 }
 FRONTAL = {"PA", "AP", "AP Supine"}
+COHEN_COLUMNS = ("patientid", "finding", "view", "filename")
 RETRIES = 5
+CHECKSUMS_LIMIT = 1 << 20
+"""A mirror's ``SHA256SUMS`` longer than this is refused."""
+
+
+class DownloadInterrupted(FetchError):
+    """A transfer failed after every retry; the partial download is kept for a rerun to resume."""
 
 
 def read_checksums(text: str) -> dict:
@@ -84,7 +101,9 @@ def download(url: str, target: Path, expected_sha256: str | None, progress: bool
             break
         except (urllib.error.URLError, ConnectionError, TimeoutError, OSError) as error:
             if attempt == RETRIES - 1:
-                raise FetchError(f"{url}: download failed after {RETRIES} tries ({error}); rerun to resume") from None
+                raise DownloadInterrupted(
+                    f"{url}: download failed after {RETRIES} tries ({error}); rerun to resume"
+                ) from None
             print(f"{target.name}: {error}; resuming", file=sys.stderr)
             time.sleep(0.2 * (attempt + 1))
     digest = sha256_file(partial)
@@ -117,10 +136,16 @@ def _archives(source: str | None, work: Path, progress: bool) -> dict:
         urls = {name: f"{base}/{name}" for name in (COHEN_ARCHIVE, KERMANY_ARCHIVE)}
         try:
             with urllib.request.urlopen(f"{base}/SHA256SUMS", timeout=30) as response:
-                sums = read_checksums(response.read().decode())
+                text = response.read(CHECKSUMS_LIMIT + 1)
         except (urllib.error.URLError, OSError) as error:
             raise FetchError(f"{base}/SHA256SUMS: cannot be read ({error}); a mirror must publish checksums") from None
-    work.mkdir(parents=True, exist_ok=True)
+        if len(text) > CHECKSUMS_LIMIT:
+            raise FetchError(f"{base}/SHA256SUMS: larger than {CHECKSUMS_LIMIT >> 20} MiB; not a checksum list")
+        sums = read_checksums(text.decode("utf-8", errors="replace"))
+        unlisted = [name for name in urls if not re.fullmatch(r"[0-9a-f]{64}", sums.get(name, ""))]
+        if unlisted:
+            raise FetchError(f"{base}/SHA256SUMS: no sha256 for {', '.join(unlisted)}; a mirror must publish checksums")
+    make_folder(work)
     return {
         name: (work / name if (work / name).exists() else download(url, work / name, sums.get(name), progress))
         for name, url in urls.items()
@@ -136,24 +161,39 @@ def _unpack(archive: Path, work: Path) -> Path:
     if not target.exists():
         try:
             with zipfile.ZipFile(archive) as bundle:
+                for member in bundle.namelist():
+                    _confined(target, member, f"{archive}: member")
                 bundle.extractall(target)
         except zipfile.BadZipFile as error:
             raise FetchError(f"{archive}: not a zip archive ({error})") from None
     return target
 
 
+def _confined(root: Path, relative: str, where: str) -> Path:
+    """:func:`featx.fileio.confined`, refused as a :class:`FetchError` that says where the path was read."""
+    try:
+        return confined(root, relative)
+    except FetchError:
+        raise
+    except FeatxError as error:
+        raise FetchError(f"{where}: {error}") from None
+
+
 def cohen_rows(root: Path) -> pd.DataFrame:
     """featx rows from a covid-chestxray-dataset checkout: frontal COVID-19, other pneumonia, No Finding."""
-    manifests = list(root.rglob("metadata.csv"))
+    manifests = [path for path in visible_files(root, {".csv"}) if path.name == MANIFEST]
     if not manifests:
         raise FetchError(f"{root}: no metadata.csv of covid-chestxray-dataset found")
-    table = pd.read_csv(manifests[0], dtype=str, keep_default_na=False)
-    base = manifests[0].parent
+    manifest = min(manifests, key=lambda path: len(path.parts))
+    table = _cohen_table(manifest)
+    base = manifest.parent
     rows = []
-    for row in table.itertuples():
+    for line, row in enumerate(table.itertuples(), start=2):
         finding, view = row.finding, row.view
-        image = base / getattr(row, "folder", "images") / row.filename
-        if view not in FRONTAL or not image.exists():
+        if view not in FRONTAL:
+            continue
+        image = _confined(base, f"{getattr(row, 'folder', 'images')}/{row.filename}", f"{manifest} line {line}")
+        if not image.is_file():
             continue
         if "COVID-19" in finding:
             label, subtype = "covid", "covid"
@@ -181,10 +221,25 @@ def cohen_rows(root: Path) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _cohen_table(manifest: Path) -> pd.DataFrame:
+    """Cohen's ``metadata.csv``, a regular CSV file of at most :data:`MANIFEST_LIMIT` bytes with its columns."""
+    try:
+        data = read_bytes_bounded(manifest, MANIFEST_LIMIT, what="covid-chestxray-dataset metadata")
+        table = pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=False)
+    except RecordError as error:
+        raise FetchError(str(error)) from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+        raise FetchError(f"{manifest}: not a readable CSV file ({error})") from None
+    missing = [column for column in COHEN_COLUMNS if column not in table.columns]
+    if missing:
+        raise FetchError(f"{manifest}: not covid-chestxray-dataset metadata: missing column(s) {', '.join(missing)}")
+    return table
+
+
 def kermany_rows(root: Path) -> pd.DataFrame:
     """featx rows from Kermany's chest_xray folders (``personN_bacteria_M`` / ``personN_virus_M``)."""
     rows = []
-    for image in sorted(root.rglob("*.jpeg")):
+    for image in visible_files(root, {".jpeg"}):
         folder = image.parent.name.upper()
         if folder == "NORMAL":
             label, subtype, patient = "normal", "normal", f"kermany_{image.stem}"
@@ -230,42 +285,69 @@ def fetch(dest, source: str | None = None, progress: bool = True) -> dict:
     Raises
     ------
     FetchError
-        When ``dest`` already holds a finished dataset, or a source cannot be used.
+        Before any download when ``dest`` already holds a finished dataset or is not empty; when a
+        source cannot be used, names a path outside its folder, or a mirror publishes no checksum.
+    FileSystemError
+        Before any download when ``dest`` (or ``DEST.partial``) is a file or cannot be written.
     """
     from featx.data.dataset import load_dataset
 
-    dest = Path(dest)
-    if (dest / "metadata.csv").exists():
-        raise FetchError(f"{dest}: already holds a finished dataset (metadata.csv); remove it or choose another --dest")
-    staging = dest.with_name(dest.name + ".partial")
-    if source is not None and not _is_url(source) and (Path(source) / "metadata.csv").exists():
-        dataset = load_dataset(source)
-        table = dataset.table.assign(source_file=dataset.table["path"])
-        table = table.drop(columns=["path", "image_id", "content_hash", "row"])
-    else:
-        work = staging / ".downloads"
-        archives = _archives(source, work, progress)
-        table = pd.concat(
-            [
-                cohen_rows(_unpack(archives[COHEN_ARCHIVE], work)),
-                kermany_rows(_unpack(archives[KERMANY_ARCHIVE], work)),
-            ],
-            ignore_index=True,
-        )
-    _assemble(table, staging)
-    shutil.rmtree(staging / ".downloads", ignore_errors=True)
-    staging.replace(dest)
+    dest = _check_dest(dest)
+    staging = check_output_folder(dest.with_name(dest.name + ".partial"), "--dest")
     try:
-        dataset = load_dataset(dest)
-    except DatasetError as error:
-        raise FetchError(f"{dest}: assembled, but does not validate: {error}") from None
+        if source is not None and not _is_url(source) and os.path.lexists(Path(source) / MANIFEST):
+            dataset = load_dataset(source)
+            table = dataset.table.assign(source_file=dataset.table["path"])
+            table = table.drop(columns=["path", "image_id", "content_hash", "row"])
+        else:
+            work = staging / ".downloads"
+            archives = _archives(source, work, progress)
+            table = pd.concat(
+                [
+                    cohen_rows(_unpack(archives[COHEN_ARCHIVE], work)),
+                    kermany_rows(_unpack(archives[KERMANY_ARCHIVE], work)),
+                ],
+                ignore_index=True,
+            )
+        _assemble(table, staging)
+        shutil.rmtree(staging / ".downloads", ignore_errors=True)
+        try:
+            dataset = load_dataset(staging)
+        except FeatxError as error:
+            raise FetchError(f"{dest}: assembled, but does not validate: {error}") from None
+        with os_errors(dest, "move the assembled data folder into place"):
+            staging.replace(dest)
+    except (DownloadInterrupted, KeyboardInterrupt, Terminated):
+        raise  # the partial downloads stay in DEST.partial for a rerun to resume
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     return {"dest": str(dest), "images": len(dataset), "labels": dataset.table["label"].value_counts().to_dict()}
 
 
+def _check_dest(dest) -> Path:
+    """``--dest``, refused before any download when it is a file, holds a dataset, or is not empty."""
+    dest = check_output_folder(dest, "--dest")
+    if os.path.lexists(dest / MANIFEST):
+        raise FetchError(f"{dest}: already holds a finished dataset (metadata.csv); remove it or choose another --dest")
+    if dest.is_dir():
+        with os_errors(dest, "list --dest"):
+            entries = sorted(os.listdir(dest))
+        if entries:
+            raise FetchError(
+                f"{dest}: --dest is not empty (it holds {', '.join(entries[:5])}{', ...' if len(entries) > 5 else ''})"
+                "; name a new or empty folder"
+            )
+    return dest
+
+
 def _assemble(table: pd.DataFrame, staging: Path) -> None:
-    (staging / "images").mkdir(parents=True, exist_ok=True)
+    """Copy every row's image to its ``filename`` inside ``staging`` (confined there) and write the manifest."""
+    make_folder(staging / "images")
     for row in table.itertuples():
-        target = staging / row.filename
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(row.source_file, target)
-    table.drop(columns=["source_file"]).to_csv(staging / "metadata.csv", index=False)
+        target = _confined(staging, row.filename, f"{row.source_file}: its name in the data folder")
+        make_folder(target.parent)
+        with os_errors(target, f"copy {row.source_file} to"):
+            shutil.copyfile(row.source_file, target)
+    with os_errors(staging / MANIFEST):
+        table.drop(columns=["source_file"]).to_csv(staging / MANIFEST, index=False)

@@ -26,6 +26,7 @@ from featx.features.engine import BatchPlan, EngineRun, LocalEngine
 from featx.features.identity import FeatureSpec
 from featx.features.pixels import PixelCache, PixelKey, disk_bytes
 from featx.features.store import open_store
+from featx.fileio import make_folder
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +152,7 @@ def extract(
     if not rebuild and path.exists():
         return run.summary(open_store(path, key, load_features=False), cached=True)
     folder = chunks.chunk_folder(path)
-    folder.mkdir(parents=True, exist_ok=True)
+    make_folder(folder)
     lock = FileLock(str(chunks.lock_path(path)), timeout=0)
     try:
         lock.acquire()

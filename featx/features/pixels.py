@@ -32,7 +32,7 @@ from featx.data.images import DECODERS, MASKS
 from featx.data.pool import DecodePool
 from featx.exceptions import CacheError
 from featx.features.identity import Side
-from featx.fileio import read_arrays_verified, write_arrays_atomic, write_text_atomic
+from featx.fileio import make_folder, read_arrays_verified, write_arrays_atomic, write_text_atomic
 from featx.records import STRICT, Text, read_record
 
 PIXEL_FORMAT = 1
@@ -137,7 +137,7 @@ class PixelCache:
         if manifest.exists():
             self._check(manifest)
         else:
-            self.path.mkdir(parents=True, exist_ok=True)
+            make_folder(self.path)
             write_text_atomic(manifest, json.dumps(asdict(self._provenance), indent=1, sort_keys=True))
         for chunk in sorted(self.path.glob("*.npz")):
             self._add_to_index(chunk)

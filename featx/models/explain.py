@@ -26,6 +26,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from featx.backbones.registry import preprocess
+from featx.fileio import make_folder, replaced_atomically
 
 METHODS = {
     "grad-cam": "Grad-CAM",
@@ -223,7 +224,7 @@ def explain(model, decoded, table, out_dir: Path) -> list[Path]:
     list of Path
         ``<stem>-<method>-<class>.png`` per image.
     """
-    out_dir.mkdir(parents=True, exist_ok=True)
+    make_folder(out_dir)
     conv = None if method_for(model) == "occlusion" else conv_model(model.base)
     predicted = dict(zip(table["file"], table["predicted"], strict=True))
     written = []
@@ -231,7 +232,8 @@ def explain(model, decoded, table, out_dir: Path) -> list[Path]:
         name = predicted[str(path)]
         method, cam = explanation(model, image, model.classes.index(name), conv)
         target = out_dir / f"{Path(path).stem}-{method}-{name}.png"
-        Image.fromarray(overlay(image, cam, f"{METHODS[method]}: {name}")).save(target)
+        with replaced_atomically(target) as temporary:
+            Image.fromarray(overlay(image, cam, f"{METHODS[method]}: {name}")).save(temporary, format="PNG")
         written.append(target)
     log.info("%s overlays: %s (%d images)", METHODS[method_for(model)], out_dir, len(written))
     return written

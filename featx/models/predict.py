@@ -14,7 +14,7 @@ from featx.backbones.weights import build_base
 from featx.data import images
 from featx.data.dataset import IMAGE_SUFFIXES
 from featx.exceptions import DatasetError, ImageDecodeError, ModelFolderError, ParameterError
-from featx.fileio import write_text_atomic
+from featx.fileio import write_csv
 from featx.models.folder import ModelManifest, load_head, load_keras
 
 log = logging.getLogger(__name__)
@@ -192,5 +192,5 @@ def predict_files(model_dir, inputs, *, out_csv=None, explain_dir=None, batch_si
     table = table.sort_values("file", key=lambda s: s.map(order)).reset_index(drop=True)
     explained = [] if explain_dir is None else explain(model, decoded, table, Path(explain_dir))
     if out_csv is not None:
-        write_text_atomic(out_csv, table.to_csv(index=False))
+        write_csv(table, out_csv)
     return Predictions(table, int((table["error"] != "").sum()), [str(p) for p in explained])

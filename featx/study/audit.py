@@ -22,10 +22,12 @@ import pandas as pd
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedGroupKFold
 
+from featx.data.dataset import MANIFEST
 from featx.evaluation.crossval import out_of_fold_proba
 from featx.evaluation.metrics import point_metrics
 from featx.evaluation.splits import Protocol, fold_of_each_image, load_or_make_split
 from featx.evaluation.task import Task
+from featx.exceptions import SplitError
 from featx.features.extract import extract
 from featx.features.identity import FeatureSpec
 from featx.features.store import load_features
@@ -192,6 +194,15 @@ class Audit:
         return {**asdict(self), "task": self.task.to_json(), "input_size": list(self.input_size)}
 
 
+def missing_patients_note(dataset) -> str:
+    """Why patient-grouped folds cannot be made on ``dataset``, and what to do."""
+    missing = int((dataset.table["patient_id"].astype(str).str.len() == 0).sum())
+    return (
+        f"{missing} of {len(dataset)} images in {dataset.root} have no patient_id, so patient-grouped folds "
+        f"cannot be made; add a patient_id column to {MANIFEST}"
+    )
+
+
 def run_audit(
     dataset,
     features: FeatureSpec,
@@ -208,7 +219,18 @@ def run_audit(
     The features are extracted first where no store holds them, with the lungs masked too.
     ``positive`` names the class the checks are about (default: see :mod:`featx.evaluation.task`);
     ``engine`` extracts them (see :func:`featx.features.extract.extract`).
+
+    Raises
+    ------
+    SplitError
+        Before any extraction, when the folds are grouped by patient and some image has no
+        patient id: the source probe and the splits need patients.
     """
+    if protocol.group_by == "patient" and not dataset.has_patient_ids:
+        raise SplitError(
+            f"featx audit groups its folds by patient: {missing_patients_note(dataset)}, or name a folder "
+            "that has patient ids with --data"
+        )
     task = Task.of(dataset.classes, dataset.table["label"], positive)
     extract(dataset, features, cache_dir=cache_dir, progress=progress, engine=engine)
     key = features.key(dataset.id)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 from featx.evaluation.results import Result, list_results
 from featx.evaluation.summary import CVSummary
+from featx.fileio import write_csv as write_table
 from featx.study.formatting import percent
 
 PERCENT_METRICS = (
@@ -82,11 +82,5 @@ def markdown_table(rows: list[dict]) -> str:
 
 
 def write_csv(rows: list[dict], path) -> Path:
-    """Write comparison rows as CSV (fractions, not percentages)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]) if rows else list(DESCRIPTION))
-        writer.writeheader()
-        writer.writerows(rows)
-    return path
+    """Write comparison rows as CSV (fractions, not percentages), escaped and atomically (see :mod:`featx.fileio`)."""
+    return write_table(rows, path, columns=list(rows[0]) if rows else list(DESCRIPTION))

@@ -1,10 +1,18 @@
-"""A report as a list of blocks, rendered to Markdown and to self-contained HTML (images inlined)."""
+"""A report as a list of blocks, rendered to Markdown and to self-contained HTML (images inlined).
+
+Every report goes through :class:`Document`, and so does every text a report puts in it (a title,
+a heading, a paragraph, a bullet, a table cell, a caption): the text is plain, never markup, and
+each renderer escapes it — :func:`markdown_text` for Markdown, :func:`html.escape` for HTML — so a
+label such as ``<script>`` or ``a|b`` reads as typed and cannot add markup, a link or a table cell.
+"""
 
 from __future__ import annotations
 
 import base64
+import re
 from html import escape
 from pathlib import Path
+from urllib.parse import quote
 
 STYLE = (
     "body{font-family:sans-serif;max-width:72em;margin:2em auto;line-height:1.4}"
@@ -13,8 +21,47 @@ STYLE = (
 )
 
 
+MARKDOWN_ESCAPES = (
+    (re.compile(r"\\"), r"\\\\"),  # first, so that no escape below can be undone
+    (re.compile("&"), "&amp;"),
+    (re.compile("<"), "&lt;"),
+    (re.compile(">"), "&gt;"),
+    (re.compile(r"\|"), r"\\|"),
+    (re.compile(r"([\[\]])"), r"\\\1"),  # a link or an image, also inside a figure's caption
+)
+"""What turns plain text into inert Markdown, in order: HTML (``<``, ``>``, ``&``), a table cell
+(``|``), a link or an image (``[``, ``]``). Emphasis characters are left as typed: they change the
+typeface, not what the page contains."""
+LINE_STARTS = (
+    (re.compile(r"^([#=+\-*_`~])"), r"\\\1"),  # a heading, a list, a rule or a fence
+    (re.compile(r"^(\d+)([.)])(?=\s|$)"), r"\1\\\2"),  # an ordered list
+)
+"""What a text that starts a line (a title, heading, paragraph or bullet) could start: a block."""
+
+
+def markdown_text(text, *, starts_line: bool = False) -> str:
+    """``text`` as Markdown that shows it as typed, on one line (see :data:`MARKDOWN_ESCAPES`).
+
+    Parameters
+    ----------
+    text : object
+        Turned into text with ``str``; line breaks become spaces.
+    starts_line : bool
+        Whether the text begins a Markdown line, where it could also start a block (default:
+        False, as in a table cell); then leading spaces go and :data:`LINE_STARTS` are escaped.
+    """
+    line, escapes = " ".join(str(text).splitlines()), MARKDOWN_ESCAPES
+    if starts_line:
+        line, escapes = line.lstrip(), MARKDOWN_ESCAPES + LINE_STARTS
+    for pattern, replacement in escapes:
+        line = pattern.sub(replacement, line)
+    return line
+
+
 class Document:
     """Headings, paragraphs, bullet lists, tables and PNG figures, in order.
+
+    Every text is plain text; the renderers escape it (see the module's docstring).
 
     Parameters
     ----------
@@ -35,11 +82,11 @@ class Document:
 
     def bullets(self, items) -> None:
         """Add a bullet list."""
-        self.blocks.append(("bullets", list(items)))
+        self.blocks.append(("bullets", [str(item) for item in items]))
 
     def table(self, header, rows) -> None:
         """Add a table; cells are turned into text."""
-        self.blocks.append(("table", list(header), [list(map(str, row)) for row in rows]))
+        self.blocks.append(("table", list(map(str, header)), [list(map(str, row)) for row in rows]))
 
     def image(self, path, caption: str) -> None:
         """Add a PNG figure with its caption."""
@@ -47,20 +94,25 @@ class Document:
 
     def markdown(self, relative_to: Path) -> str:
         """Markdown text; figures are linked relative to ``relative_to``."""
-        lines = [f"# {self.title}", ""]
+
+        def line(text):
+            return markdown_text(text, starts_line=True)
+
+        lines = [f"# {line(self.title)}", ""]
         for block in self.blocks:
             kind = block[0]
             if kind == "heading":
-                lines += ["#" * block[1] + " " + block[2], ""]
+                lines += ["#" * block[1] + " " + line(block[2]), ""]
             elif kind == "paragraph":
-                lines += [block[1], ""]
+                lines += [line(block[1]), ""]
             elif kind == "bullets":
-                lines += [f"- {item}" for item in block[1]] + [""]
+                lines += [f"- {line(item)}" for item in block[1]] + [""]
             elif kind == "table":
-                lines += ["| " + " | ".join(block[1]) + " |", "|" + "---|" * len(block[1])]
-                lines += ["| " + " | ".join(row) + " |" for row in block[2]] + [""]
+                lines += ["| " + " | ".join(map(markdown_text, block[1])) + " |", "|" + "---|" * len(block[1])]
+                lines += ["| " + " | ".join(map(markdown_text, row)) + " |" for row in block[2]] + [""]
             elif kind == "image":
-                lines += [f"![{block[2]}]({block[1].relative_to(relative_to).as_posix()})", ""]
+                link = quote(block[1].relative_to(relative_to).as_posix())
+                lines += [f"![{markdown_text(block[2])}]({link})", ""]
         return "\n".join(lines)
 
     def html(self) -> str:

@@ -12,7 +12,7 @@ from featx.study.document import Document
 from featx.study.formatting import percent, percent_with_interval
 from featx.study.plots import confusion_figure, roc_figure
 from featx.study.reproduce import Reproduction
-from featx.study.validation_report import add_validation_section
+from featx.study.validation_report import add_validation_section, labels
 from featx.study.validation_report import summary_lines as validation_summary
 
 PAPER = {  # Apostolopoulos & Mpesiana (2020), Tables 2 and 5: 2-class acc, 3-class acc, sensitivity, specificity (%)
@@ -30,9 +30,10 @@ METHOD = (
     "Image-level protocol (the paper's): 10-fold stratified split of images; images of one patient can fall on "
     "both sides of a split, which lets a model recognise the patient rather than the disease.",
     "Patient-grouped protocol (featx's default): no patient in both the training and the test folds.",
-    "Metrics from pooled out-of-fold predictions: 3-class accuracy; 2-class accuracy = covid vs not covid "
-    "read off the 3-class predictions; covid sensitivity TP/(TP+FN), specificity TN/(TN+FP); ROC AUC of "
-    "the covid probability. Intervals: 95% percentile bootstrap (1,000 resamples; patients resampled under "
+    "Metrics from pooled out-of-fold predictions: accuracy over all classes (the paper's 3-class accuracy); "
+    "2-class accuracy = the positive class (covid in the paper's task) vs the rest, read off the multi-class "
+    "predictions; its sensitivity TP/(TP+FN), specificity TN/(TN+FP) and the ROC AUC of its probability. "
+    "Intervals: 95% percentile bootstrap (1,000 resamples; patients resampled under "
     "the patient protocol). Spread: standard deviation over the 10 folds.",
     "random-init marks a backbone whose ImageNet weights were unavailable: it is not transfer learning.",
 )
@@ -43,103 +44,98 @@ def paper_table(subset: str) -> list[list]:
     return [[backbone, *figures] for (name, backbone), figures in PAPER.items() if name == subset]
 
 
-def _plots(results, subset: str, folder: Path) -> list[tuple[Path, str]]:
-    """Confusion-matrix heatmaps and ROC curves (covid vs rest) of one subset's results."""
+def _plots(runs, subset: str, folder: Path) -> list[tuple[Path, str]]:
+    """Confusion-matrix heatmaps and ROC curves (positive class vs rest) of one subset's runs."""
+    results = [run.summary.result for run in runs]
+    task = runs[0].summary.task
     titles = [
         f"{r.variant.features.backbone} ({r.variant.weights_label})\n{r.variant.protocol.group_by} folds"
         for r in results
     ]
     matrices = [confusion(r.y_true, r.proba.argmax(axis=1), len(r.classes)) for r in results]
-    covid = PAPER_CLASSES.index("covid")
+    positive = task.positive_index
     curves = [
         (
             f"{r.variant.features.backbone} ({r.variant.weights_label}), {r.variant.protocol.group_by}",
-            r.y_true == covid,
-            r.proba[:, covid],
+            r.y_true == positive,
+            r.proba[:, positive],
         )
         for r in results
     ]
     return [
         (
-            confusion_figure(matrices, titles, PAPER_CLASSES, folder / f"confusion-{subset}.png"),
+            confusion_figure(matrices, titles, task.classes, folder / f"confusion-{subset}.png"),
             f"Pooled out-of-fold confusion matrices, {subset}",
         ),
-        (roc_figure(curves, folder / f"roc-{subset}.png"), f"ROC curves, covid vs rest, {subset}"),
+        (
+            roc_figure(curves, folder / f"roc-{subset}.png", task.positive),
+            f"ROC curves, {task.positive} vs rest, {subset}",
+        ),
     ]
 
 
 def _summary_lines(reproduction: Reproduction, audit: Audit | None) -> list[str]:
-    lines = [
-        "These numbers describe one public collection of 2,173 radiographs in which every covid image is an "
-        "adult and nearly every other image a child from one hospital; they are not clinical performance."
-    ]
+    if all(run.summary.task.is_paper for run in reproduction.runs):
+        lines = [
+            "These numbers describe one public collection of 2,173 radiographs in which every covid image is an "
+            "adult and nearly every other image a child from one hospital; they are not clinical performance."
+        ]
+    else:
+        lines = [f"These numbers describe the images in {reproduction.data}; they are not clinical performance."]
     for run in reproduction.runs:
-        variant, metrics = run.summary.result.variant, run.summary.metrics
+        variant, metrics, names = run.summary.result.variant, run.summary.metrics, labels(run.summary.task)
         label = " (RANDOM-INIT backbone, not transfer learning)" if variant.weights_label == "random-init" else ""
         lines.append(
             f"{run.subset}, {variant.features.backbone}{label} + {variant.head}, "
-            f"{variant.protocol.group_by}-level folds: 3-class accuracy "
-            f"{percent_with_interval(metrics, 'accuracy_3class')}%, covid sensitivity "
-            f"{percent_with_interval(metrics, 'sensitivity')}%, specificity "
+            f"{variant.protocol.group_by}-level folds: {names['accuracy']} "
+            f"{percent_with_interval(metrics, 'accuracy')}%, {names['sensitivity']} "
+            f"{percent_with_interval(metrics, 'sensitivity')}%, {names['specificity']} "
             f"{percent_with_interval(metrics, 'specificity')}%."
         )
     for backbone, reason in reproduction.skipped.items():
         lines.append(f"{backbone} was skipped: {reason}.")
+    lines += reproduction.notes
     if audit is not None:
         lines += audit_summary(audit)
     return lines
 
 
+PAPER_FIGURES = ("accuracy_2class", "accuracy", "sensitivity", "specificity")
+"""The figures of the paper's tables, in its column order (:data:`PAPER` holds them in this order)."""
+
+
 def _subset_section(doc: Document, subset: str, runs, out_dir: Path) -> None:
-    doc.heading(f"{subset}: our numbers beside the paper's (%)")
-    header = [
-        "backbone",
-        "weights",
-        "head",
-        "protocol",
-        "2-class acc",
-        "paper",
-        "3-class acc",
-        "paper",
-        "covid sens",
-        "paper",
-        "covid spec",
-        "paper",
-        "AUC covid",
-        "3-class fold sd",
-    ]
+    """The subset's table: every run's figures, beside the paper's where the data has the paper's classes."""
+    task = runs[0].summary.task
+    names = labels(task)
+    doc.heading(f"{subset}: our numbers" + (" beside the paper's (%)" if task.is_paper else " (%)"))
+    header = ["backbone", "weights", "head", "protocol"]
+    for name in PAPER_FIGURES:
+        header += [names[name], "paper"] if task.is_paper else [names[name]]
+    header += [names["auc_positive"], "accuracy fold sd"]
     rows = []
     for run in runs:
         variant, m = run.summary.result.variant, run.summary.metrics
-        paper = PAPER.get((subset, variant.features.backbone), ("-",) * 4)
-        rows.append(
-            [
-                variant.features.backbone,
-                variant.weights_label,
-                variant.head,
-                variant.protocol.group_by,
-                percent_with_interval(m, "accuracy_2class"),
-                paper[0],
-                percent_with_interval(m, "accuracy_3class"),
-                paper[1],
-                percent_with_interval(m, "sensitivity"),
-                paper[2],
-                percent_with_interval(m, "specificity"),
-                paper[3],
-                f"{m['auc_covid']:.3f}",
-                percent(m["per_fold"]["accuracy_3class"]["std"]),
-            ]
-        )
+        paper = PAPER.get((subset, variant.features.backbone), ("-",) * len(PAPER_FIGURES))
+        row = [variant.features.backbone, variant.weights_label, variant.head, variant.protocol.group_by]
+        for name, reported in zip(PAPER_FIGURES, paper, strict=True):
+            row += [percent_with_interval(m, name), reported] if task.is_paper else [percent_with_interval(m, name)]
+        rows.append([*row, f"{m['auc_positive']:.3f}", percent(m["per_fold"]["accuracy"]["std"])])
     doc.table(header, rows)
-    reported = paper_table(subset)
-    if reported:
+    if not task.is_paper:
+        doc.paragraph(
+            f"The paper's figures are left out: they are for its classes {', '.join(PAPER_CLASSES)}, and this data "
+            f"has {', '.join(task.classes)} (positive class {task.positive})."
+        )
+    elif paper_table(subset):
         doc.paragraph(
             f"The paper's own figures for {subset} (its Tables 2 and 5; image-level 10-fold CV, ImageNet "
             "weights), set beside featx's rows whatever backbones ran here:"
         )
-        doc.table(["paper backbone", "2-class acc", "3-class acc", "covid sens", "covid spec"], reported)
-    doc.paragraph("The paper's protocol is image-level; compare its numbers with the image rows.")
-    for path, caption in _plots([run.summary.result for run in runs], subset, out_dir / "figures"):
+        doc.table(["paper backbone", "2-class acc", "3-class acc", "covid sens", "covid spec"], paper_table(subset))
+    if task.is_paper:
+        doc.paragraph("The paper's protocol is image-level; compare its numbers with the image rows.")
+    for path, caption in _plots(runs, subset, out_dir / "figures"):
         doc.image(path, caption)
 
 

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
+from featx.fileio import make_folder, replaced_atomically
+
 
 def _pyplot():
     import matplotlib
@@ -17,10 +19,13 @@ def _pyplot():
 
 
 def _save(fig, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_folder(path.parent)
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    _pyplot().close(fig)
+    try:
+        with replaced_atomically(path) as temporary:
+            fig.savefig(temporary, dpi=90, format="png")
+    finally:
+        _pyplot().close(fig)
     return path
 
 

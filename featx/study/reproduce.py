@@ -17,6 +17,7 @@ from featx.exceptions import ParameterError, UnknownNameError, WeightsError
 from featx.features.extract import extract
 from featx.features.identity import FeatureSpec
 from featx.heads.recipe import HeadRecipe
+from featx.study.audit import missing_patients_note
 
 FALLBACKS = {
     "random-init": "run the backbone with random weights, labelled random-init everywhere",
@@ -48,12 +49,16 @@ class Reproduction:
         Backbone -> reason.
     datasets : dict
         Subset -> dataset id.
+    notes : tuple of str
+        What was left out of the design and why (patient-grouped folds on data without patient ids,
+        the audit), in sentences for the report (default: none).
     """
 
     data: Path
     runs: list
     skipped: dict
     datasets: dict
+    notes: tuple = ()
 
 
 def usable_features(
@@ -125,11 +130,26 @@ def reproduce(
     Returns
     -------
     Reproduction
+        Any labels run (the paper's comparison is made where its classes are present); on data
+        without a patient id for every image only the image-level protocol runs, said in ``notes``.
+
+    Raises
+    ------
+    DatasetError
+        Before any extraction or fit, when the data folder or a subset cannot be loaded (the paper's
+        subsets need its three labels).
     """
     if phase not in (2, 3):
         raise ParameterError("phase", phase, "must be 2 or 3")
     if fallback not in FALLBACKS:
         raise UnknownNameError("fallback", fallback, FALLBACKS)
+    loaded = {subset: load_dataset(data, subset) for subset in subsets}
+    protocols = {subset: protocols_for(dataset) for subset, dataset in loaded.items()}
+    notes = tuple(
+        f"{subset}: {missing_patients_note(dataset)}. Only the image-level protocol ran."
+        for subset, dataset in loaded.items()
+        if "patient" not in protocols[subset]
+    )
     runs, skipped, datasets = [], {}, {}
     for backbone in models:
         features = usable_features(
@@ -144,10 +164,9 @@ def reproduce(
             skipped[backbone] = "ImageNet weights unavailable (no network); rerun with the random-init fallback"
             continue
         head = features.spec.paper_head
-        for subset in subsets:
-            dataset = load_dataset(data, subset)
+        for subset, dataset in loaded.items():
             datasets[subset] = dataset.id
-            for group_by in PROTOCOLS:
+            for group_by in protocols[subset]:
                 protocol = Protocol(group_by, folds, seed)
                 log.info("%s (%s) %s %s-level folds, head %s", backbone, features.weights, subset, group_by, head)
                 if phase == 3:
@@ -166,7 +185,12 @@ def reproduce(
                         dataset, features, HeadRecipe(head), protocol, cache_dir=cache_dir, progress=progress
                     )
                 runs.append(ReproducedRun(subset, features, summary))
-    return Reproduction(Path(data), runs, skipped, datasets)
+    return Reproduction(Path(data), runs, skipped, datasets, notes)
+
+
+def protocols_for(dataset) -> tuple[str, ...]:
+    """The protocols ``dataset`` allows: both, or only the image-level one without patient ids."""
+    return tuple(name for name in PROTOCOLS if name != "patient" or dataset.has_patient_ids)
 
 
 def validate_externally(

@@ -20,7 +20,7 @@ from featx.evaluation.calibration import reliability
 from featx.evaluation.metrics import bootstrap_intervals, point_metrics
 from featx.evaluation.task import Task
 from featx.exceptions import DatasetError
-from featx.fileio import write_text_atomic
+from featx.fileio import write_csv
 from featx.models.predict import LoadedModel, decode_each
 
 COMPARED = ("accuracy", "accuracy_2class", "sensitivity", "specificity", "auc_positive")
@@ -219,4 +219,4 @@ def validate(model_dir, dataset, *, batch_size: int = 32) -> Validation:
 
 def write_predictions(validation: Validation, out_dir) -> Path:
     """The external predictions as CSV in ``out_dir`` (what every external figure is computed from)."""
-    return write_text_atomic(Path(out_dir) / "predictions.csv", validation.predictions.to_csv(index=False))
+    return write_csv(validation.predictions, Path(out_dir) / "predictions.csv")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -35,11 +36,51 @@ def undefined(task) -> dict:
     }
 
 
+@dataclass(frozen=True, kw_only=True)
+class Unit:
+    """How a figure, and the difference of two figures, are written.
+
+    Attributes
+    ----------
+    scale : float
+        What a fraction is multiplied by (100 for percentages, 1 for an AUC).
+    digits : int
+        Decimals written.
+    figure_suffix : str
+        After a figure (``%``).
+    difference_suffix : str
+        After a difference (`` points``: the difference of two percentages is in percentage points).
+    """
+
+    scale: float
+    digits: int
+    figure_suffix: str
+    difference_suffix: str
+
+    def figure(self, value) -> str:
+        """``value`` in this unit, without suffix; ``n/a`` for None or NaN."""
+        return "n/a" if value is None or value != value else f"{value * self.scale:.{self.digits}f}"
+
+    def difference(self, value, signed: bool = True) -> str:
+        """A difference of two figures in this unit with its suffix: ``+21.5 points``, ``+0.215``."""
+        return f"{value * self.scale:{'+' if signed else ''}.{self.digits}f}{self.difference_suffix}"
+
+
+PERCENT = Unit(scale=100, digits=1, figure_suffix="%", difference_suffix=" points")
+AUC = Unit(scale=1, digits=3, figure_suffix="", difference_suffix="")
+UNITS = {
+    "accuracy": PERCENT,
+    "accuracy_2class": PERCENT,
+    "sensitivity": PERCENT,
+    "specificity": PERCENT,
+    "auc_positive": AUC,
+}
+"""The unit of each compared figure: the one place that says an AUC is not a percentage."""
+
+
 def _interval(metrics: dict, name: str) -> str:
-    low, high = metrics["ci95"][name]
-    if name.startswith("auc"):
-        return f"{metrics[name]:.3f} [{low:.3f}, {high:.3f}]"
-    return f"{percent(metrics[name])}% [{percent(low)}, {percent(high)}]"
+    unit, (low, high) = UNITS[name], metrics["ci95"][name]
+    return f"{unit.figure(metrics[name])}{unit.figure_suffix} [{unit.figure(low)}, {unit.figure(high)}]"
 
 
 def _sentence(text: str) -> str:
@@ -67,8 +108,7 @@ def summary_lines(validation: Validation) -> list[str]:
             )
             continue
         row = validation.comparison[name]
-        scale, unit = (1, "") if name.startswith("auc") else (100, " points")
-        gap = f"{abs(row['difference']) * scale:.{3 if scale == 1 else 1}f}{unit}"
+        gap = UNITS[name].difference(abs(row["difference"]), signed=False)
         direction = "lower" if row["difference"] < 0 else "higher"
         verdict = (
             "the intervals overlap, so the gap may be chance"
@@ -104,11 +144,11 @@ def add_validation_section(doc: Document, validation: Validation, figures: Path,
                 names[metric],
                 ext_cell,
                 cv_cell,
-                "-" if row is None else f"{row['difference'] * 100:+.1f}",
+                "-" if row is None else UNITS[metric].difference(row["difference"]),
                 "-" if row is None else ("yes" if row["intervals_overlap"] else "NO"),
             ]
         )
-    doc.table(["figure", "external", "cross-validated", "difference (points; AUC as is)", "intervals overlap"], rows)
+    doc.table(["figure", "external", "cross-validated", "difference (external - CV)", "intervals overlap"], rows)
     doc.table(["class", "recall %"], [[c, percent(v)] for c, v in external["per_class_recall"].items()])
     if validation.skipped:
         doc.bullets(f"skipped {item['file']}: {item['reason']}" for item in validation.skipped)

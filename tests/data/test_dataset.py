@@ -71,7 +71,7 @@ def test_every_bad_row_is_listed_in_one_message(folder):
     assert "4 problem(s)" in message
     assert "line 2: empty label" in message
     assert "line 3: file 'images/missing.jpg' not found" in message
-    assert "line 4: path '../../etc/passwd' is outside the data folder; refused" in message
+    assert "line 4: path '../../etc/passwd' refused in" in message and "it leads outside the folder" in message
     assert "is listed more than once" in message
 
 

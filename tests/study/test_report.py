@@ -29,11 +29,11 @@ def test_document_renders_markdown_and_escaped_self_contained_html(tmp_path):
     doc.image(figure, "caption")
     markdown, html = doc.write(tmp_path)
     assert markdown.read_text().splitlines() == [
-        "# A <title>",
+        "# A &lt;title&gt;",
         "",
         "## Results",
         "",
-        "x < y & z",
+        "x &lt; y &amp; z",
         "",
         "- one",
         "- two",

@@ -11,6 +11,7 @@ from featx.data.labels import PAPER_CLASSES
 from featx.evaluation.metrics import summarize
 from featx.evaluation.results import load_result
 from featx.evaluation.task import Task
+from featx.study.document import markdown_text
 
 
 class _Collector(HTMLParser):
@@ -74,7 +75,7 @@ def test_report_numbers_are_the_metrics_of_the_stored_predictions(report):
         metrics = summarize(result.y_true, result.proba, result.fold, Task(PAPER_CLASSES, "covid"), result.groups)
         low, high = metrics["ci95"]["accuracy_3class"]
         cell = f"{metrics['accuracy_3class'] * 100:.1f} [{low * 100:.1f}, {high * 100:.1f}]"
-        assert cell in markdown
+        assert markdown_text(cell) in markdown
     assert "The paper's own figures for" not in markdown  # the subset is 'all': the paper has no row for it
     for heading in ("## Summary", "## Method", "## Confound audit", "## Provenance"):
         assert heading in markdown

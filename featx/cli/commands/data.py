@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from featx.cli.options import HelpFormatter, new_command
+from featx.cli.options import HelpFormatter, new_command, output_folder
 from featx.cli.output import emit
 from featx.data.dataset import FETCHED_DATA
 
@@ -23,7 +23,9 @@ def register(subparsers, common) -> None:
             "featx data fetch --dest data/cxr --from https://mirror.example/featx/",
         ],
     )
-    fetch.add_argument("--dest", default=FETCHED_DATA, metavar="DIR", help="folder to create")
+    fetch.add_argument(
+        "--dest", default=FETCHED_DATA, type=output_folder("--dest"), metavar="DIR", help="folder to create"
+    )
     fetch.add_argument(
         "--from",
         dest="source",

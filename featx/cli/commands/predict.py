@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from featx.cli.options import integer, new_command
+from featx.cli.options import integer, new_command, output_file, output_folder
 from featx.cli.output import emit
 
 PARTIAL = 3
@@ -24,9 +24,10 @@ def register(subparsers, common) -> None:
     )
     parser.add_argument("--model-dir", required=True, metavar="DIR", help="a folder made by featx train")
     parser.add_argument("inputs", nargs="+", metavar="IMAGE_OR_FOLDER")
-    parser.add_argument("--out", metavar="FILE", help="CSV file (default: print the table)")
+    parser.add_argument("--out", type=output_file("--out"), metavar="FILE", help="CSV file (default: print the table)")
     parser.add_argument(
         "--explain",
+        type=output_folder("--explain"),
         metavar="DIR",
         help="write a heatmap overlay per image: Grad-CAM, CAM (linear heads) or occlusion (tree and kernel heads)",
     )
@@ -35,6 +36,7 @@ def register(subparsers, common) -> None:
 
 
 def run(args) -> int:
+    from featx.fileio import csv_text
     from featx.models.predict import predict_files
 
     predictions = predict_files(
@@ -44,7 +46,7 @@ def run(args) -> int:
     for row in table[table["error"] != ""].itertuples():
         log.warning("could not predict %s: %s", row.file, row.error)
     if args.out is None:
-        lines = [table.to_csv(index=False).rstrip("\n")]
+        lines = [csv_text(table).rstrip()]
     else:
         lines = [f"{len(table)} rows written to {args.out}"]
     emit(args, predictions.to_json(), lines)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from featx.cli import inputs
-from featx.cli.options import add_data, add_engine, input_size, integer, new_command
+from featx.cli.options import add_data, add_engine, input_size, integer, new_command, output_folder
 from featx.cli.output import emit
 from featx.data.images import DEFAULT_SIZE
 
@@ -57,14 +58,16 @@ def register(subparsers, common) -> None:
         help="an external labelled folder: train each phase-2 variant "
         "on all its data and validate it there (a section per variant in the report)",
     )
-    parser.add_argument("--out", default="reports/paper", metavar="DIR", help="report folder")
+    parser.add_argument(
+        "--out", default="reports/paper", type=output_folder("--out"), metavar="DIR", help="report folder"
+    )
     parser.set_defaults(run=run)
 
 
 def run(args) -> int:
     from featx import __version__
     from featx.evaluation.splits import Protocol
-    from featx.study.audit import run_audit
+    from featx.study.audit import missing_patients_note, run_audit
     from featx.study.paper_report import paper_report
     from featx.study.reproduce import reproduce
 
@@ -86,14 +89,19 @@ def run(args) -> int:
     )
     audit = None
     if not args.no_audit and reproduction.runs:
-        audit = run_audit(
-            inputs.dataset(args, "all"),
-            reproduction.runs[0].features,
-            Protocol("patient", args.folds, args.seed),
-            cache_dir=args.cache,
-            engine=engine,
-            progress=inputs.progress(args),
-        )
+        whole = inputs.dataset(args, "all")
+        if whole.has_patient_ids:
+            audit = run_audit(
+                whole,
+                reproduction.runs[0].features,
+                Protocol("patient", args.folds, args.seed),
+                cache_dir=args.cache,
+                engine=engine,
+                progress=inputs.progress(args),
+            )
+        else:
+            left_out = f"The confound audit was left out: {missing_patients_note(whole)}."
+            reproduction = replace(reproduction, notes=(*reproduction.notes, left_out))
     external = []
     if args.external:
         from featx.data.dataset import load_dataset
@@ -113,6 +121,7 @@ def run(args) -> int:
         "report_html": str(html),
         "runs": [{"subset": run.subset, **run.summary.to_json()} for run in reproduction.runs],
         "skipped": reproduction.skipped,
+        "notes": list(reproduction.notes),
         "audit": None if audit is None else audit.to_json(),
         "external": [
             {"subset": run.subset, "variant": run.summary.result.variant.to_dict(), **v.to_json()}

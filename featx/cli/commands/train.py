@@ -13,6 +13,7 @@ from featx.cli.options import (
     add_protocol,
     add_training,
     new_command,
+    output_folder,
 )
 from featx.cli.output import emit
 
@@ -36,7 +37,13 @@ def register(subparsers, common) -> None:
     add_positive(parser)
     add_jobs(parser)
     add_training(parser, {"epochs": None, "batch_size": None, "lr": None})
-    parser.add_argument("--model-dir", required=True, metavar="DIR", help="folder to save the model in")
+    parser.add_argument(
+        "--model-dir",
+        required=True,
+        type=output_folder("--model-dir"),
+        metavar="DIR",
+        help="folder to save the model in",
+    )
     parser.add_argument(
         "--finetune", action="store_true", help="fine-tune past the cutoff instead of a frozen backbone"
     )

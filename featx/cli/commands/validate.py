@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from featx.cli.options import integer, new_command
+from featx.cli.options import integer, new_command, output_folder
 from featx.cli.output import emit
 
 
@@ -27,21 +27,29 @@ def register(subparsers, common) -> None:
         metavar="DIR",
         help="the external folder: metadata.csv or class sub-folders; some classes may be absent",
     )
-    parser.add_argument("--out", metavar="DIR", help="report folder (default: reports/validate-<model folder name>)")
+    parser.add_argument(
+        "--out",
+        type=output_folder("--out"),
+        metavar="DIR",
+        help="report folder (default: reports/validate-<model folder name>)",
+    )
     parser.add_argument("--batch-size", type=integer("--batch-size", 1), default=32, help="images per forward pass")
     parser.set_defaults(run=run)
 
 
 def run(args) -> int:
     from featx.data.dataset import load_dataset
+    from featx.fileio import check_output_folder, written_together
     from featx.study.validate import validate, write_predictions
     from featx.study.validation_report import summary_lines, validation_report
 
+    out = check_output_folder(args.out or f"reports/validate-{Path(args.model_dir).resolve().name}", "--out")
     dataset = load_dataset(args.data, min_classes=1)
     validation = validate(args.model_dir, dataset, batch_size=args.batch_size)
-    out = Path(args.out or f"reports/validate-{Path(args.model_dir).resolve().name}")
-    predictions = write_predictions(validation, out)
-    markdown, html = validation_report(validation, out)
+    with written_together(out) as staging:  # the report and the predictions it is computed from, or neither
+        write_predictions(validation, staging)
+        validation_report(validation, staging)
+    predictions, markdown, html = (out / name for name in ("predictions.csv", "report.md", "report.html"))
     payload = {
         **validation.to_json(),
         "predictions": str(predictions),
