@@ -90,3 +90,8 @@ class ResourceError(FeatxError):
 
 class Terminated(BaseException):
     """SIGTERM arrived: unwinds like Ctrl-C so that workers and shared memory are released (exit 143)."""
+
+
+class NonFiniteError(FeatxError):
+    """A record about to be saved holds NaN or infinity (training diverged): it is not written; the
+    message names the file, the variant and the fields."""

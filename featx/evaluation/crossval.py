@@ -11,7 +11,7 @@ from functools import partial
 import numpy as np
 
 from featx import __version__
-from featx.evaluation.results import Result, Timings, find_result, result_path
+from featx.evaluation.results import Result, ResultProvenance, Timings, find_result, result_path
 from featx.evaluation.splits import Protocol, fold_of_each_image, load_or_make_split, protocol_groups
 from featx.evaluation.summary import CVSummary
 from featx.evaluation.variant import Variant
@@ -224,17 +224,17 @@ def fit_variant(
         y_true=y,
         fold=fold,
         proba=proba,
-        timings=Timings(tuple(fold_seconds), time.perf_counter() - started, gflops),
+        timings=Timings(fold_seconds=tuple(fold_seconds), total_seconds=time.perf_counter() - started, gflops=gflops),
         provenance=provenance(split_file, gathered.sources),
     )
     return CVSummary.of(result.save(result_path(cache_dir, variant)), reused=False, positive=positive)
 
 
-def provenance(split_file, stores) -> dict:
+def provenance(split_file, stores) -> ResultProvenance:
     """What a stored result records about how it was made."""
-    return {
-        "featx_version": __version__,
-        "split_file": str(split_file),
-        "stores": list(stores),
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    }
+    return ResultProvenance(
+        featx_version=__version__,
+        split_file=str(split_file),
+        stores=tuple(stores),
+        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    )

@@ -26,7 +26,7 @@ from featx.backbones.registry import cutoff_for, preprocess
 from featx.backbones.weights import PRECISIONS, build_base
 from featx.data import images
 from featx.evaluation.crossval import check_finite, provenance
-from featx.evaluation.results import Result, Timings, find_result, result_path
+from featx.evaluation.results import Result, Timings, find_result, read_checkpoint, result_path
 from featx.evaluation.splits import Protocol, fold_of_each_image, load_or_make_split, protocol_groups
 from featx.evaluation.summary import CVSummary
 from featx.evaluation.variant import Variant
@@ -268,7 +268,7 @@ def finetune_variant(
     split, split_file = load_or_make_split(cache_dir, dataset, protocol)
     path = result_path(cache_dir, variant)
     checkpoint = path.with_name(path.stem + ".partial.json")
-    done = json.loads(checkpoint.read_text()) if checkpoint.exists() and not refit else {}
+    done = read_checkpoint(checkpoint) if checkpoint.exists() and not refit else {}
     fold = fold_of_each_image(split, dataset.table["image_id"])
     cached = load_features(cache_dir, variant.features, dataset).features if recipe.warm_start else None
     trainer = _FoldTrainer(features, recipe, dataset, fold, protocol.seed, cached, progress)
@@ -291,7 +291,7 @@ def finetune_variant(
         y_true=trainer.y,
         fold=fold,
         proba=proba,
-        timings=Timings(tuple(fold_seconds), float(sum(fold_seconds))),
+        timings=Timings(fold_seconds=tuple(fold_seconds), total_seconds=float(sum(fold_seconds))),
         provenance=provenance(split_file, []),
     ).save(path)
     checkpoint.unlink(missing_ok=True)

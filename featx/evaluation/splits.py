@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Annotated, Literal
 
 import numpy as np
+from pydantic import Field
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
 from featx.exceptions import ParameterError, SplitError, UnknownNameError
 from featx.fileio import write_text_atomic
+from featx.limits import MAX_SEED
+from featx.records import STRICT, Text, read_record
+
+SPLIT_FORMAT = 1
+"""The version of the split file's format this featx writes and reads."""
 
 PROTOCOLS = {
     "patient": "no patient in two folds (featx's default)",
@@ -48,6 +55,49 @@ class Protocol:
         return f"{self.group_by}-k{self.folds}-s{self.seed}.json"
 
 
+@dataclass(frozen=True, kw_only=True)
+class Split:
+    """A split file: which images each fold tests, made once per dataset and protocol.
+
+    Attributes
+    ----------
+    format_version : int
+    dataset_id : str
+    protocol : str
+        ``patient`` or ``image`` (see :data:`PROTOCOLS`).
+    folds : int
+        At least 2; ``test_folds`` has one list per fold.
+    seed : int
+    classes : tuple of str
+    test_folds : tuple of tuple of str
+        Per fold, its test image ids (sorted); no image is in two folds.
+    """
+
+    __pydantic_config__ = STRICT
+
+    format_version: Annotated[int, Field(ge=1)]
+    dataset_id: Text
+    protocol: Literal[tuple(PROTOCOLS)]
+    folds: Annotated[int, Field(ge=2)]
+    seed: Annotated[int, Field(ge=0, le=MAX_SEED)]
+    classes: Annotated[tuple[Text, ...], Field(min_length=2)]
+    test_folds: tuple[tuple[Text, ...], ...]
+
+    def __post_init__(self):
+        if len(self.test_folds) != self.folds:
+            raise ValueError(f"test_folds: {len(self.test_folds)} folds listed for folds={self.folds}")
+        held = [image_id for fold in self.test_folds for image_id in fold]
+        if len(set(held)) != len(held):
+            raise ValueError("test_folds: an image is in two folds")
+
+    def fits(self, dataset, protocol: Protocol) -> bool:
+        """True when this split was made for ``dataset``'s images under ``protocol``."""
+        wanted = (dataset.id, protocol.group_by, protocol.folds, protocol.seed)
+        if (self.dataset_id, self.protocol, self.folds, self.seed) != wanted:
+            return False
+        return sorted(image_id for fold in self.test_folds for image_id in fold) == sorted(dataset.table["image_id"])
+
+
 def split_path(cache_dir, dataset, protocol: Protocol) -> Path:
     """Where the split of ``dataset`` under ``protocol`` is saved."""
     return Path(cache_dir) / dataset.id / "splits" / protocol.file_name
@@ -58,14 +108,8 @@ def protocol_groups(dataset, group_by: str):
     return dataset.table["patient_id" if group_by == "patient" else "image_id"].astype(str)
 
 
-def make_split(dataset, protocol: Protocol) -> dict:
+def make_split(dataset, protocol: Protocol) -> Split:
     """Assign every image to one test fold.
-
-    Returns
-    -------
-    dict
-        ``dataset_id``, ``protocol``, ``folds``, ``seed`` and ``test_folds`` (per fold, the
-        test image ids).
 
     Raises
     ------
@@ -93,15 +137,15 @@ def make_split(dataset, protocol: Protocol) -> dict:
         splitter = StratifiedKFold(n_splits=protocol.folds, shuffle=True, random_state=protocol.seed)
         assignments = splitter.split(np.zeros(len(labels)), labels)
     ids = dataset.table["image_id"].to_numpy()
-    test_folds = [sorted(ids[test].tolist()) for _train, test in assignments]
-    return {
-        "dataset_id": dataset.id,
-        "protocol": protocol.group_by,
-        "folds": protocol.folds,
-        "seed": protocol.seed,
-        "classes": list(dataset.classes),
-        "test_folds": test_folds,
-    }
+    return Split(
+        format_version=SPLIT_FORMAT,
+        dataset_id=dataset.id,
+        protocol=protocol.group_by,
+        folds=protocol.folds,
+        seed=protocol.seed,
+        classes=tuple(dataset.classes),
+        test_folds=tuple(tuple(sorted(ids[test].tolist())) for _train, test in assignments),
+    )
 
 
 def load_or_make_split(cache_dir, dataset, protocol: Protocol):
@@ -109,30 +153,31 @@ def load_or_make_split(cache_dir, dataset, protocol: Protocol):
 
     Returns
     -------
-    split : dict
+    split : Split
     path : Path
 
     Raises
     ------
+    RecordError
+        When a saved split is not a split file of this featx's format (naming the file and the field).
     SplitError
-        When a saved split is unreadable or does not cover exactly the dataset's images.
+        When a saved split was made for other images or another protocol.
     """
     path = split_path(cache_dir, dataset, protocol)
     if path.exists():
-        try:
-            split = json.loads(path.read_text())
-            held = sorted(i for fold in split["test_folds"] for i in fold)
-        except (OSError, ValueError, KeyError, TypeError) as error:
-            raise SplitError(f"{path}: damaged split file ({error}); delete it to make a new one") from None
-        if held != sorted(dataset.table["image_id"]):
-            raise SplitError(f"{path}: saved split does not cover this dataset's images; delete it to make a new one")
+        split = read_record(path, Split, what="split file", version_field="format_version", version=SPLIT_FORMAT)
+        if not split.fits(dataset, protocol):
+            raise SplitError(
+                f"{path}: saved split was not made for this dataset's images under this protocol; "
+                "delete it to make a new one"
+            )
         return split, path
     split = make_split(dataset, protocol)
-    write_text_atomic(path, json.dumps(split, indent=1))
+    write_text_atomic(path, json.dumps(asdict(split), indent=1))
     return split, path
 
 
-def fold_of_each_image(split: dict, image_ids) -> np.ndarray:
+def fold_of_each_image(split: Split, image_ids) -> np.ndarray:
     """Test-fold number of each image id, in the given order."""
-    fold = {image_id: index for index, ids in enumerate(split["test_folds"]) for image_id in ids}
+    fold = {image_id: index for index, ids in enumerate(split.test_folds) for image_id in ids}
     return np.array([fold[image_id] for image_id in image_ids])

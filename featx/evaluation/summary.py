@@ -69,7 +69,7 @@ class CVSummary:
             "per_fold": {key: {"mean": v["mean"], "std": v["std"]} for key, v in self.metrics["per_fold"].items()},
             "task": self.task.to_json(),
             "protocol": result.variant.protocol.group_by,
-            "split_file": result.provenance.get("split_file"),
+            "split_file": result.provenance.split_file,
             "result_file": str(result.path),
             "reused": self.reused,
             "fit_seconds": result.timings.total_seconds,

@@ -9,12 +9,32 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from typing import Annotated, Literal
 
-from featx.evaluation.splits import Protocol
+from pydantic import Field
+
+from featx.evaluation.splits import PROTOCOLS, Protocol
 from featx.features.identity import StoreKey
+from featx.limits import MAX_SEED
+from featx.records import Text
 
 PHASES = {2: "head on cached features", 3: "fine-tuned past the cutoff"}
+
+
+@dataclass(frozen=True, kw_only=True)
+class VariantRecord(StoreKey):
+    """A variant as result files (and model manifests) store it: the store key's fields, flat, and
+    the head, its settings, the sampler, the protocol and the subset (see :meth:`Variant.to_dict`)."""
+
+    phase: Literal[tuple(PHASES)]
+    head: Text
+    head_params: dict[str, bool | int | float | str | None]
+    sampler: Text
+    protocol: Literal[tuple(PROTOCOLS)]
+    folds: Annotated[int, Field(ge=2)]
+    seed: Annotated[int, Field(ge=0, le=MAX_SEED)]
+    subset: Text
 
 
 @dataclass(frozen=True)
@@ -80,23 +100,21 @@ class Variant:
             subset=dataset.subset,
         )
 
-    @classmethod
-    def from_dict(cls, values: dict) -> Variant:
-        """Rebuild a variant from :meth:`to_dict`'s form.
+    def to_record(self) -> VariantRecord:
+        """The record of :meth:`to_dict`'s form."""
+        return VariantRecord(**{**self.to_dict(), "input_size": self.features.input_size})
 
-        Raises
-        ------
-        KeyError, TypeError, ValueError
-            When a field is missing or malformed.
-        """
+    @classmethod
+    def from_record(cls, record: VariantRecord) -> Variant:
+        """The variant a record read from a file describes."""
         return cls(
-            phase=int(values["phase"]),
-            features=StoreKey.from_attrs(values),
-            head=values["head"],
-            head_params=dict(values["head_params"]),
-            sampler=values["sampler"],
-            protocol=Protocol(values["protocol"], int(values["folds"]), int(values["seed"])),
-            subset=values["subset"],
+            phase=record.phase,
+            features=StoreKey(**{key.name: getattr(record, key.name) for key in fields(StoreKey)}),
+            head=record.head,
+            head_params=dict(record.head_params),
+            sampler=record.sampler,
+            protocol=Protocol(record.protocol, record.folds, record.seed),
+            subset=record.subset,
         )
 
     @property

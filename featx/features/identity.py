@@ -12,13 +12,21 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Annotated, Literal
 
-from featx.backbones.registry import BackboneSpec, get_spec
+from pydantic import Field
+
+from featx.backbones.registry import BACKBONES, BackboneSpec, get_spec
 from featx.backbones.weights import PRECISIONS
 from featx.data.images import DECODERS, DEFAULT_DECODER, DEFAULT_SIZE, MASKS
 from featx.exceptions import ParameterError, UnknownNameError
+from featx.limits import MAX_INPUT_SIDE, MIN_INPUT_SIDE
+from featx.records import STRICT, Text
+
+Side = Annotated[int, Field(ge=MIN_INPUT_SIDE, le=MAX_INPUT_SIDE)]
+"""One side of an input size, in pixels."""
 
 
 def check_input_size(input_size) -> tuple[int, int]:
@@ -104,9 +112,12 @@ class FeatureSpec:
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class StoreKey:
     """The identity of a feature store; every field is recorded in the store and checked on open.
+
+    It is also a record read back from files (a store's attributes, a result's variant): its
+    declared types and ranges are the schema.
 
     Attributes
     ----------
@@ -127,27 +138,16 @@ class StoreKey:
         ``float32`` request).
     """
 
-    dataset_id: str
-    backbone: str
-    weights: str
-    weights_sha256: str
-    preprocessing: str
-    input_size: tuple[int, int]
-    decoder: str
-    precision: str
+    __pydantic_config__ = STRICT
 
-    @classmethod
-    def from_attrs(cls, attrs: dict) -> StoreKey:
-        """The key recorded in a store's attributes.
-
-        Raises
-        ------
-        KeyError
-            When an attribute is missing.
-        """
-        values = {field.name: attrs[field.name] for field in fields(cls)}
-        values["input_size"] = tuple(int(side) for side in values["input_size"])
-        return cls(**values)
+    dataset_id: Text
+    backbone: Literal[tuple(BACKBONES)]
+    weights: Annotated[str, Field(pattern="^(imagenet|random-init|file:.+)$")]
+    weights_sha256: Annotated[str, Field(pattern="^([0-9a-f]{64})?$")]
+    preprocessing: Text
+    input_size: tuple[Side, Side]
+    decoder: Literal[DECODERS]
+    precision: Literal[PRECISIONS]
 
     def as_attrs(self) -> dict:
         """The key as HDF5/JSON attributes (``input_size`` a list)."""

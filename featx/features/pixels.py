@@ -23,12 +23,17 @@ from collections import OrderedDict, deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Annotated, Literal
 
 import numpy as np
+from pydantic import Field
 
+from featx.data.images import DECODERS, MASKS
 from featx.data.pool import DecodePool
 from featx.exceptions import CacheError
+from featx.features.identity import Side
 from featx.fileio import make_folder, read_arrays_verified, write_arrays_atomic, write_text_atomic
+from featx.records import STRICT, Text, read_record
 
 PIXEL_FORMAT = 1
 MANIFEST = "pixels.json"
@@ -59,18 +64,45 @@ class PixelKey:
         mask = f"-mask-{self.mask}" if self.mask else ""
         return Path(cache_dir) / "pixels" / f"{width}x{height}-{self.decoder}{mask}"
 
-    def provenance(self) -> dict:
+    def provenance(self) -> PixelProvenance:
         """The key, the cache format and the versions of the libraries that decode."""
         import PIL
         from PIL import features
 
-        return {
-            **asdict(self),
-            "input_size": list(self.input_size),
-            "format_version": PIXEL_FORMAT,
-            "pillow": PIL.__version__,
-            "libjpeg_turbo": features.version("libjpeg_turbo") or "",
-        }
+        return PixelProvenance(
+            input_size=tuple(self.input_size),
+            mask=self.mask,
+            decoder=self.decoder,
+            format_version=PIXEL_FORMAT,
+            pillow=PIL.__version__,
+            libjpeg_turbo=features.version("libjpeg_turbo") or "",
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class PixelProvenance:
+    """A pixel cache's ``pixels.json``: its :class:`PixelKey`, format and decoding libraries.
+
+    Attributes
+    ----------
+    input_size : tuple of int
+    mask : str or None
+    decoder : str
+    format_version : int
+    pillow : str
+        Pillow's version.
+    libjpeg_turbo : str
+        libjpeg-turbo's version (empty when Pillow was built without it).
+    """
+
+    __pydantic_config__ = STRICT
+
+    input_size: tuple[Side, Side]
+    mask: Literal[tuple(MASKS)] | None
+    decoder: Literal[DECODERS]
+    format_version: Annotated[int, Field(ge=1)]
+    pillow: Text
+    libjpeg_turbo: str
 
 
 class PixelCache:
@@ -87,13 +119,15 @@ class PixelCache:
     ------
     CacheError
         When the folder's recorded provenance differs from ``key``'s (listing the differences).
+    RecordError
+        When its ``pixels.json`` is not a pixel cache manifest of this featx's format.
     """
 
     def __init__(self, cache_dir, key: PixelKey, *, rebuild: bool = False):
         self.key = key
         self.path = key.folder(cache_dir)
         self._provenance = key.provenance()
-        self._digest = hashlib.sha256(json.dumps(self._provenance, sort_keys=True).encode()).hexdigest()[:16]
+        self._digest = hashlib.sha256(json.dumps(asdict(self._provenance), sort_keys=True).encode()).hexdigest()[:16]
         self._lock = threading.Lock()
         self._index = {}  # content hash -> (chunk path, slot)
         self._loaded = OrderedDict()  # chunk path -> its arrays, most recently read last
@@ -104,19 +138,19 @@ class PixelCache:
             self._check(manifest)
         else:
             make_folder(self.path)
-            write_text_atomic(manifest, json.dumps(self._provenance, indent=1, sort_keys=True))
+            write_text_atomic(manifest, json.dumps(asdict(self._provenance), indent=1, sort_keys=True))
         for chunk in sorted(self.path.glob("*.npz")):
             self._add_to_index(chunk)
 
     def _check(self, manifest: Path) -> None:
-        try:
-            recorded = json.loads(manifest.read_text())
-        except (OSError, ValueError) as error:
-            raise CacheError(f"{self.path}: unreadable pixel cache manifest ({error}); rebuild it") from None
+        recorded = read_record(
+            manifest, PixelProvenance, what="pixel cache manifest", version_field="format_version", version=PIXEL_FORMAT
+        )
+        wanted = asdict(self._provenance)
         differences = [
-            f"{name}: cache has {recorded.get(name)!r}, request has {value!r}"
-            for name, value in self._provenance.items()
-            if recorded.get(name) != value
+            f"{name}: cache has {found!r}, request has {wanted[name]!r}"
+            for name, found in asdict(recorded).items()
+            if found != wanted[name]
         ]
         if differences:
             raise CacheError(

@@ -14,22 +14,74 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Annotated
 
 import h5py
 import numpy as np
+from pydantic import Field
 
-from featx.exceptions import CacheError, MissingFeaturesError
+from featx.exceptions import CacheError, MissingFeaturesError, RecordError
 from featx.features.identity import StoreKey
 from featx.fileio import replaced_atomically
+from featx.records import Count, Seconds, Sha256, Text, check_regular_file, parse_record
 
 FORMAT_VERSION = 2  # 2: the key records the decoder and the precision
 TEXT = h5py.string_dtype()
 ROW_COLUMNS = ("image_id", "content_hash", "label", "patient_id")
 DIGEST_ROWS = 4096
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, kw_only=True)
+class StoreAttributes(StoreKey):
+    """A store's attributes, the record they are read through: its key, flat, and its provenance.
+
+    Attributes
+    ----------
+    format_version : int
+    complete : bool
+    contents_sha256 : str
+        sha256 of the features and rows (see :func:`contents_digest`).
+    weights_source : str
+        The weights file, or ``seed N`` for random-init.
+    engine : str
+        ``local`` or ``ray``.
+    keras_version, backend, featx_version, created : str
+    batch_size : int
+    seconds, images_per_s, steady_images_per_s : float
+    resumed_images, decoded_images : int
+    cluster_nodes, cluster_cpus, cluster_gpus, ray_version
+        The cluster's size and Ray's version (default None: the local engine).
+    """
+
+    format_version: Annotated[int, Field(ge=1)]
+    complete: bool
+    contents_sha256: Sha256
+    weights_source: Text
+    engine: Text
+    keras_version: Text
+    backend: Text
+    featx_version: Text
+    created: Text
+    batch_size: Annotated[int, Field(ge=1)]
+    seconds: Seconds
+    images_per_s: Seconds
+    steady_images_per_s: Seconds
+    resumed_images: Count
+    decoded_images: Count
+    cluster_nodes: Count | None = None
+    cluster_cpus: Seconds | None = None
+    cluster_gpus: Seconds | None = None
+    ray_version: Text | None = None
+
+    @property
+    def key(self) -> StoreKey:
+        """The store's key."""
+        return StoreKey(**{field.name: getattr(self, field.name) for field in fields(StoreKey)})
 
 
 @dataclass(frozen=True, eq=False)
@@ -46,7 +98,7 @@ class FeatureStore:
         ``image_id``, ``content_hash``, ``label``, ``patient_id`` (N strings each).
     skipped : list of (image_id, reason)
     attrs : dict
-        Every recorded attribute (the key, provenance, timings).
+        Every recorded attribute (the key, provenance, timings), as checked by :class:`StoreAttributes`.
     """
 
     path: Path
@@ -171,7 +223,7 @@ def extracted_features(cache_dir, content_hashes) -> list:
     for path in complete_store_paths(cache_dir):
         try:
             store = open_store(path, load_features=False)
-        except CacheError:
+        except (CacheError, RecordError):
             continue
         if "+mask" in store.key.preprocessing:
             continue
@@ -213,15 +265,35 @@ def _text(values) -> list[str]:
 def store_format(path) -> int | None:
     """The format version a store file records, or None when it cannot be read."""
     try:
+        check_regular_file(path, "feature store")
         with h5py.File(path, "r") as handle:
             return _attr(handle.attrs.get("format_version"))
-    except OSError:
+    except (OSError, RecordError):
         return None
 
 
 def read_attrs(handle) -> dict:
     """An HDF5 object's attributes as plain Python values."""
     return {key: _attr(value) for key, value in handle.attrs.items()}
+
+
+def parse_attributes(path, attrs: dict) -> StoreAttributes:
+    """A store's attributes, checked as one record (a value JSON cannot hold is named by its type).
+
+    Raises
+    ------
+    RecordError
+        Naming the store and each failing attribute, or a format version of another featx.
+    """
+    text = json.dumps(attrs, default=lambda value: f"<{type(value).__name__}>")
+    return parse_record(
+        text,
+        StoreAttributes,
+        path=path,
+        what="feature store's attributes",
+        version_field="format_version",
+        version=FORMAT_VERSION,
+    )
 
 
 def open_store(path, key: StoreKey | None = None, load_features: bool = True) -> FeatureStore:
@@ -238,36 +310,34 @@ def open_store(path, key: StoreKey | None = None, load_features: bool = True) ->
     Raises
     ------
     CacheError
-        When the file is missing, unreadable, incomplete, damaged (checksum), of another format
-        version, or made for another request.
+        When the file is missing, unreadable, incomplete, damaged (checksum) or made for another request.
+    RecordError
+        When it is not a regular file, or its attributes do not fit :class:`StoreAttributes` (of
+        another format version, a missing or malformed attribute), naming the attribute.
     """
     path = Path(path)
     if not path.exists():
         raise CacheError(f"{path}: feature store not found")
+    check_regular_file(path, "feature store")
     try:
         with h5py.File(path, "r") as handle:
             attrs = read_attrs(handle)
-            if attrs.get("format_version") != FORMAT_VERSION:
-                raise CacheError(
-                    f"{path}: store format {attrs.get('format_version')!r}, this featx reads format "
-                    f"{FORMAT_VERSION}; extract again with rebuild"
-                )
+            recorded = parse_attributes(path, attrs)
             rows = {column: np.array(_text(handle[column][...]), dtype=object) for column in ROW_COLUMNS}
             skipped = list(zip(_text(handle["skipped_id"][...]), _text(handle["skipped_reason"][...]), strict=True))
             features = handle["features"][...] if load_features else None
-            intact = contents_digest(handle["features"] if features is None else features, rows) == attrs.get(
-                "contents_sha256"
+            intact = contents_digest(handle["features"] if features is None else features, rows) == (
+                recorded.contents_sha256
             )
-        stored_key = StoreKey.from_attrs(attrs)
     except (OSError, KeyError, ValueError, TypeError) as error:
         raise CacheError(f"{path}: damaged feature store ({error}); delete it or extract again with rebuild") from None
-    if not attrs.get("complete"):
+    if not recorded.complete:
         raise CacheError(f"{path}: store is not marked complete; extract again to finish it")
     if not intact:
         raise CacheError(f"{path}: checksum mismatch, the file was truncated or edited; extract again with rebuild")
     if key is not None:
         check_key(path, attrs, key)
-    return FeatureStore(path, stored_key, features, rows, skipped, attrs)
+    return FeatureStore(path, recorded.key, features, rows, skipped, attrs)
 
 
 def check_key(path, attrs: dict, key: StoreKey) -> None:

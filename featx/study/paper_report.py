@@ -189,6 +189,6 @@ def _provenance_line(run) -> str:
     return (
         f"{run.subset} / {key.backbone} / {result.variant.protocol.group_by}: data id {key.dataset_id}, "
         f"weights {key.weights} (sha256 {key.weights_sha256[:12] or 'n/a'}), "
-        f"input {key.input_size[0]}x{key.input_size[1]}, split {result.provenance.get('split_file')}, "
+        f"input {key.input_size[0]}x{key.input_size[1]}, split {result.provenance.split_file}, "
         f"predictions {result.path}"
     )

@@ -61,10 +61,10 @@ def test_strategies_train_and_sampler_never_sees_test_rows(strategy, features):
 
 def test_variants_share_one_byte_identical_split_and_rerun_reproduces(feature_data):
     first = _fit(feature_data, HeadRecipe("mlp1000-750", epochs=2))
-    split_file = first.result.provenance["split_file"]
+    split_file = first.result.provenance.split_file
     split_bytes = hashlib.sha256(open(split_file, "rb").read()).hexdigest()
     other = _fit(feature_data, HeadRecipe("logreg", "smote"))
-    assert other.result.provenance["split_file"] == split_file
+    assert other.result.provenance.split_file == split_file
     assert hashlib.sha256(open(split_file, "rb").read()).hexdigest() == split_bytes
     again = _fit(feature_data, HeadRecipe("mlp1000-750", epochs=2), refit=True)
     assert not again.reused

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from featx.evaluation.splits import Protocol, fold_of_each_image, load_or_make_split, make_split
-from featx.exceptions import ParameterError, SplitError, UnknownNameError
+from featx.exceptions import ParameterError, RecordError, SplitError, UnknownNameError
 
 
 def test_grouped_folds_never_share_a_patient(feature_data):
@@ -14,10 +14,10 @@ def test_grouped_folds_never_share_a_patient(feature_data):
     split = make_split(dataset, Protocol("patient", 5, 0))
     patient = dict(zip(dataset.table["image_id"], dataset.table["patient_id"], strict=True))
     seen = {}
-    for index, fold in enumerate(split["test_folds"]):
+    for index, fold in enumerate(split.test_folds):
         for image_id in fold:
             assert seen.setdefault(patient[image_id], index) == index
-    assert sorted(sum(split["test_folds"], [])) == sorted(dataset.table["image_id"])
+    assert sorted(sum(split.test_folds, ())) == sorted(dataset.table["image_id"])
 
 
 def test_missing_patient_ids_and_small_classes_are_explained(feature_data):
@@ -42,8 +42,8 @@ def test_saved_split_lists_test_image_ids_per_fold(feature_data):
     dataset, cache = feature_data
     split, path = load_or_make_split(cache, dataset, Protocol("image", 5, 7))
     saved = json.loads(path.read_text())
-    assert saved["test_folds"] == split["test_folds"] and len(saved["test_folds"]) == 5
-    fold = fold_of_each_image(saved, dataset.table["image_id"])
+    assert saved["test_folds"] == [list(fold) for fold in split.test_folds] and len(saved["test_folds"]) == 5
+    fold = fold_of_each_image(split, dataset.table["image_id"])
     assert np.bincount(fold).min() >= 17
 
 
@@ -51,5 +51,5 @@ def test_damaged_split_file_is_refused_with_its_path(feature_data, tmp_path):
     dataset, _ = feature_data
     _, path = load_or_make_split(tmp_path, dataset, Protocol("image", 5, 1))
     path.write_text("{not json")
-    with pytest.raises(SplitError, match=f"{path}: damaged split file"):
+    with pytest.raises(RecordError, match=f"{path}: not a valid split file: damaged JSON"):
         load_or_make_split(tmp_path, dataset, Protocol("image", 5, 1))
