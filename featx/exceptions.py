@@ -92,6 +92,18 @@ class Terminated(BaseException):
     """SIGTERM arrived: unwinds like Ctrl-C so that workers and shared memory are released (exit 143)."""
 
 
-class NonFiniteError(FeatxError):
-    """A record about to be saved holds NaN or infinity (training diverged): it is not written; the
-    message names the file, the variant and the fields."""
+class DivergedError(FeatxError):
+    """Training made a loss, a weight or a prediction non-finite (a learning rate too high, usually):
+    it stops there and nothing is saved.
+
+    Parameters
+    ----------
+    where : str
+        Where it was seen: ``fold 3, epoch 2 of 10``, a result file, a model folder.
+    what : str
+        What became non-finite.
+    """
+
+    def __init__(self, where: str, what: str):
+        self.where = where
+        super().__init__(f"training diverged in {where}: {what}; nothing was saved; use a lower --lr")

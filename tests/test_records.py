@@ -29,7 +29,7 @@ from featx.evaluation.results import (
 )
 from featx.evaluation.splits import SPLIT_FORMAT, Protocol, load_or_make_split, split_path
 from featx.evaluation.variant import Variant
-from featx.exceptions import FileSystemError, NonFiniteError, RecordError, SplitError
+from featx.exceptions import DivergedError, FileSystemError, RecordError, SplitError
 from featx.features.identity import FeatureSpec
 from featx.features.pixels import PIXEL_FORMAT, PixelCache, PixelKey
 from featx.features.store import FORMAT_VERSION, open_store
@@ -449,17 +449,18 @@ def test_a_diverged_result_is_never_written(tmp_path, bad):
     before = path.read_bytes()
     proba = result.proba.copy()
     proba[[2, 5], 1] = bad
-    with pytest.raises(NonFiniteError) as refused:
+    with pytest.raises(DivergedError) as refused:
         replace(result, proba=proba).save(path)
     message = str(refused.value)
-    assert message.startswith(f"{path}: training diverged: non-finite probabilities for 2 of 9 images (first: image2)")
+    assert message.startswith(f"training diverged in {result.variant.name()} (result {path}): non-finite ")
+    assert "probabilities for 2 of 9 images (first: image2)" in message
     assert result.variant.name() in message and "proba[2][1], proba[5][1]" in message
     assert path.read_bytes() == before and sorted(os.listdir(tmp_path)) == ["result.json"]
 
 
 def test_a_result_with_infinite_timings_is_never_written(tmp_path):
     result = replace(valid_result(), timings=Timings(fold_seconds=(1.0, math.inf, 1.0), total_seconds=2.0))
-    with pytest.raises(NonFiniteError, match=r"non-finite timings in p2-.*\(timings.fold_seconds\[1\]\)"):
+    with pytest.raises(DivergedError, match=r"in p2-.*: non-finite timings \(timings.fold_seconds\[1\]\)"):
         result.save(tmp_path / "result.json")
     assert not os.listdir(tmp_path)
 

@@ -15,7 +15,7 @@ from featx.evaluation.results import Result, ResultProvenance, Timings, find_res
 from featx.evaluation.splits import Protocol, fold_of_each_image, load_or_make_split, protocol_groups
 from featx.evaluation.summary import CVSummary
 from featx.evaluation.variant import Variant
-from featx.exceptions import FeatxError, ParameterError
+from featx.exceptions import DivergedError, ParameterError
 from featx.features.identity import FeatureSpec
 from featx.features.store import load_features
 from featx.heads.fold_trainer import flops_per_row
@@ -124,7 +124,7 @@ def dense_out_of_fold(features, y, fold, recipe: HeadRecipe, *, seed: int, n_cla
 
     Raises
     ------
-    featx.heads.fold_trainer.DivergedError
+    featx.exceptions.DivergedError
         When a fold's training loss or weights become non-finite (naming the fold and the epoch).
     FeatxError
         When a fold's predictions are not finite.
@@ -153,14 +153,13 @@ def check_finite(proba: np.ndarray, k) -> np.ndarray:
 
     Raises
     ------
-    FeatxError
+    DivergedError
         Naming the fold and how many rows are not finite; no result is written.
     """
     bad = ~np.isfinite(proba).all(axis=1)
     if bad.any():
-        raise FeatxError(
-            f"fold {k}: the head predicted non-finite probabilities for {int(bad.sum())} of its {len(proba)} test "
-            "images (the features or the training diverged); no result was written"
+        raise DivergedError(
+            f"fold {k}", f"the head predicted non-finite probabilities for {int(bad.sum())} of its {len(proba)} images"
         )
     return proba
 

@@ -30,13 +30,12 @@ from featx.evaluation.results import Result, Timings, find_result, read_checkpoi
 from featx.evaluation.splits import Protocol, fold_of_each_image, load_or_make_split, protocol_groups
 from featx.evaluation.summary import CVSummary
 from featx.evaluation.variant import Variant
-from featx.exceptions import ParameterError, UnknownNameError
+from featx.exceptions import DivergedError, ParameterError, UnknownNameError
 from featx.features.forward import check_batch_memory
 from featx.features.identity import FeatureSpec
 from featx.features.store import load_features
 from featx.fileio import write_text_atomic
 from featx.heads.dense import dense_head, dense_layers, hidden_layers, is_dense_name
-from featx.heads.fold_trainer import DivergedError
 from featx.heads.registry import get_head, make_head
 
 DEFAULT_LR = 1e-4
@@ -217,7 +216,12 @@ def fit_model(model, batches, epochs: int, progress: bool, fold: int | None = No
         def on_epoch_end(self, epoch, logs=None):
             loss = (logs or {}).get("loss")
             if loss is not None and not math.isfinite(float(loss)):
-                raise DivergedError(fold, epoch + 1, epochs, float(np.asarray(self.model.optimizer.learning_rate)))
+                rate = float(np.asarray(self.model.optimizer.learning_rate))
+                where = f"epoch {epoch + 1} of {epochs}"
+                raise DivergedError(
+                    where if fold is None else f"fold {fold}, {where}",
+                    f"the loss became non-finite at learning rate {rate:g}",
+                )
 
     with contextlib.redirect_stdout(sys.stderr):
         model.fit(batches, epochs=epochs, verbose=2 if progress else 0, callbacks=[StopWhenDiverged()])
@@ -257,7 +261,7 @@ def finetune_variant(
     featx.exceptions.ResourceError
         Before anything is loaded, when one forward pass of a batch would not fit in memory (training
         needs more: this refuses only what cannot work).
-    featx.heads.fold_trainer.DivergedError
+    featx.exceptions.DivergedError
         When a fold's loss becomes non-finite (naming the fold and the epoch); no result is written.
     """
     check_batch_memory(recipe.batch_size, features.input_size)

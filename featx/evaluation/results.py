@@ -15,7 +15,7 @@ import numpy as np
 from pydantic import Field
 
 from featx.evaluation.variant import Variant, VariantRecord
-from featx.exceptions import NonFiniteError
+from featx.exceptions import DivergedError
 from featx.fileio import write_text_atomic
 from featx.records import STRICT, Count, Probability, Seconds, Text, non_finite, read_record
 
@@ -161,7 +161,7 @@ class Result:
 
         Raises
         ------
-        NonFiniteError
+        DivergedError
             When a probability or a timing is NaN or infinite (training diverged); nothing is written.
         """
         proba = np.asarray(self.proba, dtype=np.float64)
@@ -172,9 +172,9 @@ class Result:
             if len(diverged):
                 first = self.image_ids[diverged[0]]
                 what = f"probabilities for {len(diverged)} of {len(proba)} images (first: {first})"
-            raise NonFiniteError(
-                f"{path}: training diverged: non-finite {what} in {self.variant.name()} "
-                f"({', '.join(bad[:5])}{', ...' if len(bad) > 5 else ''}); the result was not saved"
+            raise DivergedError(
+                f"{self.variant.name()} (result {path})",
+                f"non-finite {what} ({', '.join(bad[:5])}{', ...' if len(bad) > 5 else ''})",
             )
         record = ResultRecord(
             format_version=RESULT_FORMAT,

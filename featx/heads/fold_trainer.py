@@ -28,30 +28,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from featx.exceptions import FeatxError
+from featx.exceptions import DivergedError
 from featx.limits import check_memory
 
 INIT, SHUFFLE, DROPOUT = 1, 2, 3
-
-
-class DivergedError(FeatxError):
-    """Training made a loss or a weight non-finite (a learning rate too high, usually); nothing is kept.
-
-    Attributes
-    ----------
-    fold : int or None
-        The fold being trained (its number in the split); None for a fit on every image.
-    epoch : int
-        The first epoch (from 1) whose loss was not finite.
-    """
-
-    def __init__(self, fold: int | None, epoch: int, epochs: int, learning_rate: float):
-        self.fold, self.epoch = fold, epoch
-        where = "" if fold is None else f"fold {fold}, "
-        super().__init__(
-            f"training diverged in {where}epoch {epoch} of {epochs}: the loss or the weights became "
-            f"non-finite at learning rate {learning_rate:g}; use a lower --lr (learning_rate)"
-        )
 
 
 def fold_rng(seed: int, fold: int, stream: int, layer: int = 0) -> np.random.Generator:
@@ -213,7 +193,10 @@ class FoldTrainer:
         if finite_epochs.all() and weights_finite:
             return
         epoch = int(np.argmin(finite_epochs)) + 1 if not finite_epochs.all() else self.epochs
-        raise DivergedError(fold, epoch, self.epochs, self.learning_rate)
+        raise DivergedError(
+            f"fold {fold}, epoch {epoch} of {self.epochs}",
+            f"the loss or the weights became non-finite at learning rate {self.learning_rate:g}",
+        )
 
     def _steps(self, y, w, seed: int, fold: int):
         """Per step: row numbers, labels, loss weights (each row's weight over its batch's size), keep-masks."""

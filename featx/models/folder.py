@@ -49,7 +49,7 @@ import numpy as np
 from pydantic import AfterValidator, Discriminator, Field, JsonValue, Tag, with_config
 from typing_extensions import TypedDict
 
-from featx.exceptions import FeatxError, ModelFolderError, RecordError
+from featx.exceptions import DivergedError, FeatxError, ModelFolderError, RecordError
 from featx.fileio import check_output_folder, os_errors, replaced_atomically
 from featx.limits import MAX_INPUT_SIDE, MIN_INPUT_SIDE
 from featx.records import STRICT, parse_record, read_bytes_bounded, read_record
@@ -70,7 +70,6 @@ TRUSTED_SKOPS_TYPES = frozenset(
         "sklearn.tree._tree.Tree",
     }
 )
-DIVERGED = "training diverged (non-finite weights or probabilities); train again with a lower --lr"
 log = logging.getLogger(__name__)
 
 
@@ -274,11 +273,11 @@ def check_finite(model_dir, arrays) -> None:
 
     Raises
     ------
-    ModelFolderError
-        Saying that training diverged and that ``model_dir`` was not written.
+    DivergedError
+        Saying that ``model_dir`` was not written.
     """
     if not all(np.isfinite(np.asarray(array, dtype=np.float64)).all() for array in arrays):
-        raise ModelFolderError(f"{model_dir}: model not saved: {DIVERGED}")
+        raise DivergedError(f"the model for {model_dir}", "non-finite weights or probabilities")
 
 
 class SavedHead:

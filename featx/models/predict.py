@@ -17,7 +17,7 @@ from featx.exceptions import DatasetError, ImageDecodeError, ModelFolderError, P
 from featx.features.forward import batch_memory
 from featx.fileio import write_csv
 from featx.limits import check_memory
-from featx.models.folder import DIVERGED, MANIFEST, ModelManifest, load_head, load_keras
+from featx.models.folder import MANIFEST, ModelManifest, load_head, load_keras
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +85,10 @@ class LoadedModel:
             full = np.zeros((len(proba), len(self.classes)))
             full[:, list(self.manifest.head_classes)] = proba
         if not np.isfinite(full).all():
-            raise ModelFolderError(f"{self.model_dir}: the model yields non-finite probabilities: {DIVERGED}")
+            raise ModelFolderError(
+                f"{self.model_dir}: the model yields non-finite probabilities (its training diverged); "
+                "train it again with a lower --lr"
+            )
         return full
 
     def check_memory(self, images: int, batch_size: int) -> None:
