@@ -27,11 +27,14 @@ MARKDOWN_ESCAPES = (
     (re.compile("<"), "&lt;"),
     (re.compile(">"), "&gt;"),
     (re.compile(r"\|"), r"\\|"),
-    (re.compile(r"([\[\]])"), r"\\\1"),  # a link or an image, also inside a figure's caption
+    (re.compile(r"\](?=[(\[:])"), r"\\]"),  # a link, an image or a link definition: ](url), ][ref], ]: url
 )
 """What turns plain text into inert Markdown, in order: HTML (``<``, ``>``, ``&``), a table cell
-(``|``), a link or an image (``[``, ``]``). Emphasis characters are left as typed: they change the
-typeface, not what the page contains."""
+(``|``), a link, an image or a link definition (a ``]`` followed by ``(``, ``[`` or ``:``; a
+bracket alone, as in an interval ``91.7 [79.2, 100.0]``, links nothing and stays as typed).
+Emphasis characters are left as typed: they change the typeface, not what the page contains."""
+BRACKETS = (re.compile(r"([\[\]])"), r"\\\1")
+"""Inside ``[...]`` (an image's alt text) every bracket is escaped, in place of the last rule above."""
 LINE_STARTS = (
     (re.compile(r"^([#=+\-*_`~])"), r"\\\1"),  # a heading, a list, a rule or a fence
     (re.compile(r"^(\d+)([.)])(?=\s|$)"), r"\1\\\2"),  # an ordered list
@@ -39,7 +42,7 @@ LINE_STARTS = (
 """What a text that starts a line (a title, heading, paragraph or bullet) could start: a block."""
 
 
-def markdown_text(text, *, starts_line: bool = False) -> str:
+def markdown_text(text, *, starts_line: bool = False, in_brackets: bool = False) -> str:
     """``text`` as Markdown that shows it as typed, on one line (see :data:`MARKDOWN_ESCAPES`).
 
     Parameters
@@ -49,10 +52,14 @@ def markdown_text(text, *, starts_line: bool = False) -> str:
     starts_line : bool
         Whether the text begins a Markdown line, where it could also start a block (default:
         False, as in a table cell); then leading spaces go and :data:`LINE_STARTS` are escaped.
+    in_brackets : bool
+        Whether the text stands inside ``[...]`` (an image's alt text, default False), where every
+        bracket is escaped so that none can close the alt text early.
     """
-    line, escapes = " ".join(str(text).splitlines()), MARKDOWN_ESCAPES
+    line = " ".join(str(text).splitlines())
+    escapes = (*MARKDOWN_ESCAPES[:-1], BRACKETS) if in_brackets else MARKDOWN_ESCAPES
     if starts_line:
-        line, escapes = line.lstrip(), MARKDOWN_ESCAPES + LINE_STARTS
+        line, escapes = line.lstrip(), escapes + LINE_STARTS
     for pattern, replacement in escapes:
         line = pattern.sub(replacement, line)
     return line
@@ -112,7 +119,7 @@ class Document:
                 lines += ["| " + " | ".join(map(markdown_text, row)) + " |" for row in block[2]] + [""]
             elif kind == "image":
                 link = quote(block[1].relative_to(relative_to).as_posix())
-                lines += [f"![{markdown_text(block[2])}]({link})", ""]
+                lines += [f"![{markdown_text(block[2], in_brackets=True)}]({link})", ""]
         return "\n".join(lines)
 
     def html(self) -> str:

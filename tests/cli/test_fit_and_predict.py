@@ -161,7 +161,7 @@ def test_predict_edges_give_their_message_and_exit_1(model_folder, small_data, t
         damage(folder)
         cases[name] = _predict("--model-dir", str(folder), image, cwd=tmp_path)
     assert "damaged JSON" in cases["damaged"].stderr
-    assert "input_size: Field required" in cases["lacks-key"].stderr
+    assert "input_size: required field missing" in cases["lacks-key"].stderr
     assert "/head.skops is missing" in cases["no-head"].stderr
     all_failed = _predict("--model-dir", str(model_folder), str(broken), cwd=tmp_path)
     assert "none of the 1 files could be predicted" in all_failed.stderr

@@ -193,16 +193,7 @@ FULL_DISK_CASES = {
 }
 
 
-UNNAMED_TODAY = pytest.mark.xfail(
-    strict=True,
-    reason="models/folder.py write_folder lets the OSError of the weights file through without its path "
-    "(the CLI's safety net says '?'); to be routed through featx.fileio by its owner",
-)
-
-
-@pytest.mark.parametrize(
-    "command", [pytest.param(c, marks=UNNAMED_TODAY) if c == "train" else c for c in FULL_DISK_CASES]
-)
+@pytest.mark.parametrize("command", list(FULL_DISK_CASES))
 def test_a_full_disk_gives_one_message_and_leaves_no_file(
     command, feature_data, small_data, model_folder, tmp_path, capsys
 ):

@@ -167,7 +167,7 @@ def test_a_finished_run_leaves_only_its_store(reference_store):
 
 @pytest.mark.parametrize("batch_size", [0, -1])
 def test_batch_size_below_one_is_refused_before_any_file_is_written(small_dataset, tmp_path, batch_size):
-    with pytest.raises(ParameterError, match=f"batch_size must be >= 1, got {batch_size}"):
+    with pytest.raises(ParameterError, match=rf"batch_size must be a whole number within 1\.\.65536, got {batch_size}"):
         extract(small_dataset, RANDOM, batch_size=batch_size, cache_dir=tmp_path / "c", progress=False)
     assert not (tmp_path / "c").exists()
 

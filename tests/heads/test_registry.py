@@ -49,7 +49,7 @@ def test_paper_needs_a_backbone_and_resolves_with_one():
 def test_training_settings_only_for_dense_heads():
     with pytest.raises(ParameterError, match="epochs does not apply to head 'logreg'"):
         HeadRecipe("logreg", epochs=5)
-    with pytest.raises(ParameterError, match="batch_size must be > 0, got 0"):
+    with pytest.raises(ParameterError, match=r"batch_size must be a whole number within 1\.\.65536, got 0"):
         HeadRecipe("mlp1000", batch_size=0)
     with pytest.raises(UnknownNameError, match="Unknown sampler 'adasyn'. Available: " + ", ".join(sorted(SAMPLERS))):
         HeadRecipe("logreg", sampler="adasyn")

@@ -80,7 +80,7 @@ def test_a_skops_file_naming_an_untrusted_type_is_refused(logreg_folder, tmp_pat
     "damage, message",
     [
         (lambda folder: (folder / MANIFEST).write_text("{ not json"), "damaged JSON"),
-        (lambda folder: _edit_manifest(folder, lambda m: m.pop("classes")), "classes: Field required"),
+        (lambda folder: _edit_manifest(folder, lambda m: m.pop("classes")), "classes: required field missing"),
         (lambda folder: _weights(folder).unlink(), r"the model file \.featx-model-[0-9a-f]{16}/head.skops is missing"),
         (lambda folder: (folder / MANIFEST).unlink(), "not a featx model folder"),
     ],
