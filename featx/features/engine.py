@@ -9,6 +9,7 @@ engine is this process with decoding worker processes; the Ray engine
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -147,7 +148,8 @@ class LocalEngine:
     def decode_only(self, plan: BatchPlan) -> tuple[list, int]:
         """Decode every batch of ``plan`` (into the pixel cache); return the failures and the decode count."""
         feed = plan.feed(plan.open_pixel_cache(), self.workers)
-        errors = [error for batch in feed.batches(plan.todo) for error in batch.errors]
+        with contextlib.closing(feed.batches(plan.todo)) as batches:  # the decode pool released on any exit
+            errors = [error for batch in batches for error in batch.errors]
         return errors, feed.decoded
 
     def run(self, plan: BatchPlan, bar) -> EngineRun:
@@ -158,11 +160,12 @@ class LocalEngine:
         feed = plan.feed(plan.open_pixel_cache(), self.workers)
         run = EngineRun(provenance={**forward.provenance, "engine": self.name})
         done = 0
-        for batch, features in forward.run(feed.batches(plan.todo)):
-            chunks.write_chunk(plan.folder, plan.chunk(batch, features))
-            run.decoded = feed.decoded
-            done += batch.last - batch.first
-            bar.update(batch.last - batch.first)
-            if run.first_batch is None:
-                run.first_batch = (time.perf_counter(), done)
+        with contextlib.closing(feed.batches(plan.todo)) as batches:  # the decode pool released on any exit
+            for batch, features in forward.run(batches):
+                chunks.write_chunk(plan.folder, plan.chunk(batch, features))
+                run.decoded = feed.decoded
+                done += batch.last - batch.first
+                bar.update(batch.last - batch.first)
+                if run.first_batch is None:
+                    run.first_batch = (time.perf_counter(), done)
         return run
