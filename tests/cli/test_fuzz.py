@@ -28,6 +28,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from featx.cli import main
+from tests.filesystems import fill, snapshot
 from tests.realdata import copy_subset, pick_rows
 
 SIZE = ["--input-size", "32x32"]
@@ -132,18 +133,6 @@ def run_in(folder: Path, argv: list[str]) -> Outcome:
     return Outcome(status=status, stdout=stdout.getvalue(), stderr=stderr.getvalue())
 
 
-def snapshot(root: Path) -> dict[str, tuple]:
-    """Every entry under ``root``: kind, size and modification time (links not followed)."""
-    entries = {}
-    for folder, names, files in os.walk(root, followlinks=False):
-        for name in names + files:
-            path = Path(folder) / name
-            with contextlib.suppress(OSError):
-                info = path.lstat()
-                entries[str(path.relative_to(root))] = (info.st_mode, info.st_size, info.st_mtime_ns)
-    return entries
-
-
 def _mounted(folder: Path, *options: str) -> bool:
     command = ["mount", "-t", "tmpfs", "-o", ",".join(["size=64k", *options]), "tmpfs", str(folder)]
     return subprocess.run(command, capture_output=True).returncode == 0
@@ -161,9 +150,8 @@ def make_states(sandbox: Path) -> list[Path]:
         (sandbox / name).mkdir()
         if _mounted(sandbox / name, *options):
             mounts.append(sandbox / name)
-    if sandbox / "full" in mounts:  # fill it: 64 KiB, every byte taken
-        with contextlib.suppress(OSError), open(sandbox / "full" / "filler", "wb") as handle:
-            handle.write(b"\0" * (1 << 20))
+    if sandbox / "full" in mounts:
+        fill(sandbox / "full" / "filler")
     return mounts
 
 
@@ -248,12 +236,13 @@ def check(parent: Path, sandbox: Path, argv: list[str], before: dict, outcome: O
         assert len(messages) == 1, (argv, outcome.stderr)
     after = snapshot(parent)
     roots = allowed_roots(sandbox, argv)
-    for name in set(before) | set(after):
-        if before.get(name) == after.get(name):
+    for path in set(before) | set(after):
+        if before.get(path) == after.get(path):
             continue
-        path = Path(os.path.abspath(parent / name))
-        if name.startswith("sandbox/full/") or name.startswith("sandbox/fifo"):
+        name = str(path.relative_to(parent))
+        if name.startswith(("sandbox/full/", "sandbox/fifo")):
             continue
+        path = Path(os.path.abspath(path))
         inside = any(path == root or root in path.parents for root in roots)
         holds_an_output = any(path in root.parents for root in roots)  # a folder made to hold one
         assert inside or holds_an_output, (argv, name, "changed outside")
