@@ -216,12 +216,13 @@ def sandbox_from(seed: Path):
 
 
 def allowed_roots(sandbox: Path, argv: list[str]) -> list[Path]:
-    """The command's own folders: its cache (default ``cache``), the outputs it was given, and the
-    default folders of the commands that have them."""
+    """The command's own folders: its cache (default ``cache``), the outputs it was given (and, as
+    featx follows links, what a link given as an output points to), and the default folders of the
+    commands that have them."""
     roots = [sandbox / "cache", sandbox / "reports"]
     for index, token in enumerate(argv[:-1]):
         if token in OUTPUT_OPTIONS:
-            roots.append(sandbox / argv[index + 1])
+            roots += [sandbox / argv[index + 1], Path(os.path.realpath(sandbox / argv[index + 1]))]
     if "data" in argv[:1]:
         roots.append(sandbox / "data" / "cxr")
     return [Path(os.path.abspath(root)) for root in roots]
