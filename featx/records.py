@@ -121,6 +121,8 @@ def _check_version(data, *, path, what, version_field, version) -> None:
         values = json.loads(data)
     except ValueError as error:
         raise RecordError(f"{path}: not a valid {what}: damaged JSON ({error})") from None
+    except RecursionError:
+        raise RecordError(f"{path}: not a valid {what}: damaged JSON (nested too deeply)") from None
     if not isinstance(values, dict):
         raise RecordError(f"{path}: not a valid {what}: the whole file: Input should be an object")
     found = values.get(version_field)

@@ -15,20 +15,21 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from featx.heads.base import ArgmaxPredictMixin, check_sample_weight
 from featx.heads.fold_trainer import FoldTrainer
 
-MLP_NAME = re.compile(r"^mlp(\d+(?:-\d+)*)$")
+MLP_NAME = re.compile(r"mlp([0-9]+(?:-[0-9]+)*)", re.ASCII)
+"""``mlpN[-M...]`` with ASCII digits, matched whole (``fullmatch``)."""
 KERAS_PARAMS = ("epochs", "batch_size", "learning_rate")
 
 
 def is_dense_name(name: str) -> bool:
     """Whether ``name`` is ``softmax`` or ``mlpN[-M...]``."""
-    return name == "softmax" or bool(MLP_NAME.match(name))
+    return name == "softmax" or bool(MLP_NAME.fullmatch(name))
 
 
 def hidden_layers(name: str) -> tuple[int, ...]:
     """Hidden layer widths of a dense head name (empty for ``softmax``)."""
     if name == "softmax":
         return ()
-    return tuple(int(width) for width in MLP_NAME.match(name).group(1).split("-"))
+    return tuple(int(width) for width in MLP_NAME.fullmatch(name).group(1).split("-"))
 
 
 def dense_head(x, hidden, dropout: float, n_classes: int, name: str = "head"):

@@ -130,8 +130,10 @@ def check_widths(name: str) -> None:
         Naming the head and the range.
     """
     domain = limits.DOMAINS["head_width"]
-    for width in MLP_NAME.match(name).group(1).split("-"):
-        if len(width.lstrip("0")) > len(str(domain.maximum)) or not domain.minimum <= int(width) <= domain.maximum:
+    for width in MLP_NAME.fullmatch(name).group(1).split("-"):
+        if width != width.lstrip("0") and width != "0":
+            raise ParameterError("head", name, "must write its widths without leading zeros (mlp10, not mlp010)")
+        if len(width) > len(str(domain.maximum)) or not domain.minimum <= int(width) <= domain.maximum:
             raise ParameterError("head", name, f"must have hidden widths {domain.text()} (units of a dense layer)")
 
 

@@ -376,7 +376,7 @@ def _recorded(model_dir: Path) -> dict:
     object in a regular file (every manifest featx wrote has ``featx_version``)."""
     try:
         values = json.loads(read_bytes_bounded(model_dir / MANIFEST, what="model manifest"))
-    except (FeatxError, ValueError):
+    except (FeatxError, ValueError, RecursionError):
         return {}
     return values if isinstance(values, dict) else {}
 
