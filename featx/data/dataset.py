@@ -6,6 +6,7 @@ import csv
 import hashlib
 import io
 import os
+import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -132,6 +133,11 @@ def load_dataset(root, subset: str = "all", *, min_classes: int = 2) -> Dataset:
     return Dataset(
         root=root, subset=subset, table=table.reset_index(drop=True), id=_dataset_id(table), parent_id=parent_id
     )
+
+
+UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f]")
+"""Control characters, refused in every cell of ``metadata.csv``: a NUL cannot be stored, a line
+break or a tab in a label would split the tables and CSV headers it appears in."""
 
 
 def _read_manifest(manifest: Path) -> pd.DataFrame:
@@ -282,9 +288,20 @@ def _validate_rows(root: Path, table: pd.DataFrame, where: str, min_classes: int
         raise DatasetError(f"{where}: no images listed")
     problems = []
     paths, readable = [], []
-    for row in table.itertuples():
+    controls = {
+        column: table[column].astype(str).str.contains(UNPRINTABLE).to_numpy() for column in table if column != "row"
+    }
+    for position, row in enumerate(table.itertuples()):
         if not row.label:
             problems.append(f"{row.row}: empty label")
+        unprintable = [column for column, found in controls.items() if found[position]]
+        if unprintable:
+            problems.append(
+                f"{row.row}: refused, a control character (NUL, line break, tab, ...) in {', '.join(unprintable)}"
+            )
+            paths.append(None)
+            readable.append(False)
+            continue
         path, problem = _resolve_file(root, row.filename)
         paths.append(path)
         readable.append(problem is None)

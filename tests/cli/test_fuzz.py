@@ -387,6 +387,9 @@ MANIFEST_EDITS = {
     "empty": lambda text: "",
     "not UTF-8": lambda text: text.encode().decode("latin-1") + "images/\udcff.png,covid\n",
     "a BOM and CRLF": lambda text: "\ufeff" + text.replace("\n", "\r\n"),
+    "a NUL in a cell": lambda text: text.replace(",covid,", ",co\0vid,", 1),
+    "a line break in a quoted label": lambda text: text.replace(",covid,", ',"co\nvid",', 1),
+    "a tab in a view": lambda text: text.replace(",PA,", ",P\tA,", 1),
 }
 
 
