@@ -12,7 +12,7 @@ import warnings
 from featx import __version__
 from featx.cli import errors
 from featx.cli.commands import COMMANDS
-from featx.cli.options import HelpFormatter, common_parser
+from featx.cli.options import HelpFormatter, check_apart, common_parser
 from featx.cli.quiet import silence_tensorflow_import
 from featx.exceptions import FeatxError, Terminated
 from featx.fileio import file_system_error
@@ -48,6 +48,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def command_parser(parser: argparse.ArgumentParser, args) -> argparse.ArgumentParser:
+    """The parser of the command ``args`` runs (a subcommand's, or a sub-subcommand's such as ``data fetch``)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                if sub.get_default("run") is args.run:
+                    return sub
+                found = command_parser(sub, args)
+                if found is not sub:
+                    return found
+    return parser
+
+
 def configure_logging(verbose: int, quiet: bool) -> None:
     """featx's messages on stderr; TensorFlow's start-up chatter silenced unless ``-v``."""
     level = logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO
@@ -80,7 +93,8 @@ def main(argv=None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
-    except FeatxError as error:  # an option read but out of range
+        check_apart(command_parser(parser, args), args)
+    except FeatxError as error:  # an option read but out of range, an output that overlaps an input
         print(f"featx: error: {error}", file=sys.stderr)
         return 1
     configure_logging(args.verbose or 0, args.quiet)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import re
 
 from featx.backbones.registry import BACKBONES
@@ -324,6 +325,7 @@ def output_file(flag: str):
     def parse(text: str) -> str:
         return str(check_output_file(text, flag))
 
+    parse.output_flag = flag
     return parse
 
 
@@ -338,4 +340,57 @@ def output_folder(flag: str):
     def parse(text: str) -> str:
         return str(check_output_folder(text, flag))
 
+    parse.output_flag = flag
     return parse
+
+
+INPUTS = {
+    "data": "--data",
+    "inputs": "an input",
+    "model_dir": "--model-dir",
+    "external": "--external",
+    "source": "--from",
+}
+"""Options (by ``dest``) whose paths a command reads; ``--model-dir`` is an output where its type says
+so (``train``), an input elsewhere (``predict``, ``validate``)."""
+
+
+def check_apart(parser: argparse.ArgumentParser, args) -> None:
+    """Refuse, before any work, an output that is one of the command's inputs, lies inside one, or
+    holds one: featx never writes into what it reads (``predict --out`` on its own model's manifest
+    or on an input image, a ``--cache`` inside a class-folder data set, ``--explain`` into the
+    folder of the images it explains).
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser
+        The command's own parser (its options' types say which are outputs).
+    args : argparse.Namespace
+
+    Raises
+    ------
+    OptionError
+        Naming both options and paths.
+    """
+    outputs, inputs = [], []
+    for action in parser._actions:
+        values = getattr(args, action.dest, None)
+        if hasattr(action.type, "output_flag"):
+            found, flag = outputs, action.type.output_flag
+        elif action.dest in INPUTS:
+            found, flag = inputs, INPUTS[action.dest]
+        else:
+            continue
+        for value in values if isinstance(values, list) else [] if values is None else [values]:
+            found.append((flag, os.path.realpath(os.fsdecode(value))))
+    for out_flag, output in outputs:
+        for in_flag, source in inputs:
+            if output == source or _inside(output, source) or _inside(source, output):
+                raise OptionError(
+                    f"{out_flag} {output} overlaps {in_flag} {source}: featx never writes into what it reads; "
+                    f"choose another {out_flag}"
+                )
+
+
+def _inside(path: str, folder: str) -> bool:
+    return os.path.commonpath([path, folder]) == folder and path != folder
