@@ -261,6 +261,9 @@ HOSTILE = [
     "a\\|b",
     "&lt;b&gt;",
     "line\nbreak",
+    "**normal**|x",
+    "pn`eu`",
+    "_viral_ ~~x~~",
 ]
 FORMULA = tuple("=+-@\t\r")
 

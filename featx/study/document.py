@@ -27,12 +27,15 @@ MARKDOWN_ESCAPES = (
     (re.compile("<"), "&lt;"),
     (re.compile(">"), "&gt;"),
     (re.compile(r"\|"), r"\\|"),
+    (re.compile(r"([*`~])"), r"\\\1"),  # emphasis, code spans, strike-through
+    (re.compile(r"(?<![0-9A-Za-z])_|_(?![0-9A-Za-z])"), r"\\_"),  # _emphasis_ (efficientnet_lite0 stays as typed)
     (re.compile(r"\](?=[(\[:])"), r"\\]"),  # a link, an image or a link definition: ](url), ][ref], ]: url
 )
 """What turns plain text into inert Markdown, in order: HTML (``<``, ``>``, ``&``), a table cell
 (``|``), a link, an image or a link definition (a ``]`` followed by ``(``, ``[`` or ``:``; a
 bracket alone, as in an interval ``91.7 [79.2, 100.0]``, links nothing and stays as typed).
-Emphasis characters are left as typed: they change the typeface, not what the page contains."""
+Emphasis and code marks (``*``, the backtick, ``~``, and ``_`` where it can open or close emphasis) are
+escaped too: a label such as ``**normal**`` reads as typed, not in bold."""
 BRACKETS = (re.compile(r"([\[\]])"), r"\\\1")
 """Inside ``[...]`` (an image's alt text) every bracket is escaped, in place of the last rule above."""
 LINE_STARTS = (
