@@ -49,8 +49,10 @@ import numpy as np
 from pydantic import AfterValidator, Discriminator, Field, JsonValue, Tag, with_config
 from typing_extensions import TypedDict
 
+from featx.backbones.registry import BACKBONES
 from featx.exceptions import DivergedError, FeatxError, ModelFolderError, RecordError
 from featx.fileio import check_output_folder, os_errors, replaced_atomically
+from featx.heads.registry import get_head
 from featx.limits import MAX_INPUT_SIDE, MIN_INPUT_SIDE
 from featx.records import STRICT, parse_record, read_bytes_bounded, read_record
 
@@ -200,6 +202,19 @@ class ModelManifest:
         if outside or len(set(self.head_classes)) != len(self.head_classes):
             raise ValueError(
                 f"head_classes: {list(self.head_classes)} must be distinct indices of the {len(self.classes)} classes"
+            )
+        spec = BACKBONES.get(self.backbone)
+        if spec is None:
+            raise ValueError(f"backbone: {self.backbone!r} is not one of {', '.join(BACKBONES)}")
+        if self.preprocessing != spec.preprocessing:
+            raise ValueError(f"preprocessing: {self.preprocessing!r}, but {self.backbone} takes {spec.preprocessing!r}")
+        try:
+            head = get_head(self.head)
+        except FeatxError as error:
+            raise ValueError(f"head: {error}") from None
+        if not self.finetuned and HEAD_FILES[head.file_format] != self.model_file:
+            raise ValueError(
+                f"head: {self.head} is saved as {HEAD_FILES[head.file_format]}, but model_file is {self.model_file!r}"
             )
         if (self.model_file == FINETUNED_FILE) != self.finetuned:
             raise ValueError(

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from featx.backbones.registry import get_spec, preprocess
-from featx.backbones.weights import build_base
+from featx.backbones.weights import build_base, fingerprint
 from featx.data import images
 from featx.data.dataset import IMAGE_SUFFIXES, visible_files
 from featx.exceptions import DatasetError, ImageDecodeError, ModelFolderError, ParameterError
@@ -55,12 +55,14 @@ class LoadedModel:
             self.head = load_head(model_path)
             columns = self.head.predict_proba(np.zeros((1, self.spec.feature_dim), dtype=np.float32)).shape[1]
             self._check_columns(model_path, columns, len(self.manifest.head_classes), "head_classes")
-            self.base, provenance = build_base(self.spec, self.input_size, self.manifest.weights_argument)
+            provenance = fingerprint(self.spec, self.manifest.weights_argument)  # checked before Keras reads it
             if provenance["weights_sha256"] != self.manifest.weights_sha256:
                 raise ModelFolderError(
-                    f"{self.model_dir}: the backbone weights here ({provenance['weights_sha256'][:12] or 'none'}) "
-                    f"differ from those the head was trained on ({self.manifest.weights_sha256[:12] or 'none'})"
+                    f"{self.model_dir}: the backbone weights here ({provenance['weights_sha256'][:12] or 'none'}, "
+                    f"{provenance['weights_source']}) differ from those the head was trained on "
+                    f"({self.manifest.weights_sha256[:12] or 'none'})"
                 )
+            self.base, _ = build_base(self.spec, self.input_size, self.manifest.weights_argument)
 
     def _check_columns(self, model_path: Path, columns: int, named: int, field: str) -> None:
         if columns != named:

@@ -174,7 +174,7 @@ def test_a_model_yielding_non_finite_probabilities_does_not_predict(model_folder
     head.set_weights([np.full(w.shape, np.nan, dtype=np.float32) for w in head.get_weights()])
     manifest.path_in(folder).unlink()
     head.save(folder / manifest.model_folder / "head.keras")
-    _edit(folder, lambda m: m.update(model_file="head.keras"))
+    _edit(folder, lambda m: m.update(model_file="head.keras", head="softmax"))
     assert main(["predict", "--model-dir", str(folder), image, "-q"]) == 1
     err = capsys.readouterr().err
     assert "non-finite probabilities" in err and "--lr" in err and "covid" not in err
@@ -255,3 +255,28 @@ def test_a_diverged_head_is_not_saved(model_folder, small_data, cache, tmp_path,
     err = capsys.readouterr().err
     assert code == 1 and ("diverged" in err or "--lr" in err) and "Traceback" not in err, err
     assert _snapshot(folder) == before
+
+
+MEANINGLESS = {
+    "a head saved in another format": ({"head": "xgb"}, "head"),
+    "a head beyond the width domain": ({"head": "mlp99999999-1"}, "head"),
+    "an unknown preprocessing": ({"preprocessing": "torch"}, "preprocessing"),
+    "an unknown backbone": ({"backbone": "resnet"}, "backbone"),
+    "weights from a device": ({"weights_argument": "/dev/zero"}, "/dev/zero"),
+    "weights from another file": ({"weights_argument": "FOREIGN"}, "differ from those the head was trained on"),
+}
+
+
+@pytest.mark.parametrize("case", list(MEANINGLESS))
+def test_manifest_fields_must_mean_what_the_folder_holds(case, model_folder, image, tmp_path, capsys):
+    """Fields right in type but wrong in meaning are refused before any weights are loaded; weights
+    named elsewhere are hashed (regular files only) and compared before Keras reads them."""
+    folder = _copy(model_folder, tmp_path)
+    edit, named = MEANINGLESS[case]
+    foreign = tmp_path / "foreign.weights.h5"
+    foreign.write_bytes(b"not the weights the head was trained on")
+    edit = {key: str(foreign) if value == "FOREIGN" else value for key, value in edit.items()}
+    _edit(folder, lambda manifest: manifest.update(edit))
+    assert main(["predict", "--model-dir", str(folder), image, "-q"]) == 1
+    err = capsys.readouterr().err
+    assert named in err and "Traceback" not in err, err
