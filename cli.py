@@ -1,6 +1,6 @@
 """``python cli.py COMMAND ...`` from a checkout: the same command line as ``featx``."""
 
-from featx.cli import main
+from featx.__main__ import entry
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    entry()
