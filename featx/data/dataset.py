@@ -348,6 +348,10 @@ def _resolve_file(root: Path, filename: str):
         path = confined(root, filename)
     except FeatxError as error:
         return "", str(error)
+    if path.is_dir():
+        return path, f"{filename!r} is a folder, not an image file"
+    if path.exists() and not path.is_file():
+        return path, f"{filename!r} is not a regular file (a device or a pipe)"
     if not path.is_file():
         return path, f"file {filename!r} not found"
     return path, None
