@@ -88,7 +88,7 @@ def test_a_path_that_leaves_the_data_folder_is_refused_naming_the_row(filename, 
     rows = _folder(folder, images)
     rows[1][0] = filename
     (folder / "metadata.csv").write_text(_csv_text([HEADER, *rows]), encoding="utf-8")
-    err = _refused(folder, capsys, folder)
+    err = _refused(folder, capsys, tmp_path_factory.mktemp("cache"))
     assert "metadata.csv line 3" in err and "refused" in err
 
 
