@@ -179,9 +179,16 @@ def test_head_widths_outside_the_domain_are_refused(name, tmp_path, capsys, monk
     assert not list(tmp_path.iterdir())
 
 
-@pytest.mark.parametrize("name", ["mlp1", "mlp65536", "mlp0010-3"])
+@pytest.mark.parametrize("name", ["mlp1", "mlp65536", "mlp10-3"])
 def test_head_widths_inside_the_domain_are_accepted(name):
     assert get_head(name).family == "dense"
+
+
+@pytest.mark.parametrize("name", ["mlp0010", "mlp10-03", "mlp\u0661\u0660", "mlp10\n", "mlp\uff11\uff10"])
+def test_a_head_name_has_one_spelling(name):
+    """mlp0010 or mlp with Arabic-Indic or full-width digits would be a new variant of mlp10."""
+    with pytest.raises(FeatxError):
+        get_head(name)
 
 
 @pytest.fixture()
