@@ -7,6 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 
 BINS = 10
+FIGURES = ("ece_positive", "ece_covid")
+"""The keys of :func:`calibration_figures`."""
 
 
 @dataclass(frozen=True)
@@ -79,4 +81,4 @@ def calibration_figures(y_true, proba, task) -> dict:
     """ECE of the positive class's probability, as ``ece_positive`` and (when covid is positive) ``ece_covid``."""
     column = task.positive_index
     ece = reliability(np.asarray(y_true) == column, np.asarray(proba)[:, column]).ece
-    return {"ece_positive": ece, "ece_covid": ece if task.is_covid else None}
+    return dict(zip(FIGURES, (ece, ece if task.is_covid else None), strict=True))

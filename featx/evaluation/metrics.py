@@ -6,17 +6,359 @@ multi-class predictions (normal predicted as pneumonia still counts as correct);
 TP/(TP+FN) and specificity TN/(TN+FP) of the positive class. Figures a task does not define are
 None (``accuracy_3class`` outside the paper's classes, ``auc_covid`` when covid is not positive);
 figures the data do not define (a sensitivity without positives) are NaN.
+
+:data:`METRICS` holds each headline figure once: its key, its names, its unit, the classes it needs
+and its statistic, which computes it from predictions in one resample or a thousand at once (the
+point estimate is the resample that counts every image once). Every command, report, interval and
+model folder reads it; adding a figure is one entry.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cached_property
+
 import numpy as np
-from scipy.stats import rankdata
 
 from featx.evaluation.task import Task
 
-HEADLINE = ("accuracy", "accuracy_2class", "sensitivity", "specificity", "auc_positive")
 N_RESAMPLES = 1000
+
+
+@dataclass(frozen=True, kw_only=True)
+class Unit:
+    """How a figure, its interval and the difference of two figures are written.
+
+    Attributes
+    ----------
+    scale : float
+        What a fraction is multiplied by (100 for percentages, 1 for an AUC).
+    digits : int
+        Decimals in tables, intervals and differences.
+    precise_digits : int
+        Decimals of a figure on the terminal (``fit``).
+    figure_suffix : str
+        After a figure (``%``).
+    difference_suffix : str
+        After a difference (`` points``: the difference of two percentages is in percentage points).
+    """
+
+    scale: float
+    digits: int
+    precise_digits: int
+    figure_suffix: str
+    difference_suffix: str
+
+    def figure(self, value, precise: bool = False) -> str:
+        """``value`` in this unit, without suffix; ``n/a`` for None or NaN."""
+        digits = self.precise_digits if precise else self.digits
+        return "n/a" if value is None or value != value else f"{value * self.scale:.{digits}f}"
+
+    def with_interval(self, value, interval, *, suffix: bool = True, precise: bool = False) -> str:
+        """``80.0% [72.2, 87.9]``: ``value`` (with its suffix unless ``suffix`` is False) and its interval."""
+        low, high = interval
+        after = self.figure_suffix if suffix else ""
+        return f"{self.figure(value, precise)}{after} [{self.figure(low)}, {self.figure(high)}]"
+
+    def difference(self, value, signed: bool = True) -> str:
+        """A difference of two figures in this unit with its suffix: ``+21.5 points``, ``+0.215``."""
+        return f"{value * self.scale:{'+' if signed else ''}.{self.digits}f}{self.difference_suffix}"
+
+
+PERCENT = Unit(scale=100, digits=1, precise_digits=2, figure_suffix="%", difference_suffix=" points")
+PLAIN = Unit(scale=1, digits=3, precise_digits=3, figure_suffix="", difference_suffix="")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClassesNeeded:
+    """Which classes must be among the images for a figure to be defined (an external folder may lack some).
+
+    Attributes
+    ----------
+    about_positive : bool
+        Whether the figure is about the task's positive class.
+    met : callable
+        ``met(present, task)``: whether the classes ``present`` (a set of indices into
+        ``task.classes``) define the figure.
+    missing : callable
+        ``missing(task)``: why the figure cannot be computed where they do not, in words.
+    """
+
+    about_positive: bool
+    met: Callable[[set, Task], bool]
+    missing: Callable[[Task], str]
+
+
+EVERY_CLASS = ClassesNeeded(
+    about_positive=False,
+    met=lambda present, task: present == set(range(len(task.classes))),
+    missing=lambda task: f"it needs every class the model predicts ({', '.join(task.classes)})",
+)
+POSITIVE = ClassesNeeded(
+    about_positive=True,
+    met=lambda present, task: task.positive_index in present,
+    missing=lambda task: f"the folder holds no {task.positive} image",
+)
+OTHER = ClassesNeeded(
+    about_positive=True,
+    met=lambda present, task: bool(present - {task.positive_index}),
+    missing=lambda task: f"the folder holds no image other than {task.positive}",
+)
+POSITIVE_AND_OTHER = ClassesNeeded(
+    about_positive=True,
+    met=lambda present, task: POSITIVE.met(present, task) and OTHER.met(present, task),
+    missing=lambda task: f"it needs {task.positive} and other images",
+)
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class Predictions:
+    """One set of predictions: true classes, probabilities and the positive class's column.
+
+    Attributes
+    ----------
+    y_true : numpy.ndarray of int, (N,)
+        Indices into the task's classes.
+    proba : numpy.ndarray of float, (N, classes)
+    positive : int
+        Column of the positive class.
+    """
+
+    y_true: np.ndarray
+    proba: np.ndarray
+    positive: int
+
+    @classmethod
+    def of(cls, y_true, proba, task: Task) -> Predictions:
+        """The predictions ``proba`` (N, classes) of images of classes ``y_true`` (N,) for ``task``."""
+        return cls(y_true=np.asarray(y_true), proba=np.asarray(proba, dtype=np.float64), positive=task.positive_index)
+
+    @cached_property
+    def predicted(self) -> np.ndarray:
+        """The class predicted for each image (the most probable)."""
+        return self.proba.argmax(axis=1)
+
+    @property
+    def is_positive(self) -> np.ndarray:
+        return self.y_true == self.positive
+
+    @property
+    def called_positive(self) -> np.ndarray:
+        return self.predicted == self.positive
+
+    @property
+    def once(self) -> np.ndarray:
+        """Resample weights that count every image once: the point estimate, (1, N)."""
+        return np.ones((1, len(self.y_true)))
+
+
+@dataclass(frozen=True, kw_only=True)
+class Proportion:
+    """An accuracy-type figure: the share of the images ``counted`` on which the prediction ``succeeds``.
+
+    A paired comparison of two models (McNemar) reads the same two per-image masks.
+
+    Attributes
+    ----------
+    counted : callable
+        ``counted(predictions)``: bool (N,), the images the figure is about.
+    succeeds : callable
+        ``succeeds(predictions)``: bool (N,), whether the prediction on each image counts as a success.
+    """
+
+    counted: Callable[[Predictions], np.ndarray]
+    succeeds: Callable[[Predictions], np.ndarray]
+
+    def values(self, predictions: Predictions, weights: np.ndarray) -> np.ndarray:
+        """The figure in each resample, (R,): each image counted as often as ``weights`` (R, N) says; NaN
+        where no image is counted."""
+        counted = self.counted(predictions)
+        total = weights @ counted.astype(np.float64)
+        hits = weights @ (counted & self.succeeds(predictions)).astype(np.float64)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(total > 0, hits / total, np.nan)
+
+
+@dataclass(frozen=True, kw_only=True)
+class RankArea:
+    """A rank-based figure: the ROC AUC of the positive class's probability against the rest (Mann-Whitney,
+    ties count half). A paired comparison of two models (DeLong) reads the same scores."""
+
+    def values(self, predictions: Predictions, weights: np.ndarray) -> np.ndarray:
+        """The AUC in each resample, (R,), each image weighted by ``weights`` (R, N); NaN with one class only."""
+        return _weighted_auc(weights, predictions.is_positive, predictions.proba[:, predictions.positive])
+
+
+@dataclass(frozen=True, kw_only=True)
+class Alias:
+    """The paper's name for a figure, carried where the task is the paper's.
+
+    Attributes
+    ----------
+    name : str
+    defined : callable
+        ``defined(task)``: whether the task carries the alias.
+    label, abbreviation : str, optional
+        What the figure is called where the alias is defined (default: the metric's own).
+    """
+
+    name: str
+    defined: Callable[[Task], bool]
+    label: str | None = None
+    abbreviation: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Metric:
+    """A headline figure: computed, resampled, named and written in one place.
+
+    Attributes
+    ----------
+    name : str
+        Its key in ``fit --json``, ``ci95``, comparison rows and model folders.
+    label : str
+        Its name in reports (``{positive}`` and ``{classes}`` are replaced with the task's).
+    abbreviation : str
+        Its name on the terminal and in table headers (same replacements).
+    unit : Unit
+    needs : ClassesNeeded
+        The classes that must be present for it to be defined, and whether it is about the positive class.
+    statistic : Proportion or RankArea
+        How it is computed from predictions, in one resample or a thousand at once; its kind says
+        how two models' figures are paired (accuracy-type: McNemar; rank-based: DeLong).
+    alias : Alias, optional
+        The paper's name for it, where the task is the paper's (default: none).
+    """
+
+    name: str
+    label: str
+    abbreviation: str
+    unit: Unit
+    needs: ClassesNeeded
+    statistic: Proportion | RankArea
+    alias: Alias | None = None
+
+    def label_for(self, task: Task) -> str:
+        """What reports call this figure for ``task``."""
+        return self._named(self.label, "label", task)
+
+    def abbreviation_for(self, task: Task) -> str:
+        """What the terminal and table headers call this figure for ``task``."""
+        return self._named(self.abbreviation, "abbreviation", task)
+
+    def _named(self, text: str, field: str, task: Task) -> str:
+        if self.alias is not None and self.alias.defined(task):
+            text = getattr(self.alias, field) or text
+        return text.format(positive=task.positive, classes=len(task.classes))
+
+    def values(self, predictions: Predictions, weights: np.ndarray) -> np.ndarray:
+        """The figure in every resample at once, (R,); ``weights`` (R, N) says how often each image counts."""
+        return self.statistic.values(predictions, weights)
+
+    def point(self, predictions: Predictions) -> float:
+        """The figure of ``predictions`` themselves (NaN where the data do not define it)."""
+        return float(self.values(predictions, predictions.once)[0])
+
+
+def _correct(predictions: Predictions) -> np.ndarray:
+    return predictions.predicted == predictions.y_true
+
+
+def _every(predictions: Predictions) -> np.ndarray:
+    return np.ones(len(predictions.y_true), dtype=bool)
+
+
+METRICS = {
+    metric.name: metric
+    for metric in (
+        Metric(
+            name="accuracy",
+            label="accuracy (all classes)",
+            abbreviation="acc ({classes} classes)",
+            unit=PERCENT,
+            needs=EVERY_CLASS,
+            statistic=Proportion(counted=_every, succeeds=_correct),
+            alias=Alias(
+                name="accuracy_3class",
+                defined=lambda task: task.is_paper,
+                label="3-class accuracy",
+                abbreviation="3-class acc",
+            ),
+        ),
+        Metric(
+            name="accuracy_2class",
+            label="2-class accuracy ({positive} vs rest)",
+            abbreviation="2-class acc",
+            unit=PERCENT,
+            needs=POSITIVE_AND_OTHER,
+            statistic=Proportion(
+                counted=_every, succeeds=lambda predictions: predictions.called_positive == predictions.is_positive
+            ),
+        ),
+        Metric(
+            name="sensitivity",
+            label="{positive} sensitivity",
+            abbreviation="{positive} sens",
+            unit=PERCENT,
+            needs=POSITIVE,
+            statistic=Proportion(
+                counted=lambda predictions: predictions.is_positive,
+                succeeds=lambda predictions: predictions.called_positive,
+            ),
+        ),
+        Metric(
+            name="specificity",
+            label="{positive} specificity",
+            abbreviation="{positive} spec",
+            unit=PERCENT,
+            needs=OTHER,
+            statistic=Proportion(
+                counted=lambda predictions: ~predictions.is_positive,
+                succeeds=lambda predictions: ~predictions.called_positive,
+            ),
+        ),
+        Metric(
+            name="auc_positive",
+            label="ROC AUC ({positive} vs rest)",
+            abbreviation="AUC {positive}",
+            unit=PLAIN,
+            needs=POSITIVE_AND_OTHER,
+            statistic=RankArea(),
+            alias=Alias(name="auc_covid", defined=lambda task: task.is_covid),
+        ),
+    )
+}
+"""The headline figures, in the order they are printed: every command, report, interval and model folder
+reads them here. Adding a figure is one entry."""
+
+PPV = Proportion(
+    counted=lambda predictions: predictions.called_positive, succeeds=lambda predictions: predictions.is_positive
+)
+NPV = Proportion(
+    counted=lambda predictions: ~predictions.called_positive, succeeds=lambda predictions: ~predictions.is_positive
+)
+DESCRIPTIVE = ("auc_macro", "ppv", "npv")
+"""Further figures of :func:`point_metrics`, without intervals: the macro AUC and the predictive values."""
+
+
+def figure_names() -> tuple[str, ...]:
+    """The keys of the headline figures and their aliases, each alias after its figure."""
+    return tuple(
+        name
+        for metric in METRICS.values()
+        for name in (metric.name, *((metric.alias.name,) if metric.alias is not None else ()))
+    )
+
+
+def defined_figures(present: set, task: Task) -> dict:
+    """Which headline figures (and aliases) the classes ``present`` (indices into ``task.classes``) define."""
+    defined = {}
+    for metric in METRICS.values():
+        defined[metric.name] = metric.needs.met(present, task)
+        if metric.alias is not None:
+            defined[metric.alias.name] = defined[metric.name] and metric.alias.defined(task)
+    return defined
 
 
 def confusion(y_true, y_pred, n_classes: int) -> np.ndarray:
@@ -24,21 +366,6 @@ def confusion(y_true, y_pred, n_classes: int) -> np.ndarray:
     matrix = np.zeros((n_classes, n_classes), dtype=np.int64)
     np.add.at(matrix, (np.asarray(y_true), np.asarray(y_pred)), 1)
     return matrix
-
-
-def binary_rates(tp: int, fp: int, tn: int, fn: int) -> dict:
-    """Sensitivity, specificity, PPV, NPV and accuracy of a 2x2 table (NaN where undefined)."""
-
-    def ratio(numerator, denominator):
-        return numerator / denominator if denominator else float("nan")
-
-    return {
-        "sensitivity": ratio(tp, tp + fn),
-        "specificity": ratio(tn, tn + fp),
-        "ppv": ratio(tp, tp + fp),
-        "npv": ratio(tn, tn + fn),
-        "accuracy_2class": ratio(tp + tn, tp + fp + tn + fn),
-    }
 
 
 def positive_table(matrix: np.ndarray, positive: int) -> dict:
@@ -51,15 +378,16 @@ def positive_table(matrix: np.ndarray, positive: int) -> dict:
 
 
 def task_aliases(task: Task, values: dict) -> dict:
-    """The paper's names for the general figures, None where the task does not define them."""
+    """The paper's names for the headline figures in ``values``, None where the task does not define them."""
     return {
-        "accuracy_3class": values["accuracy"] if task.is_paper else None,
-        "auc_covid": values["auc_positive"] if task.is_covid else None,
+        metric.alias.name: values[metric.name] if metric.alias.defined(task) else None
+        for metric in METRICS.values()
+        if metric.alias is not None
     }
 
 
 def point_metrics(y_true, proba, task: Task) -> dict:
-    """Every headline number of one set of predictions.
+    """Every figure of one set of predictions.
 
     Parameters
     ----------
@@ -71,43 +399,35 @@ def point_metrics(y_true, proba, task: Task) -> dict:
     Returns
     -------
     dict
-        ``accuracy``, ``accuracy_2class``, ``sensitivity``, ``specificity``, ``ppv``, ``npv``,
-        ``auc_positive``, ``auc_macro`` as fractions, the aliases ``accuracy_3class`` and
-        ``auc_covid``, ``per_class_recall`` (class -> fraction, classes present only),
-        ``confusion`` (list of lists) and the positive class's ``tp``, ``fp``, ``tn``, ``fn``.
+        The :data:`METRICS` and ``ppv``, ``npv``, ``auc_macro`` as fractions (NaN where the data do
+        not define them), the aliases (None where the task does not define them),
+        ``per_class_recall`` (class -> fraction, classes present only), ``confusion`` (list of
+        lists) and the positive class's ``tp``, ``fp``, ``tn``, ``fn``.
     """
-    y_true = np.asarray(y_true)
-    proba = np.asarray(proba, dtype=np.float64)
-    y_pred = proba.argmax(axis=1)
-    matrix = confusion(y_true, y_pred, len(task.classes))
-    table = positive_table(matrix, task.positive_index)
-    values = {
-        "accuracy": float(np.mean(y_pred == y_true)),
-        **binary_rates(**table),
-        "auc_positive": auc(y_true == task.positive_index, proba[:, task.positive_index]),
-        "auc_macro": _auc_macro(y_true, proba),
-    }
+    predictions = Predictions.of(y_true, proba, task)
+    matrix = confusion(predictions.y_true, predictions.predicted, len(task.classes))
+    values = {name: metric.point(predictions) for name, metric in METRICS.items()}
     return {
         **values,
+        "ppv": float(PPV.values(predictions, predictions.once)[0]),
+        "npv": float(NPV.values(predictions, predictions.once)[0]),
+        "auc_macro": _auc_macro(predictions.y_true, predictions.proba),
         **task_aliases(task, values),
-        "per_class_recall": {task.classes[c]: float(matrix[c, c] / matrix[c].sum()) for c in np.unique(y_true)},
+        "per_class_recall": {
+            task.classes[c]: float(matrix[c, c] / matrix[c].sum()) for c in np.unique(predictions.y_true)
+        },
         "confusion": matrix.tolist(),
-        **table,
+        **positive_table(matrix, task.positive_index),
     }
 
 
 def auc(is_positive, score) -> float:
-    """ROC AUC by the Mann-Whitney rank sum (ties count half), NaN with one class only.
+    """ROC AUC by the Mann-Whitney statistic (ties count half), NaN with one class only.
 
     Equal to ``sklearn.metrics.roc_auc_score``.
     """
     is_positive = np.asarray(is_positive, dtype=bool)
-    positives = int(is_positive.sum())
-    negatives = len(is_positive) - positives
-    if positives == 0 or negatives == 0:
-        return float("nan")
-    ranks = rankdata(score)
-    return float((ranks[is_positive].sum() - positives * (positives + 1) / 2) / (positives * negatives))
+    return float(_weighted_auc(np.ones((1, len(is_positive))), is_positive, np.asarray(score))[0])
 
 
 def _auc_macro(y_true, proba) -> float:
@@ -118,17 +438,13 @@ def _auc_macro(y_true, proba) -> float:
 
 
 def per_fold(y_true, proba, fold, task: Task) -> dict:
-    """Mean and standard deviation over folds of each headline number (and its task aliases)."""
+    """Mean and standard deviation over folds of each headline figure (and its task aliases)."""
     y_true, proba, fold = np.asarray(y_true), np.asarray(proba), np.asarray(fold)
-    values = {name: [] for name in HEADLINE}
-    for f in np.unique(fold):
-        metrics = point_metrics(y_true[fold == f], proba[fold == f], task)
-        for name in HEADLINE:
-            values[name].append(metrics[name])
-    spread = {
-        name: {"mean": float(np.nanmean(v)), "std": float(np.nanstd(v)), "values": [float(x) for x in v]}
-        for name, v in values.items()
-    }
+    folds = [Predictions.of(y_true[fold == f], proba[fold == f], task) for f in np.unique(fold)]
+    spread = {}
+    for name, metric in METRICS.items():
+        values = [metric.point(predictions) for predictions in folds]
+        spread[name] = {"mean": float(np.nanmean(values)), "std": float(np.nanstd(values)), "values": values}
     return {**spread, **{name: value for name, value in task_aliases(task, spread).items() if value is not None}}
 
 
@@ -171,46 +487,31 @@ def _weighted_auc(weights: np.ndarray, is_positive: np.ndarray, score: np.ndarra
 def bootstrap_intervals(
     y_true, proba, task: Task, groups=None, *, n_resamples: int = N_RESAMPLES, seed: int = 0, level: float = 0.95
 ) -> dict:
-    """Percentile bootstrap intervals of the headline numbers, every resample computed at once.
+    """Percentile bootstrap intervals of the headline figures, every resample computed at once.
 
     Parameters
     ----------
     y_true, proba, task
         As in :func:`point_metrics`.
     groups : array, optional
-        Resample whole groups (patients) instead of images (see :func:`resample_weights`).
+        Resample whole groups (patients) instead of images (default: images; see :func:`resample_weights`).
     n_resamples, seed : int
+        Default :data:`N_RESAMPLES` and 0.
     level : float
+        Default 0.95.
 
     Returns
     -------
     dict
-        name -> [low, high] for :data:`HEADLINE` and the task's defined aliases.
+        name -> [low, high] for :data:`METRICS` and the task's defined aliases; [NaN, NaN] where no
+        resample defines the figure.
     """
-    y_true, proba = np.asarray(y_true), np.asarray(proba, dtype=np.float64)
-    weights = resample_weights(len(y_true), groups, n_resamples=n_resamples, seed=seed)
-    predicted = proba.argmax(axis=1)
-    predicted_positive = predicted == task.positive_index
-    positive = y_true == task.positive_index
-    correct = predicted == y_true
-
-    def weighted(mask):
-        return weights @ mask.astype(np.float64)
-
-    total = weights.sum(axis=1)
-    tp, fn = weighted(positive & predicted_positive), weighted(positive & ~predicted_positive)
-    fp, tn = weighted(~positive & predicted_positive), weighted(~positive & ~predicted_positive)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        samples = {
-            "accuracy": weighted(correct) / total,
-            "accuracy_2class": (tp + tn) / total,
-            "sensitivity": np.where(tp + fn > 0, tp / (tp + fn), np.nan),
-            "specificity": np.where(tn + fp > 0, tn / (tn + fp), np.nan),
-            "auc_positive": _weighted_auc(weights, positive, proba[:, task.positive_index]),
-        }
+    predictions = Predictions.of(y_true, proba, task)
+    weights = resample_weights(len(predictions.y_true), groups, n_resamples=n_resamples, seed=seed)
     tail = (1 - level) / 2 * 100
     intervals = {}
-    for name, values in samples.items():
+    for name, metric in METRICS.items():
+        values = metric.values(predictions, weights)
         finite = values[np.isfinite(values)]
         intervals[name] = (
             [float(np.percentile(finite, tail)), float(np.percentile(finite, 100 - tail))]

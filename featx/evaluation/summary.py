@@ -4,28 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from featx.evaluation.calibration import calibration_figures
-from featx.evaluation.metrics import summarize
+from featx.evaluation import calibration
+from featx.evaluation.metrics import DESCRIPTIVE, figure_names, summarize
 from featx.evaluation.results import Result
 from featx.evaluation.task import Task
 
-HEADLINE_KEYS = (
-    "accuracy",
-    "accuracy_3class",
-    "accuracy_2class",
-    "sensitivity",
-    "specificity",
-    "auc_positive",
-    "auc_covid",
-    "auc_macro",
-    "ppv",
-    "npv",
-    "ece_positive",
-    "ece_covid",
-    "per_class_recall",
-    "confusion",
-    "ci95",
-)
+HEADLINE_KEYS = (*figure_names(), *DESCRIPTIVE, *calibration.FIGURES, "per_class_recall", "confusion", "ci95")
+"""What ``fit --json`` and a model folder record of a cross-validation: the figures of
+:data:`featx.evaluation.metrics.METRICS` with their aliases, the further figures, calibration, the
+per-class recall, the confusion matrix and the intervals."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -54,7 +41,7 @@ class CVSummary:
         intervals resample its groups; calibration of the positive class's probability."""
         task = Task.of(result.classes, [result.classes[i] for i in result.y_true], positive)
         metrics = summarize(result.y_true, result.proba, result.fold, task, result.groups)
-        metrics.update(calibration_figures(result.y_true, result.proba, task))
+        metrics.update(calibration.calibration_figures(result.y_true, result.proba, task))
         return cls(result, task, metrics, reused)
 
     def __getitem__(self, name: str):

@@ -47,9 +47,10 @@ from typing import Annotated, Literal
 
 import numpy as np
 from pydantic import AfterValidator, Discriminator, Field, JsonValue, Tag, with_config
-from typing_extensions import TypedDict
+from typing_extensions import NotRequired, TypedDict
 
 from featx.backbones.registry import BACKBONES
+from featx.evaluation.metrics import figure_names
 from featx.exceptions import DivergedError, FeatxError, ModelFolderError, RecordError
 from featx.fileio import check_output_folder, os_errors, replaced_atomically
 from featx.heads.registry import get_head
@@ -92,33 +93,32 @@ Figure = Fraction | None
 """A cross-validated figure; None where the task or the data do not define it."""
 
 
-@with_config(STRICT)
-class CrossValidationFigures(TypedDict):
-    """The cross-validated headline figures a model folder records (JSON field names of ``fit --json``).
+CrossValidationFigures = with_config(STRICT)(
+    TypedDict(
+        "CrossValidationFigures",
+        {
+            **dict.fromkeys(figure_names(), NotRequired[Figure]),
+            "auc_macro": Figure,
+            "ppv": Figure,
+            "npv": Figure,
+            "ece_positive": Figure,
+            "ece_covid": Figure,
+            "per_class_recall": dict[str, Fraction],
+            "confusion": tuple[tuple[Annotated[int, Field(ge=0)], ...], ...],
+            "ci95": dict[str, tuple[Figure, Figure]],
+            "positive": Text,
+            "protocol": Text,
+            "variant": dict[str, JsonValue],
+            "result_file": str,
+        },
+    )
+)
+"""The cross-validated figures a model folder records (JSON field names of ``fit --json``).
 
-    A typed dict, so that every consumer reads it as the mapping ``fit --json`` prints, while the
-    schema declares each figure a fraction in [0, 1] or null.
-    """
-
-    accuracy: Figure
-    accuracy_3class: Figure
-    accuracy_2class: Figure
-    sensitivity: Figure
-    specificity: Figure
-    auc_positive: Figure
-    auc_covid: Figure
-    auc_macro: Figure
-    ppv: Figure
-    npv: Figure
-    ece_positive: Figure
-    ece_covid: Figure
-    per_class_recall: dict[str, Fraction]
-    confusion: tuple[tuple[Annotated[int, Field(ge=0)], ...], ...]
-    ci95: dict[str, tuple[Figure, Figure]]
-    positive: Text
-    protocol: Text
-    variant: dict[str, JsonValue]
-    result_file: str
+A typed dict, so that every consumer reads it as the mapping ``fit --json`` prints, while the schema
+declares each figure a fraction in [0, 1] or null. The headline figures are those of
+:data:`featx.evaluation.metrics.METRICS`; a folder written before a figure was added lacks it.
+"""
 
 
 @with_config(STRICT)

@@ -4,40 +4,31 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from featx.evaluation.results import Result, list_results
+from featx.evaluation.metrics import DESCRIPTIVE, METRICS, task_aliases
+from featx.evaluation.results import list_results
 from featx.evaluation.summary import CVSummary
+from featx.evaluation.task import Task
 from featx.fileio import write_csv as write_table
-from featx.study.formatting import percent
 
-PERCENT_METRICS = (
-    ("accuracy", "acc"),
-    ("accuracy_2class", "acc 2-class"),
-    ("sensitivity", "sens"),
-    ("specificity", "spec"),
-)
 DESCRIPTION = ("phase", "backbone", "weights", "head", "sampler", "protocol")
 
 
-def variant_row(result: Result, positive: str | None = None) -> dict:
-    """One comparison row: provenance, the paper's four numbers with 95% intervals, AUC, calibration, fit time.
-
-    ``acc`` is the accuracy over all classes (the paper's 3-class accuracy on its classes); the
-    binary figures are about ``positive`` (default: see :mod:`featx.evaluation.task`).
-    """
-    summary = CVSummary.of(result, reused=True, positive=positive)
-    metrics = summary.metrics
+def variant_row(summary: CVSummary) -> dict:
+    """One comparison row: provenance, each headline figure with its 95% interval and spread over folds,
+    the task's aliases, the further figures, calibration and fit time (fractions, not percentages)."""
+    result, metrics = summary.result, summary.metrics
     variant = result.variant.to_dict()
     row = {key: variant[key] for key in DESCRIPTION}
     row["positive"] = summary.task.positive
     row["input"] = "x".join(str(v) for v in variant["input_size"])
     row["images"] = len(result.y_true)
-    for key in [key for key, _label in PERCENT_METRICS] + ["auc_positive"]:
+    for key in METRICS:
         low, high = metrics["ci95"][key]
         row[key] = metrics[key]
         row[f"{key}_low"], row[f"{key}_high"] = low, high
         row[f"{key}_fold_std"] = metrics["per_fold"][key]["std"]
-    row["accuracy_3class"] = metrics["accuracy_3class"]
-    row["auc_macro"] = metrics["auc_macro"]
+    row.update(task_aliases(summary.task, metrics))
+    row.update({key: metrics[key] for key in DESCRIPTIVE})
     row["ece_positive"] = metrics["ece_positive"]
     row["fit_seconds"] = result.timings.total_seconds
     row["fit_gflops"] = result.timings.gflops
@@ -45,38 +36,36 @@ def variant_row(result: Result, positive: str | None = None) -> dict:
     return row
 
 
-def rows_of(results, positive: str | None = None) -> list[dict]:
-    """Comparison rows of ``results``, sorted by phase, backbone, protocol, head, sampler."""
-    rows = [variant_row(result, positive) for result in results]
-    return sorted(rows, key=lambda r: (r["phase"], r["backbone"], r["protocol"], r["head"], r["sampler"]))
+def variant_order(summary: CVSummary) -> tuple:
+    """The order of comparison rows: by phase, backbone, protocol, head, sampler."""
+    variant = summary.result.variant.to_dict()
+    return tuple(variant[key] for key in ("phase", "backbone", "protocol", "head", "sampler"))
 
 
-def compare_rows(cache_dir, dataset_id: str, positive: str | None = None) -> list[dict]:
-    """A row per stored variant of a dataset (see :func:`rows_of`)."""
-    return rows_of(list_results(cache_dir, dataset_id), positive)
+def compare_summaries(cache_dir, dataset_id: str, positive: str | None = None) -> list[CVSummary]:
+    """The summary of every stored variant of a dataset, its binary figures about ``positive`` (default:
+    see :mod:`featx.evaluation.task`), in :func:`variant_order`."""
+    summaries = [CVSummary.of(result, reused=True, positive=positive) for result in list_results(cache_dir, dataset_id)]
+    return sorted(summaries, key=variant_order)
 
 
-def markdown_table(rows: list[dict]) -> str:
-    """Markdown table of comparison rows (one positive class); percentages with 95% bootstrap intervals."""
-    positive = rows[0]["positive"] if rows else "positive"
+def markdown_table(rows: list[dict], task: Task) -> str:
+    """Markdown table of comparison rows of ``task``: each headline figure with its 95% bootstrap interval
+    (percentages without the sign), calibration and fit time."""
     header = (
         list(DESCRIPTION)
         + ["input"]
-        + [label for _key, label in PERCENT_METRICS]
-        + [f"AUC {positive}", f"ECE {positive}", "fit s"]
+        + [metric.abbreviation_for(task) for metric in METRICS.values()]
+        + [f"ECE {task.positive}", "fit s"]
     )
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
         cells = [str(row[key]) for key in DESCRIPTION] + [row["input"]]
         cells += [
-            f"{percent(row[key])} [{percent(row[key + '_low'])}, {percent(row[key + '_high'])}]"
-            for key, _label in PERCENT_METRICS
+            metric.unit.with_interval(row[key], (row[f"{key}_low"], row[f"{key}_high"]), suffix=False)
+            for key, metric in METRICS.items()
         ]
-        cells += [
-            f"{row['auc_positive']:.3f} [{row['auc_positive_low']:.3f}, {row['auc_positive_high']:.3f}]",
-            f"{row['ece_positive']:.3f}",
-            f"{row['fit_seconds']:.1f}",
-        ]
+        cells += [f"{row['ece_positive']:.3f}", f"{row['fit_seconds']:.1f}"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -5,15 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from featx.data.labels import PAPER_CLASSES
-from featx.evaluation.metrics import confusion
+from featx.evaluation.metrics import METRICS, confusion
 from featx.fileio import make_folder
 from featx.study.audit import Audit
 from featx.study.audit_report import add_audit_section, audit_summary
 from featx.study.document import Document
-from featx.study.formatting import percent, percent_with_interval
+from featx.study.formatting import percent
 from featx.study.plots import confusion_figure, roc_figure
 from featx.study.reproduce import Reproduction
-from featx.study.validation_report import add_validation_section, labels
+from featx.study.validation_report import add_validation_section
 from featx.study.validation_report import summary_lines as validation_summary
 
 PAPER = {  # Apostolopoulos & Mpesiana (2020), Tables 2 and 5: 2-class acc, 3-class acc, sensitivity, specificity (%)
@@ -89,14 +89,15 @@ def summary_lines(reproduction: Reproduction, audit: Audit | None) -> list[str]:
     else:
         lines = [f"These numbers describe the images in {reproduction.data}; they are not clinical performance."]
     for run in reproduction.runs:
-        variant, metrics, names = run.summary.result.variant, run.summary.metrics, labels(run.summary.task)
+        variant, metrics, task = run.summary.result.variant, run.summary.metrics, run.summary.task
         label = " (RANDOM-INIT backbone, not transfer learning)" if variant.weights_label == "random-init" else ""
+        figures = ", ".join(
+            f"{metric.label_for(task)} {metric.unit.with_interval(metrics[name], metrics['ci95'][name])}"
+            for name, metric in METRICS.items()
+        )
         lines.append(
             f"{run.subset}, {variant.features.backbone}{label} + {variant.head}, "
-            f"{variant.protocol.group_by}-level folds: {names['accuracy']} "
-            f"{percent_with_interval(metrics, 'accuracy')}%, {names['sensitivity']} "
-            f"{percent_with_interval(metrics, 'sensitivity')}%, {names['specificity']} "
-            f"{percent_with_interval(metrics, 'specificity')}%."
+            f"{variant.protocol.group_by}-level folds: {figures}."
         )
     for backbone, reason in reproduction.skipped.items():
         lines.append(f"{backbone} was skipped: {reason}.")
@@ -107,26 +108,31 @@ def summary_lines(reproduction: Reproduction, audit: Audit | None) -> list[str]:
 
 
 PAPER_FIGURES = ("accuracy_2class", "accuracy", "sensitivity", "specificity")
-"""The figures of the paper's tables, in its column order (:data:`PAPER` holds them in this order)."""
+"""The figures of the paper's tables, in its column order (:data:`PAPER` holds them in this order); the
+other headline figures follow them in featx's tables."""
 
 
 def _subset_section(doc: Document, subset: str, runs, out_dir: Path) -> None:
     """The subset's table: every run's figures, beside the paper's where the data has the paper's classes."""
     task = runs[0].summary.task
-    names = labels(task)
+    ours = [*PAPER_FIGURES, *(name for name in METRICS if name not in PAPER_FIGURES)]
     doc.heading(f"{subset}: our numbers" + (" beside the paper's (%)" if task.is_paper else " (%)"))
     header = ["backbone", "weights", "head", "protocol"]
-    for name in PAPER_FIGURES:
-        header += [names[name], "paper"] if task.is_paper else [names[name]]
-    header += [names["auc_positive"], "accuracy fold sd"]
+    for name in ours:
+        beside = task.is_paper and name in PAPER_FIGURES
+        header += [METRICS[name].label_for(task), "paper"] if beside else [METRICS[name].label_for(task)]
+    header += ["accuracy fold sd"]
     rows = []
     for run in runs:
         variant, m = run.summary.result.variant, run.summary.metrics
-        paper = PAPER.get((subset, variant.features.backbone), ("-",) * len(PAPER_FIGURES))
+        paper = dict(
+            zip(PAPER_FIGURES, PAPER.get((subset, variant.features.backbone), ("-",) * len(PAPER_FIGURES)), strict=True)
+        )
         row = [variant.features.backbone, variant.weights_label, variant.head, variant.protocol.group_by]
-        for name, reported in zip(PAPER_FIGURES, paper, strict=True):
-            row += [percent_with_interval(m, name), reported] if task.is_paper else [percent_with_interval(m, name)]
-        rows.append([*row, f"{m['auc_positive']:.3f}", percent(m["per_fold"]["accuracy"]["std"])])
+        for name in ours:
+            figure = METRICS[name].unit.with_interval(m[name], m["ci95"][name], suffix=False)
+            row += [figure, paper[name]] if task.is_paper and name in PAPER_FIGURES else [figure]
+        rows.append([*row, percent(m["per_fold"]["accuracy"]["std"])])
     doc.table(header, rows)
     if not task.is_paper:
         doc.paragraph(

@@ -17,32 +17,18 @@ import numpy as np
 import pandas as pd
 
 from featx.evaluation.calibration import reliability
-from featx.evaluation.metrics import bootstrap_intervals, point_metrics
+from featx.evaluation.metrics import METRICS, bootstrap_intervals, defined_figures, point_metrics
 from featx.evaluation.task import Task
 from featx.exceptions import DatasetError
 from featx.fileio import write_csv
 from featx.models.predict import LoadedModel, decode_each
 
-COMPARED = ("accuracy", "accuracy_2class", "sensitivity", "specificity", "auc_positive")
 log = logging.getLogger(__name__)
 
 
 def defined_metrics(present: set, task: Task) -> dict:
     """Which figures the classes present (indices into ``task.classes``) allow."""
-    positive, other = task.positive_index in present, bool(present - {task.positive_index})
-    every_class = present == set(range(len(task.classes)))
-    return {
-        "accuracy": every_class,
-        "accuracy_3class": every_class and task.is_paper,
-        "accuracy_2class": positive and other,
-        "sensitivity": positive,
-        "specificity": other,
-        "auc_positive": positive and other,
-        "auc_covid": positive and other and task.is_covid,
-        "auc_macro": len(present) >= 2,
-        "ppv": True,
-        "npv": True,
-    }
+    return {**defined_figures(present, task), "auc_macro": len(present) >= 2, "ppv": True, "npv": True}
 
 
 def external_metrics(y_true, proba, groups, task: Task) -> dict:
@@ -85,9 +71,9 @@ def _finite(value):
 
 
 def compare(external: dict, cv: dict) -> dict:
-    """Per figure both have: external, CV, the difference, and whether their 95% intervals overlap."""
+    """Per headline figure both have: external, CV, the difference, and whether their 95% intervals overlap."""
     rows = {}
-    for name in COMPARED:
+    for name in METRICS:
         if external.get(name) is None or cv.get(name) is None:
             continue
         low, high = external["ci95"][name]

@@ -2,85 +2,20 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from featx.evaluation.calibration import Reliability
+from featx.evaluation.metrics import METRICS
 from featx.study.document import Document
 from featx.study.formatting import percent
 from featx.study.plots import confusion_figure, reliability_figure, roc_figure
-from featx.study.validate import COMPARED, Validation
-
-
-def labels(task) -> dict:
-    """What each compared figure is called for this task."""
-    return {
-        "accuracy": "3-class accuracy" if task.is_paper else "accuracy (all classes)",
-        "accuracy_2class": f"2-class accuracy ({task.positive} vs rest)",
-        "sensitivity": f"{task.positive} sensitivity",
-        "specificity": f"{task.positive} specificity",
-        "auc_positive": f"ROC AUC ({task.positive} vs rest)",
-    }
-
-
-def undefined(task) -> dict:
-    """Why a figure cannot be computed on a folder that lacks some classes."""
-    return {
-        "accuracy": f"it needs every class the model predicts ({', '.join(task.classes)})",
-        "accuracy_2class": f"it needs {task.positive} and other images",
-        "sensitivity": f"the folder holds no {task.positive} image",
-        "specificity": f"the folder holds no image other than {task.positive}",
-        "auc_positive": f"it needs {task.positive} and other images",
-    }
-
-
-@dataclass(frozen=True, kw_only=True)
-class Unit:
-    """How a figure, and the difference of two figures, are written.
-
-    Attributes
-    ----------
-    scale : float
-        What a fraction is multiplied by (100 for percentages, 1 for an AUC).
-    digits : int
-        Decimals written.
-    figure_suffix : str
-        After a figure (``%``).
-    difference_suffix : str
-        After a difference (`` points``: the difference of two percentages is in percentage points).
-    """
-
-    scale: float
-    digits: int
-    figure_suffix: str
-    difference_suffix: str
-
-    def figure(self, value) -> str:
-        """``value`` in this unit, without suffix; ``n/a`` for None or NaN."""
-        return "n/a" if value is None or value != value else f"{value * self.scale:.{self.digits}f}"
-
-    def difference(self, value, signed: bool = True) -> str:
-        """A difference of two figures in this unit with its suffix: ``+21.5 points``, ``+0.215``."""
-        return f"{value * self.scale:{'+' if signed else ''}.{self.digits}f}{self.difference_suffix}"
-
-
-PERCENT = Unit(scale=100, digits=1, figure_suffix="%", difference_suffix=" points")
-AUC = Unit(scale=1, digits=3, figure_suffix="", difference_suffix="")
-UNITS = {
-    "accuracy": PERCENT,
-    "accuracy_2class": PERCENT,
-    "sensitivity": PERCENT,
-    "specificity": PERCENT,
-    "auc_positive": AUC,
-}
-"""The unit of each compared figure: the one place that says an AUC is not a percentage."""
+from featx.study.validate import Validation
 
 
 def _interval(metrics: dict, name: str) -> str:
-    unit, (low, high) = UNITS[name], metrics["ci95"][name]
-    return f"{unit.figure(metrics[name])}{unit.figure_suffix} [{unit.figure(low)}, {unit.figure(high)}]"
+    return METRICS[name].unit.with_interval(metrics[name], metrics["ci95"][name])
 
 
 def _sentence(text: str) -> str:
@@ -90,25 +25,25 @@ def _sentence(text: str) -> str:
 def summary_lines(validation: Validation) -> list[str]:
     """Plain-language findings, the shortfalls against cross-validation first."""
     external, cv = validation.external, validation.cv
-    names, why = labels(validation.task), undefined(validation.task)
     lines = [
         f"External validation of {validation.model_dir} on {validation.data}: {validation.images} images used, "
         f"{len(validation.skipped)} could not be decoded, {len(validation.excluded_overlap)} left out because the "
         f"model was trained on the same image."
     ]
     shortfalls, others = [], []
-    for name in COMPARED:
+    for name, metric in METRICS.items():
+        label = _sentence(metric.label_for(validation.task))
         if external.get(name) is None:
-            others.append(f"{_sentence(names[name])} cannot be computed here: {why[name]}.")
+            others.append(f"{label} cannot be computed here: {metric.needs.missing(validation.task)}.")
             continue
         if name not in validation.comparison:
             others.append(
-                f"{_sentence(names[name])}: {_interval(external, name)} externally (no cross-validated "
+                f"{label}: {_interval(external, name)} externally (no cross-validated "
                 "figure recorded in the model folder)."
             )
             continue
         row = validation.comparison[name]
-        gap = UNITS[name].difference(abs(row["difference"]), signed=False)
+        gap = metric.unit.difference(abs(row["difference"]), signed=False)
         direction = "lower" if row["difference"] < 0 else "higher"
         verdict = (
             "the intervals overlap, so the gap may be chance"
@@ -116,7 +51,7 @@ def summary_lines(validation: Validation) -> list[str]:
             else "the intervals do not overlap: the external figure differs from the CV estimate beyond chance"
         )
         sentence = (
-            f"{_sentence(names[name])}: {_interval(external, name)} externally vs {_interval(cv, name)} in "
+            f"{label}: {_interval(external, name)} externally vs {_interval(cv, name)} in "
             f"cross-validation, {gap} {direction}; {verdict}."
         )
         (shortfalls if row["difference"] < 0 and not row["intervals_overlap"] else others).append(sentence)
@@ -133,18 +68,17 @@ def summary_lines(validation: Validation) -> list[str]:
 def add_validation_section(doc: Document, validation: Validation, figures: Path, name: str) -> None:
     """Append the comparison table, per-class recall, confusion, ROC and reliability figures."""
     external, cv, task = validation.external, validation.cv, validation.task
-    names = labels(task)
     rows = []
-    for metric in COMPARED:
-        cv_cell = _interval(cv, metric) if cv.get(metric) is not None else "-"
-        ext_cell = _interval(external, metric) if external.get(metric) is not None else "n/a"
-        row = validation.comparison.get(metric)
+    for key, metric in METRICS.items():
+        cv_cell = _interval(cv, key) if cv.get(key) is not None else "-"
+        ext_cell = _interval(external, key) if external.get(key) is not None else "n/a"
+        row = validation.comparison.get(key)
         rows.append(
             [
-                names[metric],
+                metric.label_for(task),
                 ext_cell,
                 cv_cell,
-                "-" if row is None else UNITS[metric].difference(row["difference"]),
+                "-" if row is None else metric.unit.difference(row["difference"]),
                 "-" if row is None else ("yes" if row["intervals_overlap"] else "NO"),
             ]
         )

@@ -16,7 +16,10 @@ PAPER = Task(("covid", "pneumonia", "normal"), "covid")
     ],
 )
 def test_paper_table4_from_table3(tp, fp, tn, fn, sensitivity, specificity):
-    rates = metrics.binary_rates(tp, fp, tn, fn)
+    covid, other = 0, 2
+    y_true = np.repeat([covid, covid, other, other], [tp, fn, fp, tn])
+    y_pred = np.repeat([covid, other, covid, other], [tp, fn, fp, tn])
+    rates = metrics.point_metrics(y_true, _proba_for(y_pred), PAPER)
     # the paper truncates to two decimals: 222/224 = 99.107 is printed 99.10
     assert int(rates["sensitivity"] * 10000) / 100 == sensitivity
     assert int(rates["specificity"] * 10000) / 100 == specificity
@@ -136,12 +139,41 @@ def test_vectorised_bootstrap_equals_resampling_the_rows_one_by_one():
     groups = rng.integers(0, 40, 120)
     weights = metrics.resample_weights(120, groups, n_resamples=50, seed=4)
     intervals = metrics.bootstrap_intervals(y_true, proba, PAPER, groups, n_resamples=50, seed=4, level=0.5)
-    one_by_one = {name: [] for name in metrics.HEADLINE}
+    one_by_one = {name: [] for name in metrics.METRICS}
     for row in weights.astype(int):
         chosen = np.repeat(np.arange(120), row)
         point = metrics.point_metrics(y_true[chosen], proba[chosen], PAPER)
-        for name in metrics.HEADLINE:
+        for name in metrics.METRICS:
             one_by_one[name].append(point[name])
-    for name in metrics.HEADLINE:
+    for name in metrics.METRICS:
         expected = [np.nanpercentile(one_by_one[name], 25), np.nanpercentile(one_by_one[name], 75)]
         np.testing.assert_allclose(intervals[name], expected, rtol=1e-12)
+
+
+def test_point_auc_is_the_rank_sum_statistic_bit_for_bit():
+    from scipy.stats import rankdata
+
+    rng = np.random.default_rng(6)
+    y_true = rng.integers(0, 3, 500)
+    proba = np.round(rng.random((500, 3)), 2)  # ties
+    positive = y_true == 0
+    n_pos, n_neg = int(positive.sum()), int((~positive).sum())
+    rank_sum = (rankdata(proba[:, 0])[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
+    assert metrics.point_metrics(y_true, proba, PAPER)["auc_positive"] == rank_sum
+
+
+@pytest.mark.parametrize("classes, positive", [(("covid", "pneumonia", "normal"), "covid"), (("clear", "tb"), "tb")])
+def test_each_metric_names_the_positive_class_exactly_when_it_is_about_it(classes, positive):
+    task = Task(classes, positive)
+    for metric in metrics.METRICS.values():
+        assert (positive in metric.label_for(task)) == metric.needs.about_positive, metric.name
+
+
+def test_the_classes_present_decide_which_figures_are_defined():
+    only_positive = metrics.defined_figures({0}, PAPER)
+    assert [name for name, defined in only_positive.items() if defined] == ["sensitivity"]
+    no_pneumonia = metrics.defined_figures({0, 2}, PAPER)
+    assert not no_pneumonia["accuracy"] and not no_pneumonia["accuracy_3class"]
+    assert no_pneumonia["auc_positive"] and no_pneumonia["auc_covid"] and no_pneumonia["specificity"]
+    assert all(metrics.defined_figures({0, 1, 2}, PAPER).values())
+    assert not metrics.defined_figures({0, 1}, Task(("clear", "tb"), "tb"))["auc_covid"]

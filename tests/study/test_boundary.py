@@ -15,9 +15,10 @@ import pytest
 
 from featx.cli import main
 from featx.cli.app import build_parser
+from featx.evaluation.metrics import METRICS
 from featx.evaluation.task import Task
-from featx.study.validate import COMPARED, Validation, compare, external_metrics
-from featx.study.validation_report import UNITS, labels, validation_report
+from featx.study.validate import Validation, compare, external_metrics
+from featx.study.validation_report import validation_report
 from tests.realdata import SHARED_DATA, pick_rows, requires_data
 
 REPO = Path(__file__).resolve().parents[2]
@@ -169,10 +170,6 @@ def test_reproduce_of_the_paper_subsets_on_other_labels_is_refused_before_any_fi
 # --- differences in their own unit -----------------------------------------------------------------------------------
 
 
-def test_every_compared_figure_has_a_unit():
-    assert set(UNITS) == set(COMPARED)
-
-
 def _table_row(markdown: str, first_cell: str) -> list[str]:
     for line in markdown.splitlines():
         cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
@@ -208,7 +205,7 @@ def test_validation_differences_are_in_points_and_auc_units(seed, tmp_path):
     )
     validation = Validation("model", task, "external", len(y), [], [], external, cv, comparison, predictions)
     markdown = validation_report(validation, tmp_path)[0].read_text()
-    names = labels(task)
+    names = {name: metric.label_for(task) for name, metric in METRICS.items()}
     auc = comparison["auc_positive"]["difference"]
     assert _table_row(markdown, names["auc_positive"])[3] == f"{auc:+.3f}"
     for name in ("accuracy", "sensitivity", "specificity"):

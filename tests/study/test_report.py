@@ -5,16 +5,20 @@ from html.parser import HTMLParser
 
 from PIL import Image
 
+from featx.evaluation.metrics import METRICS, PERCENT, PLAIN
+from featx.evaluation.task import Task
 from featx.study.compare import markdown_table
 from featx.study.document import Document
-from featx.study.formatting import percent, percent_with_interval
+from featx.study.formatting import percent
 from featx.study.paper_report import PAPER, paper_table
 
 
 def test_percent_formats_fractions_and_says_na_for_undefined():
     assert percent(0.12345) == "12.3" and percent(None) == "n/a" and percent(math.nan) == "n/a"
-    metrics = {"sensitivity": 0.9, "ci95": {"sensitivity": [0.85, 0.95]}}
-    assert percent_with_interval(metrics, "sensitivity") == "90.0 [85.0, 95.0]"
+    assert PERCENT.with_interval(0.9, [0.85, 0.95], suffix=False) == "90.0 [85.0, 95.0]"
+    assert PERCENT.with_interval(0.9, [0.85, 0.95], precise=True) == "90.00% [85.0, 95.0]"
+    assert PLAIN.with_interval(0.9, [0.85, 0.95]) == "0.900 [0.850, 0.950]"
+    assert PERCENT.with_interval(math.nan, [None, math.nan]) == "n/a% [n/a, n/a]"
 
 
 def test_document_renders_markdown_and_escaped_self_contained_html(tmp_path):
@@ -75,20 +79,21 @@ def test_comparison_table_shows_intervals_and_na():
         "auc_positive_low": 0.8,
         "auc_positive_high": 0.95,
     }
-    for key, value in (
-        ("accuracy", 0.9),
-        ("accuracy_2class", 0.95),
-        ("sensitivity", 0.8),
-        ("specificity", math.nan),
-    ):
+    values = {"accuracy": 0.9, "accuracy_2class": 0.95, "sensitivity": 0.8, "specificity": math.nan}
+    for key in set(METRICS) - {"auc_positive"}:
+        value = values.get(key, 0.5)
         row.update({key: value, f"{key}_low": value - 0.05, f"{key}_high": value + 0.05})
-    lines = markdown_table([row]).splitlines()
-    assert lines[0].startswith("| phase | backbone | weights | head | sampler | protocol | input | acc | acc 2-class")
-    assert lines[0].endswith("| AUC covid | ECE covid | fit s |")
-    assert lines[2] == (
-        "| 2 | efficientnet_lite0 | imagenet | logreg | none | patient | 64x64 | 90.0 [85.0, 95.0] | "
-        "95.0 [90.0, 100.0] | 80.0 [75.0, 85.0] | n/a [n/a, n/a] | 0.900 [0.800, 0.950] | 0.042 | 1.2 |"
+    lines = markdown_table([row], Task(("covid", "pneumonia", "normal"), "covid")).splitlines()
+    assert lines[0].startswith(
+        "| phase | backbone | weights | head | sampler | protocol | input | 3-class acc | 2-class acc | covid sens "
+        "| covid spec | AUC covid"
     )
+    assert lines[0].endswith("| ECE covid | fit s |")
+    assert lines[2].startswith(
+        "| 2 | efficientnet_lite0 | imagenet | logreg | none | patient | 64x64 | 90.0 [85.0, 95.0] | "
+        "95.0 [90.0, 100.0] | 80.0 [75.0, 85.0] | n/a [n/a, n/a] | 0.900 [0.800, 0.950] | "
+    )
+    assert lines[2].endswith(" | 0.042 | 1.2 |")
 
 
 def test_paper_table_lists_the_papers_own_rows():
@@ -98,7 +103,7 @@ def test_paper_table_lists_the_papers_own_rows():
 
 
 def test_comparison_table_names_the_positive_class():
-    row = {key: 0.5 for key in ("accuracy", "accuracy_2class", "sensitivity", "specificity", "auc_positive")}
+    row = {key: 0.5 for key in METRICS}
     row.update({f"{key}_{end}": 0.5 for key in list(row) for end in ("low", "high")})
     row.update(
         phase=2,
@@ -112,4 +117,6 @@ def test_comparison_table_names_the_positive_class():
         ece_positive=0.1,
         positive="opacity",
     )
-    assert markdown_table([row]).splitlines()[0].endswith("| AUC opacity | ECE opacity | fit s |")
+    header = markdown_table([row], Task(("clear", "opacity"), "opacity")).splitlines()[0]
+    assert "| acc (2 classes) | 2-class acc | opacity sens | opacity spec | AUC opacity |" in header
+    assert header.endswith("| ECE opacity | fit s |")

@@ -29,17 +29,18 @@ def register(subparsers, common) -> None:
 
 def run(args) -> int:
     from featx.fileio import check_output_file
-    from featx.study.compare import compare_rows, markdown_table, write_csv
+    from featx.study.compare import compare_summaries, markdown_table, variant_row, write_csv
 
     dataset = inputs.dataset(args)
     csv = args.csv or check_output_file(f"{args.cache}/{dataset.id}/compare.csv", "--csv")
-    rows = compare_rows(args.cache, dataset.id, args.positive)
-    if not rows:
+    summaries = compare_summaries(args.cache, dataset.id, args.positive)
+    if not summaries:
         raise CacheError(f"No stored results for {dataset.describe()} in {args.cache}; run `featx fit` first")
+    rows = [variant_row(summary) for summary in summaries]
     path = write_csv(rows, csv)
     lines = [
         f"{dataset.describe()}; 95% bootstrap intervals (patients resampled under the patient protocol)",
-        markdown_table(rows),
+        markdown_table(rows, summaries[0].task),
         f"CSV: {path}",
     ]
     emit(args, {"dataset": dataset.describe(), "rows": rows, "csv": str(path)}, lines)

@@ -18,6 +18,7 @@ from featx.cli.options import (
 )
 from featx.cli.output import emit
 from featx.data.images import DEFAULT_SIZE
+from featx.evaluation.metrics import METRICS
 from featx.exceptions import MissingFeaturesError
 
 log = logging.getLogger("featx")
@@ -48,24 +49,16 @@ def register(subparsers, common) -> None:
 
 
 def metrics_lines(summary) -> list[str]:
-    """Three lines: the variant, its headline numbers with 95% intervals, where the result is."""
-    ci, task = summary["ci95"], summary.task
-    parts = []
-    for key, label in (
-        ("accuracy", "3-class acc" if task.is_paper else f"acc ({len(task.classes)} classes)"),
-        ("accuracy_2class", "2-class acc"),
-        ("sensitivity", f"{task.positive} sens"),
-        ("specificity", f"{task.positive} spec"),
-    ):
-        parts.append(f"{label} {summary[key] * 100:.2f}% [{ci[key][0] * 100:.1f}, {ci[key][1] * 100:.1f}]")
+    """Three lines: the variant, its headline figures with 95% intervals, where the result is."""
+    metrics, task = summary.metrics, summary.task
+    figures = [
+        f"{metric.abbreviation_for(task)} {metric.unit.with_interval(metrics[key], metrics['ci95'][key], precise=True)}"
+        for key, metric in METRICS.items()
+    ]
     result = summary.result
     timing = "reused stored result" if summary.reused else f"fit in {result.timings.total_seconds:.1f}s"
     label = " RANDOM-INIT" if result.variant.weights_label == "random-init" else ""
-    return [
-        f"{result.variant.describe()}{label} ({timing})",
-        "; ".join(parts) + f"; AUC {task.positive} {summary['auc_positive']:.3f}",
-        f"result: {result.path}",
-    ]
+    return [f"{result.variant.describe()}{label} ({timing})", "; ".join(figures), f"result: {result.path}"]
 
 
 def _chosen_features(args, dataset) -> list:
@@ -93,7 +86,7 @@ def run(args) -> int:
     from featx.evaluation.crossval import fit_variant
     from featx.heads.recipe import HeadRecipe
     from featx.heads.registry import resolve_head
-    from featx.study.compare import markdown_table, rows_of
+    from featx.study.compare import markdown_table, variant_order, variant_row
 
     dataset = inputs.dataset(args)
     protocol = inputs.protocol(args)
@@ -123,7 +116,8 @@ def run(args) -> int:
         )
     lines = [line for summary in summaries for line in metrics_lines(summary)]
     if len(summaries) > 1:
-        lines += ["", markdown_table(rows_of([summary.result for summary in summaries], args.positive))]
+        rows = [variant_row(summary) for summary in sorted(summaries, key=variant_order)]
+        lines += ["", markdown_table(rows, summaries[0].task)]
     payload = summaries[0].to_json() if len(summaries) == 1 else {"variants": [s.to_json() for s in summaries]}
     emit(args, payload, lines)
     return 0
