@@ -191,6 +191,22 @@ class RankArea:
 
 
 @dataclass(frozen=True, kw_only=True)
+class MeanRecall:
+    """The mean over the classes present of each class's recall (``sklearn.metrics.balanced_accuracy_score``).
+
+    No single pair of per-image masks: a paired comparison of two models resamples it."""
+
+    def values(self, predictions: Predictions, weights: np.ndarray) -> np.ndarray:
+        """The mean recall in each resample, (R,), each image weighted by ``weights`` (R, N)."""
+        classes = np.arange(predictions.proba.shape[1])
+        members = predictions.y_true[:, None] == classes
+        total = weights @ members.astype(np.float64)
+        hits = weights @ (members & (predictions.predicted[:, None] == classes)).astype(np.float64)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.nanmean(np.where(total > 0, hits / total, np.nan), axis=1)
+
+
+@dataclass(frozen=True, kw_only=True)
 class Alias:
     """The paper's name for a figure, carried where the task is the paper's.
 
@@ -224,7 +240,7 @@ class Metric:
     unit : Unit
     needs : ClassesNeeded
         The classes that must be present for it to be defined, and whether it is about the positive class.
-    statistic : Proportion or RankArea
+    statistic : Proportion, RankArea or MeanRecall
         How it is computed from predictions, in one resample or a thousand at once; its kind says
         how two models' figures are paired (accuracy-type: McNemar; rank-based: DeLong).
     alias : Alias, optional
@@ -236,7 +252,7 @@ class Metric:
     abbreviation: str
     unit: Unit
     needs: ClassesNeeded
-    statistic: Proportion | RankArea
+    statistic: Proportion | RankArea | MeanRecall
     alias: Alias | None = None
 
     def label_for(self, task: Task) -> str:
@@ -326,6 +342,14 @@ METRICS = {
             needs=POSITIVE_AND_OTHER,
             statistic=RankArea(),
             alias=Alias(name="auc_covid", defined=lambda task: task.is_covid),
+        ),
+        Metric(
+            name="balanced_accuracy",
+            label="balanced accuracy (mean recall over classes)",
+            abbreviation="bal acc",
+            unit=PERCENT,
+            needs=EVERY_CLASS,
+            statistic=MeanRecall(),
         ),
     )
 }

@@ -177,3 +177,13 @@ def test_the_classes_present_decide_which_figures_are_defined():
     assert no_pneumonia["auc_positive"] and no_pneumonia["auc_covid"] and no_pneumonia["specificity"]
     assert all(metrics.defined_figures({0, 1, 2}, PAPER).values())
     assert not metrics.defined_figures({0, 1}, Task(("clear", "tb"), "tb"))["auc_covid"]
+
+
+def test_balanced_accuracy_is_sklearns_mean_recall():
+    from sklearn.metrics import balanced_accuracy_score
+
+    rng = np.random.default_rng(8)
+    y_true = rng.choice(3, 200, p=[0.1, 0.3, 0.6])  # imbalanced, as the paper's data
+    proba = rng.dirichlet(np.ones(3), 200)
+    point = metrics.point_metrics(y_true, proba, PAPER)["balanced_accuracy"]
+    assert point == pytest.approx(balanced_accuracy_score(y_true, proba.argmax(axis=1)), abs=1e-15)
