@@ -18,7 +18,7 @@ from featx.evaluation.finetune import (
 from featx.evaluation.metrics import point_metrics
 from featx.evaluation.results import load_result
 from featx.evaluation.splits import Protocol
-from featx.exceptions import ParameterError, UnknownNameError
+from featx.exceptions import DatasetError, ParameterError, UnknownNameError
 from tests.realdata import LITE0_64
 
 
@@ -77,3 +77,14 @@ def test_finetune_lands_in_the_shared_format_and_reruns_identically_decoding_onc
     assert "0 of 36 images decoded" in caplog.text  # the second run reads every image from the pixel cache
     np.testing.assert_allclose(load_result(again.result.path).proba, result.proba, atol=1e-6)
     assert main(["compare", "--data", str(dataset.root), "--cache", str(tmp_path), "-q"]) == 0
+
+
+def test_an_image_that_does_not_decode_is_named_before_any_training(small_data, tmp_path):
+    import shutil
+
+    folder = shutil.copytree(small_data, tmp_path / "data")
+    victim = sorted((folder / "images").iterdir())[0]
+    victim.write_bytes(victim.read_bytes()[:300])
+    broken = load_dataset(folder)
+    with pytest.raises(DatasetError, match=f"1 image\\(s\\) cannot be decoded: .*{victim.name}"):
+        dataset_pixels(broken, LITE0_64.image, tmp_path / "cache")
