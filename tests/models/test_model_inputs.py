@@ -105,3 +105,16 @@ def test_a_repeated_validation_decodes_nothing(trained, external, tmp_path, capl
     again = validate(model_dir, external, cache_dir=tmp_path)
     assert "0 of 12 images decoded" in caplog.text
     pd.testing.assert_frame_equal(again.predictions, first.predictions)
+
+
+def test_predict_keeps_pixels_only_in_a_cache_it_is_given(trained, small_dataset, tmp_path, caplog):
+    model_dir, _ = trained
+    files = list(small_dataset.table["path"].iloc[:5])
+    caplog.set_level(logging.INFO, logger=DECODED)
+    plain = predict_files(model_dir, files).table
+    assert "5 of 5 images decoded (no pixel cache)" in caplog.text and not (tmp_path / "pixels").exists()
+    predict_files(model_dir, files, cache_dir=tmp_path)
+    caplog.clear()
+    cached = predict_files(model_dir, files, cache_dir=tmp_path).table
+    assert "0 of 5 images decoded" in caplog.text
+    pd.testing.assert_frame_equal(cached, plain)
