@@ -12,8 +12,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import numpy as np
-
 # (repeats, kernel, stride, expand ratio, in filters, out filters), EfficientNet-B0's stages.
 _B0_STAGES = (
     (1, 3, 1, 1, 32, 16),
@@ -102,7 +100,8 @@ def build(name: str, input_shape=(None, None, 3), include_top: bool = True):
     Returns
     -------
     keras.Model
-        Inputs are images already scaled by :func:`preprocess_input`; the layer named
+        Inputs are images already scaled by the ``lite`` preprocessing
+        (:data:`featx.backbones.registry.PREPROCESSINGS`); the layer named
         ``avg_pool`` gives the pooled features.
     """
     import keras
@@ -125,11 +124,6 @@ def build(name: str, input_shape=(None, None, 3), include_top: bool = True):
     if include_top:
         x = layers.Dense(1000, activation="softmax", name="_fc")(x)
     return keras.Model(inputs, x, name=name)
-
-
-def preprocess_input(images):
-    """Scale RGB pixels in [0, 255] as the Lite checkpoints expect: (x - 127) / 128."""
-    return (np.asarray(images, dtype=np.float32) - 127.0) / 128.0
 
 
 def port_state_dict(model, state: dict) -> None:

@@ -1,17 +1,94 @@
-"""Registry of backbones: name -> constructor, preprocessing, paper cutoff and head, sizes.
+"""Registries of backbones (name -> constructor, preprocessing, paper cutoff and head, sizes) and of
+their input preprocessings (name -> the scaling, written once for NumPy and for Keras).
 
-A plain dict of small frozen specs (as timm does); the CLI and the tests read it. Building a
+Plain dicts of small frozen specs (as timm does); the CLI and the tests read them. Building a
 model goes through :func:`featx.backbones.weights.build_base`, which applies the weights and
 returns the model with its provenance.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 from featx.exceptions import UnknownNameError
+
+IMAGENET_BGR_MEAN = np.asarray((103.939, 116.779, 123.68), dtype=np.float32)
+"""Caffe-style preprocessing (VGG19) subtracts this from BGR pixels, as Keras does."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Preprocessing:
+    """One way of scaling RGB pixels in [0, 255] into a backbone's input.
+
+    The scaling is plain arithmetic, so the same function runs on NumPy arrays (the host) and on
+    Keras tensors (the device, inside the model).
+
+    Attributes
+    ----------
+    name : str
+        Registry key; part of every store key and model manifest.
+    description : str
+    bgr : bool
+        Reverse the channels (RGB to BGR) before scaling.
+    scale : callable
+        float32 pixels -> the backbone's input.
+    """
+
+    name: str
+    description: str
+    bgr: bool
+    scale: Callable
+
+    def host(self, images) -> np.ndarray:
+        """Scale RGB images (N, H, W, 3), any numeric dtype, on the host: float32."""
+        x = np.asarray(images, dtype=np.float32)
+        return self.scale(x[..., ::-1] if self.bgr else x)
+
+    def layer(self):
+        """The scaling as a Keras layer, uint8 RGB in and float32 out, so that it runs on the model's device.
+
+        The layer keeps float32 under a mixed policy (the backbone casts its input itself).
+        """
+        import keras
+        from keras import ops
+
+        preprocessing = self
+
+        class Preprocess(keras.layers.Layer):
+            def call(self, images):
+                x = ops.cast(images, "float32")
+                return preprocessing.scale(ops.flip(x, axis=-1) if preprocessing.bgr else x)
+
+        return Preprocess(dtype="float32", name=f"preprocess_{self.name}")
+
+
+PREPROCESSINGS = {
+    entry.name: entry
+    for entry in (
+        Preprocessing(
+            name="caffe", description="BGR, ImageNet mean subtracted", bgr=True, scale=lambda x: x - IMAGENET_BGR_MEAN
+        ),
+        Preprocessing(name="tf", description="[-1, 1]", bgr=False, scale=lambda x: x / 127.5 - 1.0),
+        Preprocessing(name="lite", description="(x - 127) / 128", bgr=False, scale=lambda x: (x - 127.0) / 128.0),
+    )
+}
+
+
+def get_preprocessing(name: str) -> Preprocessing:
+    """Look a preprocessing up by name.
+
+    Raises
+    ------
+    UnknownNameError
+        Naming it and listing the registered names (an unknown mode is never read as another).
+    """
+    try:
+        return PREPROCESSINGS[name]
+    except (KeyError, TypeError):
+        raise UnknownNameError("preprocessing", name, PREPROCESSINGS) from None
 
 
 @dataclass(frozen=True)
@@ -27,8 +104,9 @@ class BackboneSpec:
     constructor : str
         Constructor name in that module (or in :mod:`featx.efficientnet_lite`).
     preprocessing : str
-        ``caffe`` (BGR mean subtraction), ``tf`` ([-1, 1]) or ``lite`` ((x - 127) / 128);
-        part of every cache key. Keras backbones use their module's own ``preprocess_input``.
+        A name from :data:`PREPROCESSINGS`: ``caffe`` (BGR mean subtraction), ``tf`` ([-1, 1]) or
+        ``lite`` ((x - 127) / 128); part of every cache key. For a Keras backbone it is what its
+        module's ``preprocess_input`` does (a test compares them).
     cutoff : int or None
         The paper's layer cutoff: the first ``cutoff`` layers stay frozen in phase 3.  None
         means "all but the last two blocks and the head convolution" (EfficientNet-Lite).
@@ -51,6 +129,9 @@ class BackboneSpec:
     feature_dim: int
     min_size: int
     imagenet_file: str | None
+
+    def __post_init__(self):
+        get_preprocessing(self.preprocessing)
 
 
 BACKBONES = {
@@ -133,43 +214,8 @@ def get_spec(name: str) -> BackboneSpec:
 
 
 def preprocess(spec: BackboneSpec, images: np.ndarray) -> np.ndarray:
-    """Apply the backbone's own preprocessing to RGB uint8 images (N, H, W, 3).
-
-    Returns
-    -------
-    numpy.ndarray of float32
-    """
-    images = np.asarray(images, dtype=np.float32)
-    if spec.preprocessing == "lite":
-        from featx.backbones.efficientnet_lite import preprocess_input
-
-        return preprocess_input(images)
-    import keras
-
-    return getattr(keras.applications, spec.keras_module).preprocess_input(images)
-
-
-IMAGENET_BGR_MEAN = (103.939, 116.779, 123.68)  # caffe-style preprocessing (VGG19), as Keras subtracts it
-
-
-def preprocessing_layer(spec: BackboneSpec):
-    """:func:`preprocess` as a Keras layer, so that it runs on the model's device: uint8 RGB in, float32 out.
-
-    The layer keeps float32 under a mixed policy (the backbone casts its input itself).
-    """
-    import keras
-    from keras import ops
-
-    class Preprocess(keras.layers.Layer):
-        def call(self, images):
-            x = ops.cast(images, "float32")
-            if spec.preprocessing == "lite":
-                return (x - 127.0) / 128.0
-            if spec.preprocessing == "tf":
-                return x / 127.5 - 1.0
-            return ops.flip(x, axis=-1) - ops.convert_to_tensor(IMAGENET_BGR_MEAN, dtype="float32")
-
-    return Preprocess(dtype="float32", name=f"preprocess_{spec.preprocessing}")
+    """Apply the backbone's own preprocessing to RGB images (N, H, W, 3) on the host: float32."""
+    return get_preprocessing(spec.preprocessing).host(images)
 
 
 def cutoff_for(spec: BackboneSpec, model) -> int:

@@ -3,9 +3,12 @@
 The first ``cutoff`` layers stay frozen; every BatchNorm layer stays in inference mode (its
 moving statistics and scale never change: the base is called with ``training=False`` and, since
 Keras 3 lets an outer ``training=True`` override that, BatchNorm layers are also made
-non-trainable); the model is compiled after trainability is set. Images stream from disk through a
-``keras.utils.PyDataset`` that decodes in worker threads, so memory does not grow with the
-dataset. Out-of-fold probabilities land in the same result format as phase 2.
+non-trainable); the model is compiled after trainability is set. Images reach the model as they
+reach phase 1's: by the variant's image record (input size, decoder, mask, preprocessing), through
+the decode pool and the pixel cache of the run's cache folder (:func:`featx.features.pixels.hold_pixels`),
+so a second run, or a run over images phase 1 has letterboxed, decodes nothing. The letterboxed
+pixels are held in memory (one channel for grayscale radiographs) and scaled batch by batch.
+Out-of-fold probabilities land in the same result format as phase 2.
 """
 
 from __future__ import annotations
@@ -22,17 +25,17 @@ import numpy as np
 from tqdm import tqdm
 
 from featx import limits
-from featx.backbones.registry import cutoff_for, preprocess
+from featx.backbones.registry import cutoff_for
 from featx.backbones.weights import PRECISIONS, build_base
-from featx.data import images
 from featx.evaluation.crossval import check_finite, provenance
 from featx.evaluation.results import Result, Timings, find_result, read_checkpoint, result_path
 from featx.evaluation.splits import Protocol, fold_of_each_image, load_or_make_split, protocol_groups
 from featx.evaluation.summary import CVSummary
 from featx.evaluation.variant import Variant
-from featx.exceptions import DivergedError, ParameterError, UnknownNameError
+from featx.exceptions import DatasetError, DivergedError, ParameterError, UnknownNameError
 from featx.features.forward import check_batch_memory
-from featx.features.identity import FeatureSpec
+from featx.features.identity import FeatureSpec, ImageRecord
+from featx.features.pixels import HeldPixels, hold_pixels
 from featx.features.store import load_features
 from featx.fileio import write_text_atomic
 from featx.heads.dense import dense_head, dense_layers, hidden_layers, is_dense_name
@@ -112,44 +115,69 @@ class FinetuneModel:
     provenance: dict
 
 
-def image_batches(paths, labels, features: FeatureSpec, batch_size: int, *, shuffle_seed=None, workers: int = 2):
-    """A ``keras.utils.PyDataset`` of preprocessed images (and labels when given).
+def dataset_pixels(dataset, image: ImageRecord, cache_dir) -> HeldPixels:
+    """Every image of ``dataset`` letterboxed as ``image`` says, read from (or kept in) ``cache_dir``'s pixel cache.
+
+    Raises
+    ------
+    ResourceError
+        When the letterboxed images would not fit in memory.
+    DatasetError
+        Naming each image that cannot be decoded (fine-tuning trains on every image of its folds).
+    """
+    width, height = image.input_size
+    limits.check_memory(
+        len(dataset) * width * height * 3,
+        f"holding {len(dataset)} letterboxed images at {width}x{height}",
+        "use a smaller --input-size or --subset",
+    )
+    held = hold_pixels(dataset.table["path"], dataset.table["content_hash"], image, cache_dir=cache_dir)
+    if held.failures:
+        listed = "; ".join(f"{dataset.table['image_id'].iat[p]}: {reason}" for p, reason in held.failures)
+        raise DatasetError(f"{dataset.root}: {len(held.failures)} image(s) cannot be decoded: {listed}")
+    return held
+
+
+def image_batches(pixels: HeldPixels, rows, labels, image: ImageRecord, batch_size: int, *, shuffle_seed=None):
+    """A ``keras.utils.PyDataset`` of the model inputs of held images (and their labels when given).
 
     Parameters
     ----------
-    paths : sequence of str
+    pixels : HeldPixels
+        Letterboxed images (see :func:`dataset_pixels`).
+    rows : numpy.ndarray of int
+        The images to serve, as indices into ``pixels.images``.
     labels : numpy.ndarray of int or None
-    features : FeatureSpec
-        Backbone (its preprocessing) and input size.
+        One per entry of ``rows``.
+    image : ImageRecord
+        Its preprocessing scales each batch.
     batch_size : int
     shuffle_seed : int, optional
         Shuffle the order at every epoch, reproducibly.
-    workers : int
-        Decoding threads.
     """
     import keras
 
-    spec, size = features.spec, features.input_size
+    rows = np.asarray(rows)
 
     class ImageBatches(keras.utils.PyDataset):
         def __init__(self):
-            super().__init__(workers=workers, use_multiprocessing=False, max_queue_size=4)
-            self.order = np.arange(len(paths))
+            super().__init__()
+            self.order = np.arange(len(rows))
             self.epoch = 0
             if shuffle_seed is not None:
                 self.on_epoch_end()
 
         def __len__(self):
-            return math.ceil(len(paths) / batch_size)
+            return math.ceil(len(rows) / batch_size)
 
         def __getitem__(self, index):
             chosen = self.order[index * batch_size : (index + 1) * batch_size]
-            batch = preprocess(spec, np.stack([images.load(paths[i], size) for i in chosen]))
+            batch = image.scale(pixels.rgb(rows[chosen]))
             return batch if labels is None else (batch, labels[chosen])
 
         def on_epoch_end(self):
             if shuffle_seed is not None:
-                self.order = np.random.default_rng(shuffle_seed + self.epoch).permutation(len(paths))
+                self.order = np.random.default_rng(shuffle_seed + self.epoch).permutation(len(rows))
                 self.epoch += 1
 
     return ImageBatches()
@@ -275,7 +303,9 @@ def finetune_variant(
     done = read_checkpoint(checkpoint) if checkpoint.exists() and not refit else {}
     fold = fold_of_each_image(split, dataset.table["image_id"])
     cached = load_features(cache_dir, variant.features, dataset).features if recipe.warm_start else None
-    trainer = _FoldTrainer(features, recipe, dataset, fold, protocol.seed, cached, progress)
+    image = variant.features.image  # what the result records is what the folds are trained on
+    pixels = dataset_pixels(dataset, image, cache_dir)
+    trainer = _FoldFinetuner(features, recipe, dataset, (pixels, image), fold, protocol.seed, cached, progress)
     proba = np.zeros((len(dataset), len(dataset.classes)))
     fold_seconds = []
     for k in tqdm(range(protocol.folds), desc="folds", disable=not progress, file=sys.stderr):
@@ -302,13 +332,14 @@ def finetune_variant(
     return CVSummary.of(result, reused=False, positive=positive)
 
 
-class _FoldTrainer:
-    """Fine-tunes one fold at a time over a dataset's images."""
+class _FoldFinetuner:
+    """Fine-tunes one fold at a time over a dataset's images (``inputs``: the held pixels of all of them, in
+    dataset order, and the image record that scales them)."""
 
-    def __init__(self, features, recipe, dataset, fold, seed, cached_features, progress):
+    def __init__(self, features, recipe, dataset, inputs, fold, seed, cached_features, progress):
         self.features = features
         self.recipe = recipe
-        self.paths = dataset.table["path"].to_numpy()
+        self.pixels, self.image = inputs
         self.y = dataset.label_indices()
         self.n_classes = len(dataset.classes)
         self.fold = fold
@@ -332,7 +363,7 @@ class _FoldTrainer:
         recipe = self.recipe
         built = self._fresh_model(k, train)
         batches = image_batches(
-            self.paths[train], self.y[train], self.features, recipe.batch_size, shuffle_seed=self.seed + k
+            self.pixels, train, self.y[train], self.image, recipe.batch_size, shuffle_seed=self.seed + k
         )
         if k == 0:
             n_folds = int(self.fold.max()) + 1
@@ -349,5 +380,5 @@ class _FoldTrainer:
             )
             built = self._fresh_model(k, train)  # the timing step changed the weights
         fit_model(built.model, batches, recipe.epochs, self.progress, fold=k)
-        test_batches = image_batches(self.paths[test], None, self.features, recipe.batch_size)
+        test_batches = image_batches(self.pixels, test, None, self.image, recipe.batch_size)
         return check_finite(np.asarray(built.model.predict(test_batches, verbose=0), dtype=np.float64), k)

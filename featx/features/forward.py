@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from featx.backbones.registry import preprocessing_layer
+from featx.backbones.registry import get_preprocessing
 from featx.backbones.weights import build_base
-from featx.features.identity import FeatureSpec
+from featx.features.identity import FeatureSpec, ImageRecord
 from featx.limits import check_memory
 
 ACTIVATION_BYTES_PER_PIXEL = 2 * 64 * 4
@@ -51,6 +51,19 @@ def check_batch_memory(batch_size: int, input_size) -> None:
     )
 
 
+def pixel_model(base, image: ImageRecord):
+    """``base`` fed letterboxed RGB uint8 pixels of ``image``'s size, scaled on the device by its preprocessing.
+
+    What computes a store's features (:class:`Forward`) and a saved head's (``predict``, ``validate``).
+    """
+    import keras
+
+    width, height = image.input_size
+    inputs = keras.Input(shape=(height, width, 3), dtype="uint8", name="pixels")
+    scaled = get_preprocessing(image.preprocessing).layer()(inputs)
+    return keras.Model(inputs, base(scaled), name=f"{base.name}_features")
+
+
 class Forward:
     """The backbone of ``features`` built for uint8 input, and the loop that feeds it.
 
@@ -77,9 +90,7 @@ class Forward:
 
         spec = features.spec
         base, self.provenance = build_base(spec, features.input_size, features.weights, features.precision)
-        width, height = features.input_size
-        inputs = keras.Input(shape=(height, width, 3), dtype="uint8", name="pixels")
-        self.model = keras.Model(inputs, base(preprocessing_layer(spec)(inputs)), name=f"{spec.name}_features")
+        self.model = pixel_model(base, features.image)
         self.feature_dim = spec.feature_dim
         self.batch_size = batch_size
         self._put = _device_put(keras.backend.backend())

@@ -1,7 +1,11 @@
-"""What names a feature store: the user's request (:class:`FeatureSpec`) and the key it resolves to.
+"""What names a feature store: the user's request (:class:`FeatureSpec`) and the key it resolves to;
+and how an image file becomes a model's input (:class:`ImageRecord`).
 
 A :class:`FeatureSpec` is what a user asks for (a backbone, its weights argument, an input
-size, an optional mask, the precision, the decoder). A :class:`StoreKey` is what the features
+size, an optional mask, the precision, the decoder). Its :attr:`FeatureSpec.image` is the
+:class:`ImageRecord` every phase reads pixels by: phase 1 (the store's pixels), phase 3
+(fine-tuning), ``predict`` and ``validate``; a model folder records it, so a model applies
+exactly the record it was trained with. A :class:`StoreKey` is what the features
 actually depend on: the backbone, the weights' label and sha256, the preprocessing (mask
 included), the input size, the decoder that made the pixels and the precision the model ran
 in, plus the dataset the store was made for. Two stores with equal keys but for the dataset id hold
@@ -16,9 +20,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Annotated, Literal
 
+import numpy as np
 from pydantic import Field
 
-from featx.backbones.registry import BACKBONES, BackboneSpec, get_spec
+from featx.backbones.registry import BACKBONES, PREPROCESSINGS, BackboneSpec, get_preprocessing, get_spec
 from featx.backbones.weights import PRECISIONS
 from featx.data.images import DECODERS, DEFAULT_DECODER, DEFAULT_SIZE, MASKS
 from featx.exceptions import ParameterError, UnknownNameError
@@ -27,6 +32,8 @@ from featx.records import STRICT, Text
 
 Side = Annotated[int, Field(ge=MIN_INPUT_SIDE, le=MAX_INPUT_SIDE)]
 """One side of an input size, in pixels."""
+MASK_SUFFIX = "+mask-"
+"""Joins a store key's preprocessing and its mask: ``tf+mask-lungs``."""
 
 
 def check_input_size(input_size) -> tuple[int, int]:
@@ -43,6 +50,51 @@ def check_input_size(input_size) -> tuple[int, int]:
     if width < 8 or height < 8:
         raise ParameterError("input_size", f"{width}x{height}", "must be at least 8 pixels a side")
     return width, height
+
+
+@dataclass(frozen=True, kw_only=True)
+class ImageRecord:
+    """How an image file becomes a model's input: decoded, masked, letterboxed, then scaled.
+
+    The pixels (uint8, what the pixel cache holds) depend on ``input_size``, ``decoder`` and
+    ``mask``; the backbone's ``preprocessing`` scales them. Also a record read back from model
+    manifests: its declared types are the schema.
+
+    Attributes
+    ----------
+    input_size : tuple of int
+        (width, height) of the letterbox.
+    decoder : str
+        How files become pixels (see :data:`featx.data.images.DECODERS`).
+    mask : str or None
+        A region blacked out before letterboxing (see :data:`featx.data.images.MASKS`), or None.
+    preprocessing : str
+        The backbone's input scaling (see :data:`featx.backbones.registry.PREPROCESSINGS`).
+
+    Raises
+    ------
+    ParameterError, UnknownNameError
+        On construction, naming the field and the value (an unknown preprocessing is never read as another).
+    """
+
+    __pydantic_config__ = STRICT
+
+    input_size: tuple[Side, Side]
+    decoder: Literal[DECODERS]
+    mask: Literal[tuple(MASKS)] | None
+    preprocessing: Literal[tuple(PREPROCESSINGS)]
+
+    def __post_init__(self):
+        object.__setattr__(self, "input_size", check_input_size(self.input_size))
+        if self.decoder not in DECODERS:
+            raise UnknownNameError("decoder", self.decoder, DECODERS)
+        if self.mask is not None and self.mask not in MASKS:
+            raise UnknownNameError("mask", self.mask, MASKS)
+        get_preprocessing(self.preprocessing)
+
+    def scale(self, pixels) -> np.ndarray:
+        """The model input of letterboxed RGB pixels (N, H, W, 3), scaled on the host: float32."""
+        return get_preprocessing(self.preprocessing).host(pixels)
 
 
 @dataclass(frozen=True)
@@ -90,6 +142,13 @@ class FeatureSpec:
         return get_spec(self.backbone)
 
     @property
+    def image(self) -> ImageRecord:
+        """How files become this backbone's input: the input size, decoder, mask and preprocessing."""
+        return ImageRecord(
+            input_size=self.input_size, decoder=self.decoder, mask=self.mask, preprocessing=self.spec.preprocessing
+        )
+
+    @property
     def size_text(self) -> str:
         """``WIDTHxHEIGHT``."""
         return f"{self.input_size[0]}x{self.input_size[1]}"
@@ -105,7 +164,7 @@ class FeatureSpec:
             backbone=spec.name,
             weights=weights["weights"],
             weights_sha256=weights["weights_sha256"],
-            preprocessing=spec.preprocessing + (f"+mask-{self.mask}" if self.mask else ""),
+            preprocessing=spec.preprocessing + (f"{MASK_SUFFIX}{self.mask}" if self.mask else ""),
             input_size=self.input_size,
             decoder=self.decoder,
             precision=self.precision,
@@ -152,6 +211,14 @@ class StoreKey:
     def as_attrs(self) -> dict:
         """The key as HDF5/JSON attributes (``input_size`` a list)."""
         return {**asdict(self), "input_size": list(self.input_size)}
+
+    @property
+    def image(self) -> ImageRecord:
+        """How the pixels of these features were made and scaled (the mask read off ``preprocessing``)."""
+        preprocessing, _, mask = self.preprocessing.partition(MASK_SUFFIX)
+        return ImageRecord(
+            input_size=self.input_size, decoder=self.decoder, mask=mask or None, preprocessing=preprocessing
+        )
 
     def for_dataset(self, dataset_id: str) -> StoreKey:
         """The same features for another dataset."""

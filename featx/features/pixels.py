@@ -1,4 +1,9 @@
-"""Decode once: the pixel cache, and the feed that gives an extraction its batches of pixels.
+"""Decode once: the pixel cache, and the feed that gives every phase its pixels.
+
+Every path from files to a model's input goes through here: phase 1 (:class:`PixelFeed`'s batches),
+and fine-tuning, ``predict`` and ``validate`` (:func:`hold_pixels`), each by the
+:class:`~featx.features.identity.ImageRecord` it applies, through the decode pool
+(:mod:`featx.data.pool`) and, where the command has a cache folder, the pixel cache.
 
 The pixel cache holds every image letterboxed once per (image content, input size, mask,
 decoder), as uint8 with one channel for grayscale content (radiographs) and three otherwise, so
@@ -21,23 +26,25 @@ import shutil
 import threading
 from collections import OrderedDict, deque
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Annotated, Literal
 
 import numpy as np
 from pydantic import Field
 
-from featx.data.images import DECODERS, MASKS
+from featx.data.images import DECODERS, MASKS, as_rgb
 from featx.data.pool import DecodePool
 from featx.exceptions import CacheError
-from featx.features.identity import Side
+from featx.features.identity import ImageRecord, Side
 from featx.fileio import make_folder, read_arrays_verified, write_arrays_atomic, write_text_atomic
 from featx.records import STRICT, Text, read_record
 
 PIXEL_FORMAT = 1
 MANIFEST = "pixels.json"
 PREFETCH_BATCHES = 2
+HOLD_BATCH = 64
+"""Images :func:`hold_pixels` asks the decode pool for at once."""
 CHUNKS_KEPT = 4  # chunks held in memory after reading: a subset walks its parent's chunks in order
 log = logging.getLogger(__name__)
 
@@ -57,6 +64,11 @@ class PixelKey:
     input_size: tuple
     mask: str | None
     decoder: str
+
+    @classmethod
+    def of(cls, image: ImageRecord) -> PixelKey:
+        """What the pixels of ``image`` depend on (its preprocessing scales them afterwards)."""
+        return cls(image.input_size, image.mask, image.decoder)
 
     def folder(self, cache_dir) -> Path:
         """``cache_dir/pixels/WxH-DECODER[-mask-NAME]``."""
@@ -271,6 +283,8 @@ class PixelBatch:
         (len(positions), height, width, 3) uint8.
     errors : list of (int, str)
         Positions that could not be decoded, with the reason.
+    results : dict
+        Content hash -> (pixels, (H, W) or (H, W, 3) uint8, or None; the reason or None) of every image of the batch.
     """
 
     first: int
@@ -278,6 +292,7 @@ class PixelBatch:
     positions: list
     pixels: np.ndarray
     errors: list
+    results: dict = field(repr=False, default_factory=dict)
 
 
 class PixelFeed:
@@ -346,6 +361,19 @@ class PixelFeed:
         return bound, wanted, missing, reading, decoding
 
     def _finish(self, pool, bound, wanted, missing, reading, decoding) -> PixelBatch:
+        first, last = bound
+        results = self._results(pool, wanted, missing, reading, decoding)
+        width, height = self.key.input_size
+        positions = [p for p in range(first, last) if results[self.hashes[p]][0] is not None]
+        pixels = np.empty((len(positions), height, width, 3), dtype=np.uint8)
+        for row, position in enumerate(positions):
+            image = results[self.hashes[position]][0]
+            pixels[row] = image[:, :, None] if image.ndim == 2 else image
+        errors = [(p, results[self.hashes[p]][1]) for p in range(first, last) if results[self.hashes[p]][0] is None]
+        return PixelBatch(first, last, positions, pixels, errors, results)
+
+    def _results(self, pool, wanted, missing, reading, decoding) -> dict:
+        """Pixels or failure reason per content hash of a batch; decoded ones counted and added to the cache."""
         results = dict(zip(missing, decoding.result(), strict=True)) if decoding is not None else {}
         if reading is not None:
             results.update(reading.result())
@@ -356,12 +384,76 @@ class PixelFeed:
         self.decoded += len(fresh)
         if self.cache is not None:
             self.cache.add(fresh, [results[digest] for digest in fresh])
-        first, last = bound
-        width, height = self.key.input_size
-        positions = [p for p in range(first, last) if results[self.hashes[p]][0] is not None]
-        pixels = np.empty((len(positions), height, width, 3), dtype=np.uint8)
-        for row, position in enumerate(positions):
-            image = results[self.hashes[position]][0]
-            pixels[row] = image[:, :, None] if image.ndim == 2 else image
-        errors = [(p, results[self.hashes[p]][1]) for p in range(first, last) if results[self.hashes[p]][0] is None]
-        return PixelBatch(first, last, positions, pixels, errors)
+        return results
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class HeldPixels:
+    """The letterboxed pixels of a list of files, held in memory (one channel for grayscale content).
+
+    Attributes
+    ----------
+    positions : list of int
+        Positions (in the list) of the files that decoded, in order.
+    images : list of numpy.ndarray
+        Their pixels, (H, W) or (H, W, 3) uint8, one per entry of ``positions``.
+    failures : list of (int, str)
+        Position and reason of each file that could not be decoded.
+    decoded : int
+        Images decoded by this call; the others were read from the pixel cache.
+    """
+
+    positions: list
+    images: list
+    failures: list
+    decoded: int
+
+    def rgb(self, rows) -> np.ndarray:
+        """The held images at ``rows`` (indices into :attr:`images`) as one (n, H, W, 3) uint8 array."""
+        return np.stack([as_rgb(self.images[row]) for row in rows])
+
+
+def hold_pixels(paths, content_hashes, image: ImageRecord, *, cache_dir=None, workers=None) -> HeldPixels:
+    """Letterbox every file as ``image`` says, through the decode pool and, given ``cache_dir``, the pixel cache.
+
+    The one way fine-tuning, ``predict`` and ``validate`` read images: the pixels are those phase 1
+    makes for the same record (the same decoder, mask and size; the same cache folder), so a model
+    sees the pixels its training rows were made from, and files the cache holds are not decoded
+    again. Says on the log how many images were decoded.
+
+    Parameters
+    ----------
+    paths, content_hashes : sequence of str
+        One per file.
+    image : ImageRecord
+    cache_dir : str or Path, optional
+        The command's cache folder: pixels are read from and kept in ``cache_dir/pixels``. None
+        decodes every file and keeps nothing.
+    workers : int, optional
+        Decoding processes (0: threads of this process; default: the CPUs this process may use).
+
+    Returns
+    -------
+    HeldPixels
+
+    Raises
+    ------
+    CacheError
+        When the pixel cache of this record was made with other decoding libraries (see :class:`PixelCache`).
+    """
+    key = PixelKey.of(image)
+    cache = PixelCache(cache_dir, key) if cache_dir is not None else None
+    feed = PixelFeed(paths, content_hashes, key, cache=cache, workers=workers)
+    bounds = [(first, min(first + HOLD_BATCH, len(feed.paths))) for first in range(0, len(feed.paths), HOLD_BATCH)]
+    positions, held, failures = [], [], []
+    for batch in feed.batches(bounds):
+        for position in range(batch.first, batch.last):
+            pixels, reason = batch.results[feed.hashes[position]]
+            if pixels is None:
+                failures.append((position, reason))
+            else:
+                positions.append(position)
+                held.append(pixels)
+    where = f"the rest read from {cache.path}" if cache is not None else "no pixel cache"
+    log.info("%d of %d images decoded (%s)", feed.decoded, len(feed.paths), where)
+    return HeldPixels(positions=positions, images=held, failures=failures, decoded=feed.decoded)

@@ -50,8 +50,10 @@ from pydantic import AfterValidator, Discriminator, Field, JsonValue, Tag, with_
 from typing_extensions import NotRequired, TypedDict
 
 from featx.backbones.registry import BACKBONES
+from featx.data.images import DECODERS, DEFAULT_DECODER, MASKS
 from featx.evaluation.metrics import figure_names
 from featx.exceptions import DivergedError, FeatxError, ModelFolderError, RecordError
+from featx.features.identity import ImageRecord
 from featx.fileio import check_output_folder, os_errors, replaced_atomically
 from featx.heads.registry import get_head
 from featx.limits import MAX_INPUT_SIDE, MIN_INPUT_SIDE
@@ -146,6 +148,13 @@ class ModelManifest:
     input_size : tuple of int
         (width, height), each within ``featx.limits.MIN_INPUT_SIDE``..``MAX_INPUT_SIDE``.
     preprocessing : str
+    decoder : str
+        How files became the training pixels (see :data:`featx.data.images.DECODERS`).
+    mask : str or None
+        The region blacked out in the training pixels (see :data:`featx.data.images.MASKS`), or None.
+        Manifests written before featx recorded ``decoder`` and ``mask`` lack both; they are read
+        as what ``predict`` applied to every model then: the default decoder (``jpeg-draft``) and
+        no mask.
     classes : tuple of str
         Distinct class names (any text), in the order of the model's probability columns.
     positive : str
@@ -178,6 +187,8 @@ class ModelManifest:
     weights_source: str
     input_size: tuple[Side, Side]
     preprocessing: Text
+    decoder: Literal[DECODERS] = DEFAULT_DECODER
+    mask: Literal[tuple(MASKS)] | None = None
     classes: Annotated[tuple[Text, ...], Field(min_length=1)]
     positive: Text
     head: Text
@@ -221,6 +232,13 @@ class ModelManifest:
                 f"model_file: {self.model_file!r} does not match finetuned ({str(self.finetuned).lower()}); "
                 f"a fine-tuned model is {FINETUNED_FILE}, a head one of {', '.join(HEAD_FILES.values())}"
             )
+
+    @property
+    def image(self) -> ImageRecord:
+        """How files become this model's input: the record it was trained with, and applies."""
+        return ImageRecord(
+            input_size=self.input_size, decoder=self.decoder, mask=self.mask, preprocessing=self.preprocessing
+        )
 
     def to_json(self) -> dict:
         """JSON-ready form."""

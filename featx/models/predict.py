@@ -1,4 +1,10 @@
-"""Prediction with a saved model folder: decode, letterbox, backbone, head; every file gets a row."""
+"""Prediction with a saved model folder: decode, letterbox, backbone, head; every file gets a row.
+
+Files become pixels exactly as the model's training rows did: by the image record its manifest
+holds (input size, decoder, mask, preprocessing), through phase 1's decode pool and, where a cache
+folder is given, its pixel cache (see :func:`featx.features.pixels.hold_pixels`); a head on frozen
+features gets them from the same uint8-in model phase 1 computes stores with.
+"""
 
 from __future__ import annotations
 
@@ -9,13 +15,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from featx.backbones.registry import get_spec, preprocess
+from featx.backbones.registry import get_spec
 from featx.backbones.weights import build_base, fingerprint
-from featx.data import images
 from featx.data.dataset import IMAGE_SUFFIXES, visible_files
-from featx.exceptions import DatasetError, ImageDecodeError, ModelFolderError, ParameterError
-from featx.features.forward import batch_memory
-from featx.fileio import write_csv
+from featx.data.images import as_rgb
+from featx.exceptions import DatasetError, FileSystemError, ModelFolderError, ParameterError
+from featx.features.forward import batch_memory, pixel_model
+from featx.features.identity import ImageRecord
+from featx.features.pixels import hold_pixels
+from featx.fileio import sha256_file, write_csv
 from featx.limits import check_memory
 from featx.models.folder import MANIFEST, ModelManifest, load_head, load_keras
 
@@ -29,6 +37,12 @@ class LoadedModel:
     ----------
     model_dir : str or Path
 
+    Attributes
+    ----------
+    image : ImageRecord
+        How files become this model's input: the record it was trained with (see
+        :attr:`featx.models.folder.ModelManifest.image`).
+
     Raises
     ------
     ModelFolderError
@@ -40,7 +54,8 @@ class LoadedModel:
         self.model_dir = Path(model_dir)
         self.manifest = ModelManifest.read(self.model_dir)
         self.spec = get_spec(self.manifest.backbone)
-        self.input_size = tuple(self.manifest.input_size)
+        self.image = self.manifest.image
+        self.input_size = self.image.input_size
         self.classes = list(self.manifest.classes)
         model_path = self.manifest.path_in(self.model_dir)
         if self.manifest.finetuned:
@@ -63,6 +78,7 @@ class LoadedModel:
                     f"({self.manifest.weights_sha256[:12] or 'none'})"
                 )
             self.base, _ = build_base(self.spec, self.input_size, self.manifest.weights_argument)
+            self.features_model = pixel_model(self.base, self.image)
 
     def _check_columns(self, model_path: Path, columns: int, named: int, field: str) -> None:
         if columns != named:
@@ -79,11 +95,10 @@ class LoadedModel:
         ModelFolderError
             When the model yields a probability that is NaN or infinite (its training diverged).
         """
-        x = preprocess(self.spec, batch)
         if self.head is None:
-            full = np.asarray(self.keras_model.predict(x, verbose=0), dtype=np.float64)
+            full = np.asarray(self.keras_model.predict(self.image.scale(batch), verbose=0), dtype=np.float64)
         else:
-            proba = self.head.predict_proba(np.asarray(self.base.predict(x, verbose=0)))
+            proba = self.head.predict_proba(np.asarray(self.features_model.predict(batch, verbose=0)))
             full = np.zeros((len(proba), len(self.classes)))
             full[:, list(self.manifest.head_classes)] = proba
         if not np.isfinite(full).all():
@@ -127,8 +142,19 @@ class LoadedModel:
         return self.head.keras_model
 
 
-def decode_each(paths, size) -> tuple[list, list]:
-    """Letterbox every file that decodes; name every one that does not.
+def read_pixels(paths, image: ImageRecord, content_hashes=None, *, cache_dir=None) -> tuple[list, list]:
+    """Letterbox every file that decodes as ``image`` says; name every one that does not.
+
+    Parameters
+    ----------
+    paths : sequence of str or Path
+    image : ImageRecord
+        The model's (:attr:`LoadedModel.image`).
+    content_hashes : sequence of str, optional
+        One per file, when known (a dataset's); default: hashed here, a file that cannot be read
+        failing with the reason.
+    cache_dir : str or Path, optional
+        Read and keep the pixels in this cache folder's pixel cache; default none.
 
     Returns
     -------
@@ -137,13 +163,27 @@ def decode_each(paths, size) -> tuple[list, list]:
     failures : list of (int, str)
         Position and reason of each file that cannot be decoded.
     """
-    decoded, failures = [], []
+    paths = [str(path) for path in paths]
+    if content_hashes is None:
+        known, failures = _readable_hashes(paths)
+    else:
+        known, failures = dict(enumerate(content_hashes)), []
+    readable = list(known)
+    held = hold_pixels([paths[p] for p in readable], list(known.values()), image, cache_dir=cache_dir)
+    decoded = [(readable[row], as_rgb(pixels)) for row, pixels in zip(held.positions, held.images, strict=True)]
+    failures += [(readable[row], reason) for row, reason in held.failures]
+    return decoded, sorted(failures)
+
+
+def _readable_hashes(paths) -> tuple[dict, list]:
+    """The content hash of each file that can be read, by position; the position and reason of each that cannot."""
+    hashes, failures = {}, []
     for position, path in enumerate(paths):
         try:
-            decoded.append((position, images.load(path, size)))
-        except ImageDecodeError as error:
-            failures.append((position, error.reason))
-    return decoded, failures
+            hashes[position] = sha256_file(path)
+        except FileSystemError as error:
+            failures.append((position, f"cannot be read ({error.cause})"))
+    return hashes, failures
 
 
 @dataclass(frozen=True)
@@ -197,7 +237,9 @@ def image_files(inputs) -> list[Path]:
     return files
 
 
-def predict_files(model_dir, inputs, *, out_csv=None, explain_dir=None, batch_size: int = 32) -> Predictions:
+def predict_files(
+    model_dir, inputs, *, out_csv=None, explain_dir=None, batch_size: int = 32, cache_dir=None
+) -> Predictions:
     """Predict every image; undecodable files get a row with their error, the rest still predict.
 
     Parameters
@@ -210,6 +252,9 @@ def predict_files(model_dir, inputs, *, out_csv=None, explain_dir=None, batch_si
     explain_dir : str or Path, optional
         Write a heatmap PNG per image (Grad-CAM, CAM or occlusion, by the head; see :mod:`featx.models.explain`).
     batch_size : int
+    cache_dir : str or Path, optional
+        Keep the letterboxed pixels in this cache folder's pixel cache (a repeated prediction decodes
+        nothing); default: decode every file, keep nothing.
 
     Returns
     -------
@@ -222,7 +267,7 @@ def predict_files(model_dir, inputs, *, out_csv=None, explain_dir=None, batch_si
     files = image_files(inputs)
     model = LoadedModel(model_dir)
     model.check_memory(len(files), batch_size)
-    positions, failures = decode_each(files, model.input_size)
+    positions, failures = read_pixels(files, model.image, cache_dir=cache_dir)
     decoded = [(files[position], image) for position, image in positions]
     rows = [{"file": str(files[position]), "error": reason} for position, reason in failures]
     proba = model.predict_images([image for _, image in decoded], batch_size)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 
+import numpy as np
+
 from featx import __version__
 from featx.backbones.weights import fingerprint
 from featx.cli.output import finite
@@ -12,6 +14,7 @@ from featx.evaluation.finetune import (
     FinetuneRecipe,
     build_finetune_model,
     compile_model,
+    dataset_pixels,
     fit_model,
     image_batches,
 )
@@ -115,7 +118,7 @@ def train_model(
     provenance = fingerprint(features.spec, features.weights)
     if isinstance(recipe, FinetuneRecipe):
         summary = _stored_summary(cache_dir, Variant.of(3, dataset, features, recipe, protocol), task.positive)
-        model = _finetuned_model(dataset, features, recipe, protocol.seed, progress)
+        model = _finetuned_model(dataset, features, recipe, protocol.seed, cache_dir, progress)
         trained = model.get_weights()
         write = _finetuned_writer(model)
         head_classes, sampler = tuple(range(len(dataset.classes))), "none"
@@ -150,6 +153,8 @@ def train_model(
             weights_source=provenance["weights_source"],
             input_size=features.input_size,
             preprocessing=features.spec.preprocessing,
+            decoder=features.decoder,
+            mask=features.mask,
             classes=dataset.classes,
             positive=task.positive,
             head=recipe.head,
@@ -180,16 +185,16 @@ def _stored_summary(cache_dir, variant, positive: str) -> CVSummary | None:
     return None if stored is None else CVSummary.of(stored, reused=True, positive=positive)
 
 
-def _finetuned_model(dataset, features: FeatureSpec, recipe: FinetuneRecipe, seed: int, progress: bool):
-    """The fine-tuned model trained on every image."""
+def _finetuned_model(dataset, features: FeatureSpec, recipe: FinetuneRecipe, seed: int, cache_dir, progress: bool):
+    """The fine-tuned model trained on every image (its pixels read through ``cache_dir``'s pixel cache)."""
     import keras
 
+    pixels = dataset_pixels(dataset, features.image, cache_dir)
     keras.utils.set_random_seed(seed)
     built = build_finetune_model(features, recipe, len(dataset.classes))
     compile_model(built.model, recipe.learning_rate)
-    batches = image_batches(
-        dataset.table["path"].to_numpy(), dataset.label_indices(), features, recipe.batch_size, shuffle_seed=seed
-    )
+    rows = np.arange(len(dataset))
+    batches = image_batches(pixels, rows, dataset.label_indices(), features.image, recipe.batch_size, shuffle_seed=seed)
     fit_model(built.model, batches, recipe.epochs, progress)
     return built.model
 

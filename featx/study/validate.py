@@ -21,7 +21,7 @@ from featx.evaluation.metrics import METRICS, bootstrap_intervals, defined_figur
 from featx.evaluation.task import Task
 from featx.exceptions import DatasetError
 from featx.fileio import write_csv
-from featx.models.predict import LoadedModel, decode_each
+from featx.models.predict import LoadedModel, read_pixels
 
 log = logging.getLogger(__name__)
 
@@ -141,10 +141,13 @@ class Validation:
         }
 
 
-def validate(model_dir, dataset, *, batch_size: int = 32) -> Validation:
+def validate(model_dir, dataset, *, batch_size: int = 32, cache_dir=None) -> Validation:
     """Run the model in ``model_dir`` over the labelled ``dataset`` and compare with its CV estimate.
 
     The binary figures are about the model's own positive class (recorded when it was trained).
+    The images become pixels by the model's own image record (see :func:`featx.models.predict.read_pixels`);
+    with ``cache_dir`` (default none) they are kept in its pixel cache, so a repeated validation
+    decodes nothing.
 
     Raises
     ------
@@ -167,7 +170,7 @@ def validate(model_dir, dataset, *, batch_size: int = 32) -> Validation:
         log.warning("%d external image(s) have the same content as training images and are excluded", len(excluded))
     candidates = table[~seen].reset_index(drop=True)
     model.check_memory(len(candidates), batch_size)
-    decoded, failures = decode_each(candidates["path"], model.input_size)
+    decoded, failures = read_pixels(candidates["path"], model.image, candidates["content_hash"], cache_dir=cache_dir)
     skipped = [{"file": candidates["image_id"].iat[position], "reason": reason} for position, reason in failures]
     for failure in skipped:
         log.warning("skipped %s: %s", failure["file"], failure["reason"])

@@ -5,7 +5,7 @@ import pytest
 from PIL import Image
 
 from featx.backbones import efficientnet_lite
-from featx.backbones.registry import cutoff_for, get_spec
+from featx.backbones.registry import cutoff_for, get_spec, preprocess
 from featx.backbones.weights import build_base
 
 skimage_data = pytest.importorskip("skimage.data")
@@ -23,17 +23,18 @@ def _classifier(name):
     return model, size
 
 
-def _top1(model, size, photo):
+def _top1(name, model, size, photo):
+    """The class the model ranks first, scaled by featx's own preprocessing of the backbone (so this checks it too)."""
     resized = np.asarray(Image.fromarray(photo).resize((size, size), Image.BICUBIC))
-    probabilities = model.predict(efficientnet_lite.preprocess_input(resized[None]), verbose=0)[0]
+    probabilities = model.predict(preprocess(get_spec(name), resized[None]), verbose=0)[0]
     return int(np.argmax(probabilities)), float(np.max(probabilities))
 
 
 @pytest.mark.parametrize("name", sorted(efficientnet_lite.VARIANTS))
 def test_imagenet_port_recognises_a_cat_and_an_espresso(name):
     model, size = _classifier(name)
-    cat, _ = _top1(model, size, skimage_data.chelsea())
-    espresso, confidence = _top1(model, size, skimage_data.coffee())
+    cat, _ = _top1(name, model, size, skimage_data.chelsea())
+    espresso, confidence = _top1(name, model, size, skimage_data.coffee())
     assert cat in CAT_CLASSES
     assert espresso == ESPRESSO and confidence > 0.5
 

@@ -1,9 +1,27 @@
+import dataclasses
+import re
+
 import numpy as np
 import pytest
 
-from featx.backbones.registry import BACKBONES, get_spec, preprocess
+from featx.backbones.registry import BACKBONES, PREPROCESSINGS, get_preprocessing, get_spec, preprocess
 from featx.backbones.weights import build_base
+from featx.data import images
 from featx.exceptions import ParameterError, UnknownNameError, WeightsError
+from featx.features.identity import ImageRecord
+from tests.realdata import SHARED_DATA, requires_data, shared_metadata
+
+LITE_MEAN_RGB, LITE_STDDEV_RGB = 127.0, 128.0
+"""The EfficientNet-Lite reference's input scaling (tensorflow/tpu, efficientnet_lite_builder.py)."""
+BAD_PREPROCESSINGS = [name.upper() for name in PREPROCESSINGS] + ["+".join(PREPROCESSINGS), ""]
+
+
+def _colour_radiographs(count: int = 2, size=(48, 40)) -> np.ndarray:
+    """(count, H, W, 3) uint8 whose channels are three different real radiographs, so channel order shows."""
+    files = [SHARED_DATA / name for name in shared_metadata()["filename"].iloc[: 3 * count]]
+    grey = np.stack([images.load_compact(path, size, decoder="plain") for path in files])
+    assert grey.ndim == 3  # one channel each
+    return np.stack([np.stack(grey[3 * i : 3 * i + 3], axis=-1) for i in range(count)])
 
 
 @pytest.mark.parametrize("name", sorted(BACKBONES))
@@ -16,14 +34,48 @@ def test_registry_entry_builds_with_random_weights(name):
     assert spec.cutoff is None or spec.cutoff < len(model.layers)
 
 
-@pytest.mark.parametrize("name", [n for n, s in BACKBONES.items() if s.keras_module])
-def test_preprocessing_matches_keras_applications(name):
+@requires_data
+@pytest.mark.parametrize("name", sorted(BACKBONES))
+def test_preprocessing_equals_the_backbones_reference_on_real_pixels(name):
+    """featx scales pixels itself; Keras' ``preprocess_input`` (or the Lite reference) is the independent check."""
     import keras
 
     spec = BACKBONES[name]
-    pixels = np.random.default_rng(0).integers(0, 256, size=(2, 8, 8, 3)).astype(np.float32)
-    reference = getattr(keras.applications, spec.keras_module).preprocess_input(pixels.copy())
-    np.testing.assert_allclose(preprocess(spec, pixels.astype(np.uint8)), reference, rtol=1e-6)
+    pixels = _colour_radiographs()
+    assert (pixels[..., 0] != pixels[..., 2]).mean() > 0.5
+    if spec.keras_module:
+        reference = getattr(keras.applications, spec.keras_module).preprocess_input(pixels.astype(np.float32))
+    else:
+        reference = (pixels.astype(np.float32) - LITE_MEAN_RGB) / LITE_STDDEV_RGB
+    np.testing.assert_allclose(preprocess(spec, pixels), reference, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("mode", sorted(PREPROCESSINGS))
+def test_preprocessing_on_the_device_equals_the_host(mode):
+    preprocessing = get_preprocessing(mode)
+    pixels = np.random.default_rng(0).integers(0, 256, (2, 8, 6, 3), dtype=np.uint8)
+    on_device = np.asarray(preprocessing.layer()(pixels))
+    assert on_device.dtype == np.float32
+    np.testing.assert_allclose(on_device, preprocessing.host(pixels), rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("mode", sorted(PREPROCESSINGS) + BAD_PREPROCESSINGS)
+def test_a_preprocessing_mode_is_registered_or_refused_by_name(mode):
+    """An unknown mode is an error wherever it is named (never read as caffe, as it once was)."""
+    spec = dataclasses.replace(BACKBONES["vgg19"], name="probe", preprocessing="caffe")
+    if mode in PREPROCESSINGS:
+        assert get_preprocessing(mode).name == mode
+        assert ImageRecord(input_size=(8, 8), decoder="plain", mask=None, preprocessing=mode).preprocessing == mode
+        assert dataclasses.replace(spec, preprocessing=mode).preprocessing == mode
+        return
+    refusal = f"Unknown preprocessing {mode!r}. Available: {', '.join(sorted(PREPROCESSINGS))}"
+    with pytest.raises(UnknownNameError) as caught:
+        get_preprocessing(mode)
+    assert str(caught.value) == refusal
+    with pytest.raises(UnknownNameError, match=re.escape(refusal)):
+        ImageRecord(input_size=(8, 8), decoder="plain", mask=None, preprocessing=mode)
+    with pytest.raises(UnknownNameError, match=re.escape(refusal)):
+        dataclasses.replace(spec, preprocessing=mode)
 
 
 def test_vgg19_preprocessing_is_caffe_style_bgr():

@@ -10,7 +10,7 @@ from featx.data.dataset import dataset_from_paths
 from featx.exceptions import CacheError
 from featx.features.extract import extract
 from featx.features.identity import FeatureSpec
-from featx.features.pixels import PixelCache, PixelKey
+from featx.features.pixels import PixelCache, PixelKey, hold_pixels
 from featx.features.store import open_store
 from featx.fileio import read_arrays_verified
 
@@ -77,3 +77,23 @@ def test_a_damaged_pixel_chunk_is_deleted_and_its_images_decoded_again(small_dat
     read_arrays_verified(chunk)  # written again, intact, from the images decoded anew
     reference = extract(small_dataset, MOBILENET, batch_size=4, cache_dir=warm_cache, progress=False)
     np.testing.assert_array_equal(open_store(summary.store).features, open_store(reference.store).features)
+
+
+def test_held_pixels_of_an_extracted_record_are_read_not_decoded(small_dataset, warm_cache):
+    paths, hashes = small_dataset.table["path"], small_dataset.table["content_hash"]
+    cached = hold_pixels(paths, hashes, LITE0.image, cache_dir=warm_cache)
+    assert cached.decoded == 0 and cached.positions == list(range(36)) and cached.failures == []
+    fresh = hold_pixels(paths, hashes, LITE0.image, workers=0)  # no cache: every image decoded, nothing kept
+    assert fresh.decoded == 36
+    for read, decoded in zip(cached.images, fresh.images, strict=True):
+        np.testing.assert_array_equal(read, decoded)
+    assert cached.rgb([0, 5]).shape == (2, 64, 64, 3)
+
+
+def test_held_pixels_name_the_files_that_do_not_decode(small_dataset, tmp_path):
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(open(small_dataset.table["path"].iat[0], "rb").read()[:300])
+    paths = [small_dataset.table["path"].iat[1], str(broken)]
+    held = hold_pixels(paths, ["a" * 64, "b" * 64], LITE0.image, cache_dir=tmp_path / "cache", workers=0)
+    assert held.positions == [0] and len(held.failures) == 1 and held.failures[0][0] == 1
+    assert "truncated" in held.failures[0][1]

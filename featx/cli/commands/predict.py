@@ -32,6 +32,12 @@ def register(subparsers, common) -> None:
         help="write a heatmap overlay per image: Grad-CAM, CAM (linear heads) or occlusion (tree and kernel heads)",
     )
     parser.add_argument("--batch-size", type=bounded("--batch-size"), default=32, help="images per forward pass")
+    parser.add_argument(
+        "--cache",
+        type=output_folder("--cache"),
+        metavar="DIR",
+        help="keep the letterboxed images in DIR/pixels, so that predicting them again decodes nothing (default: none)",
+    )
     parser.set_defaults(run=run)
 
 
@@ -40,7 +46,12 @@ def run(args) -> int:
     from featx.models.predict import predict_files
 
     predictions = predict_files(
-        args.model_dir, args.inputs, out_csv=args.out, explain_dir=args.explain, batch_size=args.batch_size
+        args.model_dir,
+        args.inputs,
+        out_csv=args.out,
+        explain_dir=args.explain,
+        batch_size=args.batch_size,
+        cache_dir=args.cache,
     )
     table = predictions.table
     for row in table[table["error"] != ""].itertuples():

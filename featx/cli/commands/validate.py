@@ -34,6 +34,12 @@ def register(subparsers, common) -> None:
         help="report folder (default: reports/validate-<model folder name>)",
     )
     parser.add_argument("--batch-size", type=bounded("--batch-size"), default=32, help="images per forward pass")
+    parser.add_argument(
+        "--cache",
+        type=output_folder("--cache"),
+        metavar="DIR",
+        help="keep the letterboxed images in DIR/pixels, so that a repeated validation decodes nothing (default: none)",
+    )
     parser.set_defaults(run=run)
 
 
@@ -45,7 +51,7 @@ def run(args) -> int:
 
     out = check_output_folder(args.out or f"reports/validate-{Path(args.model_dir).resolve().name}", "--out")
     dataset = load_dataset(args.data, min_classes=1)
-    validation = validate(args.model_dir, dataset, batch_size=args.batch_size)
+    validation = validate(args.model_dir, dataset, batch_size=args.batch_size, cache_dir=args.cache)
     with written_together(out) as staging:  # the report and the predictions it is computed from, or neither
         write_predictions(validation, staging)
         validation_report(validation, staging)
