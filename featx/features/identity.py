@@ -89,11 +89,6 @@ class FeatureSpec:
         """The backbone's registry entry."""
         return get_spec(self.backbone)
 
-    @property
-    def size_text(self) -> str:
-        """``WIDTHxHEIGHT``."""
-        return f"{self.input_size[0]}x{self.input_size[1]}"
-
     def key(self, dataset_id: str) -> StoreKey:
         """The store key of these features for dataset ``dataset_id`` (hashes the weights file)."""
         from featx.backbones.weights import fingerprint
