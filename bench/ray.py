@@ -26,6 +26,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]  # this 
 sys.path.insert(0, str(HERE.parent))
 
 from bench.extract import SHARED, first_images  # noqa: E402
+from featx.cli.options import size_text  # noqa: E402
 from featx.data.dataset import load_dataset  # noqa: E402
 from featx.features.engine import LocalEngine  # noqa: E402
 from featx.features.extract import extract  # noqa: E402
@@ -53,7 +54,7 @@ def main(argv=None) -> int:
     dataset = load_dataset(first_images(args.data, args.images))
     features = FeatureSpec(args.model, "imagenet" if args.model.startswith("efficientnet_lite") else "none")
     print(
-        f"{len(dataset)} radiographs, {args.model} at {features.size_text}, batch {args.batch_size}, "
+        f"{len(dataset)} radiographs, {args.model} at {size_text(features.input_size)}, batch {args.batch_size}, "
         f"{os.cpu_count()} CPUs",
         flush=True,
     )

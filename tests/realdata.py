@@ -1,11 +1,15 @@
 """The real radiographs in ../shared/data/cxr: where they are, and small copies of them for tests.
 
-Under CI (``CI`` set) a missing data folder fails the run (see ``conftest.pytest_configure``);
-elsewhere the tests that need it skip with the reason.
+``FEATX_TEST_DATA`` names another folder (a folder that does not exist hides the data, to check that
+the fast tier needs none). Under CI (``CI`` set) a missing data folder fails the run (see
+``conftest.pytest_configure``); elsewhere the tests that need it skip with the reason. Which tests
+need it is found from their code (:func:`reads_real_data`); ``conftest`` marks them ``realdata``.
 """
 
 from __future__ import annotations
 
+import inspect
+import os
 import shutil
 import subprocess
 import sys
@@ -17,14 +21,53 @@ import pytest
 from featx.features.identity import FeatureSpec
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = (REPO / ".." / "shared" / "data" / "cxr").resolve()
+DATA_ENV = "FEATX_TEST_DATA"
+SHARED_DATA = Path(os.environ.get(DATA_ENV) or REPO / ".." / "shared" / "data" / "cxr").resolve()
 HAVE_DATA = (SHARED_DATA / "metadata.csv").exists()
-MISSING = f"real chest X-ray data not found at {SHARED_DATA} (../shared/data/cxr beside the repo)"
+MISSING = f"real chest X-ray data not found at {SHARED_DATA} (../shared/data/cxr beside the repo, or ${DATA_ENV})"
 requires_data = pytest.mark.skipif(not HAVE_DATA, reason=MISSING)
 LITE0_64 = FeatureSpec("efficientnet_lite0", "imagenet", (64, 64))  # real ImageNet weights, a small input
+DATA_NAMES = frozenset({"SHARED_DATA", "shared_metadata", "pick_rows", "copy_subset", "require_data", "_need_data"})
+"""Names whose use in a test, its fixtures or the test helpers they call means the test reads the shared data."""
+marked_realdata = False
+"""Whether the test being set up is marked ``realdata`` (set by ``conftest.pytest_runtest_setup``)."""
+
+
+def require_data() -> None:
+    """Skip the running test when the shared data is missing; fail it when it is not marked ``realdata``
+    (then :func:`reads_real_data` missed it, and the fast tier would not run without the data)."""
+    if HAVE_DATA:
+        return
+    if not marked_realdata:
+        pytest.fail(f"{MISSING}; this test reads it but is not marked realdata: mark it @pytest.mark.realdata")
+    pytest.skip(MISSING)
+
+
+def reads_real_data(function, seen=None) -> bool:
+    """Whether ``function`` names the shared data (:data:`DATA_NAMES`), itself or through the functions
+    of the test modules it calls (followed by name through its globals, nested functions included)."""
+    function = inspect.unwrap(getattr(function, "__func__", function))
+    code = getattr(function, "__code__", None)
+    seen = set() if seen is None else seen
+    if code is None or code in seen:
+        return False
+    seen.add(code)
+    names, codes = set(), [code]
+    while codes:
+        current = codes.pop()
+        names.update(current.co_names)
+        codes += [const for const in current.co_consts if inspect.iscode(const)]
+    if names & DATA_NAMES:
+        return True
+    called = (function.__globals__.get(name) for name in names)
+    return any(
+        inspect.isfunction(callee) and callee.__module__.startswith("tests.") and reads_real_data(callee, seen)
+        for callee in called
+    )
 
 
 def shared_metadata() -> pd.DataFrame:
+    require_data()
     return pd.read_csv(SHARED_DATA / "metadata.csv", dtype=str, keep_default_na=False)
 
 

@@ -19,15 +19,13 @@ from featx.features.identity import StoreKey
 from featx.limits import MAX_SEED
 from featx.records import Text
 
-PHASES = {2: "head on cached features", 3: "fine-tuned past the cutoff"}
-
 
 @dataclass(frozen=True, kw_only=True)
 class VariantRecord(StoreKey):
     """A variant as result files (and model manifests) store it: the store key's fields, flat, and
     the head, its settings, the sampler, the protocol and the subset (see :meth:`Variant.to_dict`)."""
 
-    phase: Literal[tuple(PHASES)]
+    phase: Literal[2, 3]
     head: Text
     head_params: dict[str, bool | int | float | str | None]
     sampler: Text

@@ -148,11 +148,6 @@ class FeatureSpec:
             input_size=self.input_size, decoder=self.decoder, mask=self.mask, preprocessing=self.spec.preprocessing
         )
 
-    @property
-    def size_text(self) -> str:
-        """``WIDTHxHEIGHT``."""
-        return f"{self.input_size[0]}x{self.input_size[1]}"
-
     def key(self, dataset_id: str) -> StoreKey:
         """The store key of these features for dataset ``dataset_id`` (hashes the weights file)."""
         from featx.backbones.weights import fingerprint
