@@ -1,0 +1,549 @@
+"""Paired comparisons of variants evaluated on the same images: which differences are real.
+
+Two variants evaluated on the same folds are correlated: the images one gets wrong the other
+tends to get wrong too. Their marginal intervals, set side by side, overlap where the difference
+between them is clear, so a comparison is made on the pairs instead:
+
+- the difference of a metric (variant minus baseline) with a **paired bootstrap** interval: each
+  resample draws the same patients (or images, under the image protocol) for both variants;
+- a **paired test**: exact McNemar on the pooled out-of-fold predictions for the metrics that are
+  a share of images right (accuracy, sensitivity, ...), DeLong's test for two correlated ROC
+  AUCs (Sun & Xu's fast form), and the Nadeau-Bengio corrected resampled t-test on per-fold
+  scores for repeated folds;
+- p-values adjusted over the family of comparisons shown (Holm by default).
+
+A variant's metrics are those of :mod:`featx.evaluation.metrics`; each has a paired form in
+:data:`PAIRED_METRICS` (how a bootstrap resample weighs it, which test pairs it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+from scipy.stats import norm, rankdata
+from scipy.stats import t as student_t
+
+from featx.evaluation.metrics import HEADLINE, N_RESAMPLES, _weighted_auc, point_metrics, resample_weights
+from featx.evaluation.results import Result
+from featx.evaluation.task import Task
+from featx.exceptions import ParameterError, SplitError, UnknownNameError
+
+ALPHA = 0.05
+"""Adjusted p-values below this mark a difference as distinguishable from noise."""
+CORRECTIONS = {
+    "holm": "Holm's step-down (controls the family-wise error; featx's default)",
+    "bonferroni": "Bonferroni (controls the family-wise error; more conservative than Holm)",
+    "fdr_bh": "Benjamini-Hochberg (controls the false discovery rate)",
+    "none": "no adjustment",
+}
+"""Adjustments of p-values over a family of comparisons (statsmodels' ``multipletests`` methods)."""
+PAIRED_TESTS = {
+    "mcnemar": "exact McNemar on the pooled out-of-fold predictions",
+    "delong": "DeLong's test for two correlated ROC AUCs",
+    "corrected-t": "Nadeau-Bengio corrected resampled t-test on per-fold scores",
+}
+
+
+@dataclass(frozen=True, kw_only=True)
+class PairedTest:
+    """The outcome of a paired test.
+
+    Attributes
+    ----------
+    test : str
+        One of :data:`PAIRED_TESTS`.
+    statistic : float
+        McNemar: the smaller discordant count; DeLong: z; corrected t: t.
+    p_value : float
+        Two-sided; NaN where the data do not define the test (a class missing).
+    """
+
+    test: str
+    statistic: float
+    p_value: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class PairedDifference:
+    """How a variant differs from the baseline in one metric, on the same images.
+
+    Attributes
+    ----------
+    metric : str
+    baseline, variant : str
+        The variants' names (:meth:`featx.evaluation.variant.Variant.name`).
+    difference : float
+        Variant minus baseline, as a fraction.
+    interval : tuple of float
+        Paired bootstrap percentile interval of the difference, (low, high).
+    level : float
+        The interval's coverage (default 0.95).
+    test : str
+        The paired test (see :data:`PAIRED_TESTS`).
+    statistic, p_value : float
+        The test's statistic and unadjusted two-sided p-value (NaN: undefined).
+    p_adjusted : float
+        ``p_value`` adjusted over the family (see :func:`adjust_family`; a family of one until then).
+    distinguishable : bool
+        Whether ``p_adjusted`` is below the family's alpha (default :data:`ALPHA`).
+    """
+
+    metric: str
+    baseline: str
+    variant: str
+    difference: float
+    interval: tuple[float, float]
+    level: float
+    test: str
+    statistic: float
+    p_value: float
+    p_adjusted: float
+    distinguishable: bool
+
+
+# --- the tests -------------------------------------------------------------------------------
+
+
+def mcnemar_exact(right_baseline, right_variant) -> PairedTest:
+    """Exact McNemar test of two variants' right/wrong calls on the same images.
+
+    Parameters
+    ----------
+    right_baseline, right_variant : array of bool, (N,)
+        Whether each variant got each image right.
+
+    Returns
+    -------
+    PairedTest
+        ``statistic`` the smaller of the two discordant counts; ``p_value`` the exact two-sided
+        binomial p-value of the discordant pairs (1 when there are none).
+    """
+    from statsmodels.stats.contingency_tables import mcnemar
+
+    a, b = np.asarray(right_baseline, dtype=bool), np.asarray(right_variant, dtype=bool)
+    table = [[int(np.sum(a & b)), int(np.sum(a & ~b))], [int(np.sum(~a & b)), int(np.sum(~a & ~b))]]
+    outcome = mcnemar(table, exact=True)
+    return PairedTest(test="mcnemar", statistic=float(outcome.statistic), p_value=float(outcome.pvalue))
+
+
+def delong_covariance(is_positive, scores) -> tuple[np.ndarray, np.ndarray]:
+    """ROC AUCs of several scorings of the same images and DeLong's covariance of them.
+
+    Sun & Xu's fast form (IEEE Signal Processing Letters 21(11), 2014): the structural
+    components of DeLong et al. (Biometrics 44, 1988) from mid-ranks within the positives, within
+    the negatives and over all images, in O(N log N) per scoring. Ties count half.
+
+    Parameters
+    ----------
+    is_positive : array of bool, (N,)
+    scores : array of float, (K, N)
+        K scorings (one per variant) of the same N images.
+
+    Returns
+    -------
+    aucs : numpy.ndarray, (K,)
+    covariance : numpy.ndarray, (K, K)
+        NaN where fewer than two positives or two negatives make it undefined.
+    """
+    is_positive = np.asarray(is_positive, dtype=bool)
+    scores = np.atleast_2d(np.asarray(scores, dtype=np.float64))
+    m, n = int(is_positive.sum()), int((~is_positive).sum())
+    if m == 0 or n == 0:
+        return np.full(len(scores), np.nan), np.full((len(scores), len(scores)), np.nan)
+    overall = rankdata(scores, axis=1)
+    # V10: the share of negatives each positive outranks; V01: the share of positives each negative is outranked by
+    positive_placements = (overall[:, is_positive] - rankdata(scores[:, is_positive], axis=1)) / n
+    negative_placements = 1 - (overall[:, ~is_positive] - rankdata(scores[:, ~is_positive], axis=1)) / m
+    aucs = positive_placements.mean(axis=1)
+    if m < 2 or n < 2:
+        return aucs, np.full((len(scores), len(scores)), np.nan)
+    covariance = np.atleast_2d(np.cov(positive_placements)) / m + np.atleast_2d(np.cov(negative_placements)) / n
+    return aucs, covariance
+
+
+def delong_test(is_positive, score_baseline, score_variant) -> PairedTest:
+    """DeLong's test that two correlated ROC AUCs of the same images are equal.
+
+    Returns
+    -------
+    PairedTest
+        ``statistic`` z of (variant - baseline); ``p_value`` two-sided from the normal, 1 when both
+        AUCs and their variance of the difference are 0 (identical rankings), NaN when a class is
+        missing or has one image.
+    """
+    aucs, covariance = delong_covariance(is_positive, np.vstack([score_baseline, score_variant]))
+    difference = aucs[1] - aucs[0]
+    variance = covariance[0, 0] + covariance[1, 1] - 2 * covariance[0, 1]
+    if not np.isfinite(variance):
+        return PairedTest(test="delong", statistic=float("nan"), p_value=float("nan"))
+    if variance <= 0:
+        z = 0.0 if difference == 0 else float(np.sign(difference) * np.inf)
+    else:
+        z = float(difference / np.sqrt(variance))
+    return PairedTest(test="delong", statistic=z, p_value=float(2 * norm.sf(abs(z))))
+
+
+def corrected_resampled_ttest(differences, test_fraction: float) -> PairedTest:
+    """Nadeau & Bengio's corrected resampled t-test (Machine Learning 52, 2003) on per-fold differences.
+
+    The folds of repeated cross-validation share training images, so their scores are
+    correlated and the plain paired t-test is far too confident; the correction inflates the
+    variance of the mean by the test-to-training ratio.
+
+    Parameters
+    ----------
+    differences : array of float, (J,)
+        Per fold, variant's score minus baseline's, over every fold of every repeat (J = R * K).
+    test_fraction : float
+        Test images over training images of a fold: ``1 / (K - 1)`` for K folds; 0 gives the
+        plain paired t-test.
+
+    Returns
+    -------
+    PairedTest
+        ``statistic`` t with J - 1 degrees of freedom; ``p_value`` two-sided (1 when every
+        difference is 0, NaN with fewer than two finite folds).
+
+    Raises
+    ------
+    ParameterError
+        When ``test_fraction`` is negative.
+    """
+    if not test_fraction >= 0:
+        raise ParameterError("test_fraction", test_fraction, "must be >= 0 (test images over training images)")
+    differences = np.asarray(differences, dtype=np.float64)
+    differences = differences[np.isfinite(differences)]
+    folds = len(differences)
+    if folds < 2:
+        return PairedTest(test="corrected-t", statistic=float("nan"), p_value=float("nan"))
+    mean, variance = differences.mean(), differences.var(ddof=1)
+    if variance == 0:
+        t = 0.0 if mean == 0 else float(np.sign(mean) * np.inf)
+    else:
+        t = float(mean / np.sqrt((1 / folds + test_fraction) * variance))
+    return PairedTest(test="corrected-t", statistic=t, p_value=float(2 * student_t.sf(abs(t), folds - 1)))
+
+
+def adjust_family(
+    differences: Sequence[PairedDifference], *, correction: str = "holm", alpha: float = ALPHA
+) -> tuple[PairedDifference, ...]:
+    """The differences with their p-values adjusted over the family they form (the comparisons shown).
+
+    Undefined p-values (NaN) stay out of the family and are never distinguishable.
+
+    Parameters
+    ----------
+    differences : sequence of PairedDifference
+    correction : str
+        One of :data:`CORRECTIONS` (default ``holm``).
+    alpha : float
+        Family-wise level (default :data:`ALPHA`).
+
+    Raises
+    ------
+    UnknownNameError, ParameterError
+        For an unknown correction or an alpha outside (0, 1).
+    """
+    from statsmodels.stats.multitest import multipletests
+
+    if correction not in CORRECTIONS:
+        raise UnknownNameError("correction", correction, CORRECTIONS)
+    if not 0 < alpha < 1:
+        raise ParameterError("alpha", alpha, "must lie between 0 and 1")
+    p_values = np.array([difference.p_value for difference in differences], dtype=np.float64)
+    adjusted = p_values.copy()
+    defined = np.isfinite(p_values)
+    if correction != "none" and defined.any():
+        adjusted[defined] = multipletests(p_values[defined], method=correction)[1]
+    return tuple(
+        replace(difference, p_adjusted=float(p), distinguishable=bool(p < alpha))
+        for difference, p in zip(differences, adjusted, strict=True)
+    )
+
+
+# --- the metrics in paired form ----------------------------------------------------------------
+
+
+def percentile_interval(samples, level: float) -> tuple[float, float]:
+    """Percentile interval of the finite bootstrap ``samples`` (NaN, NaN when none is finite)."""
+    samples = np.asarray(samples, dtype=np.float64)
+    finite = samples[np.isfinite(samples)]
+    if not len(finite):
+        return float("nan"), float("nan")
+    tail = (1 - level) / 2 * 100
+    return float(np.percentile(finite, tail)), float(np.percentile(finite, 100 - tail))
+
+
+@dataclass(frozen=True, kw_only=True)
+class Proportion:
+    """A metric that is the share of the images it counts that a variant gets right.
+
+    Paired by exact McNemar on the counted images.
+
+    Attributes
+    ----------
+    counted : callable
+        ``(y_true, y_pred, task) -> bool array``: the images the share is over.
+    right : callable
+        ``(y_true, y_pred, task) -> bool array``: the images the variant gets right.
+    """
+
+    counted: Callable
+    right: Callable
+
+    def calls(self, y_true, proba, task: Task) -> tuple[np.ndarray, np.ndarray]:
+        """Which images are counted and which the variant gets right."""
+        y_pred = np.asarray(proba).argmax(axis=1)
+        return self.counted(y_true, y_pred, task), self.right(y_true, y_pred, task)
+
+    def resampled(self, weights, y_true, proba, task: Task) -> np.ndarray:
+        """The metric in every bootstrap resample, (n_resamples,) (NaN where nothing is counted)."""
+        counted, right = self.calls(y_true, proba, task)
+        total = weights @ counted.astype(np.float64)
+        hits = weights @ (counted & right).astype(np.float64)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(total > 0, hits / total, np.nan)
+
+    def test(self, y_true, proba_baseline, proba_variant, task: Task) -> PairedTest:
+        """Exact McNemar on the counted images."""
+        counted, right_baseline = self.calls(y_true, proba_baseline, task)
+        _, right_variant = self.calls(y_true, proba_variant, task)
+        return mcnemar_exact(right_baseline[counted], right_variant[counted])
+
+
+@dataclass(frozen=True, kw_only=True)
+class PositiveAUC:
+    """ROC AUC of the positive class's probability; paired by DeLong's test."""
+
+    def resampled(self, weights, y_true, proba, task: Task) -> np.ndarray:
+        """The AUC in every bootstrap resample, (n_resamples,) (NaN where a class is not drawn)."""
+        is_positive = np.asarray(y_true) == task.positive_index
+        return _weighted_auc(weights, is_positive, np.asarray(proba, dtype=np.float64)[:, task.positive_index])
+
+    def test(self, y_true, proba_baseline, proba_variant, task: Task) -> PairedTest:
+        """DeLong's test on the positive class's probabilities."""
+        column = task.positive_index
+        return delong_test(
+            np.asarray(y_true) == column, np.asarray(proba_baseline)[:, column], np.asarray(proba_variant)[:, column]
+        )
+
+
+def _every_image(y_true, _y_pred, _task):
+    return np.ones(len(y_true), dtype=bool)
+
+
+def _positives(y_true, _y_pred, task):
+    return np.asarray(y_true) == task.positive_index
+
+
+def _negatives(y_true, _y_pred, task):
+    return np.asarray(y_true) != task.positive_index
+
+
+def _class_right(y_true, y_pred, _task):
+    return y_pred == np.asarray(y_true)
+
+
+def _predicted_positive(_y_true, y_pred, task):
+    return y_pred == task.positive_index
+
+
+def _predicted_negative(_y_true, y_pred, task):
+    return y_pred != task.positive_index
+
+
+def _positive_vs_rest_right(y_true, y_pred, task):
+    return _predicted_positive(y_true, y_pred, task) == _positives(y_true, y_pred, task)
+
+
+PAIRED_METRICS = {
+    "accuracy": Proportion(counted=_every_image, right=_class_right),
+    "accuracy_2class": Proportion(counted=_every_image, right=_positive_vs_rest_right),
+    "sensitivity": Proportion(counted=_positives, right=_predicted_positive),
+    "specificity": Proportion(counted=_negatives, right=_predicted_negative),
+    "auc_positive": PositiveAUC(),
+}
+"""The headline metrics of :mod:`featx.evaluation.metrics` in paired form."""
+
+
+def paired_difference(
+    metric: str,
+    y_true,
+    proba_baseline,
+    proba_variant,
+    task: Task,
+    groups=None,
+    *,
+    names: tuple[str, str] = ("baseline", "variant"),
+    n_resamples: int = N_RESAMPLES,
+    seed: int = 0,
+    level: float = 0.95,
+) -> PairedDifference:
+    """The difference in ``metric`` between two variants' predictions of the same images.
+
+    Parameters
+    ----------
+    metric : str
+        One of :data:`PAIRED_METRICS`.
+    y_true : array of int, (N,)
+    proba_baseline, proba_variant : array of float, (N, len(task.classes))
+    task : Task
+    groups : array, optional
+        The bootstrap unit of each image (its patient); default: each image is its own.
+    names : tuple of str
+        The baseline's and the variant's names (default ``baseline``, ``variant``).
+    n_resamples, seed : int
+        Bootstrap resamples (default :data:`featx.evaluation.metrics.N_RESAMPLES`) and their seed (0).
+    level : float
+        Interval coverage (default 0.95).
+
+    Returns
+    -------
+    PairedDifference
+        Unadjusted (``p_adjusted`` is ``p_value``; see :func:`adjust_family`).
+    """
+    if metric not in PAIRED_METRICS:
+        raise UnknownNameError("metric", metric, PAIRED_METRICS)
+    paired = PAIRED_METRICS[metric]
+    y_true = np.asarray(y_true)
+    weights = resample_weights(len(y_true), groups, n_resamples=n_resamples, seed=seed)
+    variant_samples = paired.resampled(weights, y_true, proba_variant, task)
+    baseline_samples = paired.resampled(weights, y_true, proba_baseline, task)
+    difference = (
+        point_metrics(y_true, proba_variant, task)[metric] - point_metrics(y_true, proba_baseline, task)[metric]
+    )
+    outcome = paired.test(y_true, proba_baseline, proba_variant, task)
+    return PairedDifference(
+        metric=metric,
+        baseline=names[0],
+        variant=names[1],
+        difference=float(difference),
+        interval=percentile_interval(variant_samples - baseline_samples, level),
+        level=level,
+        test=outcome.test,
+        statistic=outcome.statistic,
+        p_value=outcome.p_value,
+        p_adjusted=outcome.p_value,
+        distinguishable=bool(outcome.p_value < ALPHA),
+    )
+
+
+# --- stored results --------------------------------------------------------------------------
+
+
+def _unpaired_reason(baseline: Result, result: Result) -> str | None:
+    """Why two stored results were not evaluated on the same images and folds, or None."""
+    mine, theirs = baseline.variant, result.variant
+    same = {
+        "dataset": (mine.features.dataset_id, theirs.features.dataset_id),
+        "subset": (mine.subset, theirs.subset),
+        "protocol": (mine.protocol, theirs.protocol),
+        "split file": (Path(baseline.provenance.split_file).name, Path(result.provenance.split_file).name),
+        "classes": (tuple(baseline.classes), tuple(result.classes)),
+    }
+    for what, (left, right) in same.items():
+        if left != right:
+            return f"different {what} ({left} vs {right})"
+    if set(baseline.image_ids) != set(result.image_ids):
+        return f"different images ({len(set(baseline.image_ids) ^ set(result.image_ids))} in one but not the other)"
+    order = _aligned(baseline, result)
+    for what in ("y_true", "fold", "groups"):
+        mismatched = np.flatnonzero(getattr(baseline, what) != getattr(result, what)[order])
+        if len(mismatched):
+            return f"different {what} for {len(mismatched)} images (first: {baseline.image_ids[mismatched[0]]})"
+    return None
+
+
+def _aligned(baseline: Result, result: Result) -> np.ndarray:
+    """The rows of ``result`` in the image order of ``baseline``."""
+    row = {image_id: index for index, image_id in enumerate(result.image_ids)}
+    return np.array([row[image_id] for image_id in baseline.image_ids], dtype=int)
+
+
+def compare_paired(
+    results: Sequence[Result],
+    *,
+    baseline: Result | None = None,
+    metrics: Sequence[str] = HEADLINE,
+    positive: str | None = None,
+    correction: str = "holm",
+    alpha: float = ALPHA,
+    n_resamples: int = N_RESAMPLES,
+    seed: int = 0,
+    level: float = 0.95,
+) -> tuple[PairedDifference, ...]:
+    """Every variant against the baseline, metric by metric, adjusted over the whole family.
+
+    Parameters
+    ----------
+    results : sequence of Result
+        Stored results of the variants, all evaluated on the same dataset, protocol, split file
+        and images.
+    baseline : Result, optional
+        One of ``results`` (default: the first).
+    metrics : sequence of str
+        Names in :data:`PAIRED_METRICS` (default :data:`featx.evaluation.metrics.HEADLINE`).
+    positive : str, optional
+        The positive class (default: see :mod:`featx.evaluation.task`).
+    correction : str
+        How p-values are adjusted over the family (variants x metrics); default ``holm``.
+    alpha : float
+        Default :data:`ALPHA`.
+    n_resamples, seed, level
+        The paired bootstrap's (see :func:`paired_difference`); the bootstrap resamples each
+        result's groups (patients, or images under the image protocol).
+
+    Returns
+    -------
+    tuple of PairedDifference
+        Variant by variant (in the order of ``results``), metric by metric.
+
+    Raises
+    ------
+    SplitError
+        When a result was not evaluated on the baseline's dataset, protocol, split file, images,
+        labels, folds or groups (naming both files and the difference).
+    ParameterError
+        When ``baseline`` is not one of ``results``, or fewer than two results are given.
+    UnknownNameError
+        For a metric without a paired form.
+    """
+    results = list(results)
+    if len(results) < 2:
+        raise ParameterError("results", len(results), "must hold a baseline and at least one variant")
+    baseline = results[0] if baseline is None else baseline
+    if not any(result is baseline for result in results):
+        raise ParameterError("baseline", baseline.variant.name(), "must be one of the results compared")
+    for metric in metrics:
+        if metric not in PAIRED_METRICS:
+            raise UnknownNameError("metric", metric, PAIRED_METRICS)
+    others = [result for result in results if result is not baseline]
+    for result in others:
+        reason = _unpaired_reason(baseline, result)
+        if reason:
+            raise SplitError(
+                f"cannot pair {result.path or result.variant.name()} with the baseline "
+                f"{baseline.path or baseline.variant.name()}: {reason}; compare variants fitted on the same "
+                "dataset, protocol and saved folds"
+            )
+    task = Task.of(baseline.classes, [baseline.classes[i] for i in baseline.y_true], positive)
+    differences = [
+        paired_difference(
+            metric,
+            baseline.y_true,
+            baseline.proba,
+            result.proba[_aligned(baseline, result)],
+            task,
+            baseline.groups,
+            names=(baseline.variant.name(), result.variant.name()),
+            n_resamples=n_resamples,
+            seed=seed,
+            level=level,
+        )
+        for result in others
+        for metric in metrics
+    ]
+    return adjust_family(differences, correction=correction, alpha=alpha)
