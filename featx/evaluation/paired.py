@@ -26,7 +26,14 @@ import numpy as np
 from scipy.stats import norm, rankdata
 from scipy.stats import t as student_t
 
-from featx.evaluation.metrics import HEADLINE, N_RESAMPLES, _weighted_auc, point_metrics, resample_weights
+from featx.evaluation.metrics import (
+    HEADLINE,
+    N_RESAMPLES,
+    _weighted_auc,
+    per_fold,
+    point_metrics,
+    resample_weights,
+)
 from featx.evaluation.results import Result
 from featx.evaluation.task import Task
 from featx.exceptions import ParameterError, SplitError, UnknownNameError
@@ -377,6 +384,7 @@ def paired_difference(
     task: Task,
     groups=None,
     *,
+    fold=None,
     names: tuple[str, str] = ("baseline", "variant"),
     n_resamples: int = N_RESAMPLES,
     seed: int = 0,
@@ -384,15 +392,23 @@ def paired_difference(
 ) -> PairedDifference:
     """The difference in ``metric`` between two variants' predictions of the same images.
 
+    With one split set the test is the metric's own (:data:`PAIRED_METRICS`). Over R repeated
+    split sets the difference and its interval are averaged over the split sets (each bootstrap
+    resample draws the same patients for every split set and both variants) and the test is the
+    corrected resampled t-test on the R x K per-fold differences.
+
     Parameters
     ----------
     metric : str
         One of :data:`PAIRED_METRICS`.
     y_true : array of int, (N,)
-    proba_baseline, proba_variant : array of float, (N, len(task.classes))
+    proba_baseline, proba_variant : array of float, (N, len(task.classes)) or (R, N, len(task.classes))
+        Out-of-fold predictions of one split set, or of R repeated split sets.
     task : Task
     groups : array, optional
         The bootstrap unit of each image (its patient); default: each image is its own.
+    fold : array of int, (R, N), optional
+        Each image's test fold in each split set; needed with more than one split set.
     names : tuple of str
         The baseline's and the variant's names (default ``baseline``, ``variant``).
     n_resamples, seed : int
@@ -404,24 +420,39 @@ def paired_difference(
     -------
     PairedDifference
         Unadjusted (``p_adjusted`` is ``p_value``; see :func:`adjust_family`).
+
+    Raises
+    ------
+    UnknownNameError
+        For a metric without a paired form.
+    ParameterError
+        When repeated split sets come without ``fold``.
     """
     if metric not in PAIRED_METRICS:
         raise UnknownNameError("metric", metric, PAIRED_METRICS)
     paired = PAIRED_METRICS[metric]
     y_true = np.asarray(y_true)
+    repeats_baseline = _repeats(proba_baseline)
+    repeats_variant = _repeats(proba_variant)
     weights = resample_weights(len(y_true), groups, n_resamples=n_resamples, seed=seed)
-    variant_samples = paired.resampled(weights, y_true, proba_variant, task)
-    baseline_samples = paired.resampled(weights, y_true, proba_baseline, task)
-    difference = (
-        point_metrics(y_true, proba_variant, task)[metric] - point_metrics(y_true, proba_baseline, task)[metric]
-    )
-    outcome = paired.test(y_true, proba_baseline, proba_variant, task)
+    resampled, differences = [], []
+    for baseline, variant in zip(repeats_baseline, repeats_variant, strict=True):
+        resampled.append(
+            paired.resampled(weights, y_true, variant, task) - paired.resampled(weights, y_true, baseline, task)
+        )
+        differences.append(point_metrics(y_true, variant, task)[metric] - point_metrics(y_true, baseline, task)[metric])
+    if len(repeats_baseline) == 1:
+        outcome = paired.test(y_true, repeats_baseline[0], repeats_variant[0], task)
+    elif fold is None:
+        raise ParameterError("fold", fold, "must give each image's test fold in each of the repeated split sets")
+    else:
+        outcome = _fold_test(metric, y_true, repeats_baseline, repeats_variant, np.asarray(fold), task)
     return PairedDifference(
         metric=metric,
         baseline=names[0],
         variant=names[1],
-        difference=float(difference),
-        interval=percentile_interval(variant_samples - baseline_samples, level),
+        difference=float(np.mean(differences)),
+        interval=percentile_interval(np.mean(resampled, axis=0), level),
         level=level,
         test=outcome.test,
         statistic=outcome.statistic,
@@ -431,42 +462,96 @@ def paired_difference(
     )
 
 
+def _repeats(proba) -> np.ndarray:
+    """Predictions as (R, N, C): one split set becomes R = 1."""
+    proba = np.asarray(proba, dtype=np.float64)
+    return proba[None] if proba.ndim == 2 else proba
+
+
+def _fold_test(metric: str, y_true, repeats_baseline, repeats_variant, fold, task: Task) -> PairedTest:
+    """The corrected resampled t-test of ``metric`` over every fold of every split set."""
+    differences, fold_counts = [], []
+    for baseline, variant, assignment in zip(repeats_baseline, repeats_variant, fold, strict=True):
+        scores = [per_fold(y_true, proba, assignment, task)[metric]["values"] for proba in (baseline, variant)]
+        differences.extend(np.subtract(scores[1], scores[0]))
+        fold_counts.append(len(np.unique(assignment)))
+    return corrected_resampled_ttest(differences, test_fraction=1 / (min(fold_counts) - 1))
+
+
 # --- stored results --------------------------------------------------------------------------
 
 
-def _unpaired_reason(baseline: Result, result: Result) -> str | None:
-    """Why two stored results were not evaluated on the same images and folds, or None."""
-    mine, theirs = baseline.variant, result.variant
+def _mismatch(first: Result, other: Result, *, same_folds: bool) -> str | None:
+    """Why two stored results are not of the same images (and, with ``same_folds``, the same folds), or None."""
+    mine, theirs = first.variant, other.variant
     same = {
         "dataset": (mine.features.dataset_id, theirs.features.dataset_id),
         "subset": (mine.subset, theirs.subset),
-        "protocol": (mine.protocol, theirs.protocol),
-        "split file": (Path(baseline.provenance.split_file).name, Path(result.provenance.split_file).name),
-        "classes": (tuple(baseline.classes), tuple(result.classes)),
+        "classes": (tuple(first.classes), tuple(other.classes)),
     }
+    if same_folds:
+        same["protocol"] = (mine.protocol, theirs.protocol)
+        same["split file"] = (Path(first.provenance.split_file).name, Path(other.provenance.split_file).name)
     for what, (left, right) in same.items():
         if left != right:
             return f"different {what} ({left} vs {right})"
-    if set(baseline.image_ids) != set(result.image_ids):
-        return f"different images ({len(set(baseline.image_ids) ^ set(result.image_ids))} in one but not the other)"
-    order = _aligned(baseline, result)
-    for what in ("y_true", "fold", "groups"):
-        mismatched = np.flatnonzero(getattr(baseline, what) != getattr(result, what)[order])
+    if set(first.image_ids) != set(other.image_ids):
+        return f"different images ({len(set(first.image_ids) ^ set(other.image_ids))} in one but not the other)"
+    order = _aligned(first, other)
+    for what in ("y_true", "fold", "groups") if same_folds else ("y_true", "groups"):
+        mismatched = np.flatnonzero(getattr(first, what) != getattr(other, what)[order])
         if len(mismatched):
-            return f"different {what} for {len(mismatched)} images (first: {baseline.image_ids[mismatched[0]]})"
+            return f"different {what} for {len(mismatched)} images (first: {first.image_ids[mismatched[0]]})"
     return None
 
 
-def _aligned(baseline: Result, result: Result) -> np.ndarray:
-    """The rows of ``result`` in the image order of ``baseline``."""
-    row = {image_id: index for index, image_id in enumerate(result.image_ids)}
-    return np.array([row[image_id] for image_id in baseline.image_ids], dtype=int)
+def _aligned(first: Result, other: Result) -> np.ndarray:
+    """The rows of ``other`` in the image order of ``first``."""
+    row = {image_id: index for index, image_id in enumerate(other.image_ids)}
+    return np.array([row[image_id] for image_id in first.image_ids], dtype=int)
+
+
+def _label(result: Result) -> str:
+    return str(result.path or result.variant.name())
+
+
+def _check_runs(baseline: tuple, run: tuple) -> None:
+    """Refuse a variant's results that do not pair, split set by split set, with the baseline's."""
+    if not run or len(run) != len(baseline):
+        named = _label(run[0]) if run else "a variant"
+        raise SplitError(
+            f"cannot pair {named} with the baseline {_label(baseline[0])}: results on {len(run)} split sets for "
+            f"the baseline's {len(baseline)}; give every variant the same split sets"
+        )
+    for mine, theirs in zip(baseline, run, strict=True):
+        reason = _mismatch(mine, theirs, same_folds=True)
+        if reason:
+            raise SplitError(
+                f"cannot pair {_label(theirs)} with the baseline {_label(mine)}: {reason}; compare variants "
+                "fitted on the same dataset, protocol and saved folds"
+            )
+
+
+def _check_repeats(baseline: tuple) -> None:
+    """Refuse repeated split sets that are not of the same images or that repeat a split file."""
+    if not baseline:
+        raise ParameterError("baseline", baseline, "must hold at least one result")
+    split_files = [Path(result.provenance.split_file).name for result in baseline]
+    if len(set(split_files)) != len(split_files):
+        raise SplitError(
+            f"the baseline's results repeat a split set ({', '.join(split_files)}); repeated cross-validation "
+            "needs split sets of different seeds"
+        )
+    for result in baseline[1:]:
+        reason = _mismatch(baseline[0], result, same_folds=False)
+        if reason:
+            raise SplitError(f"cannot repeat {_label(result)} with {_label(baseline[0])}: {reason}")
 
 
 def compare_paired(
-    results: Sequence[Result],
+    variants: Sequence[Result | Sequence[Result]],
     *,
-    baseline: Result | None = None,
+    baseline: Result | Sequence[Result] | None = None,
     metrics: Sequence[str] = HEADLINE,
     positive: str | None = None,
     correction: str = "holm",
@@ -479,11 +564,11 @@ def compare_paired(
 
     Parameters
     ----------
-    results : sequence of Result
-        Stored results of the variants, all evaluated on the same dataset, protocol, split file
-        and images.
-    baseline : Result, optional
-        One of ``results`` (default: the first).
+    variants : sequence of Result, or of sequences of Result
+        Each variant's stored result, or its results over repeated split sets (the same split
+        sets, in the same order, for every variant); all of the same dataset and images.
+    baseline : Result or sequence of Result, optional
+        One of ``variants`` (default: the first).
     metrics : sequence of str
         Names in :data:`PAIRED_METRICS` (default :data:`featx.evaluation.metrics.HEADLINE`).
     positive : str, optional
@@ -493,57 +578,66 @@ def compare_paired(
     alpha : float
         Default :data:`ALPHA`.
     n_resamples, seed, level
-        The paired bootstrap's (see :func:`paired_difference`); the bootstrap resamples each
-        result's groups (patients, or images under the image protocol).
+        The paired bootstrap's (see :func:`paired_difference`); the bootstrap resamples the
+        baseline's groups (patients, or images under the image protocol).
 
     Returns
     -------
     tuple of PairedDifference
-        Variant by variant (in the order of ``results``), metric by metric.
+        Variant by variant (in the order of ``variants``), metric by metric; tested by
+        :data:`PAIRED_METRICS` on one split set, by the corrected resampled t-test on several.
 
     Raises
     ------
     SplitError
-        When a result was not evaluated on the baseline's dataset, protocol, split file, images,
-        labels, folds or groups (naming both files and the difference).
+        When a variant's results were not evaluated on the baseline's dataset, protocol, split
+        files, images, labels, folds or groups (naming both files and the difference), or repeated
+        split sets repeat a split file or differ in their images.
     ParameterError
-        When ``baseline`` is not one of ``results``, or fewer than two results are given.
+        When ``baseline`` is not one of ``variants``, or fewer than two variants are given.
     UnknownNameError
         For a metric without a paired form.
     """
-    results = list(results)
-    if len(results) < 2:
-        raise ParameterError("results", len(results), "must hold a baseline and at least one variant")
-    baseline = results[0] if baseline is None else baseline
-    if not any(result is baseline for result in results):
-        raise ParameterError("baseline", baseline.variant.name(), "must be one of the results compared")
+    variants = list(variants)
+    if len(variants) < 2:
+        raise ParameterError("variants", len(variants), "must hold a baseline and at least one variant")
+    baseline = variants[0] if baseline is None else baseline
+    if not any(variant is baseline for variant in variants):
+        raise ParameterError("baseline", _label(_runs(baseline)[0]), "must be one of the variants compared")
     for metric in metrics:
         if metric not in PAIRED_METRICS:
             raise UnknownNameError("metric", metric, PAIRED_METRICS)
-    others = [result for result in results if result is not baseline]
-    for result in others:
-        reason = _unpaired_reason(baseline, result)
-        if reason:
-            raise SplitError(
-                f"cannot pair {result.path or result.variant.name()} with the baseline "
-                f"{baseline.path or baseline.variant.name()}: {reason}; compare variants fitted on the same "
-                "dataset, protocol and saved folds"
-            )
-    task = Task.of(baseline.classes, [baseline.classes[i] for i in baseline.y_true], positive)
+    others = [_runs(variant) for variant in variants if variant is not baseline]
+    baseline = _runs(baseline)
+    _check_repeats(baseline)
+    for run in others:
+        _check_runs(baseline, run)
+    first = baseline[0]
+    task = Task.of(first.classes, [first.classes[i] for i in first.y_true], positive)
+
+    def stacked(run, field):
+        return np.stack([getattr(result, field)[_aligned(first, result)] for result in run])
+
     differences = [
         paired_difference(
             metric,
-            baseline.y_true,
-            baseline.proba,
-            result.proba[_aligned(baseline, result)],
+            first.y_true,
+            stacked(baseline, "proba"),
+            stacked(run, "proba"),
             task,
-            baseline.groups,
-            names=(baseline.variant.name(), result.variant.name()),
+            first.groups,
+            fold=stacked(baseline, "fold"),
+            names=(first.variant.name(), run[0].variant.name()),
             n_resamples=n_resamples,
             seed=seed,
             level=level,
         )
-        for result in others
+        for run in others
         for metric in metrics
     ]
     return adjust_family(differences, correction=correction, alpha=alpha)
+
+
+def _runs(variant: Result | Sequence[Result]) -> tuple[Result, ...]:
+    """A variant's results, one per split set."""
+    return (variant,) if isinstance(variant, Result) else tuple(variant)

@@ -396,3 +396,65 @@ def test_logreg_on_real_features_is_distinguishable_from_logreg_on_constant_feat
         assert compared[metric].interval[1] < 0
         assert compared[metric].p_adjusted < 0.001 and compared[metric].distinguishable
     assert compared["auc_positive"].test == "delong" and compared["accuracy"].test == "mcnemar"
+
+
+def _repeated(y_true, proba_by_repeat, head="logreg"):
+    """Results of one variant over split sets of seeds 0, 1, ...: folds shuffled by the seed."""
+    return [
+        _result(
+            y_true,
+            proba,
+            head=head,
+            protocol=Protocol("patient", 5, seed),
+            fold=np.random.default_rng(seed).permutation(np.arange(len(y_true)) % 5),
+        )
+        for seed, proba in enumerate(proba_by_repeat)
+    ]
+
+
+def test_repeated_split_sets_average_the_difference_and_test_the_folds_with_the_corrected_t():
+    rng = np.random.default_rng(9)
+    y_true = rng.integers(0, 3, 150)
+    pairs = [_correlated_pair(np.random.default_rng(seed), n=150)[1:] for seed in (10, 11, 12)]
+    baseline = _repeated(y_true, [pair[0] for pair in pairs])
+    variant = _repeated(y_true, [pair[1] for pair in pairs], head="svm")
+    compared = {d.metric: d for d in compare_paired([baseline, variant], n_resamples=200)}
+    accuracy = compared["accuracy"]
+    per_repeat = [
+        metrics.point_metrics(y_true, b.proba, PAPER)["accuracy"]
+        - metrics.point_metrics(y_true, a.proba, PAPER)["accuracy"]
+        for a, b in zip(baseline, variant, strict=True)
+    ]
+    assert accuracy.difference == pytest.approx(np.mean(per_repeat))
+    fold_differences = np.concatenate(
+        [
+            np.subtract(
+                metrics.per_fold(y_true, b.proba, b.fold, PAPER)["accuracy"]["values"],
+                metrics.per_fold(y_true, a.proba, a.fold, PAPER)["accuracy"]["values"],
+            )
+            for a, b in zip(baseline, variant, strict=True)
+        ]
+    )
+    expected = corrected_resampled_ttest(fold_differences, test_fraction=1 / 4)  # 5 folds: 1 test to 4 training
+    assert (accuracy.test, accuracy.statistic, accuracy.p_value) == (
+        "corrected-t",
+        pytest.approx(expected.statistic),
+        pytest.approx(expected.p_value),
+    )
+    assert accuracy.interval[0] <= accuracy.difference <= accuracy.interval[1]
+    # one split set of the three is the single-split comparison, tested by McNemar
+    single = {d.metric: d for d in compare_paired([baseline[0], variant[0]], n_resamples=200)}
+    assert single["accuracy"].test == "mcnemar" and single["accuracy"].difference == pytest.approx(per_repeat[0])
+
+
+def test_repeated_split_sets_are_refused_when_they_do_not_pair():
+    rng = np.random.default_rng(13)
+    y_true, baseline, variant = _correlated_pair(rng, n=40)
+    three = _repeated(y_true, [baseline] * 3)
+    with pytest.raises(SplitError, match="on 2 split sets for the baseline's 3"):
+        compare_paired([three, _repeated(y_true, [variant] * 2)], n_resamples=50)
+    with pytest.raises(SplitError, match="repeat a split set"):
+        compare_paired([[three[0], three[0]], _repeated(y_true, [variant] * 2)], n_resamples=50)
+    shuffled = _repeated(y_true, [variant] * 3)[::-1]  # split sets in another order
+    with pytest.raises(SplitError, match="different protocol"):
+        compare_paired([three, shuffled], n_resamples=50)
