@@ -376,6 +376,45 @@ PAIRED_METRICS = {
 """The headline metrics of :mod:`featx.evaluation.metrics` in paired form."""
 
 
+@dataclass(frozen=True, kw_only=True)
+class ScoredVariant:
+    """One variant's predictions over its split sets, scored once for every comparison it is in.
+
+    Attributes
+    ----------
+    proba : numpy.ndarray, (R, N, C)
+        Out-of-fold predictions of R split sets (R = 1: one).
+    points : tuple of dict
+        Per split set, :func:`featx.evaluation.metrics.point_metrics`.
+    fold_scores : tuple of dict
+        Per split set, :func:`featx.evaluation.metrics.per_fold` (empty with one split set).
+    resampled : dict
+        Metric name -> (R, n_resamples): the metric in every bootstrap resample of every split set.
+    """
+
+    proba: np.ndarray
+    points: tuple
+    fold_scores: tuple
+    resampled: dict
+
+    @classmethod
+    def of(cls, proba, y_true, task: Task, weights, metrics: Sequence[str], fold=None) -> ScoredVariant:
+        """Score ``proba`` ((N, C) or (R, N, C)) under the bootstrap ``weights``; ``fold`` (R, N) with R > 1."""
+        proba = np.asarray(proba, dtype=np.float64)
+        proba = proba[None] if proba.ndim == 2 else proba
+        return cls(
+            proba=proba,
+            points=tuple(point_metrics(y_true, repeat, task) for repeat in proba),
+            fold_scores=()
+            if len(proba) == 1
+            else tuple(per_fold(y_true, repeat, folds, task) for repeat, folds in zip(proba, fold, strict=True)),
+            resampled={
+                metric: np.stack([PAIRED_METRICS[metric].resampled(weights, y_true, repeat, task) for repeat in proba])
+                for metric in metrics
+            },
+        )
+
+
 def paired_difference(
     metric: str,
     y_true,
@@ -430,29 +469,44 @@ def paired_difference(
     """
     if metric not in PAIRED_METRICS:
         raise UnknownNameError("metric", metric, PAIRED_METRICS)
-    paired = PAIRED_METRICS[metric]
-    y_true = np.asarray(y_true)
-    repeats_baseline = _repeats(proba_baseline)
-    repeats_variant = _repeats(proba_variant)
-    weights = resample_weights(len(y_true), groups, n_resamples=n_resamples, seed=seed)
-    resampled, differences = [], []
-    for baseline, variant in zip(repeats_baseline, repeats_variant, strict=True):
-        resampled.append(
-            paired.resampled(weights, y_true, variant, task) - paired.resampled(weights, y_true, baseline, task)
-        )
-        differences.append(point_metrics(y_true, variant, task)[metric] - point_metrics(y_true, baseline, task)[metric])
-    if len(repeats_baseline) == 1:
-        outcome = paired.test(y_true, repeats_baseline[0], repeats_variant[0], task)
-    elif fold is None:
+    if np.ndim(proba_baseline) == 3 and len(proba_baseline) > 1 and fold is None:
         raise ParameterError("fold", fold, "must give each image's test fold in each of the repeated split sets")
+    y_true = np.asarray(y_true)
+    weights = resample_weights(len(y_true), groups, n_resamples=n_resamples, seed=seed)
+    baseline, variant = (
+        ScoredVariant.of(proba, y_true, task, weights, (metric,), fold) for proba in (proba_baseline, proba_variant)
+    )
+    return scored_difference(metric, y_true, task, baseline, variant, names=names, level=level)
+
+
+def scored_difference(
+    metric: str,
+    y_true,
+    task: Task,
+    baseline: ScoredVariant,
+    variant: ScoredVariant,
+    *,
+    names: tuple[str, str],
+    level: float,
+) -> PairedDifference:
+    """:func:`paired_difference` of two variants scored under the same bootstrap weights and split sets."""
+    pairs = zip(baseline.points, variant.points, strict=True)
+    difference = np.mean([after[metric] - before[metric] for before, after in pairs])
+    if len(baseline.proba) == 1:
+        outcome = PAIRED_METRICS[metric].test(y_true, baseline.proba[0], variant.proba[0], task)
     else:
-        outcome = _fold_test(metric, y_true, repeats_baseline, repeats_variant, np.asarray(fold), task)
+        fold_differences = [
+            np.subtract(after[metric]["values"], before[metric]["values"])
+            for before, after in zip(baseline.fold_scores, variant.fold_scores, strict=True)
+        ]
+        folds = min(len(values) for values in fold_differences)
+        outcome = corrected_resampled_ttest(np.concatenate(fold_differences), test_fraction=1 / (folds - 1))
     return PairedDifference(
         metric=metric,
         baseline=names[0],
         variant=names[1],
-        difference=float(np.mean(differences)),
-        interval=percentile_interval(np.mean(resampled, axis=0), level),
+        difference=float(difference),
+        interval=percentile_interval(np.mean(variant.resampled[metric] - baseline.resampled[metric], axis=0), level),
         level=level,
         test=outcome.test,
         statistic=outcome.statistic,
@@ -460,22 +514,6 @@ def paired_difference(
         p_adjusted=outcome.p_value,
         distinguishable=bool(outcome.p_value < ALPHA),
     )
-
-
-def _repeats(proba) -> np.ndarray:
-    """Predictions as (R, N, C): one split set becomes R = 1."""
-    proba = np.asarray(proba, dtype=np.float64)
-    return proba[None] if proba.ndim == 2 else proba
-
-
-def _fold_test(metric: str, y_true, repeats_baseline, repeats_variant, fold, task: Task) -> PairedTest:
-    """The corrected resampled t-test of ``metric`` over every fold of every split set."""
-    differences, fold_counts = [], []
-    for baseline, variant, assignment in zip(repeats_baseline, repeats_variant, fold, strict=True):
-        scores = [per_fold(y_true, proba, assignment, task)[metric]["values"] for proba in (baseline, variant)]
-        differences.extend(np.subtract(scores[1], scores[0]))
-        fold_counts.append(len(np.unique(assignment)))
-    return corrected_resampled_ttest(differences, test_fraction=1 / (min(fold_counts) - 1))
 
 
 # --- stored results --------------------------------------------------------------------------
@@ -614,27 +652,22 @@ def compare_paired(
         _check_runs(baseline, run)
     first = baseline[0]
     task = Task.of(first.classes, [first.classes[i] for i in first.y_true], positive)
+    weights = resample_weights(len(first.y_true), first.groups, n_resamples=n_resamples, seed=seed)
+    fold = np.stack([result.fold[_aligned(first, result)] for result in baseline])
 
-    def stacked(run, field):
-        return np.stack([getattr(result, field)[_aligned(first, result)] for result in run])
+    def scored(run):
+        proba = np.stack([result.proba[_aligned(first, result)] for result in run])
+        return ScoredVariant.of(proba, first.y_true, task, weights, metrics, fold)
 
-    differences = [
-        paired_difference(
-            metric,
-            first.y_true,
-            stacked(baseline, "proba"),
-            stacked(run, "proba"),
-            task,
-            first.groups,
-            fold=stacked(baseline, "fold"),
-            names=(first.variant.name(), run[0].variant.name()),
-            n_resamples=n_resamples,
-            seed=seed,
-            level=level,
-        )
-        for run in others
-        for metric in metrics
-    ]
+    reference = scored(baseline)
+    differences = []
+    for run in others:
+        compared = scored(run)
+        names = (first.variant.name(), run[0].variant.name())
+        differences += [
+            scored_difference(metric, first.y_true, task, reference, compared, names=names, level=level)
+            for metric in metrics
+        ]
     return adjust_family(differences, correction=correction, alpha=alpha)
 
 
