@@ -12,6 +12,10 @@ between them is clear, so a comparison is made on the pairs instead:
   scores for repeated folds;
 - p-values adjusted over the family of comparisons shown (Holm by default).
 
+McNemar's and DeLong's tests take the images as independent: under the patient protocol, where a
+patient has several images, their p-values are optimistic; the paired bootstrap interval draws
+whole patients and is not.
+
 A variant's metrics are those of :mod:`featx.evaluation.metrics`; each has a paired form in
 :data:`PAIRED_METRICS` (how a bootstrap resample weighs it, which test pairs it).
 """

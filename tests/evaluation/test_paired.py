@@ -344,24 +344,24 @@ def test_compare_paired_aligns_images_stored_in_another_order():
 
 @pytest.fixture(scope="module")
 def stored_folds(feature_data, tmp_path_factory):
-    """The real Lite0 features of 90 radiographs, their saved 5-fold patient split, and a result maker."""
+    """The real Lite0 features of 90 radiographs and a maker of results on their saved patient splits."""
     dataset, cache = feature_data
     gathered = load_features(cache, LITE0_64.key(dataset.id), dataset)
-    split, split_file = load_or_make_split(cache, dataset, FIVE)
-    fold = fold_of_each_image(split, dataset.table["image_id"])
     y = dataset.label_indices()
     folder = tmp_path_factory.mktemp("paired_results")
 
-    def stored(name, features, recipe, head_seed):
+    def stored(name, features, recipe, head_seed, protocol=FIVE):
         """Train ``recipe`` (its own randomness seeded by ``head_seed``) on the saved folds; save and reload."""
+        split, split_file = load_or_make_split(cache, dataset, protocol)
+        fold = fold_of_each_image(split, dataset.table["image_id"])
         proba, seconds = out_of_fold_proba(
             features, y, fold, partial(recipe.build, head_seed), n_classes=len(dataset.classes), jobs=1
         )
         result = Result(
-            variant=Variant.of(2, dataset, LITE0_64, recipe, FIVE),
+            variant=Variant.of(2, dataset, LITE0_64, recipe, protocol),
             classes=dataset.classes,
             image_ids=tuple(dataset.table["image_id"]),
-            groups=protocol_groups(dataset, FIVE.group_by).to_numpy(),
+            groups=protocol_groups(dataset, protocol.group_by).to_numpy(),
             y_true=y,
             fold=fold,
             proba=proba,
@@ -370,7 +370,7 @@ def stored_folds(feature_data, tmp_path_factory):
                 featx_version="test", split_file=str(split_file), stores=tuple(gathered.sources), created="now"
             ),
         )
-        return load_result(result.save(folder / f"{name}.json").path)
+        return load_result(result.save(folder / f"{name}-s{protocol.seed}.json").path)
 
     return gathered.features, stored
 
@@ -458,3 +458,32 @@ def test_repeated_split_sets_are_refused_when_they_do_not_pair():
     shuffled = _repeated(y_true, [variant] * 3)[::-1]  # split sets in another order
     with pytest.raises(SplitError, match="different protocol"):
         compare_paired([three, shuffled], n_resamples=50)
+
+
+def test_repeated_split_sets_are_saved_once_and_differ_by_seed(feature_data):
+    dataset, cache = feature_data
+    protocols = FIVE.repeated(3)
+    assert [protocol.seed for protocol in protocols] == [0, 1, 2]
+    made = [load_or_make_split(cache, dataset, protocol) for protocol in protocols]
+    assert len({path for _, path in made}) == 3
+    assignments = [tuple(split.test_folds) for split, _ in made]
+    assert len(set(assignments)) == 3  # three different fold assignments of the same images
+    written = [path.stat().st_mtime_ns for _, path in made]
+    again = [load_or_make_split(cache, dataset, protocol) for protocol in protocols]
+    assert [split for split, _ in again] == [split for split, _ in made]
+    assert [path.stat().st_mtime_ns for _, path in again] == written  # shared, not made again
+    with pytest.raises(ParameterError, match="repeats must be >= 1"):
+        FIVE.repeated(0)
+
+
+def test_repeated_cross_validation_on_a_real_store_tells_real_features_from_constant_ones(stored_folds):
+    features, stored = stored_folds
+    recipe = HeadRecipe("logreg")
+    protocols = FIVE.repeated(3)
+    real = [stored("logreg", features, recipe, 0, protocol) for protocol in protocols]
+    degenerate = [stored("logreg-constant", np.ones_like(features), recipe, 0, protocol) for protocol in protocols]
+    compared = {d.metric: d for d in compare_paired([real, degenerate])}
+    assert {d.test for d in compared.values()} == {"corrected-t"}
+    for metric in ("accuracy", "auc_positive"):
+        assert compared[metric].difference < 0 and compared[metric].interval[1] < 0
+        assert compared[metric].p_adjusted < 0.001 and compared[metric].distinguishable
