@@ -319,9 +319,11 @@ class Proportion:
             return np.where(total > 0, hits / total, np.nan)
 
     def test(self, y_true, proba_baseline, proba_variant, task: Task) -> PairedTest:
-        """Exact McNemar on the counted images."""
+        """Exact McNemar on the counted images (p NaN when none is counted: the metric is undefined)."""
         counted, right_baseline = self.calls(y_true, proba_baseline, task)
         _, right_variant = self.calls(y_true, proba_variant, task)
+        if not counted.any():
+            return PairedTest(test="mcnemar", statistic=float("nan"), p_value=float("nan"))
         return mcnemar_exact(right_baseline[counted], right_variant[counted])
 
 

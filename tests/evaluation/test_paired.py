@@ -120,6 +120,23 @@ def test_sensitivity_pairs_the_positives_only_and_specificity_the_negatives():
     assert (accuracy.statistic, accuracy.p_value) == (3, pytest.approx(2 * sum(comb(9, k) for k in range(4)) / 2**9))
 
 
+def test_a_metric_the_images_do_not_define_has_no_p_value_and_stays_out_of_the_family():
+    y_true = np.array([1, 1, 2, 2, 1, 2])  # no covid: sensitivity and the covid AUC are undefined
+    a = _proba_for(np.array([1, 2, 2, 2, 1, 1]), np.full(6, 0.8))
+    b = _proba_for(np.array([1, 1, 2, 1, 0, 2]), np.full(6, 0.8))
+    for metric in ("sensitivity", "auc_positive"):
+        undefined = paired_difference(metric, y_true, a, b, PAPER, n_resamples=50)
+        assert np.isnan(undefined.difference) and np.isnan(undefined.p_value) and not undefined.distinguishable
+        assert all(np.isnan(undefined.interval))
+    results = [_result(y_true, a, fold=np.arange(6) % 5), _result(y_true, b, fold=np.arange(6) % 5)]
+    compared = {d.metric: d for d in compare_paired(results, n_resamples=50)}
+    defined = [compared[name].p_value for name in ("accuracy", "accuracy_2class", "specificity")]
+    assert [compared[name].p_adjusted for name in ("accuracy", "accuracy_2class", "specificity")] == pytest.approx(
+        list(multipletests(defined, method="holm")[1])
+    )
+    assert np.isnan(compared["sensitivity"].p_adjusted) and np.isnan(compared["auc_positive"].p_adjusted)
+
+
 # pROC's data set aSAH (Turck et al. 2010; 113 patients with aneurysmal subarachnoid haemorrhage, 41 with a
 # poor outcome), and the worked example of pROC's documentation, roc.test(aSAH$outcome, aSAH$s100b,
 # aSAH$wfns): AUCs 0.7314 and 0.8237, DeLong's Z = -2.209, p-value = 0.02718.
