@@ -532,6 +532,8 @@ def _mismatch(first: Result, other: Result, *, same_folds: bool) -> str | None:
         "dataset": (mine.features.dataset_id, theirs.features.dataset_id),
         "subset": (mine.subset, theirs.subset),
         "classes": (tuple(first.classes), tuple(other.classes)),
+        "grouping": (mine.protocol.group_by, theirs.protocol.group_by),
+        "number of folds": (mine.protocol.folds, theirs.protocol.folds),
     }
     if same_folds:
         same["protocol"] = (mine.protocol, theirs.protocol)
@@ -577,7 +579,7 @@ def _check_runs(baseline: tuple, run: tuple) -> None:
 
 
 def _check_repeats(baseline: tuple) -> None:
-    """Refuse repeated split sets that are not of the same images or that repeat a split file."""
+    """Refuse repeated split sets that are not of the same images and protocol, or that repeat a split file."""
     if not baseline:
         raise ParameterError("baseline", baseline, "must hold at least one result")
     split_files = [Path(result.provenance.split_file).name for result in baseline]

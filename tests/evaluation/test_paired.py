@@ -322,6 +322,7 @@ def test_compare_paired_refuses_results_not_on_the_same_images_and_folds():
     y_true, baseline, variant = _correlated_pair(rng, n=40)
     base = _result(y_true, baseline)
     unpaired = {
+        "different grouping": _result(y_true, variant, protocol=Protocol("image", 5, 0)),
         "different protocol": _result(y_true, variant, protocol=Protocol("patient", 5, 1)),
         "different split file": _result(y_true, variant, split_file="elsewhere/patient-k10-s0.json"),
         "different fold for 2 images": _result(y_true, variant, fold=np.r_[np.arange(38) % 5, 4, 3]),
@@ -472,6 +473,9 @@ def test_repeated_split_sets_are_refused_when_they_do_not_pair():
         compare_paired([three, _repeated(y_true, [variant] * 2)], n_resamples=50)
     with pytest.raises(SplitError, match="repeat a split set"):
         compare_paired([[three[0], three[0]], _repeated(y_true, [variant] * 2)], n_resamples=50)
+    ten_folds = replace(three[1], variant=replace(three[1].variant, protocol=Protocol("patient", 10, 1)))
+    with pytest.raises(SplitError, match="cannot repeat .*: different number of folds"):
+        compare_paired([[three[0], ten_folds], _repeated(y_true, [variant] * 2)], n_resamples=50)
     shuffled = _repeated(y_true, [variant] * 3)[::-1]  # split sets in another order
     with pytest.raises(SplitError, match="different protocol"):
         compare_paired([three, shuffled], n_resamples=50)
