@@ -12,9 +12,8 @@ between them is clear, so a comparison is made on the pairs instead:
   scores for repeated folds;
 - p-values adjusted over the family of comparisons shown (Holm by default).
 
-McNemar's and DeLong's tests take the images as independent: under the patient protocol, where a
-patient has several images, their p-values are optimistic; the paired bootstrap interval draws
-whole patients and is not.
+When patients hold several images, their images are not independent: the paired bootstrap draws
+whole patients, and McNemar's and DeLong's tests take Obuchowski's clustered forms.
 
 A variant's metrics are those of :mod:`featx.evaluation.metrics`; each has a paired form in
 :data:`PAIRED_METRICS` (how a bootstrap resample weighs it, which test pairs it).
@@ -27,7 +26,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
-from scipy.stats import norm, rankdata
+from scipy.stats import chi2, norm, rankdata
 from scipy.stats import t as student_t
 
 from featx.evaluation.metrics import (
@@ -53,7 +52,9 @@ CORRECTIONS = {
 """Adjustments of p-values over a family of comparisons (statsmodels' ``multipletests`` methods)."""
 PAIRED_TESTS = {
     "mcnemar": "exact McNemar on the pooled out-of-fold predictions",
+    "mcnemar-clustered": "McNemar on the pooled out-of-fold predictions, clustered by patient (Obuchowski)",
     "delong": "DeLong's test for two correlated ROC AUCs",
+    "delong-clustered": "DeLong's test for two correlated ROC AUCs, clustered by patient (Obuchowski)",
     "corrected-t": "Nadeau-Bengio corrected resampled t-test on per-fold scores",
 }
 
@@ -118,65 +119,115 @@ class PairedDifference:
 # --- the tests -------------------------------------------------------------------------------
 
 
-def mcnemar_exact(right_baseline, right_variant) -> PairedTest:
-    """Exact McNemar test of two variants' right/wrong calls on the same images.
+def _clusters(groups, n_images: int) -> np.ndarray | None:
+    """Each image's cluster (0..I-1) when some group holds several images, else None (images independent)."""
+    if groups is None:
+        return None
+    _, unit = np.unique(np.asarray(groups, dtype=str), return_inverse=True)
+    return unit if unit.max() + 1 < n_images else None
+
+
+def mcnemar_test(right_baseline, right_variant, groups=None) -> PairedTest:
+    """McNemar's test of two variants' right/wrong calls on the same images.
+
+    Exact when the images are independent (no ``groups``, or one image per group); when patients
+    hold several images, Obuchowski's clustered form (Statistics in Medicine 17, 1998; Durkalski
+    et al. 2003): ``X2 = (sum_i (b_i - c_i))^2 / sum_i (b_i - c_i)^2`` over patients ``i``, where
+    ``b_i`` and ``c_i`` count the patient's images only the baseline, or only the variant, got
+    right; chi-square with one degree of freedom. With one image per patient it is McNemar's
+    asymptotic statistic ``(b - c)^2 / (b + c)``.
 
     Parameters
     ----------
     right_baseline, right_variant : array of bool, (N,)
         Whether each variant got each image right.
+    groups : array, optional
+        Each image's patient (default: none; the images are independent).
 
     Returns
     -------
     PairedTest
-        ``statistic`` the smaller of the two discordant counts; ``p_value`` the exact two-sided
-        binomial p-value of the discordant pairs (1 when there are none).
+        ``mcnemar``: ``statistic`` the smaller of the two discordant counts, ``p_value`` the exact
+        two-sided binomial p-value of the discordant pairs; ``mcnemar-clustered``: ``statistic``
+        X2. ``p_value`` is 1 when no image is discordant.
     """
     from statsmodels.stats.contingency_tables import mcnemar
 
     a, b = np.asarray(right_baseline, dtype=bool), np.asarray(right_variant, dtype=bool)
-    table = [[int(np.sum(a & b)), int(np.sum(a & ~b))], [int(np.sum(~a & b)), int(np.sum(~a & ~b))]]
-    outcome = mcnemar(table, exact=True)
-    return PairedTest(test="mcnemar", statistic=float(outcome.statistic), p_value=float(outcome.pvalue))
+    unit = _clusters(groups, len(a))
+    if unit is None:
+        table = [[int(np.sum(a & b)), int(np.sum(a & ~b))], [int(np.sum(~a & b)), int(np.sum(~a & ~b))]]
+        outcome = mcnemar(table, exact=True)
+        return PairedTest(test="mcnemar", statistic=float(outcome.statistic), p_value=float(outcome.pvalue))
+    per_patient = np.bincount(unit, weights=(a & ~b).astype(float) - (~a & b).astype(float))
+    spread = float(np.sum(per_patient**2))
+    if spread == 0:
+        return PairedTest(test="mcnemar-clustered", statistic=0.0, p_value=1.0)
+    statistic = float(per_patient.sum() ** 2 / spread)
+    return PairedTest(test="mcnemar-clustered", statistic=statistic, p_value=float(chi2.sf(statistic, 1)))
 
 
-def delong_covariance(is_positive, scores) -> tuple[np.ndarray, np.ndarray]:
+def delong_covariance(is_positive, scores, groups=None) -> tuple[np.ndarray, np.ndarray]:
     """ROC AUCs of several scorings of the same images and DeLong's covariance of them.
 
     Sun & Xu's fast form (IEEE Signal Processing Letters 21(11), 2014): the structural
     components of DeLong et al. (Biometrics 44, 1988) from mid-ranks within the positives, within
-    the negatives and over all images, in O(N log N) per scoring. Ties count half.
+    the negatives and over all images, in O(N log N) per scoring. Ties count half. When patients
+    hold several images, the components are summed per patient (Obuchowski, Biometrics 53,
+    1997), so that a patient's correlated images do not narrow the variance.
 
     Parameters
     ----------
     is_positive : array of bool, (N,)
     scores : array of float, (K, N)
         K scorings (one per variant) of the same N images.
+    groups : array, optional
+        Each image's patient (default: none; the images are independent, as with one image per
+        patient).
 
     Returns
     -------
     aucs : numpy.ndarray, (K,)
     covariance : numpy.ndarray, (K, K)
-        NaN where fewer than two positives or two negatives make it undefined.
+        NaN where fewer than two positives or two negatives (or two patients) make it undefined.
     """
     is_positive = np.asarray(is_positive, dtype=bool)
     scores = np.atleast_2d(np.asarray(scores, dtype=np.float64))
     m, n = int(is_positive.sum()), int((~is_positive).sum())
+    undefined = np.full((len(scores), len(scores)), np.nan)
     if m == 0 or n == 0:
-        return np.full(len(scores), np.nan), np.full((len(scores), len(scores)), np.nan)
+        return np.full(len(scores), np.nan), undefined
     overall = rankdata(scores, axis=1)
     # V10: the share of negatives each positive outranks; V01: the share of positives each negative is outranked by
     positive_placements = (overall[:, is_positive] - rankdata(scores[:, is_positive], axis=1)) / n
     negative_placements = 1 - (overall[:, ~is_positive] - rankdata(scores[:, ~is_positive], axis=1)) / m
     aucs = positive_placements.mean(axis=1)
-    if m < 2 or n < 2:
-        return aucs, np.full((len(scores), len(scores)), np.nan)
-    covariance = np.atleast_2d(np.cov(positive_placements)) / m + np.atleast_2d(np.cov(negative_placements)) / n
-    return aucs, covariance
+    unit = _clusters(groups, len(is_positive))
+    if unit is None:
+        if m < 2 or n < 2:
+            return aucs, undefined
+        return aucs, np.atleast_2d(np.cov(positive_placements)) / m + np.atleast_2d(np.cov(negative_placements)) / n
+    patients = int(unit.max()) + 1
+    if patients < 2:
+        return aucs, undefined
+
+    def per_patient(placements, members):
+        """Each patient's sum of placements minus its images' share of the AUC, (K, patients)."""
+        sums = np.zeros((len(scores), patients))
+        np.add.at(sums, (slice(None), members), placements)
+        return sums - np.bincount(members, minlength=patients)[None, :] * aucs[:, None]
+
+    d10, d01 = per_patient(positive_placements, unit[is_positive]), per_patient(negative_placements, unit[~is_positive])
+    inflation = patients / (patients - 1)
+    s10, s01, s11 = inflation * d10 @ d10.T / m, inflation * d01 @ d01.T / n, inflation * d10 @ d01.T
+    return aucs, s10 / m + s01 / n + (s11 + s11.T) / (m * n)
 
 
-def delong_test(is_positive, score_baseline, score_variant) -> PairedTest:
+def delong_test(is_positive, score_baseline, score_variant, groups=None) -> PairedTest:
     """DeLong's test that two correlated ROC AUCs of the same images are equal.
+
+    With ``groups`` where patients hold several images, Obuchowski's clustered variance (see
+    :func:`delong_covariance`) and the test is named ``delong-clustered``.
 
     Returns
     -------
@@ -185,16 +236,17 @@ def delong_test(is_positive, score_baseline, score_variant) -> PairedTest:
         AUCs and their variance of the difference are 0 (identical rankings), NaN when a class is
         missing or has one image.
     """
-    aucs, covariance = delong_covariance(is_positive, np.vstack([score_baseline, score_variant]))
+    aucs, covariance = delong_covariance(is_positive, np.vstack([score_baseline, score_variant]), groups)
+    name = "delong" if _clusters(groups, len(np.asarray(is_positive))) is None else "delong-clustered"
     difference = aucs[1] - aucs[0]
     variance = covariance[0, 0] + covariance[1, 1] - 2 * covariance[0, 1]
     if not np.isfinite(variance):
-        return PairedTest(test="delong", statistic=float("nan"), p_value=float("nan"))
+        return PairedTest(test=name, statistic=float("nan"), p_value=float("nan"))
     if variance <= 0:
         z = 0.0 if difference == 0 else float(np.sign(difference) * np.inf)
     else:
         z = float(difference / np.sqrt(variance))
-    return PairedTest(test="delong", statistic=z, p_value=float(2 * norm.sf(abs(z))))
+    return PairedTest(test=name, statistic=z, p_value=float(2 * norm.sf(abs(z))))
 
 
 def corrected_resampled_ttest(differences, test_fraction: float) -> PairedTest:
@@ -292,7 +344,7 @@ def percentile_interval(samples, level: float) -> tuple[float, float]:
 class Proportion:
     """A metric that is the share of the images it counts that a variant gets right.
 
-    Paired by exact McNemar on the counted images.
+    Paired by McNemar's test on the counted images (exact, or clustered by patient).
 
     Attributes
     ----------
@@ -318,29 +370,33 @@ class Proportion:
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.where(total > 0, hits / total, np.nan)
 
-    def test(self, y_true, proba_baseline, proba_variant, task: Task) -> PairedTest:
-        """Exact McNemar on the counted images (p NaN when none is counted: the metric is undefined)."""
+    def test(self, y_true, proba_baseline, proba_variant, task: Task, groups=None) -> PairedTest:
+        """McNemar on the counted images (see :func:`mcnemar_test`; p NaN when none is counted)."""
         counted, right_baseline = self.calls(y_true, proba_baseline, task)
         _, right_variant = self.calls(y_true, proba_variant, task)
         if not counted.any():
             return PairedTest(test="mcnemar", statistic=float("nan"), p_value=float("nan"))
-        return mcnemar_exact(right_baseline[counted], right_variant[counted])
+        counted_groups = None if groups is None else np.asarray(groups)[counted]
+        return mcnemar_test(right_baseline[counted], right_variant[counted], counted_groups)
 
 
 @dataclass(frozen=True, kw_only=True)
 class PositiveAUC:
-    """ROC AUC of the positive class's probability; paired by DeLong's test."""
+    """ROC AUC of the positive class's probability; paired by DeLong's test (clustered by patient where needed)."""
 
     def resampled(self, weights, y_true, proba, task: Task) -> np.ndarray:
         """The AUC in every bootstrap resample, (n_resamples,) (NaN where a class is not drawn)."""
         is_positive = np.asarray(y_true) == task.positive_index
         return _weighted_auc(weights, is_positive, np.asarray(proba, dtype=np.float64)[:, task.positive_index])
 
-    def test(self, y_true, proba_baseline, proba_variant, task: Task) -> PairedTest:
-        """DeLong's test on the positive class's probabilities."""
+    def test(self, y_true, proba_baseline, proba_variant, task: Task, groups=None) -> PairedTest:
+        """DeLong's test on the positive class's probabilities (see :func:`delong_test`)."""
         column = task.positive_index
         return delong_test(
-            np.asarray(y_true) == column, np.asarray(proba_baseline)[:, column], np.asarray(proba_variant)[:, column]
+            np.asarray(y_true) == column,
+            np.asarray(proba_baseline)[:, column],
+            np.asarray(proba_variant)[:, column],
+            groups,
         )
 
 
@@ -451,7 +507,8 @@ def paired_difference(
         Out-of-fold predictions of one split set, or of R repeated split sets.
     task : Task
     groups : array, optional
-        The bootstrap unit of each image (its patient); default: each image is its own.
+        The bootstrap unit of each image (its patient), also the clusters of McNemar's and DeLong's
+        tests; default: each image is its own.
     fold : array of int, (R, N), optional
         Each image's test fold in each split set; needed with more than one split set.
     names : tuple of str
@@ -482,7 +539,7 @@ def paired_difference(
     baseline, variant = (
         ScoredVariant.of(proba, y_true, task, weights, (metric,), fold) for proba in (proba_baseline, proba_variant)
     )
-    return scored_difference(metric, y_true, task, baseline, variant, names=names, level=level)
+    return scored_difference(metric, y_true, task, baseline, variant, groups=groups, names=names, level=level)
 
 
 def scored_difference(
@@ -492,14 +549,16 @@ def scored_difference(
     baseline: ScoredVariant,
     variant: ScoredVariant,
     *,
+    groups,
     names: tuple[str, str],
     level: float,
 ) -> PairedDifference:
-    """:func:`paired_difference` of two variants scored under the same bootstrap weights and split sets."""
+    """:func:`paired_difference` of two variants scored under the same bootstrap weights and split sets
+    (``groups``: each image's patient, or None)."""
     pairs = zip(baseline.points, variant.points, strict=True)
     difference = np.mean([after[metric] - before[metric] for before, after in pairs])
     if len(baseline.proba) == 1:
-        outcome = PAIRED_METRICS[metric].test(y_true, baseline.proba[0], variant.proba[0], task)
+        outcome = PAIRED_METRICS[metric].test(y_true, baseline.proba[0], variant.proba[0], task, groups)
     else:
         fold_differences = [
             np.subtract(after[metric]["values"], before[metric]["values"])
@@ -673,7 +732,9 @@ def compare_paired(
         compared = scored(run)
         names = (first.variant.name(), run[0].variant.name())
         differences += [
-            scored_difference(metric, first.y_true, task, reference, compared, names=names, level=level)
+            scored_difference(
+                metric, first.y_true, task, reference, compared, groups=first.groups, names=names, level=level
+            )
             for metric in metrics
         ]
     return adjust_family(differences, correction=correction, alpha=alpha)

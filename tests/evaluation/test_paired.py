@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from scipy.stats import ttest_rel
+from scipy.stats import chi2, ttest_rel
+from statsmodels.stats.contingency_tables import mcnemar
 from statsmodels.stats.multitest import multipletests
 
 from featx.evaluation import metrics
@@ -21,7 +22,7 @@ from featx.evaluation.paired import (
     corrected_resampled_ttest,
     delong_covariance,
     delong_test,
-    mcnemar_exact,
+    mcnemar_test,
     paired_difference,
     percentile_interval,
 )
@@ -92,11 +93,37 @@ def test_mcnemar_equals_a_hand_count():
     # the 2x2 discordance table, by hand: both right 50, baseline only 3, variant only 12, both wrong 5
     right_baseline = np.array([True] * 50 + [True] * 3 + [False] * 12 + [False] * 5)
     right_variant = np.array([True] * 50 + [False] * 3 + [True] * 12 + [False] * 5)
-    outcome = mcnemar_exact(right_baseline, right_variant)
+    outcome = mcnemar_test(right_baseline, right_variant)
     # exact two-sided: 2 * P(X <= 3), X ~ Binomial(15, 1/2)
     assert outcome.statistic == 3
     assert outcome.p_value == pytest.approx(2 * sum(comb(15, k) for k in range(4)) / 2**15)
-    assert mcnemar_exact(right_baseline, right_baseline).p_value == 1.0  # no discordant pair
+    assert mcnemar_test(right_baseline, right_baseline).p_value == 1.0  # no discordant pair
+
+
+def test_clustered_mcnemar_counts_a_patient_once_however_many_images_it_has():
+    rng = np.random.default_rng(14)
+    right_baseline, right_variant = rng.random(60) < 0.7, rng.random(60) < 0.8
+    one_each = mcnemar_test(right_baseline, right_variant, groups=np.arange(60))
+    assert (one_each.test, one_each.p_value) == ("mcnemar", mcnemar_test(right_baseline, right_variant).p_value)
+    b, c = int(np.sum(right_baseline & ~right_variant)), int(np.sum(~right_baseline & right_variant))
+    asymptotic = mcnemar([[0, b], [c, 0]], exact=False, correction=False)
+    for copies in (2, 5):  # every patient's image repeated: the same evidence, not more
+        repeated = mcnemar_test(
+            np.repeat(right_baseline, copies), np.repeat(right_variant, copies), np.repeat(np.arange(60), copies)
+        )
+        assert repeated.test == "mcnemar-clustered"
+        assert (repeated.statistic, repeated.p_value) == (
+            pytest.approx(asymptotic.statistic),
+            pytest.approx(asymptotic.pvalue),
+        )
+        naive = mcnemar_test(np.repeat(right_baseline, copies), np.repeat(right_variant, copies))
+        assert naive.p_value < repeated.p_value  # taking the copies as independent overstates the evidence
+    # by hand: patients (b_i - c_i) = +2, -1, 0, +1 -> X2 = (2 - 1 + 0 + 1)^2 / (4 + 1 + 0 + 1) = 4 / 6
+    baseline = np.array([1, 1, 0, 0, 1, 0, 1, 1, 0], dtype=bool)
+    variant = np.array([0, 0, 1, 0, 1, 0, 1, 0, 0], dtype=bool)
+    groups = np.array(["a", "a", "b", "b", "c", "c", "d", "d", "d"])
+    by_hand = mcnemar_test(baseline, variant, groups)
+    assert (by_hand.statistic, by_hand.p_value) == (pytest.approx(4 / 6), pytest.approx(chi2.sf(4 / 6, 1)))
 
 
 def test_sensitivity_pairs_the_positives_only_and_specificity_the_negatives():
@@ -198,6 +225,44 @@ def test_fast_delong_equals_the_definition_with_ties(seed):
     np.testing.assert_allclose(aucs, slow_aucs, atol=1e-12)
     np.testing.assert_allclose(covariance, slow_covariance, rtol=1e-10, atol=1e-15)
     assert aucs[0] == pytest.approx(metrics.auc(is_positive, first))
+
+
+def _slow_clustered_delong(is_positive, scores, groups):
+    """Obuchowski (1997) from the definition: placements from every positive-negative pair, summed per patient."""
+    patients = sorted(set(groups))
+    m, n, count = int(is_positive.sum()), int((~is_positive).sum()), len(patients)
+    d10, d01 = np.zeros((len(scores), count)), np.zeros((len(scores), count))
+    for k, score in enumerate(scores):
+        positives, negatives = score[is_positive], score[~is_positive]
+        psi = (positives[:, None] > negatives[None, :]) + 0.5 * (positives[:, None] == negatives[None, :])
+        auc = psi.mean()
+        for i, patient in enumerate(patients):
+            mine = np.asarray(groups) == patient
+            d10[k, i] = psi.mean(axis=1)[mine[is_positive]].sum() - mine[is_positive].sum() * auc
+            d01[k, i] = psi.mean(axis=0)[mine[~is_positive]].sum() - mine[~is_positive].sum() * auc
+    inflation = count / (count - 1)
+    s10, s01, s11 = inflation * d10 @ d10.T / m, inflation * d01 @ d01.T / n, inflation * d10 @ d01.T
+    return s10 / m + s01 / n + (s11 + s11.T) / (m * n)
+
+
+def test_clustered_delong_equals_the_definition_and_counts_a_patient_once():
+    rng = np.random.default_rng(15)
+    groups = rng.integers(0, 40, 120).astype(str)  # 40 patients, 0 to 8 images each, of both classes
+    is_positive = rng.random(120) < 0.4
+    first = np.round(is_positive * 0.8 + rng.normal(0, 1, 120), 1)
+    scores = np.vstack([first, np.round(0.6 * first + rng.normal(0, 0.7, 120), 1)])
+    aucs, covariance = delong_covariance(is_positive, scores, groups)
+    np.testing.assert_allclose(covariance, _slow_clustered_delong(is_positive, scores, groups), rtol=1e-10)
+    assert aucs == pytest.approx(delong_covariance(is_positive, scores)[0])
+    assert delong_test(is_positive, scores[0], scores[1], groups).test == "delong-clustered"
+    # every image of every patient repeated: the clustered covariance does not move, the naive one shrinks
+    once = delong_covariance(is_positive, scores, np.arange(120).astype(str) + "x")[1]
+    twice = delong_covariance(np.repeat(is_positive, 2), np.repeat(scores, 2, axis=1), np.repeat(np.arange(120), 2))[1]
+    thrice = delong_covariance(np.repeat(is_positive, 3), np.repeat(scores, 3, axis=1), np.repeat(np.arange(120), 3))[1]
+    np.testing.assert_allclose(twice, thrice, rtol=1e-10)
+    np.testing.assert_allclose(twice, once, rtol=0.02)  # Obuchowski's I/(I-1) against DeLong's per-class n-1
+    naive = delong_covariance(np.repeat(is_positive, 3), np.repeat(scores, 3, axis=1))[1]
+    assert np.all(np.diag(naive) < np.diag(thrice) / 2)
 
 
 def test_delong_without_a_class_is_undefined_and_identical_rankings_are_no_difference():
@@ -341,6 +406,18 @@ def test_compare_paired_refuses_results_not_on_the_same_images_and_folds():
         compare_paired([base, _result(y_true, variant)], baseline=_result(y_true, baseline))
 
 
+def test_under_the_image_protocol_images_are_the_unit_and_the_tests_are_the_exact_ones():
+    rng = np.random.default_rng(16)
+    y_true, baseline, variant = _correlated_pair(rng, n=80)
+    by_image = Protocol("image", 5, 0)
+    images = [f"img{i:04d}" for i in range(80)]
+    results = [_result(y_true, proba, protocol=by_image, groups=images) for proba in (baseline, variant)]
+    compared = {d.metric: d for d in compare_paired(results, n_resamples=100)}
+    assert compared["accuracy"].test == "mcnemar" and compared["auc_positive"].test == "delong"
+    alone = paired_difference("auc_positive", y_true, baseline, variant, PAPER, n_resamples=100)
+    assert (compared["auc_positive"].interval, compared["auc_positive"].p_value) == (alone.interval, alone.p_value)
+
+
 def test_compare_paired_aligns_images_stored_in_another_order():
     rng = np.random.default_rng(8)
     y_true, baseline, variant = _correlated_pair(rng, n=60)
@@ -413,7 +490,8 @@ def test_logreg_on_real_features_is_distinguishable_from_logreg_on_constant_feat
         assert compared[metric].difference < 0
         assert compared[metric].interval[1] < 0
         assert compared[metric].p_adjusted < 0.001 and compared[metric].distinguishable
-    assert compared["auc_positive"].test == "delong" and compared["accuracy"].test == "mcnemar"
+    assert len(set(real.groups)) < len(real.groups)  # some patients have several radiographs: clustered tests
+    assert compared["auc_positive"].test == "delong-clustered" and compared["accuracy"].test == "mcnemar-clustered"
 
 
 def _repeated(y_true, proba_by_repeat, head="logreg"):
@@ -460,9 +538,10 @@ def test_repeated_split_sets_average_the_difference_and_test_the_folds_with_the_
         pytest.approx(expected.p_value),
     )
     assert accuracy.interval[0] <= accuracy.difference <= accuracy.interval[1]
-    # one split set of the three is the single-split comparison, tested by McNemar
+    # one split set of the three is the single-split comparison, tested by McNemar (two images per patient: clustered)
     single = {d.metric: d for d in compare_paired([baseline[0], variant[0]], n_resamples=200)}
-    assert single["accuracy"].test == "mcnemar" and single["accuracy"].difference == pytest.approx(per_repeat[0])
+    assert single["accuracy"].test == "mcnemar-clustered"
+    assert single["accuracy"].difference == pytest.approx(per_repeat[0])
 
 
 def test_repeated_split_sets_are_refused_when_they_do_not_pair():
