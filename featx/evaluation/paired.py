@@ -174,7 +174,8 @@ def delong_covariance(is_positive, scores, groups=None) -> tuple[np.ndarray, np.
     components of DeLong et al. (Biometrics 44, 1988) from mid-ranks within the positives, within
     the negatives and over all images, in O(N log N) per scoring. Ties count half. When patients
     hold several images, the components are summed per patient (Obuchowski, Biometrics 53,
-    1997), so that a patient's correlated images do not narrow the variance.
+    1997), so that a patient's correlated images do not narrow the variance; with one image per
+    patient that is DeLong's covariance again.
 
     Parameters
     ----------
@@ -189,7 +190,8 @@ def delong_covariance(is_positive, scores, groups=None) -> tuple[np.ndarray, np.
     -------
     aucs : numpy.ndarray, (K,)
     covariance : numpy.ndarray, (K, K)
-        NaN where fewer than two positives or two negatives (or two patients) make it undefined.
+        NaN where fewer than two positives or two negatives (patients with one, when clustered) make
+        it undefined.
     """
     is_positive = np.asarray(is_positive, dtype=bool)
     scores = np.atleast_2d(np.asarray(scores, dtype=np.float64))
@@ -208,7 +210,8 @@ def delong_covariance(is_positive, scores, groups=None) -> tuple[np.ndarray, np.
             return aucs, undefined
         return aucs, np.atleast_2d(np.cov(positive_placements)) / m + np.atleast_2d(np.cov(negative_placements)) / n
     patients = int(unit.max()) + 1
-    if patients < 2:
+    with_positive, with_negative = len(np.unique(unit[is_positive])), len(np.unique(unit[~is_positive]))
+    if min(with_positive, with_negative) < 2:
         return aucs, undefined
 
     def per_patient(placements, members):
@@ -218,8 +221,9 @@ def delong_covariance(is_positive, scores, groups=None) -> tuple[np.ndarray, np.
         return sums - np.bincount(members, minlength=patients)[None, :] * aucs[:, None]
 
     d10, d01 = per_patient(positive_placements, unit[is_positive]), per_patient(negative_placements, unit[~is_positive])
-    inflation = patients / (patients - 1)
-    s10, s01, s11 = inflation * d10 @ d10.T / m, inflation * d01 @ d01.T / n, inflation * d10 @ d01.T
+    s10 = with_positive / (with_positive - 1) * d10 @ d10.T / m
+    s01 = with_negative / (with_negative - 1) * d01 @ d01.T / n
+    s11 = patients / (patients - 1) * d10 @ d01.T
     return aucs, s10 / m + s01 / n + (s11 + s11.T) / (m * n)
 
 

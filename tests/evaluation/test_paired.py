@@ -230,18 +230,21 @@ def test_fast_delong_equals_the_definition_with_ties(seed):
 def _slow_clustered_delong(is_positive, scores, groups):
     """Obuchowski (1997) from the definition: placements from every positive-negative pair, summed per patient."""
     patients = sorted(set(groups))
+    groups = np.asarray(groups)
     m, n, count = int(is_positive.sum()), int((~is_positive).sum()), len(patients)
+    with_positive, with_negative = len(set(groups[is_positive])), len(set(groups[~is_positive]))
     d10, d01 = np.zeros((len(scores), count)), np.zeros((len(scores), count))
     for k, score in enumerate(scores):
         positives, negatives = score[is_positive], score[~is_positive]
         psi = (positives[:, None] > negatives[None, :]) + 0.5 * (positives[:, None] == negatives[None, :])
         auc = psi.mean()
         for i, patient in enumerate(patients):
-            mine = np.asarray(groups) == patient
+            mine = groups == patient
             d10[k, i] = psi.mean(axis=1)[mine[is_positive]].sum() - mine[is_positive].sum() * auc
             d01[k, i] = psi.mean(axis=0)[mine[~is_positive]].sum() - mine[~is_positive].sum() * auc
-    inflation = count / (count - 1)
-    s10, s01, s11 = inflation * d10 @ d10.T / m, inflation * d01 @ d01.T / n, inflation * d10 @ d01.T
+    s10 = with_positive / ((with_positive - 1) * m) * d10 @ d10.T
+    s01 = with_negative / ((with_negative - 1) * n) * d01 @ d01.T
+    s11 = count / (count - 1) * d10 @ d01.T
     return s10 / m + s01 / n + (s11 + s11.T) / (m * n)
 
 
@@ -255,14 +258,17 @@ def test_clustered_delong_equals_the_definition_and_counts_a_patient_once():
     np.testing.assert_allclose(covariance, _slow_clustered_delong(is_positive, scores, groups), rtol=1e-10)
     assert aucs == pytest.approx(delong_covariance(is_positive, scores)[0])
     assert delong_test(is_positive, scores[0], scores[1], groups).test == "delong-clustered"
+    # one image per patient: Obuchowski's form is DeLong's
+    one_each = _slow_clustered_delong(is_positive, scores, np.arange(120).astype(str))
+    np.testing.assert_allclose(delong_covariance(is_positive, scores)[1], one_each, rtol=1e-10)
     # every image of every patient repeated: the clustered covariance does not move, the naive one shrinks
-    once = delong_covariance(is_positive, scores, np.arange(120).astype(str) + "x")[1]
-    twice = delong_covariance(np.repeat(is_positive, 2), np.repeat(scores, 2, axis=1), np.repeat(np.arange(120), 2))[1]
-    thrice = delong_covariance(np.repeat(is_positive, 3), np.repeat(scores, 3, axis=1), np.repeat(np.arange(120), 3))[1]
-    np.testing.assert_allclose(twice, thrice, rtol=1e-10)
-    np.testing.assert_allclose(twice, once, rtol=0.02)  # Obuchowski's I/(I-1) against DeLong's per-class n-1
+    for copies in (2, 3):
+        repeated = delong_covariance(
+            np.repeat(is_positive, copies), np.repeat(scores, copies, axis=1), np.repeat(np.arange(120), copies)
+        )[1]
+        np.testing.assert_allclose(repeated, one_each, rtol=1e-10)
     naive = delong_covariance(np.repeat(is_positive, 3), np.repeat(scores, 3, axis=1))[1]
-    assert np.all(np.diag(naive) < np.diag(thrice) / 2)
+    assert np.all(np.diag(naive) < np.diag(one_each) / 2)
 
 
 def test_delong_without_a_class_is_undefined_and_identical_rankings_are_no_difference():
