@@ -52,7 +52,8 @@ CORRECTIONS = {
 """Adjustments of p-values over a family of comparisons (statsmodels' ``multipletests`` methods)."""
 PAIRED_TESTS = {
     "mcnemar": "exact McNemar on the pooled out-of-fold predictions",
-    "mcnemar-clustered": "McNemar on the pooled out-of-fold predictions, clustered by patient (Obuchowski)",
+    "mcnemar-clustered": "McNemar on the pooled out-of-fold predictions, clustered by patient (Obuchowski), "
+    "where a patient holds several discordant images",
     "delong": "DeLong's test for two correlated ROC AUCs",
     "delong-clustered": "DeLong's test for two correlated ROC AUCs, clustered by patient (Obuchowski)",
     "corrected-t": "Nadeau-Bengio corrected resampled t-test on per-fold scores",
@@ -130,12 +131,13 @@ def _clusters(groups, n_images: int) -> np.ndarray | None:
 def mcnemar_test(right_baseline, right_variant, groups=None) -> PairedTest:
     """McNemar's test of two variants' right/wrong calls on the same images.
 
-    Exact when the images are independent (no ``groups``, or one image per group); when patients
-    hold several images, Obuchowski's clustered form (Statistics in Medicine 17, 1998; Durkalski
-    et al. 2003): ``X2 = (sum_i (b_i - c_i))^2 / sum_i (b_i - c_i)^2`` over patients ``i``, where
-    ``b_i`` and ``c_i`` count the patient's images only the baseline, or only the variant, got
-    right; chi-square with one degree of freedom. With one image per patient it is McNemar's
-    asymptotic statistic ``(b - c)^2 / (b + c)``.
+    Exact when the discordant images are independent: no ``groups``, or no patient with more than
+    one image that only one of the variants got right. Otherwise Obuchowski's clustered form
+    (Statistics in Medicine 17, 1998; Durkalski et al. 2003): ``X2 = (sum_i (b_i - c_i))^2 /
+    sum_i (b_i - c_i)^2`` over patients ``i``, where ``b_i`` and ``c_i`` count the patient's
+    images only the baseline, or only the variant, got right; chi-square with one degree of
+    freedom (with one discordant image per patient it would be McNemar's asymptotic
+    ``(b - c)^2 / (b + c)``).
 
     Parameters
     ----------
@@ -155,7 +157,7 @@ def mcnemar_test(right_baseline, right_variant, groups=None) -> PairedTest:
 
     a, b = np.asarray(right_baseline, dtype=bool), np.asarray(right_variant, dtype=bool)
     unit = _clusters(groups, len(a))
-    if unit is None:
+    if unit is None or np.bincount(unit, weights=(a != b).astype(float)).max() <= 1:
         table = [[int(np.sum(a & b)), int(np.sum(a & ~b))], [int(np.sum(~a & b)), int(np.sum(~a & ~b))]]
         outcome = mcnemar(table, exact=True)
         return PairedTest(test="mcnemar", statistic=float(outcome.statistic), p_value=float(outcome.pvalue))
