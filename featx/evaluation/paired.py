@@ -13,7 +13,8 @@ between them is clear, so a comparison is made on the pairs instead:
 - p-values adjusted over the family of comparisons shown (Holm by default).
 
 When patients hold several images, their images are not independent: the paired bootstrap draws
-whole patients, and McNemar's and DeLong's tests take Obuchowski's clustered forms.
+whole patients, DeLong's test takes Obuchowski's clustered form, and so does McNemar's where a
+patient holds several discordant images.
 
 A variant's metrics are those of :mod:`featx.evaluation.metrics`; each has a paired form in
 :data:`PAIRED_METRICS` (how a bootstrap resample weighs it, which test pairs it).
