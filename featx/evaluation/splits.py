@@ -49,6 +49,20 @@ class Protocol:
         if int(self.folds) < 2:
             raise ParameterError("folds", self.folds, "must be >= 2")
 
+    def repeated(self, repeats: int) -> tuple[Protocol, ...]:
+        """The protocols of ``repeats`` split sets for repeated cross-validation: seeds ``seed``, ``seed + 1``, ...
+
+        Raises
+        ------
+        ParameterError
+            When ``repeats`` is below 1 or would take a seed past the largest.
+        """
+        if int(repeats) < 1:
+            raise ParameterError("repeats", repeats, "must be >= 1")
+        if self.seed + int(repeats) - 1 > MAX_SEED:
+            raise ParameterError("repeats", repeats, f"takes the seed past {MAX_SEED} from seed {self.seed}")
+        return tuple(Protocol(self.group_by, self.folds, self.seed + repeat) for repeat in range(int(repeats)))
+
     @property
     def file_name(self) -> str:
         """``group_by-kK-sS.json``."""
