@@ -38,7 +38,7 @@ LOCK_TIMEOUT = 3600.0  # seconds a second process waits for the one extracting t
 LOCK_POLL = 0.25  # seconds between its attempts
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ExtractSummary:
     """What one extraction produced (or found already done).
 

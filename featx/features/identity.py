@@ -27,6 +27,8 @@ from featx.records import STRICT, Text
 
 Side = Annotated[int, Field(ge=MIN_INPUT_SIDE, le=MAX_INPUT_SIDE)]
 """One side of an input size, in pixels."""
+MASK_MARK = "+mask-"
+"""What joins a mask's name to the backbone's preprocessing in :attr:`StoreKey.preprocessing`."""
 
 
 def check_input_size(input_size) -> tuple[int, int]:
@@ -105,7 +107,7 @@ class FeatureSpec:
             backbone=spec.name,
             weights=weights["weights"],
             weights_sha256=weights["weights_sha256"],
-            preprocessing=spec.preprocessing + (f"+mask-{self.mask}" if self.mask else ""),
+            preprocessing=spec.preprocessing + (f"{MASK_MARK}{self.mask}" if self.mask else ""),
             input_size=self.input_size,
             decoder=self.decoder,
             precision=self.precision,
@@ -183,6 +185,35 @@ class StoreKey:
             for key in expected
             if found[key] != expected[key]
         ]
+
+    @property
+    def mask(self) -> str | None:
+        """The region blacked out before letterboxing, read from ``preprocessing`` (None: none)."""
+        return self.preprocessing.partition(MASK_MARK)[2] or None
+
+    def feature_spec(self, weights_source: str = "") -> FeatureSpec:
+        """The request whose key this is, every field kept (mask, decoder, precision).
+
+        Parameters
+        ----------
+        weights_source : str
+            The weights file of ``file:`` weights (default: none, for ImageNet and random-init).
+
+        Raises
+        ------
+        ParameterError
+            When the key's weights are a file and no ``weights_source`` is given.
+        """
+        if self.weights.startswith("file:") and not weights_source:
+            raise ParameterError("weights", self.weights, "needs the weights file it was made from (weights_source)")
+        return FeatureSpec(
+            self.backbone,
+            self.weights_argument(weights_source),
+            self.input_size,
+            mask=self.mask,
+            precision=self.precision,
+            decoder=self.decoder,
+        )
 
     def weights_argument(self, weights_source: str) -> str:
         """The ``weights`` argument that gives this key's weights (``weights_source`` for files)."""

@@ -201,7 +201,7 @@ def load_features(cache_dir, key: StoreKey, dataset) -> GatheredFeatures:
         first = dataset.table["image_id"].iat[int(np.argmax(gathered.missing))]
         raise MissingFeaturesError(
             f"No feature store of {key.backbone} ({key.weights}, {key.input_size[0]}x{key.input_size[1]}"
-            f"{', ' + key.preprocessing if '+mask' in key.preprocessing else ''}) in {cache_dir} holds "
+            f"{', ' + key.preprocessing if key.mask else ''}) in {cache_dir} holds "
             f"{int(gathered.missing.sum())} of the {len(dataset)} images of {dataset.root} [{dataset.subset}] "
             f"(first: {first})"
         )
@@ -216,8 +216,6 @@ def extracted_features(cache_dir, content_hashes) -> list:
     list of FeatureSpec
         One per backbone / weights / input size, sorted by backbone, weights, input size.
     """
-    from featx.features.identity import FeatureSpec
-
     wanted = set(content_hashes)
     held, specs = {}, {}
     for path in complete_store_paths(cache_dir):
@@ -225,20 +223,11 @@ def extracted_features(cache_dir, content_hashes) -> list:
             store = open_store(path, load_features=False)
         except (CacheError, RecordError):
             continue
-        if "+mask" in store.key.preprocessing:
+        if store.key.mask is not None:
             continue
         identity = store.key.for_dataset("")
         held.setdefault(identity, set()).update(store.rows["content_hash"])
-        specs.setdefault(
-            identity,
-            FeatureSpec(
-                store.key.backbone,
-                store.key.weights_argument(store.attrs.get("weights_source", "")),
-                store.key.input_size,
-                precision=store.key.precision,
-                decoder=store.key.decoder,
-            ),
-        )
+        specs.setdefault(identity, store.key.feature_spec(store.attrs.get("weights_source", "")))
     covering = [identity for identity, hashes in held.items() if wanted <= hashes]
     covering.sort(key=lambda k: (k.backbone, k.weights, k.input_size, k.precision, k.decoder))
     return [specs[identity] for identity in covering]

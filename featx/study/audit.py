@@ -147,7 +147,7 @@ def adult_check(table, proba, task: Task) -> dict:
     }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Audit:
     """The four confound checks on one backbone's features, with their provenance.
 

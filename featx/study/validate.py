@@ -101,7 +101,7 @@ def compare(external: dict, cv: dict) -> dict:
     return rows
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Validation:
     """A model's external figures beside its cross-validated ones.
 
@@ -205,16 +205,16 @@ def validate(model_dir, dataset, *, batch_size: int = 32) -> Validation:
         }
     )
     return Validation(
-        str(model_dir),
-        task,
-        dataset.describe(),
-        len(used),
-        skipped,
-        excluded,
-        external,
-        cv,
-        compare(external, cv),
-        predictions,
+        model_dir=str(model_dir),
+        task=task,
+        data=dataset.describe(),
+        images=len(used),
+        skipped=skipped,
+        excluded_overlap=excluded,
+        external=external,
+        cv=cv,
+        comparison=compare(external, cv),
+        predictions=predictions,
     )
 
 

@@ -58,7 +58,7 @@ def test_recipe_checks_its_values():
 
 def test_finetune_lands_in_the_shared_format_and_reruns_identically(dataset, tmp_path):
     recipe = FinetuneRecipe("mlp1000", epochs=1, batch_size=8)
-    protocol = Protocol("patient", 2, 0)
+    protocol = Protocol(group_by="patient", folds=2, seed=0)
     first = finetune_variant(dataset, LITE0_64, recipe, protocol, cache_dir=tmp_path, progress=False)
     result = load_result(first.result.path)
     assert result.variant.phase == 3 and result.proba.shape == (36, 3)

@@ -110,7 +110,7 @@ def test_classical_heads_save_in_safe_formats_and_predict_like_the_fitted_head(h
 def test_finetuned_model_records_the_cv_of_exactly_its_own_variant(dataset, tmp_path):
     """The phase-3 result is looked up by the whole variant, not by backbone, head and epochs alone."""
     recipe = FinetuneRecipe("mlp1000", epochs=1, batch_size=8)
-    protocol = Protocol("patient", 2, 0)
+    protocol = Protocol(group_by="patient", folds=2, seed=0)
     stored = finetune_variant(dataset, LITE0_64, recipe, protocol, cache_dir=tmp_path, progress=False)
     same = train_model(
         dataset, LITE0_64, recipe, protocol, model_dir=tmp_path / "same", cache_dir=tmp_path, progress=False

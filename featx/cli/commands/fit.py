@@ -16,7 +16,7 @@ from featx.cli.options import (
     new_command,
     size_text,
 )
-from featx.cli.output import emit
+from featx.cli.output import emit, metrics_lines
 from featx.data.images import DEFAULT_SIZE
 from featx.exceptions import MissingFeaturesError
 
@@ -47,27 +47,6 @@ def register(subparsers, common) -> None:
     parser.set_defaults(run=run)
 
 
-def metrics_lines(summary) -> list[str]:
-    """Three lines: the variant, its headline numbers with 95% intervals, where the result is."""
-    ci, task = summary["ci95"], summary.task
-    parts = []
-    for key, label in (
-        ("accuracy", "3-class acc" if task.is_paper else f"acc ({len(task.classes)} classes)"),
-        ("accuracy_2class", "2-class acc"),
-        ("sensitivity", f"{task.positive} sens"),
-        ("specificity", f"{task.positive} spec"),
-    ):
-        parts.append(f"{label} {summary[key] * 100:.2f}% [{ci[key][0] * 100:.1f}, {ci[key][1] * 100:.1f}]")
-    result = summary.result
-    timing = "reused stored result" if summary.reused else f"fit in {result.timings.total_seconds:.1f}s"
-    label = " RANDOM-INIT" if result.variant.weights_label == "random-init" else ""
-    return [
-        f"{result.variant.describe()}{label} ({timing})",
-        "; ".join(parts) + f"; AUC {task.positive} {summary['auc_positive']:.3f}",
-        f"result: {result.path}",
-    ]
-
-
 def _chosen_features(args, dataset) -> list:
     """The extracted features to fit on: every store covering the dataset, narrowed by the options given."""
     from featx.features.identity import FeatureSpec
@@ -91,17 +70,12 @@ def _chosen_features(args, dataset) -> list:
 
 def run(args) -> int:
     from featx.evaluation.crossval import fit_variant
-    from featx.heads.recipe import HeadRecipe
-    from featx.heads.registry import resolve_head
     from featx.study.compare import markdown_table, rows_of
 
     dataset = inputs.dataset(args)
     protocol = inputs.protocol(args)
     chosen = _chosen_features(args, dataset)
-    recipes = [
-        HeadRecipe(resolve_head(args.head, features.backbone), args.sampler, args.epochs, args.batch_size, args.lr)
-        for features in chosen
-    ]
+    recipes = [inputs.head_recipe(args, features.backbone) for features in chosen]
     summaries = []
     for features, recipe in zip(chosen, recipes, strict=True):
         if len(chosen) > 1:

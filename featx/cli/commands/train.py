@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from featx.cli import inputs
-from featx.cli.commands.finetune import recipe as finetune_recipe
 from featx.cli.options import (
     add_backbone,
     add_data,
@@ -51,14 +50,9 @@ def register(subparsers, common) -> None:
 
 
 def run(args) -> int:
-    from featx.heads.recipe import HeadRecipe
-    from featx.heads.registry import resolve_head
     from featx.models.train import train_model
 
-    if args.finetune:
-        recipe = finetune_recipe(args)
-    else:
-        recipe = HeadRecipe(resolve_head(args.head, args.model), args.sampler, args.epochs, args.batch_size, args.lr)
+    recipe = inputs.finetune_recipe(args) if args.finetune else inputs.head_recipe(args, args.model)
     manifest = train_model(
         inputs.dataset(args),
         inputs.features(args),
