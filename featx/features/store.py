@@ -54,6 +54,8 @@ class StoreAttributes(StoreKey):
     batch_size : int
     seconds, images_per_s, steady_images_per_s : float
     resumed_images, decoded_images : int
+    reused_images : int
+        Rows copied from stores made for other datasets (default 0: stores of earlier featx).
     cluster_nodes, cluster_cpus, cluster_gpus, ray_version
         The cluster's size and Ray's version (default None: the local engine).
     """
@@ -73,6 +75,7 @@ class StoreAttributes(StoreKey):
     steady_images_per_s: Seconds
     resumed_images: Count
     decoded_images: Count
+    reused_images: Count = 0
     cluster_nodes: Count | None = None
     cluster_cpus: Seconds | None = None
     cluster_gpus: Seconds | None = None
