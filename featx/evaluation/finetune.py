@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from featx import limits
 from featx.backbones.registry import cutoff_for, preprocess
-from featx.backbones.weights import PRECISIONS, build_base
+from featx.backbones.weights import PRECISIONS, WeightsProvenance, build_base
 from featx.data import images
 from featx.evaluation.crossval import check_finite, provenance
 from featx.evaluation.results import Result, Timings, find_result, read_checkpoint, result_path
@@ -102,14 +102,14 @@ class FinetuneModel:
         The backbone inside ``model``.
     cutoff : int
         Layers ``base.layers[:cutoff]`` are frozen.
-    provenance : dict
+    provenance : WeightsProvenance
         Weights provenance.
     """
 
     model: object
     base: object
     cutoff: int
-    provenance: dict
+    provenance: WeightsProvenance
 
 
 def image_batches(paths, labels, features: FeatureSpec, batch_size: int, *, shuffle_seed=None, workers: int = 2):

@@ -415,7 +415,7 @@ class _Run:
 
         weights = fingerprint(self.features.spec, self.features.weights)
         return {
-            **weights,
+            **weights.as_attrs(),
             **engine_provenance,
             "keras_version": keras.__version__,
             "backend": keras.backend.backend(),

@@ -105,8 +105,8 @@ class FeatureSpec:
         return StoreKey(
             dataset_id=dataset_id,
             backbone=spec.name,
-            weights=weights["weights"],
-            weights_sha256=weights["weights_sha256"],
+            weights=weights.weights,
+            weights_sha256=weights.weights_sha256,
             preprocessing=spec.preprocessing + (f"{MASK_MARK}{self.mask}" if self.mask else ""),
             input_size=self.input_size,
             decoder=self.decoder,

@@ -121,7 +121,7 @@ class Validation:
     external : dict
         :func:`external_metrics`.
     cv : dict
-        The model folder's cross-validation record.
+        The model folder's cross-validation record in its manifest's form (the figures by name, or a note).
     comparison : dict
         :func:`compare`.
     predictions : pandas.DataFrame
@@ -195,7 +195,7 @@ def validate(model_dir, dataset, *, batch_size: int = 32) -> Validation:
     y_true = used["label"].map(task.classes.index).to_numpy()
     groups = used["patient_id" if dataset.has_patient_ids else "image_id"].astype(str).to_numpy()
     external = external_metrics(y_true, proba, groups, task)
-    cv = model.manifest.cross_validation
+    cv = model.manifest.cross_validation.to_json()
     predictions = pd.DataFrame(
         {
             "image_id": used["image_id"],

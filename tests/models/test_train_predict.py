@@ -115,12 +115,12 @@ def test_finetuned_model_records_the_cv_of_exactly_its_own_variant(dataset, tmp_
     same = train_model(
         dataset, LITE0_64, recipe, protocol, model_dir=tmp_path / "same", cache_dir=tmp_path, progress=False
     )
-    assert same.cross_validation["result_file"] == str(stored.result.path)
+    assert same.cross_validation.result_file == str(stored.result.path)
     assert same.path_in(tmp_path / "same").name == "model.keras" and same.path_in(tmp_path / "same").is_file()
     other_lr = FinetuneRecipe("mlp1000", epochs=1, batch_size=8, learning_rate=1e-3)
     other = train_model(
         dataset, LITE0_64, other_lr, protocol, model_dir=tmp_path / "other", cache_dir=tmp_path, progress=False
     )
-    assert "not cross-validated" in other.cross_validation["note"]
+    assert "not cross-validated" in other.cross_validation.note
     table = predict_files(tmp_path / "same", list(dataset.table["path"].iloc[:3])).table
     assert (table["error"] == "").all()
