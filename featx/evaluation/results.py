@@ -124,7 +124,7 @@ class ResultRecord:
         return None
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, kw_only=True)
 class Result:
     """Out-of-fold predictions of one variant.
 

@@ -87,7 +87,7 @@ class StoreAttributes(StoreKey):
         return StoreKey(**{field.name: getattr(self, field.name) for field in fields(StoreKey)})
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, kw_only=True)
 class FeatureStore:
     """A complete, verified feature store.
 
@@ -116,7 +116,7 @@ class FeatureStore:
         return {digest: index for index, digest in enumerate(self.rows["content_hash"])}
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, kw_only=True)
 class GatheredFeatures:
     """Features of a list of image contents, gathered from every store that holds them.
 
@@ -188,7 +188,7 @@ def gather_features(cache_dir, key: StoreKey, content_hashes) -> GatheredFeature
         sources.append(str(store.path))
         if not missing.any():
             break
-    return GatheredFeatures(features, missing, sources)
+    return GatheredFeatures(features=features, missing=missing, sources=sources)
 
 
 def load_features(cache_dir, key: StoreKey, dataset) -> GatheredFeatures:
@@ -329,7 +329,7 @@ def open_store(path, key: StoreKey | None = None, load_features: bool = True) ->
         raise CacheError(f"{path}: checksum mismatch, the file was truncated or edited; extract again with rebuild")
     if key is not None:
         check_key(path, attrs, key)
-    return FeatureStore(path, recorded.key, features, rows, skipped, attrs)
+    return FeatureStore(path=path, key=recorded.key, features=features, rows=rows, skipped=skipped, attrs=attrs)
 
 
 def check_key(path, attrs: dict, key: StoreKey) -> None:

@@ -18,8 +18,10 @@ class CNNFeatures(TransformerMixin, BaseEstimator):
     """Pooled features of a frozen backbone for a list of image files.
 
     ``transform`` reads the feature stores in ``cache_dir`` (matched by image content and
-    backbone identity, whatever dataset they were made for) and extracts only the images
-    no store holds yet, so repeated calls inside cross-validation cost no CNN work.
+    backbone identity, whatever dataset they were made for: :func:`featx.features.store.gather_features`,
+    the lookup :func:`featx.features.extract.extract` reuses rows through too) and extracts only
+    the images no store holds yet, so repeated calls inside cross-validation cost no CNN work, and
+    a later ``featx extract`` of a folder holding these images runs only the others.
 
     Parameters
     ----------
