@@ -288,28 +288,28 @@ class StoreWork:
         """Rows copied from other stores."""
         return 0 if self.held is None else int((~self.held.missing).sum())
 
-    def store_parts(self, table: pd.DataFrame, computed):
-        """The store's parts in dataset order: ``computed`` (the chunks' parts) merged with the held rows.
+    def store_parts(self, dataset_table: pd.DataFrame, computed):
+        """The store's parts in dataset order: the computed rows merged with the held ones.
 
         Parameters
         ----------
-        table : pandas.DataFrame
+        dataset_table : pandas.DataFrame
             Every row of the dataset.
         computed : iterable of (features, rows, skipped)
-            The finished chunks of :attr:`table`'s rows, in order.
+            The finished chunks of the rows to compute, in order.
         """
         if self.held is None:
             yield from computed
             return
         features, present, skipped = self.held.features.copy(), ~self.held.missing, []
-        position = {image_id: index for index, image_id in enumerate(table["image_id"].astype(str))}
+        position = {image_id: index for index, image_id in enumerate(dataset_table["image_id"].astype(str))}
         for part_features, rows, part_skipped in computed:
             rows_at = [position[image_id] for image_id in rows["image_id"]]
             features[rows_at] = part_features
             present[rows_at] = True
             skipped += part_skipped
         kept = np.flatnonzero(present)
-        rows = {column: list(table[column].iloc[kept].astype(str)) for column in ROW_COLUMNS}
+        rows = {column: list(dataset_table[column].iloc[kept].astype(str)) for column in ROW_COLUMNS}
         yield features[kept], rows, skipped
 
 

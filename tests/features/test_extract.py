@@ -12,7 +12,7 @@ import pytest
 from filelock import FileLock
 
 from featx.cli import main
-from featx.data.dataset import load_dataset
+from featx.data.dataset import dataset_from_paths, load_dataset
 from featx.exceptions import CacheError, DatasetError, ParameterError
 from featx.features.chunks import chunk_folder, lock_path
 from featx.features.extract import extract
@@ -96,6 +96,11 @@ def test_extract_reuses_the_rows_another_store_holds_by_content(reference_store,
     row_of = reference.row_of_content()
     held = [row_of[digest] for digest in table["content_hash"][:20]]
     assert store.features[:20].tobytes() == reference.features[held].tobytes()
+
+    held = dataset_from_paths(table["path"][:20])
+    copied = extract(held, RANDOM, batch_size=4, cache_dir=cache, pixel_cache=False, progress=False)
+    assert (copied.reused_images, copied.computed_images, copied.decoded_images) == (20, 0, 0)
+    assert open_store(copied.store).features.tobytes() == store.features[:20].tobytes()
 
     rebuilt = extract(
         overlapping_data, RANDOM, batch_size=4, cache_dir=cache, rebuild=True, pixel_cache=False, progress=False
