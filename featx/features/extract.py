@@ -47,6 +47,19 @@ LOCK_POLL = 0.25  # seconds between its attempts
 
 
 @dataclass(frozen=True, kw_only=True)
+class SkippedImage:
+    """An image that could not be decoded, left out of a store.
+
+    Attributes
+    ----------
+    image_id, reason : str
+    """
+
+    image_id: str
+    reason: str
+
+
+@dataclass(frozen=True, kw_only=True)
 class ExtractSummary:
     """What one extraction produced (or found already done).
 
@@ -57,8 +70,8 @@ class ExtractSummary:
     images : int
         Rows in the store.
     skipped : int
-    skipped_files : list of dict
-        ``image_id`` and ``reason`` of each undecodable file.
+    skipped_files : tuple of SkippedImage
+        Each undecodable file.
     images_per_s : float
         Images computed in this run per second, model build excluded.
     steady_images_per_s : float
@@ -88,7 +101,7 @@ class ExtractSummary:
     store: str
     images: int
     skipped: int
-    skipped_files: list
+    skipped_files: tuple[SkippedImage, ...]
     images_per_s: float
     steady_images_per_s: float
     seconds: float
@@ -431,7 +444,7 @@ class _Run:
             store=str(store.path),
             images=len(store.rows["image_id"]),
             skipped=len(store.skipped),
-            skipped_files=[{"image_id": i, "reason": r} for i, r in store.skipped],
+            skipped_files=tuple(SkippedImage(image_id=i, reason=r) for i, r in store.skipped),
             images_per_s=round(float(attrs.get("images_per_s", 0.0)), 2),
             steady_images_per_s=round(float(attrs.get("steady_images_per_s", 0.0)), 2),
             seconds=round(float(attrs.get("seconds", 0.0)), 2),

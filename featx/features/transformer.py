@@ -108,7 +108,7 @@ class CNNFeatures(TransformerMixin, BaseEstimator):
                 workers=_decoders(self.n_jobs),
             )
             if summary.skipped:
-                reasons = "\n  ".join(f"{s['image_id']}: {s['reason']}" for s in summary.skipped_files)
+                reasons = "\n  ".join(f"{s.image_id}: {s.reason}" for s in summary.skipped_files)
                 raise FeatxError(f"{summary.skipped} image(s) cannot be decoded:\n  {reasons}")
             gathered = gather_features(self.cache_dir, key, dataset.table["content_hash"])
         return gathered.features

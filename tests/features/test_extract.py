@@ -185,7 +185,7 @@ def data_with_bad_files(small_data, tmp_path):
 def test_bad_files_are_skipped_listed_and_stored(data_with_bad_files, tmp_path):
     dataset = load_dataset(data_with_bad_files)
     summary = extract(dataset, RANDOM, batch_size=8, cache_dir=tmp_path / "c", progress=False)
-    reasons = {s["image_id"]: s["reason"] for s in summary.skipped_files}
+    reasons = {s.image_id: s.reason for s in summary.skipped_files}
     assert summary.images == 36 and summary.skipped == 2
     assert "empty file" in reasons["images/zero.jpg"] and "not an image" in reasons["images/page.jpg"]
     assert dict(open_store(summary.store).skipped) == reasons

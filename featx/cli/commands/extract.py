@@ -71,7 +71,7 @@ def run(args) -> int:
         lines.append(f"{summary.decoded_images} images decoded, {summary.resumed_images} resumed from earlier chunks")
     if summary.pixel_cache is not None:
         lines.append(f"pixel cache {summary.pixel_cache}: {summary.pixel_cache_bytes / 1e6:.1f} MB on disk")
-    lines += [f"skipped {skipped['image_id']}: {skipped['reason']}" for skipped in summary.skipped_files]
+    lines += [f"skipped {skipped.image_id}: {skipped.reason}" for skipped in summary.skipped_files]
     state = "already complete, no CNN work" if summary.cached else f"{summary.images_per_s:.1f} images/s"
     label = ": RANDOM-INIT, not transfer learning" if summary.weights == "random-init" else ""
     lines.append(
