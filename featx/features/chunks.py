@@ -29,7 +29,7 @@ LOCK_NAME = ".lock"
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, kw_only=True)
 class Chunk:
     """The features of one batch, ``dataset[first:last]``.
 
@@ -119,7 +119,15 @@ def read_chunk(path, key_digest: str) -> Chunk:
         first, last, batch_size = (int(value) for value in arrays["bounds"])
         rows = {column: arrays[column].tolist() for column in ROW_COLUMNS}
         skipped = list(zip(arrays["skipped_id"].tolist(), arrays["skipped_reason"].tolist(), strict=True))
-        chunk = Chunk(first, last, batch_size, str(arrays["key_digest"]), rows, arrays["features"], skipped)
+        chunk = Chunk(
+            first=first,
+            last=last,
+            batch_size=batch_size,
+            key_digest=str(arrays["key_digest"]),
+            rows=rows,
+            features=arrays["features"],
+            skipped=skipped,
+        )
     except (KeyError, ValueError, TypeError) as error:
         raise CacheError(f"{path}: damaged chunk ({error})") from None
     if chunk.key_digest != key_digest:

@@ -342,15 +342,15 @@ class _Run:
 
     def _plan(self, key, cache_dir: Path, pixel_key: PixelKey, work: StoreWork, todo, *, pixel_cache: bool):
         return BatchPlan(
-            work.table,
-            self.features,
-            self.batch_size,
-            todo,
-            work.chunk_digest,
-            chunks.chunk_folder(key.path(cache_dir)),
-            pixel_key,
-            cache_dir,
-            pixel_cache,
+            table=work.table,
+            features=self.features,
+            batch_size=self.batch_size,
+            todo=todo,
+            key_digest=work.chunk_digest,
+            folder=chunks.chunk_folder(key.path(cache_dir)),
+            pixel_key=pixel_key,
+            cache_dir=cache_dir,
+            pixel_cache=pixel_cache,
         )
 
     def check_all_decode(self, plan: BatchPlan) -> None:

@@ -29,7 +29,10 @@ def register(subparsers, common) -> None:
     parser.add_argument("--batch-size", type=bounded("--batch-size"), default=32, help="images per forward pass")
     parser.add_argument("--strict", action="store_true", help="stop before writing if any image cannot be decoded")
     parser.add_argument(
-        "--rebuild", action="store_true", help="discard an existing or damaged store, and its pixel cache, first"
+        "--rebuild",
+        action="store_true",
+        help="discard an existing or damaged store, and its pixel cache, first, and run every image through the "
+        "backbone (without it, rows other stores of the same features hold are copied)",
     )
     parser.add_argument(
         "--no-pixel-cache",
