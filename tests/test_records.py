@@ -33,10 +33,11 @@ from featx.exceptions import DivergedError, FileSystemError, RecordError, SplitE
 from featx.features.identity import FeatureSpec
 from featx.features.pixels import PIXEL_FORMAT, PixelCache, PixelKey
 from featx.features.store import FORMAT_VERSION, open_store
+from featx.heads.recipe import HeadRecipe
 
 RANDOM_32 = FeatureSpec("efficientnet_lite0", "none", (32, 32))
 PIXEL_KEY = PixelKey((64, 64), None, "jpeg-draft")
-SPLIT_PROTOCOL = Protocol("image", 3, 0)
+SPLIT_PROTOCOL = Protocol(group_by="image", folds=3, seed=0)
 UNKNOWN = "unexpected_field"
 HUGE_INT, HUGE_FLOAT = 10**30, 1e308
 
@@ -46,9 +47,8 @@ def valid_result(images: int = 9) -> Result:
     variant = Variant(
         phase=2,
         features=RANDOM_32.key("dataset0"),
-        head="mlp8",
-        head_params={"epochs": 3, "learning_rate": 0.01},
-        protocol=Protocol("patient", 3, 0),
+        recipe=HeadRecipe(head="mlp8", epochs=3, learning_rate=0.01),
+        protocol=Protocol(group_by="patient", folds=3, seed=0),
     )
     rng = np.random.default_rng(0)
     proba = rng.random((images, 3))

@@ -7,6 +7,7 @@ import contextlib
 import os
 import sys
 import warnings
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from featx.exceptions import ParameterError, WeightsError
@@ -54,9 +55,7 @@ def build_base(spec, input_size, weights="imagenet", precision=None):
     -------
     model : keras.Model
         Maps preprocessed (N, H, W, 3) float32 images to (N, feature_dim) features.
-    provenance : dict
-        ``weights`` label (``imagenet``, ``random-init`` or ``file:NAME``), ``weights_sha256``
-        and ``weights_source``.
+    provenance : WeightsProvenance
 
     Raises
     ------
@@ -139,21 +138,38 @@ def weights_source(spec, weights):
     return keras_models_dir() / spec.imagenet_file
 
 
-def fingerprint(spec, weights) -> dict:
-    """Provenance of ``weights`` for ``spec`` without building the model.
+@dataclass(frozen=True, kw_only=True)
+class WeightsProvenance:
+    """Where a backbone's weights came from.
 
-    Returns
-    -------
-    dict
-        ``weights`` (label), ``weights_sha256`` (empty for random-init, or for Keras ImageNet
-        weights not downloaded yet) and ``weights_source``.
+    Attributes
+    ----------
+    weights : str
+        The label: ``imagenet``, ``random-init`` or ``file:NAME``.
+    weights_sha256 : str
+        sha256 of the weights file; empty for random-init, or for Keras ImageNet weights not
+        downloaded yet.
+    weights_source : str
+        The weights file, or ``seed N`` for random-init.
     """
+
+    weights: str
+    weights_sha256: str
+    weights_source: str
+
+    def as_attrs(self) -> dict:
+        """The fields by name, as a store's attributes record them."""
+        return asdict(self)
+
+
+def fingerprint(spec, weights) -> WeightsProvenance:
+    """Provenance of ``weights`` for ``spec`` without building the model."""
     source = weights_source(spec, weights)
-    return {
-        "weights": weights_label(weights),
-        "weights_sha256": sha256_file(source) if source is not None and source.exists() else "",
-        "weights_source": str(source) if source is not None else f"seed {RANDOM_INIT_SEED}",
-    }
+    return WeightsProvenance(
+        weights=weights_label(weights),
+        weights_sha256=sha256_file(source) if source is not None and source.exists() else "",
+        weights_source=str(source) if source is not None else f"seed {RANDOM_INIT_SEED}",
+    )
 
 
 def _build_keras_application(spec, input_shape, weights):

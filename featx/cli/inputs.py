@@ -1,4 +1,4 @@
-"""From parsed arguments to featx's records: the data folder, the dataset, features, protocol."""
+"""From parsed arguments to featx's records: the data folder, the dataset, features, protocol, recipes."""
 
 from __future__ import annotations
 
@@ -47,7 +47,51 @@ def features(args) -> FeatureSpec:
 
 def protocol(args) -> Protocol:
     """``--group-by``, ``--folds``, ``--seed`` as a :class:`Protocol`."""
-    return Protocol(args.group_by, args.folds, args.seed)
+    return Protocol(group_by=args.group_by, folds=args.folds, seed=args.seed)
+
+
+def head_recipe(args, backbone: str):
+    """``--head`` (``paper`` resolved for ``backbone``), ``--sampler``, ``--epochs``, ``--batch-size``, ``--lr``
+    as a :class:`~featx.heads.recipe.HeadRecipe`."""
+    from featx.heads.recipe import HeadRecipe
+    from featx.heads.registry import resolve_head
+
+    return HeadRecipe(
+        head=resolve_head(args.head, backbone),
+        sampler=args.sampler,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        learning_rate=args.lr,
+    )
+
+
+def finetune_recipe(args):
+    """The :class:`~featx.evaluation.finetune.FinetuneRecipe` the options describe (settings not given
+    keep the recipe's defaults).
+
+    Raises
+    ------
+    OptionError
+        When ``--sampler`` names a strategy: fine-tuning trains on each fold as it is.
+    """
+    from featx.evaluation.finetune import FinetuneRecipe
+    from featx.heads.registry import resolve_head
+
+    sampler = getattr(args, "sampler", "none")
+    if sampler != "none":
+        raise OptionError(
+            f"--sampler {sampler} applies to heads on cached features; fine-tuning trains on each fold as it is "
+            "(leave out --sampler, or --finetune)"
+        )
+    given = {
+        "cutoff": getattr(args, "cutoff", None),
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "learning_rate": args.lr,
+        "precision": getattr(args, "precision", None),
+        "warm_start": getattr(args, "warm_start", None),
+    }
+    return FinetuneRecipe(head=resolve_head(args.head, args.model), **{k: v for k, v in given.items() if v is not None})
 
 
 def engine(args):

@@ -35,3 +35,18 @@ def emit(args, payload: dict, lines) -> None:
         print(line, file=human)
     if args.json:
         print(json.dumps(finite(payload), default=str, allow_nan=False))
+
+
+def metrics_lines(summary) -> list[str]:
+    """Three lines: the variant, its headline figures with 95% intervals, where the result is."""
+    from featx.evaluation.metrics import METRICS
+
+    metrics, task = summary.metrics, summary.task
+    figures = [
+        f"{metric.abbreviation_for(task)} {metric.unit.with_interval(metrics[key], metrics['ci95'][key], precise=True)}"
+        for key, metric in METRICS.items()
+    ]
+    result = summary.result
+    timing = "reused stored result" if summary.reused else f"fit in {result.timings.total_seconds:.1f}s"
+    label = " RANDOM-INIT" if result.variant.weights_label == "random-init" else ""
+    return [f"{result.variant.describe()}{label} ({timing})", "; ".join(figures), f"result: {result.path}"]

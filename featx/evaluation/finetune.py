@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from featx import limits
 from featx.backbones.registry import cutoff_for
-from featx.backbones.weights import PRECISIONS, build_base
+from featx.backbones.weights import PRECISIONS, WeightsProvenance, build_base
 from featx.evaluation.crossval import check_finite, provenance
 from featx.evaluation.results import Result, Timings, find_result, read_checkpoint, result_path
 from featx.evaluation.splits import Protocol, fold_of_each_image, load_or_make_split, protocol_groups
@@ -105,14 +105,14 @@ class FinetuneModel:
         The backbone inside ``model``.
     cutoff : int
         Layers ``base.layers[:cutoff]`` are frozen.
-    provenance : dict
+    provenance : WeightsProvenance
         Weights provenance.
     """
 
     model: object
     base: object
     cutoff: int
-    provenance: dict
+    provenance: WeightsProvenance
 
 
 def dataset_pixels(dataset, image: ImageRecord, cache_dir) -> HeldPixels:

@@ -15,7 +15,7 @@ import numpy as np
 from pydantic import Field
 
 from featx.evaluation.variant import Variant, VariantRecord
-from featx.exceptions import DivergedError
+from featx.exceptions import DivergedError, FeatxError, RecordError
 from featx.fileio import write_text_atomic
 from featx.records import STRICT, Count, Probability, Seconds, Text, non_finite, read_record
 
@@ -124,7 +124,7 @@ class ResultRecord:
         return None
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, kw_only=True)
 class Result:
     """Out-of-fold predictions of one variant.
 
@@ -257,13 +257,17 @@ def load_result(path) -> Result:
     Raises
     ------
     RecordError
-        When the file is not a result of this featx's format (naming the file and the field), or
-        was written by a newer or older featx.
+        When the file is not a result of this featx's format (naming the file and the field), its
+        variant's head, settings or sampler are not this featx's, or it was written by a newer or
+        older featx.
     FileSystemError
         When it cannot be read.
     """
     record = read_record(path, ResultRecord, what="result file", version_field="format_version", version=RESULT_FORMAT)
-    return Result.from_record(record, path)
+    try:
+        return Result.from_record(record, path)
+    except FeatxError as error:  # a head, setting or sampler this featx does not know
+        raise RecordError(f"{path}: not a valid result file: variant: {error}") from None
 
 
 def find_result(cache_dir, variant: Variant) -> Result | None:

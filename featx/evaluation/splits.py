@@ -25,18 +25,18 @@ PROTOCOLS = {
 }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Protocol:
     """How out-of-fold predictions are made.
 
     Attributes
     ----------
     group_by : str
-        ``patient`` (no patient in both training and test folds) or ``image`` (the paper).
+        ``patient`` (no patient in both training and test folds, the default) or ``image`` (the paper).
     folds : int
-        At least 2.
+        At least 2 (default 10).
     seed : int
-        Seed of the fold assignment and of every head's own randomness.
+        Seed of the fold assignment and of every head's own randomness (default 0).
     """
 
     group_by: str = "patient"

@@ -9,15 +9,20 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field, fields
-from typing import Annotated, Literal
+from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
 from featx.evaluation.splits import PROTOCOLS, Protocol
-from featx.features.identity import StoreKey
+from featx.exceptions import ParameterError
+from featx.features.identity import FeatureSpec, StoreKey
+from featx.heads.recipe import HeadRecipe
 from featx.limits import MAX_SEED
 from featx.records import Text
+
+if TYPE_CHECKING:
+    from featx.evaluation.finetune import FinetuneRecipe
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -35,33 +40,47 @@ class VariantRecord(StoreKey):
     subset: Text
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Variant:
-    """One experiment: features, head, imbalance strategy, protocol, dataset.
+    """One experiment: features, head recipe, protocol, dataset.
 
     Attributes
     ----------
     phase : int
         2 (frozen backbone, cached features) or 3 (fine-tuned).
     features : StoreKey
-        Backbone, weights, preprocessing and input size; ``dataset_id`` is the evaluated dataset.
-    head : str
-        A head name (never ``paper``: that is resolved before).
-    head_params : dict
-        Settings that differ from the head's defaults (phase 3: every fine-tuning setting).
-    sampler : str
+        Backbone, weights, preprocessing (mask included), input size, decoder and precision;
+        ``dataset_id`` is the evaluated dataset.
+    recipe : HeadRecipe or FinetuneRecipe
+        The head (never ``paper``: that is resolved before), its settings and its sampler: a
+        :class:`~featx.heads.recipe.HeadRecipe` in phase 2, a
+        :class:`~featx.evaluation.finetune.FinetuneRecipe` in phase 3.
     protocol : Protocol
+        Default: :class:`Protocol`'s defaults.
     subset : str
-        The subset of the data folder the dataset was drawn as.
+        The subset of the data folder the dataset was drawn as (default ``all``).
     """
 
     phase: int
     features: StoreKey
-    head: str
-    head_params: dict = field(default_factory=dict)
-    sampler: str = "none"
+    recipe: HeadRecipe | FinetuneRecipe
     protocol: Protocol = Protocol()
     subset: str = "all"
+
+    @property
+    def head(self) -> str:
+        """The head's name."""
+        return self.recipe.head
+
+    @property
+    def head_params(self) -> dict:
+        """The recipe's settings by name (phase 2: those given; phase 3: every fine-tuning setting)."""
+        return self.recipe.params()
+
+    @property
+    def sampler(self) -> str:
+        """The imbalance strategy (``none`` when fine-tuning)."""
+        return self.recipe.sampler
 
     def to_dict(self) -> dict:
         """The flat JSON form stored in result files."""
@@ -76,7 +95,7 @@ class Variant:
             "decoder": key.decoder,
             "precision": key.precision,
             "head": self.head,
-            "head_params": dict(self.head_params),
+            "head_params": self.head_params,
             "sampler": self.sampler,
             "protocol": self.protocol.group_by,
             "folds": self.protocol.folds,
@@ -89,13 +108,7 @@ class Variant:
     def of(cls, phase: int, dataset, features, recipe, protocol: Protocol) -> Variant:
         """The variant of ``recipe`` (a head or fine-tuning recipe) on ``features`` over ``dataset``."""
         return cls(
-            phase=phase,
-            features=features.key(dataset.id),
-            head=recipe.head,
-            head_params=recipe.params(),
-            sampler=recipe.sampler,
-            protocol=protocol,
-            subset=dataset.subset,
+            phase=phase, features=features.key(dataset.id), recipe=recipe, protocol=protocol, subset=dataset.subset
         )
 
     def to_record(self) -> VariantRecord:
@@ -104,16 +117,45 @@ class Variant:
 
     @classmethod
     def from_record(cls, record: VariantRecord) -> Variant:
-        """The variant a record read from a file describes."""
+        """The variant a record read from a file describes.
+
+        Raises
+        ------
+        FeatxError
+            When the head, its settings or the sampler do not make a recipe of the record's phase
+            (the caller names the file).
+        """
+        if record.phase == 3:
+            from featx.evaluation.finetune import FinetuneRecipe as recipe_type
+
+            given = {"head": record.head}
+        else:
+            recipe_type, given = HeadRecipe, {"head": record.head, "sampler": record.sampler}
+        settings = {field.name for field in fields(recipe_type)} - set(given)
+        for name, value in record.head_params.items():
+            if name not in settings:
+                raise ParameterError(name, value, f"is not a setting of a phase-{record.phase} head")
+        recipe = recipe_type(**given, **record.head_params)
+        if recipe.sampler != record.sampler:
+            raise ParameterError("sampler", record.sampler, f"does not apply to phase {record.phase}")
         return cls(
             phase=record.phase,
             features=StoreKey(**{key.name: getattr(record, key.name) for key in fields(StoreKey)}),
-            head=record.head,
-            head_params=dict(record.head_params),
-            sampler=record.sampler,
-            protocol=Protocol(record.protocol, record.folds, record.seed),
+            recipe=recipe,
+            protocol=Protocol(group_by=record.protocol, folds=record.folds, seed=record.seed),
             subset=record.subset,
         )
+
+    def feature_spec(self, weights_source: str = "") -> FeatureSpec:
+        """The features request this variant was evaluated on (see :meth:`StoreKey.feature_spec`).
+
+        Parameters
+        ----------
+        weights_source : str
+            The weights file, for a variant of ``file:`` weights (default: none, for ImageNet and
+            random-init weights).
+        """
+        return self.features.feature_spec(weights_source)
 
     @property
     def weights_label(self) -> str:

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from featx.exceptions import CacheError
-from featx.features.store import ROW_COLUMNS, write_store
+from featx.features.store import ROW_COLUMNS
 from featx.fileio import read_arrays_verified, write_arrays_atomic
 
 CHUNK_FORMAT = 1
@@ -29,7 +29,7 @@ LOCK_NAME = ".lock"
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, kw_only=True)
 class Chunk:
     """The features of one batch, ``dataset[first:last]``.
 
@@ -119,7 +119,15 @@ def read_chunk(path, key_digest: str) -> Chunk:
         first, last, batch_size = (int(value) for value in arrays["bounds"])
         rows = {column: arrays[column].tolist() for column in ROW_COLUMNS}
         skipped = list(zip(arrays["skipped_id"].tolist(), arrays["skipped_reason"].tolist(), strict=True))
-        chunk = Chunk(first, last, batch_size, str(arrays["key_digest"]), rows, arrays["features"], skipped)
+        chunk = Chunk(
+            first=first,
+            last=last,
+            batch_size=batch_size,
+            key_digest=str(arrays["key_digest"]),
+            rows=rows,
+            features=arrays["features"],
+            skipped=skipped,
+        )
     except (KeyError, ValueError, TypeError) as error:
         raise CacheError(f"{path}: damaged chunk ({error})") from None
     if chunk.key_digest != key_digest:
@@ -170,40 +178,36 @@ def resume_plan(folder, key_digest: str, total: int, batch_size: int) -> tuple[i
     return batch_size, finished
 
 
-def assemble(key, cache_dir, total: int, *, attrs: dict, feature_dim: int) -> Path:
-    """Build the complete store of ``key`` from the finished chunks of every batch, in dataset order.
-
-    The store is written under a temporary name and renamed into place (see
-    :func:`featx.features.store.write_store`); the chunk folder is left for :func:`remove_folder`.
+def chunk_parts(folder, key_digest: str, total: int, batch_size: int):
+    """The finished chunks of every batch of ``total`` positions, in order, as store parts.
 
     Parameters
     ----------
-    key : StoreKey
-    cache_dir : str or Path
+    folder : str or Path
+        The chunk folder.
+    key_digest : str
+        The digest every chunk must record.
     total : int
-        Images in the dataset.
-    attrs : dict
-        Provenance recorded in the store; ``batch_size`` gives the batches to gather.
-    feature_dim : int
+        Positions the batches cover.
+    batch_size : int
+        The batching of the run that made the chunks.
+
+    Yields
+    ------
+    (features, rows, skipped)
+        The parts :func:`featx.features.store.write_store` takes, one per chunk.
 
     Raises
     ------
     CacheError
         When a batch has no intact chunk.
     """
-    path = key.path(cache_dir)
-    folder = chunk_folder(path)
-    digest = key.digest()
-
-    def parts():
-        for first, last in batch_bounds(total, int(attrs["batch_size"])):
-            chunk_file = chunk_path(folder, first, last)
-            if not chunk_file.exists():
-                raise CacheError(f"{chunk_file}: chunk missing; extract again to redo it")
-            chunk = read_chunk(chunk_file, digest)
-            yield chunk.features, chunk.rows, chunk.skipped
-
-    return write_store(path, key, attrs, parts(), feature_dim)
+    for first, last in batch_bounds(total, batch_size):
+        chunk_file = chunk_path(folder, first, last)
+        if not chunk_file.exists():
+            raise CacheError(f"{chunk_file}: chunk missing; extract again to redo it")
+        chunk = read_chunk(chunk_file, key_digest)
+        yield chunk.features, chunk.rows, chunk.skipped
 
 
 def remove_folder(folder) -> None:

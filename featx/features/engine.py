@@ -28,7 +28,7 @@ from featx.features.store import ROW_COLUMNS
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, kw_only=True)
 class BatchPlan:
     """The batches an engine must compute, and everything it needs to compute them.
 
@@ -104,7 +104,15 @@ def make_chunk(
     skipped = [(rows["image_id"][position - batch.first], reason) for position, reason in batch.errors]
     for image_id, reason in skipped:
         log.warning("skipped %s: %s", image_id, reason)
-    return chunks.Chunk(batch.first, batch.last, batch_size, key_digest, chunk_rows, features, skipped)
+    return chunks.Chunk(
+        first=batch.first,
+        last=batch.last,
+        batch_size=batch_size,
+        key_digest=key_digest,
+        rows=chunk_rows,
+        features=features,
+        skipped=skipped,
+    )
 
 
 @dataclass
@@ -158,7 +166,7 @@ class LocalEngine:
 
         forward = Forward(plan.features, plan.batch_size)
         feed = plan.feed(plan.open_pixel_cache(), self.workers)
-        run = EngineRun(provenance={**forward.provenance, "engine": self.name})
+        run = EngineRun(provenance={**forward.provenance.as_attrs(), "engine": self.name})
         done = 0
         with contextlib.closing(feed.batches(plan.todo)) as batches:  # the decode pool released on any exit
             for batch, features in forward.run(batches):

@@ -1,6 +1,11 @@
 """Phase 1: run a frozen backbone once over a dataset and keep the pooled features.
 
-The dataset is cut into fixed batches by position. Pixels come from the pixel cache or are
+Features depend only on an image's content and the store key, so the rows that other stores of the
+same features already hold (made for another dataset: a subset, an overlapping folder, the images
+``CNNFeatures`` saw) are copied by content hash, as every reader finds them
+(:func:`featx.features.store.gather_features`); only the other images are computed.
+
+Those are cut into fixed batches by position. Pixels come from the pixel cache or are
 decoded ahead in worker processes (:mod:`featx.features.pixels`); each batch's features are
 written as an immutable chunk (:mod:`featx.features.chunks`), and once every batch has its chunk
 one finisher assembles the store. A killed run loses only the batches in flight: the next run
@@ -14,6 +19,7 @@ its store (reported as cached) or, if the first was killed, resumes from its chu
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import sys
 import time
@@ -21,6 +27,8 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 from filelock import FileLock, Timeout
 
 from featx import __version__, limits
@@ -28,9 +36,9 @@ from featx.backbones.weights import fingerprint
 from featx.exceptions import CacheError, DatasetError, ParameterError
 from featx.features import chunks
 from featx.features.engine import BatchPlan, EngineRun, LocalEngine
-from featx.features.identity import FeatureSpec
+from featx.features.identity import FeatureSpec, StoreKey
 from featx.features.pixels import PixelCache, PixelKey, disk_bytes
-from featx.features.store import open_store
+from featx.features.store import ROW_COLUMNS, GatheredFeatures, gather_features, open_store, write_store
 from featx.fileio import make_folder
 
 log = logging.getLogger(__name__)
@@ -38,7 +46,20 @@ LOCK_TIMEOUT = 3600.0  # seconds a second process waits for the one extracting t
 LOCK_POLL = 0.25  # seconds between its attempts
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
+class SkippedImage:
+    """An image that could not be decoded, left out of a store.
+
+    Attributes
+    ----------
+    image_id, reason : str
+    """
+
+    image_id: str
+    reason: str
+
+
+@dataclass(frozen=True, kw_only=True)
 class ExtractSummary:
     """What one extraction produced (or found already done).
 
@@ -49,8 +70,8 @@ class ExtractSummary:
     images : int
         Rows in the store.
     skipped : int
-    skipped_files : list of dict
-        ``image_id`` and ``reason`` of each undecodable file.
+    skipped_files : tuple of SkippedImage
+        Each undecodable file.
     images_per_s : float
         Images computed in this run per second, model build excluded.
     steady_images_per_s : float
@@ -63,6 +84,12 @@ class ExtractSummary:
         Images decoded in this run (not read from the pixel cache).
     resumed_images : int
         Rows taken from the chunks of an earlier, interrupted run.
+    reused_images : int
+        Rows copied from stores of the same features made for other datasets (matched by image
+        content): no CNN work was done for them.
+    computed_images : int
+        Images this run handed to the engine (decoded or read from the pixel cache, then run
+        through the backbone).
     pixel_cache : str or None
         The pixel cache folder, None when it was not used.
     pixel_cache_bytes : int
@@ -74,7 +101,7 @@ class ExtractSummary:
     store: str
     images: int
     skipped: int
-    skipped_files: list
+    skipped_files: tuple[SkippedImage, ...]
     images_per_s: float
     steady_images_per_s: float
     seconds: float
@@ -84,6 +111,8 @@ class ExtractSummary:
     dataset_id: str
     decoded_images: int = 0
     resumed_images: int = 0
+    reused_images: int = 0
+    computed_images: int = 0
     pixel_cache: str | None = None
     pixel_cache_bytes: int = 0
     engine: str = "local"
@@ -122,7 +151,8 @@ def extract(
         Stop before writing any features when any image cannot be decoded.
     rebuild : bool
         Discard an existing store (complete, damaged or partial) and its pixel cache, and
-        extract again.
+        extract again, every image through the backbone (False, the default, copies the rows
+        other stores of the same features hold, matched by image content).
     progress : bool
         Show a progress bar (``N/TOTAL``) on stderr.
     workers : int, optional
@@ -174,7 +204,15 @@ def extract(
         elif path.exists():  # finished by the process this one waited for
             return run.summary(open_store(path, key, load_features=False), cached=True)
         try:
-            run.compute(key, Path(cache_dir), pixel_key, strict=strict, pixel_cache=pixel_cache, progress=progress)
+            run.compute(
+                key,
+                Path(cache_dir),
+                pixel_key,
+                strict=strict,
+                pixel_cache=pixel_cache,
+                progress=progress,
+                reuse=not rebuild,
+            )
         except OSError as error:
             raise CacheError(
                 f"{path}: writing failed ({error}); finished chunks stay in {folder}, earlier complete stores "
@@ -227,6 +265,67 @@ def _acquire_store_lock(path: Path, timeout: float) -> FileLock:
     raise CacheError(f"{path}: another featx process is extracting this store (lock {lock_file}); {advice}")
 
 
+@dataclass(frozen=True, kw_only=True, eq=False)
+class StoreWork:
+    """The rows of a store that need the backbone, and those that other stores already hold.
+
+    Attributes
+    ----------
+    table : pandas.DataFrame
+        The dataset's rows that no other store holds, in dataset order (positions renumbered
+        from 0): what the engine computes, batch by batch.
+    held : GatheredFeatures or None
+        Every dataset row's features where another store of the same features holds its content
+        (see :func:`featx.features.store.gather_features`); None when none does or reuse is off.
+    chunk_digest : str
+        Recorded in each chunk: the store key's digest when every row is computed, else a digest
+        of it and the contents to compute (chunks of another division of the work are redone).
+    """
+
+    table: pd.DataFrame
+    held: GatheredFeatures | None
+    chunk_digest: str
+
+    @classmethod
+    def of(cls, key: StoreKey, table: pd.DataFrame, cache_dir, *, reuse: bool) -> StoreWork:
+        """The work of the store of ``key`` over ``table``, reusing other stores' rows when ``reuse``."""
+        held = gather_features(cache_dir, key, table["content_hash"]) if reuse else None
+        if held is None or held.features is None:
+            return cls(table=table, held=None, chunk_digest=key.digest())
+        todo = table[held.missing].reset_index(drop=True)
+        text = "\n".join([key.digest(), *todo["content_hash"]])
+        return cls(table=todo, held=held, chunk_digest=hashlib.sha256(text.encode()).hexdigest()[:12])
+
+    @property
+    def reused(self) -> int:
+        """Rows copied from other stores."""
+        return 0 if self.held is None else int((~self.held.missing).sum())
+
+    def store_parts(self, dataset_table: pd.DataFrame, computed):
+        """The store's parts in dataset order: the computed rows merged with the held ones.
+
+        Parameters
+        ----------
+        dataset_table : pandas.DataFrame
+            Every row of the dataset.
+        computed : iterable of (features, rows, skipped)
+            The finished chunks of the rows to compute, in order.
+        """
+        if self.held is None:
+            yield from computed
+            return
+        features, present, skipped = self.held.features.copy(), ~self.held.missing, []
+        position = {image_id: index for index, image_id in enumerate(dataset_table["image_id"].astype(str))}
+        for part_features, rows, part_skipped in computed:
+            rows_at = [position[image_id] for image_id in rows["image_id"]]
+            features[rows_at] = part_features
+            present[rows_at] = True
+            skipped += part_skipped
+        kept = np.flatnonzero(present)
+        rows = {column: list(dataset_table[column].iloc[kept].astype(str)) for column in ROW_COLUMNS}
+        yield features[kept], rows, skipped
+
+
 class _Run:
     """One extraction: the dataset, the features, the batching, the engine, and what happened."""
 
@@ -237,64 +336,67 @@ class _Run:
         self.engine = engine
         self.decoded = 0
         self.resumed = 0
+        self.reused = 0
+        self.computed = 0
         self.pixel_cache = None
 
-    def _plan(self, key, cache_dir: Path, pixel_key: PixelKey, todo, *, pixel_cache: bool) -> BatchPlan:
-        folder = chunks.chunk_folder(key.path(cache_dir))
+    def _plan(self, key, cache_dir: Path, pixel_key: PixelKey, work: StoreWork, todo, *, pixel_cache: bool):
         return BatchPlan(
-            self.dataset.table,
-            self.features,
-            self.batch_size,
-            todo,
-            key.digest(),
-            folder,
-            pixel_key,
-            cache_dir,
-            pixel_cache,
+            table=work.table,
+            features=self.features,
+            batch_size=self.batch_size,
+            todo=todo,
+            key_digest=work.chunk_digest,
+            folder=chunks.chunk_folder(key.path(cache_dir)),
+            pixel_key=pixel_key,
+            cache_dir=cache_dir,
+            pixel_cache=pixel_cache,
         )
 
     def check_all_decode(self, plan: BatchPlan) -> None:
-        """Decode every image once (kept in the pixel cache); raise listing every failure.
+        """Decode every image of ``plan`` once (kept in the pixel cache); raise listing every failure.
 
         Raises
         ------
         DatasetError
         """
-        table = self.dataset.table
         local = self.engine if isinstance(self.engine, LocalEngine) else LocalEngine()
         errors, self.decoded = local.decode_only(plan)
-        failures = [f"{table['image_id'].iat[position]}: {reason}" for position, reason in errors]
+        failures = [f"{plan.table['image_id'].iat[position]}: {reason}" for position, reason in errors]
         if failures:
             raise DatasetError(
                 f"strict: {len(failures)} image(s) cannot be decoded; nothing was written:\n  " + "\n  ".join(failures)
             )
 
     def compute(
-        self, key, cache_dir: Path, pixel_key: PixelKey, *, strict: bool, pixel_cache: bool, progress: bool
+        self, key, cache_dir: Path, pixel_key: PixelKey, *, strict: bool, pixel_cache: bool, progress: bool, reuse: bool
     ) -> None:
-        """Compute the batches that have no finished chunk, then assemble the store and drop the chunks."""
+        """Copy the rows other stores hold (when ``reuse``), compute the batches of the others that have no
+        finished chunk, then assemble the store and drop the chunks."""
         from tqdm import tqdm
 
         path = key.path(cache_dir)
         folder = chunks.chunk_folder(path)
-        total = len(self.dataset)
+        work = StoreWork.of(key, self.dataset.table, cache_dir, reuse=reuse)
+        self.reused = work.reused
+        if self.reused:
+            log.info("%s: %d of %d images' features copied from other stores", path, self.reused, len(self.dataset))
+        total = len(work.table)
         if strict:
-            self.check_all_decode(
-                self._plan(
-                    key, cache_dir, pixel_key, chunks.batch_bounds(total, self.batch_size), pixel_cache=pixel_cache
-                )
-            )
-        self.batch_size, finished = chunks.resume_plan(folder, key.digest(), total, self.batch_size)
+            everything = chunks.batch_bounds(total, self.batch_size)
+            self.check_all_decode(self._plan(key, cache_dir, pixel_key, work, everything, pixel_cache=pixel_cache))
+        self.batch_size, finished = chunks.resume_plan(folder, work.chunk_digest, total, self.batch_size)
         self.resumed = sum(finished.values())
         todo = [bound for bound in chunks.batch_bounds(total, self.batch_size) if bound not in finished]
         if finished:
             message = "%s: resuming from %d finished chunk(s) of an interrupted run (%d images)"
             log.info(message, path, len(finished), self.resumed)
-        plan = self._plan(key, cache_dir, pixel_key, todo, pixel_cache=pixel_cache)
+        plan = self._plan(key, cache_dir, pixel_key, work, todo, pixel_cache=pixel_cache)
+        self.computed = plan.images
         started = time.perf_counter()
         bar = tqdm(
-            total=total,
-            initial=total - plan.images,
+            total=len(self.dataset),
+            initial=len(self.dataset) - plan.images,
             unit="img",
             disable=not progress,
             desc=f"extract {self.features.backbone}",
@@ -315,8 +417,10 @@ class _Run:
             "steady_images_per_s": steady,
             "resumed_images": self.resumed,
             "decoded_images": self.decoded,
+            "reused_images": self.reused,
         }
-        chunks.assemble(key, cache_dir, total, attrs=attrs, feature_dim=self.features.spec.feature_dim)
+        computed = chunks.chunk_parts(folder, work.chunk_digest, total, self.batch_size)
+        write_store(path, key, attrs, work.store_parts(self.dataset.table, computed), self.features.spec.feature_dim)
         chunks.remove_folder(folder)
 
     def _provenance(self, engine_provenance: dict) -> dict:
@@ -324,7 +428,7 @@ class _Run:
 
         weights = fingerprint(self.features.spec, self.features.weights)
         return {
-            **weights,
+            **weights.as_attrs(),
             **engine_provenance,
             "keras_version": keras.__version__,
             "backend": keras.backend.backend(),
@@ -340,7 +444,7 @@ class _Run:
             store=str(store.path),
             images=len(store.rows["image_id"]),
             skipped=len(store.skipped),
-            skipped_files=[{"image_id": i, "reason": r} for i, r in store.skipped],
+            skipped_files=tuple(SkippedImage(image_id=i, reason=r) for i, r in store.skipped),
             images_per_s=round(float(attrs.get("images_per_s", 0.0)), 2),
             steady_images_per_s=round(float(attrs.get("steady_images_per_s", 0.0)), 2),
             seconds=round(float(attrs.get("seconds", 0.0)), 2),
@@ -350,6 +454,8 @@ class _Run:
             dataset_id=store.key.dataset_id,
             decoded_images=0 if cached else self.decoded,
             resumed_images=0 if cached else self.resumed,
+            reused_images=0 if cached else self.reused,
+            computed_images=0 if cached else self.computed,
             pixel_cache=str(self.pixel_cache) if self.pixel_cache is not None else None,
             pixel_cache_bytes=disk_bytes(self.pixel_cache) if self.pixel_cache is not None else 0,
             engine=str(attrs.get("engine", "local")),

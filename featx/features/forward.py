@@ -75,7 +75,7 @@ class Forward:
 
     Attributes
     ----------
-    provenance : dict
+    provenance : WeightsProvenance
         The weights' provenance (see :func:`featx.backbones.weights.build_base`).
 
     Raises

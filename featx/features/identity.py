@@ -157,8 +157,8 @@ class FeatureSpec:
         return StoreKey(
             dataset_id=dataset_id,
             backbone=spec.name,
-            weights=weights["weights"],
-            weights_sha256=weights["weights_sha256"],
+            weights=weights.weights,
+            weights_sha256=weights.weights_sha256,
             preprocessing=spec.preprocessing + (f"{MASK_SUFFIX}{self.mask}" if self.mask else ""),
             input_size=self.input_size,
             decoder=self.decoder,
@@ -210,9 +210,11 @@ class StoreKey:
     @property
     def image(self) -> ImageRecord:
         """How the pixels of these features were made and scaled (the mask read off ``preprocessing``)."""
-        preprocessing, _, mask = self.preprocessing.partition(MASK_SUFFIX)
         return ImageRecord(
-            input_size=self.input_size, decoder=self.decoder, mask=mask or None, preprocessing=preprocessing
+            input_size=self.input_size,
+            decoder=self.decoder,
+            mask=self.mask,
+            preprocessing=self.preprocessing.partition(MASK_SUFFIX)[0],
         )
 
     def for_dataset(self, dataset_id: str) -> StoreKey:
@@ -245,6 +247,35 @@ class StoreKey:
             for key in expected
             if found[key] != expected[key]
         ]
+
+    @property
+    def mask(self) -> str | None:
+        """The region blacked out before letterboxing, read from ``preprocessing`` (None: none)."""
+        return self.preprocessing.partition(MASK_SUFFIX)[2] or None
+
+    def feature_spec(self, weights_source: str = "") -> FeatureSpec:
+        """The request whose key this is, every field kept (mask, decoder, precision).
+
+        Parameters
+        ----------
+        weights_source : str
+            The weights file of ``file:`` weights (default: none, for ImageNet and random-init).
+
+        Raises
+        ------
+        ParameterError
+            When the key's weights are a file and no ``weights_source`` is given.
+        """
+        if self.weights.startswith("file:") and not weights_source:
+            raise ParameterError("weights", self.weights, "needs the weights file it was made from (weights_source)")
+        return FeatureSpec(
+            self.backbone,
+            self.weights_argument(weights_source),
+            self.input_size,
+            mask=self.mask,
+            precision=self.precision,
+            decoder=self.decoder,
+        )
 
     def weights_argument(self, weights_source: str) -> str:
         """The ``weights`` argument that gives this key's weights (``weights_source`` for files)."""

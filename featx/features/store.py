@@ -54,6 +54,8 @@ class StoreAttributes(StoreKey):
     batch_size : int
     seconds, images_per_s, steady_images_per_s : float
     resumed_images, decoded_images : int
+    reused_images : int
+        Rows copied from stores made for other datasets (default 0: stores of earlier featx).
     cluster_nodes, cluster_cpus, cluster_gpus, ray_version
         The cluster's size and Ray's version (default None: the local engine).
     """
@@ -73,6 +75,7 @@ class StoreAttributes(StoreKey):
     steady_images_per_s: Seconds
     resumed_images: Count
     decoded_images: Count
+    reused_images: Count = 0
     cluster_nodes: Count | None = None
     cluster_cpus: Seconds | None = None
     cluster_gpus: Seconds | None = None
@@ -84,7 +87,7 @@ class StoreAttributes(StoreKey):
         return StoreKey(**{field.name: getattr(self, field.name) for field in fields(StoreKey)})
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, kw_only=True)
 class FeatureStore:
     """A complete, verified feature store.
 
@@ -113,7 +116,7 @@ class FeatureStore:
         return {digest: index for index, digest in enumerate(self.rows["content_hash"])}
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, kw_only=True)
 class GatheredFeatures:
     """Features of a list of image contents, gathered from every store that holds them.
 
@@ -185,7 +188,7 @@ def gather_features(cache_dir, key: StoreKey, content_hashes) -> GatheredFeature
         sources.append(str(store.path))
         if not missing.any():
             break
-    return GatheredFeatures(features, missing, sources)
+    return GatheredFeatures(features=features, missing=missing, sources=sources)
 
 
 def load_features(cache_dir, key: StoreKey, dataset) -> GatheredFeatures:
@@ -201,7 +204,7 @@ def load_features(cache_dir, key: StoreKey, dataset) -> GatheredFeatures:
         first = dataset.table["image_id"].iat[int(np.argmax(gathered.missing))]
         raise MissingFeaturesError(
             f"No feature store of {key.backbone} ({key.weights}, {key.input_size[0]}x{key.input_size[1]}"
-            f"{', ' + key.preprocessing if '+mask' in key.preprocessing else ''}) in {cache_dir} holds "
+            f"{', ' + key.preprocessing if key.mask else ''}) in {cache_dir} holds "
             f"{int(gathered.missing.sum())} of the {len(dataset)} images of {dataset.root} [{dataset.subset}] "
             f"(first: {first})"
         )
@@ -216,8 +219,6 @@ def extracted_features(cache_dir, content_hashes) -> list:
     list of FeatureSpec
         One per backbone / weights / input size, sorted by backbone, weights, input size.
     """
-    from featx.features.identity import FeatureSpec
-
     wanted = set(content_hashes)
     held, specs = {}, {}
     for path in complete_store_paths(cache_dir):
@@ -225,20 +226,11 @@ def extracted_features(cache_dir, content_hashes) -> list:
             store = open_store(path, load_features=False)
         except (CacheError, RecordError):
             continue
-        if "+mask" in store.key.preprocessing:
+        if store.key.mask is not None:
             continue
         identity = store.key.for_dataset("")
         held.setdefault(identity, set()).update(store.rows["content_hash"])
-        specs.setdefault(
-            identity,
-            FeatureSpec(
-                store.key.backbone,
-                store.key.weights_argument(store.attrs.get("weights_source", "")),
-                store.key.input_size,
-                precision=store.key.precision,
-                decoder=store.key.decoder,
-            ),
-        )
+        specs.setdefault(identity, store.key.feature_spec(store.attrs.get("weights_source", "")))
     covering = [identity for identity, hashes in held.items() if wanted <= hashes]
     covering.sort(key=lambda k: (k.backbone, k.weights, k.input_size, k.precision, k.decoder))
     return [specs[identity] for identity in covering]
@@ -337,7 +329,7 @@ def open_store(path, key: StoreKey | None = None, load_features: bool = True) ->
         raise CacheError(f"{path}: checksum mismatch, the file was truncated or edited; extract again with rebuild")
     if key is not None:
         check_key(path, attrs, key)
-    return FeatureStore(path, recorded.key, features, rows, skipped, attrs)
+    return FeatureStore(path=path, key=recorded.key, features=features, rows=rows, skipped=skipped, attrs=attrs)
 
 
 def check_key(path, attrs: dict, key: StoreKey) -> None:

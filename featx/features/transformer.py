@@ -18,8 +18,10 @@ class CNNFeatures(TransformerMixin, BaseEstimator):
     """Pooled features of a frozen backbone for a list of image files.
 
     ``transform`` reads the feature stores in ``cache_dir`` (matched by image content and
-    backbone identity, whatever dataset they were made for) and extracts only the images
-    no store holds yet, so repeated calls inside cross-validation cost no CNN work.
+    backbone identity, whatever dataset they were made for: :func:`featx.features.store.gather_features`,
+    the lookup :func:`featx.features.extract.extract` reuses rows through too) and extracts only
+    the images no store holds yet, so repeated calls inside cross-validation cost no CNN work, and
+    a later ``featx extract`` of a folder holding these images runs only the others.
 
     Parameters
     ----------
@@ -106,7 +108,7 @@ class CNNFeatures(TransformerMixin, BaseEstimator):
                 workers=_decoders(self.n_jobs),
             )
             if summary.skipped:
-                reasons = "\n  ".join(f"{s['image_id']}: {s['reason']}" for s in summary.skipped_files)
+                reasons = "\n  ".join(f"{s.image_id}: {s.reason}" for s in summary.skipped_files)
                 raise FeatxError(f"{summary.skipped} image(s) cannot be decoded:\n  {reasons}")
             gathered = gather_features(self.cache_dir, key, dataset.table["content_hash"])
         return gathered.features

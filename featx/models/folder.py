@@ -43,15 +43,16 @@ import shutil
 import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_type_hints
 
 import numpy as np
-from pydantic import AfterValidator, Discriminator, Field, JsonValue, Tag, with_config
+from pydantic import AfterValidator, Discriminator, Field, Tag, with_config
 from typing_extensions import NotRequired, TypedDict
 
 from featx.backbones.registry import BACKBONES
 from featx.data.images import DECODERS, DEFAULT_DECODER, MASKS
-from featx.evaluation.metrics import figure_names
+from featx.evaluation.summary import HEADLINE_KEYS
+from featx.evaluation.variant import VariantRecord
 from featx.exceptions import DivergedError, FeatxError, ModelFolderError, RecordError
 from featx.features.identity import ImageRecord
 from featx.fileio import check_output_folder, os_errors, replaced_atomically
@@ -95,44 +96,96 @@ Figure = Fraction | None
 """A cross-validated figure; None where the task or the data do not define it."""
 
 
-CrossValidationFigures = with_config(STRICT)(
-    TypedDict(
-        "CrossValidationFigures",
-        {
-            **dict.fromkeys(figure_names(), NotRequired[Figure]),
-            "auc_macro": Figure,
-            "ppv": Figure,
-            "npv": Figure,
-            "ece_positive": Figure,
-            "ece_covid": Figure,
-            "per_class_recall": dict[str, Fraction],
-            "confusion": tuple[tuple[Annotated[int, Field(ge=0)], ...], ...],
-            "ci95": dict[str, tuple[Figure, Figure]],
-            "positive": Text,
-            "protocol": Text,
-            "variant": dict[str, JsonValue],
-            "result_file": str,
-        },
-    )
-)
-"""The cross-validated figures a model folder records (JSON field names of ``fit --json``).
-
-A typed dict, so that every consumer reads it as the mapping ``fit --json`` prints, while the schema
-declares each figure a fraction in [0, 1] or null. The headline figures are those of
-:data:`featx.evaluation.metrics.METRICS`; a folder written before a figure was added lacks it.
-"""
+FIGURE_NAMES = tuple(name for name in HEADLINE_KEYS if name not in ("per_class_recall", "confusion", "ci95"))
+"""The cross-validated figures a model folder may record, by their ``fit --json`` names."""
 
 
-@with_config(STRICT)
-class NotCrossValidated(TypedDict):
-    """Why a model folder records no cross-validated figures (a fine-tuned model without a stored result)."""
+@dataclass(frozen=True, kw_only=True)
+class CrossValidationFigures:
+    """The cross-validated figures of the variant a model folder holds.
+
+    In the manifest the figures stand flat beside the other fields, as ``fit --json`` prints
+    them (see :meth:`to_json`); the record keeps them apart, by name.
+
+    Attributes
+    ----------
+    figures : dict of str to float or None
+        Each headline figure (a name of :data:`FIGURE_NAMES`) as a fraction in [0, 1]; None where the
+        task or the data do not define it. A name missing was not recorded (an earlier featx).
+    per_class_recall : dict of str to float
+    confusion : tuple of tuple of int
+    ci95 : dict of str to (float or None, float or None)
+        95% bootstrap interval of each figure.
+    positive : str
+        The class the binary figures are about.
+    protocol : str
+        How the folds were grouped.
+    variant : VariantRecord
+        The variant cross-validated (the form result files store).
+    result_file : str
+        The stored result the figures were computed from.
+    """
+
+    __pydantic_config__ = STRICT
+
+    figures: dict[str, Figure]
+    per_class_recall: dict[str, Fraction]
+    confusion: tuple[tuple[Annotated[int, Field(ge=0)], ...], ...]
+    ci95: dict[str, tuple[Figure, Figure]]
+    positive: Text
+    protocol: Text
+    variant: VariantRecord
+    result_file: str
+
+    @classmethod
+    def from_json(cls, values: dict) -> CrossValidationFigures:
+        """The record of the manifest's flat form (checked by :data:`CrossValidationJson`)."""
+        rest = {name: value for name, value in values.items() if name not in FIGURE_NAMES}
+        return cls(figures={name: values[name] for name in FIGURE_NAMES if name in values}, **rest)
+
+    def to_json(self) -> dict:
+        """The manifest's form: the figures flat, then the other fields (``input_size`` lists)."""
+        recorded = asdict(self)
+        return {**recorded.pop("figures"), **recorded}
+
+
+@dataclass(frozen=True, kw_only=True)
+class NotCrossValidated:
+    """Why a model folder records no cross-validated figures (a fine-tuned model without a stored result).
+
+    Attributes
+    ----------
+    note : str
+    """
+
+    __pydantic_config__ = STRICT
 
     note: Text
 
+    def to_json(self) -> dict:
+        """The manifest's form."""
+        return asdict(self)
+
+
+_RECORDED_BESIDE = get_type_hints(CrossValidationFigures, include_extras=True)
+del _RECORDED_BESIDE["figures"]
+CrossValidationJson = with_config(STRICT)(
+    TypedDict("CrossValidationJson", {**{name: NotRequired[Figure] for name in FIGURE_NAMES}, **_RECORDED_BESIDE})
+)
+"""The schema of :class:`CrossValidationFigures` in the manifest: the figures flat beside the other fields
+(each optional: an earlier featx may have recorded fewer), nothing else."""
+
+
+def _cross_validation_kind(value) -> str:
+    """Which record a manifest's ``cross_validation`` is: a note, or figures."""
+    note = isinstance(value, NotCrossValidated) or (isinstance(value, dict) and "note" in value)
+    return "note" if note else "figures"
+
 
 CrossValidation = Annotated[
-    Annotated[CrossValidationFigures, Tag("figures")] | Annotated[NotCrossValidated, Tag("note")],
-    Discriminator(lambda value: "note" if isinstance(value, dict) and "note" in value else "figures"),
+    Annotated[CrossValidationJson, AfterValidator(CrossValidationFigures.from_json), Tag("figures")]
+    | Annotated[NotCrossValidated, Tag("note")],
+    Discriminator(_cross_validation_kind),
 ]
 
 
@@ -241,8 +294,8 @@ class ModelManifest:
         )
 
     def to_json(self) -> dict:
-        """JSON-ready form."""
-        return asdict(self)
+        """JSON-ready form (the cross-validated figures flat, see :meth:`CrossValidationFigures.to_json`)."""
+        return {**asdict(self), "cross_validation": self.cross_validation.to_json()}
 
     @classmethod
     def read(cls, model_dir) -> ModelManifest:

@@ -71,10 +71,10 @@ class LoadedModel:
             columns = self.head.predict_proba(np.zeros((1, self.spec.feature_dim), dtype=np.float32)).shape[1]
             self._check_columns(model_path, columns, len(self.manifest.head_classes), "head_classes")
             provenance = fingerprint(self.spec, self.manifest.weights_argument)  # checked before Keras reads it
-            if provenance["weights_sha256"] != self.manifest.weights_sha256:
+            if provenance.weights_sha256 != self.manifest.weights_sha256:
                 raise ModelFolderError(
-                    f"{self.model_dir}: the backbone weights here ({provenance['weights_sha256'][:12] or 'none'}, "
-                    f"{provenance['weights_source']}) differ from those the head was trained on "
+                    f"{self.model_dir}: the backbone weights here ({provenance.weights_sha256[:12] or 'none'}, "
+                    f"{provenance.weights_source}) differ from those the head was trained on "
                     f"({self.manifest.weights_sha256[:12] or 'none'})"
                 )
             self.base, _ = build_base(self.spec, self.input_size, self.manifest.weights_argument)

@@ -20,7 +20,7 @@ from featx.evaluation.finetune import (
 )
 from featx.evaluation.results import find_result
 from featx.evaluation.splits import Protocol
-from featx.evaluation.summary import HEADLINE_KEYS, CVSummary
+from featx.evaluation.summary import CVSummary
 from featx.evaluation.task import Task
 from featx.evaluation.variant import Variant
 from featx.features.extract import extract
@@ -30,6 +30,7 @@ from featx.heads.recipe import HeadRecipe
 from featx.heads.registry import get_head
 from featx.heads.sampling import fitted_head
 from featx.models.folder import (
+    FIGURE_NAMES,
     FINETUNED_FILE,
     FORMAT_VERSION,
     CrossValidationFigures,
@@ -50,19 +51,22 @@ SAMPLE_ROWS = 8
 
 def cross_validation_record(summary: CVSummary | None) -> CrossValidationFigures | NotCrossValidated:
     """What a model folder records of its variant's cross-validation; figures the data do not define
-    (NaN: a sensitivity without positives) are recorded as null."""
+    (NaN: a sensitivity without positives) are recorded as None."""
     if summary is None:
-        return {
-            "note": "not cross-validated: fine-tune with the same settings first (featx finetune) to record "
+        return NotCrossValidated(
+            note="not cross-validated: fine-tune with the same settings first (featx finetune) to record "
             "cross-validated metrics here"
-        }
-    return {
-        **{key: finite(summary[key]) for key in HEADLINE_KEYS},
-        "positive": summary.task.positive,
-        "protocol": summary.result.variant.protocol.group_by,
-        "variant": summary.result.variant.to_dict(),
-        "result_file": str(summary.result.path),
-    }
+        )
+    return CrossValidationFigures(
+        figures={name: finite(summary[name]) for name in FIGURE_NAMES},
+        per_class_recall=finite(summary["per_class_recall"]),
+        confusion=tuple(tuple(int(count) for count in row) for row in summary["confusion"]),
+        ci95={name: tuple(finite(interval)) for name, interval in summary["ci95"].items()},
+        positive=summary.task.positive,
+        protocol=summary.result.variant.protocol.group_by,
+        variant=summary.result.variant.to_record(),
+        result_file=str(summary.result.path),
+    )
 
 
 def train_model(
@@ -147,10 +151,10 @@ def train_model(
     def manifest_for(model_folder: str, model_file: str) -> ModelManifest:
         return ModelManifest(
             backbone=features.backbone,
-            weights=provenance["weights"],
+            weights=provenance.weights,
             weights_argument=features.weights,
-            weights_sha256=provenance["weights_sha256"],
-            weights_source=provenance["weights_source"],
+            weights_sha256=provenance.weights_sha256,
+            weights_source=provenance.weights_source,
             input_size=features.input_size,
             preprocessing=features.spec.preprocessing,
             decoder=features.decoder,

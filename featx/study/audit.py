@@ -55,14 +55,118 @@ def _grouped_folds(y, groups, folds: int, seed: int):
     return StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed).split(np.zeros(len(y)), y, groups)
 
 
-def source_probe(features, table, label: str, folds: int = 5, seed: int = 0) -> dict:
+@dataclass(frozen=True, kw_only=True)
+class SourceProbe:
+    """How well one class's features tell its two largest sources apart.
+
+    Attributes
+    ----------
+    label : str
+        The class (``class`` in JSON).
+    sources : dict of str to int
+        Images per source, largest first.
+    auc : float or None
+        Patient-grouped cross-validated ROC AUC; None when the class has fewer than two sources
+        with two images each.
+    compared : tuple of str
+        The two sources told apart (default: none, when ``auc`` is None).
+    note : str or None
+        Why there is no AUC (default None).
+    """
+
+    label: str
+    sources: dict
+    auc: float | None
+    compared: tuple[str, ...] = ()
+    note: str | None = None
+
+    def to_json(self) -> dict:
+        """``class``, ``sources``, ``auc``, and ``compared`` or ``note``."""
+        probe = {"class": self.label, "sources": self.sources, "auc": self.auc}
+        return {**probe, "note": self.note} if self.auc is None else {**probe, "compared": list(self.compared)}
+
+
+@dataclass(frozen=True, kw_only=True)
+class LungsMaskedControl:
+    """Accuracy and the positive class's AUC with and without the lung field, same folds and head.
+
+    Attributes
+    ----------
+    accuracy, accuracy_masked : float
+    auc_positive, auc_positive_masked : float
+    chance : float
+        The majority class's share.
+    """
+
+    accuracy: float
+    accuracy_masked: float
+    auc_positive: float
+    auc_positive_masked: float
+    chance: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class SiteSensitivity:
+    """Sensitivity on one site's positive images, trained without that site.
+
+    Attributes
+    ----------
+    site : str
+    positive_images : int
+    sensitivity : float
+    """
+
+    site: str
+    positive_images: int
+    sensitivity: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClassCalls:
+    """One other class's images from the positive class's sources, and how many are called positive.
+
+    Attributes
+    ----------
+    images : int
+        Of the class, from the positive class's sources.
+    called_positive : int
+    total : int
+        Images of the class.
+    """
+
+    images: int
+    called_positive: int
+    total: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class AdultCheck:
+    """Other-class images from the sources that hold the positive images, and how many are called positive.
+
+    Attributes
+    ----------
+    images, called_positive : int
+    fraction_called_positive : float or None
+        None when there are no such images.
+    by_class : dict of str to ClassCalls
+        Per other class.
+    """
+
+    images: int
+    called_positive: int
+    fraction_called_positive: float | None
+    by_class: dict[str, ClassCalls]
+
+
+def source_probe(features, table, label: str, folds: int = 5, seed: int = 0) -> SourceProbe:
     """Patient-grouped CV AUC of telling the two largest sources apart within class ``label``."""
     rows = np.flatnonzero((table["label"] == label).to_numpy())
     sources = image_sources(table).to_numpy()[rows]
     counts = pd.Series(sources).value_counts()
-    result = {"class": label, "sources": counts.to_dict()}
     if len(counts) < 2 or counts.iloc[1] < 2:
-        return {**result, "auc": None, "note": "fewer than two sources with two images each"}
+        return SourceProbe(
+            label=label, sources=counts.to_dict(), auc=None, note="fewer than two sources with two images each"
+        )
     first, second = counts.index[:2]
     keep = rows[np.isin(sources, [first, second])]
     y = (image_sources(table).to_numpy()[keep] == second).astype(int)
@@ -71,7 +175,12 @@ def source_probe(features, table, label: str, folds: int = 5, seed: int = 0) -> 
     for k, (_, test) in enumerate(_grouped_folds(y, groups, folds, seed)):
         fold[test] = k
     scores = _out_of_fold(features[keep], y, fold, n_classes=2)[:, 1]
-    return {**result, "auc": float(roc_auc_score(y, scores)), "compared": [str(first), str(second)]}
+    return SourceProbe(
+        label=label,
+        sources=counts.to_dict(),
+        auc=float(roc_auc_score(y, scores)),
+        compared=(str(first), str(second)),
+    )
 
 
 def _out_of_fold(features, y, fold, *, n_classes: int, only=None):
@@ -81,7 +190,7 @@ def _out_of_fold(features, y, fold, *, n_classes: int, only=None):
     )[0]
 
 
-def lungs_masked_control(plain_proba, masked, y, fold, task: Task) -> dict:
+def lungs_masked_control(plain_proba, masked, y, fold, task: Task) -> LungsMaskedControl:
     """Accuracy and the positive class's AUC with and without the lung field, same folds and head.
 
     ``plain_proba`` are the out-of-fold probabilities from the features with the lungs (computed
@@ -90,16 +199,16 @@ def lungs_masked_control(plain_proba, masked, y, fold, task: Task) -> dict:
     """
     with_lungs = point_metrics(y, plain_proba, task)
     without = point_metrics(y, _out_of_fold(masked, y, fold, n_classes=len(task.classes)), task)
-    return {
-        "accuracy": with_lungs["accuracy"],
-        "accuracy_masked": without["accuracy"],
-        "auc_positive": with_lungs["auc_positive"],
-        "auc_positive_masked": without["auc_positive"],
-        "chance": float(np.bincount(y).max() / len(y)),
-    }
+    return LungsMaskedControl(
+        accuracy=with_lungs["accuracy"],
+        accuracy_masked=without["accuracy"],
+        auc_positive=with_lungs["auc_positive"],
+        auc_positive_masked=without["auc_positive"],
+        chance=float(np.bincount(y).max() / len(y)),
+    )
 
 
-def leave_one_site_out(features, table, task: Task, min_positive: int = MIN_SITE_POSITIVE) -> list[dict]:
+def leave_one_site_out(features, table, task: Task, min_positive: int = MIN_SITE_POSITIVE) -> list[SiteSensitivity]:
     """Sensitivity on each site with enough positive images, trained without that site."""
     y = table["label"].map(task.classes.index).to_numpy()
     positive = task.positive_index
@@ -109,16 +218,16 @@ def leave_one_site_out(features, table, task: Task, min_positive: int = MIN_SITE
     tested = [k for k in np.argsort(-positives, kind="stable") if positives[k] >= min_positive]
     predicted = _out_of_fold(features, y, site_of_row, n_classes=len(task.classes), only=tested).argmax(axis=1)
     return [
-        {
-            "site": str(names[k]),
-            "positive_images": int(positives[k]),
-            "sensitivity": float(np.mean(predicted[(site_of_row == k) & (y == positive)] == positive)),
-        }
+        SiteSensitivity(
+            site=str(names[k]),
+            positive_images=int(positives[k]),
+            sensitivity=float(np.mean(predicted[(site_of_row == k) & (y == positive)] == positive)),
+        )
         for k in tested
     ]
 
 
-def adult_check(table, proba, task: Task) -> dict:
+def adult_check(table, proba, task: Task) -> AdultCheck:
     """How many other-class images from the sources that hold the positive images are called positive.
 
     In the paper's collection those sources are Cohen's adults, and every other image is a child:
@@ -129,25 +238,23 @@ def adult_check(table, proba, task: Task) -> dict:
     labels = table["label"].to_numpy()
     from_positive_sources = (labels != task.positive) & sources.isin(positive_sources).to_numpy()
     called = np.asarray(proba).argmax(axis=1) == task.positive_index
-    return {
-        "images": int(from_positive_sources.sum()),
-        "called_positive": int(called[from_positive_sources].sum()),
-        "fraction_called_positive": float(called[from_positive_sources].mean())
-        if from_positive_sources.any()
-        else None,
-        "by_class": {
-            label: {
-                "images": int((from_positive_sources & (labels == label)).sum()),
-                "called_positive": int((called & from_positive_sources & (labels == label)).sum()),
-                "total": int((labels == label).sum()),
-            }
+    return AdultCheck(
+        images=int(from_positive_sources.sum()),
+        called_positive=int(called[from_positive_sources].sum()),
+        fraction_called_positive=float(called[from_positive_sources].mean()) if from_positive_sources.any() else None,
+        by_class={
+            label: ClassCalls(
+                images=int((from_positive_sources & (labels == label)).sum()),
+                called_positive=int((called & from_positive_sources & (labels == label)).sum()),
+                total=int((labels == label).sum()),
+            )
             for label in task.classes
             if label != task.positive
         },
-    }
+    )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Audit:
     """The four confound checks on one backbone's features, with their provenance.
 
@@ -164,15 +271,12 @@ class Audit:
     split_file : str
     dataset : str
         One line describing the audited data.
-    source_probe : list of dict
-        Per class: ``class``, ``sources`` (name -> images), ``auc`` (None when the class has one source),
-        ``compared``.
-    lungs_masked : dict
-        Accuracy and the positive class's AUC with and without the lung field, and the chance level.
-    leave_one_site_out : list of dict
-        ``site``, ``positive_images``, ``sensitivity``.
-    adult_check : dict
-        Other-class images from the positive class's sources and how many are called positive.
+    source_probe : tuple of SourceProbe
+        One per class other than the positive one.
+    lungs_masked : LungsMaskedControl
+    leave_one_site_out : tuple of SiteSensitivity
+        One per site with enough positive images.
+    adult_check : AdultCheck
     """
 
     task: Task
@@ -184,14 +288,20 @@ class Audit:
     folds: int
     split_file: str
     dataset: str
-    source_probe: list
-    lungs_masked: dict
-    leave_one_site_out: list
-    adult_check: dict
+    source_probe: tuple[SourceProbe, ...]
+    lungs_masked: LungsMaskedControl
+    leave_one_site_out: tuple[SiteSensitivity, ...]
+    adult_check: AdultCheck
 
     def to_json(self) -> dict:
-        """Every field, JSON-ready."""
-        return {**asdict(self), "task": self.task.to_json(), "input_size": list(self.input_size)}
+        """Every field, JSON-ready (a source probe's label as ``class``)."""
+        return {
+            **asdict(self),
+            "task": self.task.to_json(),
+            "input_size": list(self.input_size),
+            "source_probe": [probe.to_json() for probe in self.source_probe],
+            "leave_one_site_out": [asdict(site) for site in self.leave_one_site_out],
+        }
 
 
 def missing_patients_note(dataset) -> str:
@@ -253,10 +363,10 @@ def run_audit(
         folds=protocol.folds,
         split_file=str(split_file),
         dataset=dataset.describe(),
-        source_probe=[
+        source_probe=tuple(
             source_probe(plain, table, label, seed=protocol.seed) for label in task.classes if label != task.positive
-        ],
+        ),
         lungs_masked=lungs_masked_control(proba, masked, y, fold, task),
-        leave_one_site_out=leave_one_site_out(plain, table, task),
+        leave_one_site_out=tuple(leave_one_site_out(plain, table, task)),
         adult_check=adult_check(table, proba, task),
     )

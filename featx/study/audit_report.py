@@ -12,30 +12,30 @@ def audit_summary(audit: Audit) -> list[str]:
     positive = audit.task.positive
     lines = []
     for probe in audit.source_probe:
-        if probe["auc"] is not None:
+        if probe.auc is not None:
             lines.append(
-                f"Within {probe['class']}, the {audit.backbone} features tell {probe['compared'][0]} from "
-                f"{probe['compared'][1]} images apart with ROC AUC {probe['auc']:.3f} (0.5 = invisible): "
+                f"Within {probe.label}, the {audit.backbone} features tell {probe.compared[0]} from "
+                f"{probe.compared[1]} images apart with ROC AUC {probe.auc:.3f} (0.5 = invisible): "
                 f"the image's source is visible to the model."
             )
     masked = audit.lungs_masked
     lines.append(
-        f"With the central lung field blacked out, accuracy is {percent(masked['accuracy_masked'])}% (vs "
-        f"{percent(masked['accuracy'])}% with the lungs; majority-class chance {percent(masked['chance'])}%): "
+        f"With the central lung field blacked out, accuracy is {percent(masked.accuracy_masked)}% (vs "
+        f"{percent(masked.accuracy)}% with the lungs; majority-class chance {percent(masked.chance)}%): "
         f"the further above chance, the more of the signal lies outside the lungs."
     )
     adult = audit.adult_check
-    if adult["fraction_called_positive"] is not None:
+    if adult.fraction_called_positive is not None:
         warning = (
             f" WARNING: the model calls most of them {positive}: it may have learnt their source (in the paper's "
             f"collection: 'adult') more than '{positive}'."
-            if adult["fraction_called_positive"] > 0.5
+            if adult.fraction_called_positive > 0.5
             else ""
         )
         lines.append(
-            f"Of {adult['images']} radiographs of other classes from the sources that hold the {positive} images "
-            f"(in the paper's collection, the adults), the model (out of fold) calls {adult['called_positive']} "
-            f"({percent(adult['fraction_called_positive'])}%) {positive}.{warning}"
+            f"Of {adult.images} radiographs of other classes from the sources that hold the {positive} images "
+            f"(in the paper's collection, the adults), the model (out of fold) calls {adult.called_positive} "
+            f"({percent(adult.fraction_called_positive)}%) {positive}.{warning}"
         )
     return lines
 
@@ -52,9 +52,9 @@ def add_audit_section(doc: Document, audit: Audit) -> None:
         ["class", "sources (images)", "source-probe AUC"],
         [
             [
-                p["class"],
-                ", ".join(f"{k} ({v})" for k, v in p["sources"].items()),
-                "n/a" if p["auc"] is None else f"{p['auc']:.3f}",
+                p.label,
+                ", ".join(f"{k} ({v})" for k, v in p.sources.items()),
+                "n/a" if p.auc is None else f"{p.auc:.3f}",
             ]
             for p in audit.source_probe
         ],
@@ -63,21 +63,21 @@ def add_audit_section(doc: Document, audit: Audit) -> None:
     doc.table(
         ["input", "accuracy %", f"AUC {positive}"],
         [
-            ["whole radiograph", percent(masked["accuracy"]), f"{masked['auc_positive']:.3f}"],
+            ["whole radiograph", percent(masked.accuracy), f"{masked.auc_positive:.3f}"],
             [
                 "central lung field blacked out",
-                percent(masked["accuracy_masked"]),
-                f"{masked['auc_positive_masked']:.3f}",
+                percent(masked.accuracy_masked),
+                f"{masked.auc_positive_masked:.3f}",
             ],
         ],
     )
     doc.table(
         [f"held-out {positive} site", f"{positive} images", "sensitivity %"],
-        [[row["site"], row["positive_images"], percent(row["sensitivity"])] for row in audit.leave_one_site_out],
+        [[row.site, row.positive_images, percent(row.sensitivity)] for row in audit.leave_one_site_out],
     )
     doc.table(
         ["class", f"images from the {positive} sources", f"called {positive}", "class total"],
-        [[label, v["images"], v["called_positive"], v["total"]] for label, v in audit.adult_check["by_class"].items()],
+        [[label, v.images, v.called_positive, v.total] for label, v in audit.adult_check.by_class.items()],
     )
     for line in audit_summary(audit):
         doc.paragraph(line)

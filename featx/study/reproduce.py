@@ -26,7 +26,7 @@ FALLBACKS = {
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ReproducedRun:
     """One cell of the paper's design: a subset, the features used, and the summary of its variant."""
 
@@ -35,7 +35,7 @@ class ReproducedRun:
     summary: CVSummary
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Reproduction:
     """Everything ``reproduce`` ran or skipped.
 
@@ -167,7 +167,7 @@ def reproduce(
         for subset, dataset in loaded.items():
             datasets[subset] = dataset.id
             for group_by in protocols[subset]:
-                protocol = Protocol(group_by, folds, seed)
+                protocol = Protocol(group_by=group_by, folds=folds, seed=seed)
                 log.info("%s (%s) %s %s-level folds, head %s", backbone, features.weights, subset, group_by, head)
                 if phase == 3:
                     from featx.evaluation.finetune import FinetuneRecipe, finetune_variant
@@ -175,17 +175,17 @@ def reproduce(
                     summary = finetune_variant(
                         dataset,
                         features,
-                        FinetuneRecipe(head, epochs=epochs),
+                        FinetuneRecipe(head=head, epochs=epochs),
                         protocol,
                         cache_dir=cache_dir,
                         progress=progress,
                     )
                 else:
                     summary = fit_variant(
-                        dataset, features, HeadRecipe(head), protocol, cache_dir=cache_dir, progress=progress
+                        dataset, features, HeadRecipe(head=head), protocol, cache_dir=cache_dir, progress=progress
                     )
-                runs.append(ReproducedRun(subset, features, summary))
-    return Reproduction(Path(data), runs, skipped, datasets, notes)
+                runs.append(ReproducedRun(subset=subset, features=features, summary=summary))
+    return Reproduction(data=Path(data), runs=runs, skipped=skipped, datasets=datasets, notes=notes)
 
 
 def protocols_for(dataset) -> tuple[str, ...]:
@@ -226,13 +226,11 @@ def validate_externally(
                 variant.name(),
             )
             continue
-        key = variant.features
-        features = FeatureSpec(key.backbone, key.weights_argument(""), key.input_size)
         folder = Path(models_dir) / variant.name()
         train_model(
             load_dataset(reproduction.data, run.subset),
-            features,
-            HeadRecipe(variant.head),
+            variant.feature_spec(),
+            variant.recipe,
             variant.protocol,
             model_dir=folder,
             cache_dir=cache_dir,

@@ -87,7 +87,7 @@ def compare(external: dict, cv: dict) -> dict:
     return rows
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Validation:
     """A model's external figures beside its cross-validated ones.
 
@@ -107,7 +107,7 @@ class Validation:
     external : dict
         :func:`external_metrics`.
     cv : dict
-        The model folder's cross-validation record.
+        The model folder's cross-validation record in its manifest's form (the figures by name, or a note).
     comparison : dict
         :func:`compare`.
     predictions : pandas.DataFrame
@@ -184,7 +184,7 @@ def validate(model_dir, dataset, *, batch_size: int = 32, cache_dir=None) -> Val
     y_true = used["label"].map(task.classes.index).to_numpy()
     groups = used["patient_id" if dataset.has_patient_ids else "image_id"].astype(str).to_numpy()
     external = external_metrics(y_true, proba, groups, task)
-    cv = model.manifest.cross_validation
+    cv = model.manifest.cross_validation.to_json()
     predictions = pd.DataFrame(
         {
             "image_id": used["image_id"],
@@ -194,16 +194,16 @@ def validate(model_dir, dataset, *, batch_size: int = 32, cache_dir=None) -> Val
         }
     )
     return Validation(
-        str(model_dir),
-        task,
-        dataset.describe(),
-        len(used),
-        skipped,
-        excluded,
-        external,
-        cv,
-        compare(external, cv),
-        predictions,
+        model_dir=str(model_dir),
+        task=task,
+        data=dataset.describe(),
+        images=len(used),
+        skipped=skipped,
+        excluded_overlap=excluded,
+        external=external,
+        cv=cv,
+        comparison=compare(external, cv),
+        predictions=predictions,
     )
 
 

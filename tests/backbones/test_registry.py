@@ -30,7 +30,7 @@ def test_registry_entry_builds_with_random_weights(name):
     model, provenance = build_base(spec, (80, 96), weights="none")
     features = model.predict(np.zeros((2, 96, 80, 3), dtype=np.float32), verbose=0)
     assert features.shape == (2, spec.feature_dim)
-    assert provenance["weights"] == "random-init"
+    assert provenance.weights == "random-init"
     assert spec.cutoff is None or spec.cutoff < len(model.layers)
 
 
@@ -114,7 +114,7 @@ def test_local_weights_file_round_trips(tmp_path):
     path = tmp_path / "mine.weights.h5"
     model.save_weights(str(path))
     loaded, provenance = build_base(spec, (64, 64), weights=str(path))
-    assert provenance["weights"] == "file:mine.weights.h5" and len(provenance["weights_sha256"]) == 64
+    assert provenance.weights == "file:mine.weights.h5" and len(provenance.weights_sha256) == 64
     np.testing.assert_array_equal(loaded.trainable_variables[0].numpy(), model.trainable_variables[0].numpy())
 
 

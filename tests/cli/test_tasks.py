@@ -134,4 +134,4 @@ def test_a_class_with_too_few_patients_is_named(four_class_folder, tmp_path):
     shutil.copytree(four_class_folder, folder)
     keep.to_csv(folder / "metadata.csv", index=False)
     with pytest.raises(SplitError, match="class 'viral' has only 2 patients, fewer than folds=3"):
-        make_split(load_dataset(folder), Protocol("patient", 3))
+        make_split(load_dataset(folder), Protocol(group_by="patient", folds=3))

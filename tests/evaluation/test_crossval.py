@@ -15,7 +15,7 @@ from featx.features.store import load_features
 from featx.heads import HeadRecipe, make_head, with_strategy
 from tests.realdata import LITE0_64
 
-FIVE = Protocol("patient", 5, 0)
+FIVE = Protocol(group_by="patient", folds=5, seed=0)
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +84,7 @@ def test_stored_result_round_trips_its_records(feature_data):
 def test_the_variant_names_every_setting(feature_data):
     base = _fit(feature_data, HeadRecipe("logreg")).result.variant
     for other in (
-        _fit(feature_data, HeadRecipe("logreg"), Protocol("patient", 5, 1)).result.variant,
+        _fit(feature_data, HeadRecipe("logreg"), Protocol(group_by="patient", folds=5, seed=1)).result.variant,
         _fit(feature_data, HeadRecipe("logreg", "class-weight")).result.variant,
     ):
         assert other.name() != base.name()

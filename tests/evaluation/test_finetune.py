@@ -63,7 +63,7 @@ def test_recipe_checks_its_values():
 
 def test_finetune_lands_in_the_shared_format_and_reruns_identically_decoding_once(dataset, tmp_path, caplog):
     recipe = FinetuneRecipe("mlp1000", epochs=1, batch_size=8)
-    protocol = Protocol("patient", 2, 0)
+    protocol = Protocol(group_by="patient", folds=2, seed=0)
     caplog.set_level(logging.INFO, logger="featx.features.pixels")
     first = finetune_variant(dataset, LITE0_64, recipe, protocol, cache_dir=tmp_path, progress=False)
     assert f"36 of 36 images decoded (the rest read from {tmp_path / 'pixels' / '64x64-jpeg-draft'})" in caplog.text

@@ -24,7 +24,8 @@ def reference(small_data, tmp_path_factory):
 
 def _chunk_of(store, first, last, digest) -> Chunk:
     rows = {column: list(store.rows[column][first:last]) for column in ROW_COLUMNS}
-    return Chunk(first, last, 4, digest, rows, store.features[first:last], [])
+    features = store.features[first:last]
+    return Chunk(first=first, last=last, batch_size=4, key_digest=digest, rows=rows, features=features, skipped=[])
 
 
 def test_a_chunk_reads_back_exactly(reference, tmp_path):

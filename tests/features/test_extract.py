@@ -2,22 +2,24 @@
 
 import json
 import os
+import shutil
 import subprocess
 
 import h5py
 import numpy as np
+import pandas as pd
 import pytest
 from filelock import FileLock
 
 from featx.cli import main
-from featx.data.dataset import load_dataset
+from featx.data.dataset import dataset_from_paths, load_dataset
 from featx.exceptions import CacheError, DatasetError, ParameterError
 from featx.features.chunks import chunk_folder, lock_path
 from featx.features.extract import extract
 from featx.features.identity import FeatureSpec
 from featx.features.store import open_store
 from tests.processes import kill_at_progress
-from tests.realdata import featx_command
+from tests.realdata import copy_subset, featx_command, pick_rows
 
 SIZE = (64, 64)
 RANDOM = FeatureSpec("efficientnet_lite0", "none", SIZE)
@@ -60,6 +62,51 @@ def test_second_run_does_no_cnn_work(reference_store, small_dataset):
     cache = os.path.dirname(os.path.dirname(reference_store.store))
     again = extract(small_dataset, RANDOM, batch_size=4, cache_dir=cache, progress=False)
     assert again.cached and again.store == reference_store.store and again.seconds == reference_store.seconds
+
+
+@pytest.fixture(scope="module")
+def overlapping_data(small_data, tmp_path_factory):
+    """A second folder: 20 of ``small_data``'s radiographs (other file names and ids) and 8 it does not hold."""
+    first = pd.read_csv(small_data / "metadata.csv", dtype=str, keep_default_na=False)
+    shared = first.head(20)
+    new = pick_rows({"covid": 12, "normal": 12}, seed=11)
+    new = new[~new["filename"].isin(first["filename"])].groupby("label").head(4)
+    assert len(new) == 8
+    folder = copy_subset(new, tmp_path_factory.mktemp("overlapping_data"))
+    renamed = shared.assign(filename="images/again-" + shared["filename"].str.removeprefix("images/"))
+    for old, moved in zip(shared["filename"], renamed["filename"], strict=True):
+        shutil.copyfile(small_data / old, folder / moved)
+    pd.concat([renamed, new]).to_csv(folder / "metadata.csv", index=False)
+    return load_dataset(folder)
+
+
+def test_extract_reuses_the_rows_another_store_holds_by_content(reference_store, overlapping_data, tmp_path):
+    cache = tmp_path / "cache"
+    reference = open_store(reference_store.store)
+    (cache / reference.key.dataset_id).mkdir(parents=True)
+    shutil.copyfile(reference.path, cache / reference.key.dataset_id / reference.path.name)
+    table = overlapping_data.table
+
+    summary = extract(overlapping_data, RANDOM, batch_size=4, cache_dir=cache, pixel_cache=False, progress=False)
+    assert (summary.reused_images, summary.computed_images, summary.decoded_images) == (20, 8, 8)
+    store = open_store(summary.store)
+    assert store.attrs["reused_images"] == 20 and not summary.cached
+    assert list(store.rows["image_id"]) == list(table["image_id"])
+    assert list(store.rows["content_hash"]) == list(table["content_hash"])
+    row_of = reference.row_of_content()
+    held = [row_of[digest] for digest in table["content_hash"][:20]]
+    assert store.features[:20].tobytes() == reference.features[held].tobytes()
+
+    held = dataset_from_paths(table["path"][:20])
+    copied = extract(held, RANDOM, batch_size=4, cache_dir=cache, pixel_cache=False, progress=False)
+    assert (copied.reused_images, copied.computed_images, copied.decoded_images) == (20, 0, 0)
+    assert open_store(copied.store).features.tobytes() == store.features[:20].tobytes()
+
+    rebuilt = extract(
+        overlapping_data, RANDOM, batch_size=4, cache_dir=cache, rebuild=True, pixel_cache=False, progress=False
+    )
+    assert (rebuilt.reused_images, rebuilt.computed_images, rebuilt.decoded_images) == (0, 28, 28)
+    np.testing.assert_allclose(open_store(rebuilt.store).features, store.features, rtol=1e-5, atol=1e-6)
 
 
 def _extract_args(data, cache) -> list:
@@ -138,7 +185,7 @@ def data_with_bad_files(small_data, tmp_path):
 def test_bad_files_are_skipped_listed_and_stored(data_with_bad_files, tmp_path):
     dataset = load_dataset(data_with_bad_files)
     summary = extract(dataset, RANDOM, batch_size=8, cache_dir=tmp_path / "c", progress=False)
-    reasons = {s["image_id"]: s["reason"] for s in summary.skipped_files}
+    reasons = {s.image_id: s.reason for s in summary.skipped_files}
     assert summary.images == 36 and summary.skipped == 2
     assert "empty file" in reasons["images/zero.jpg"] and "not an image" in reasons["images/page.jpg"]
     assert dict(open_store(summary.store).skipped) == reasons

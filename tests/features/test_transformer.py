@@ -9,7 +9,13 @@ from sklearn.model_selection import GridSearchCV, cross_validate
 from sklearn.pipeline import Pipeline
 
 import featx
+from featx.data.dataset import dataset_from_paths
+from featx.features.extract import extract
+from featx.features.identity import FeatureSpec
+from featx.features.store import open_store
 from featx.heads.registry import make_head
+
+RANDOM_64 = FeatureSpec("efficientnet_lite0", "none", (64, 64))
 
 
 def _paths(dataset):
@@ -54,6 +60,17 @@ def test_cnnfeatures_extracts_new_images_once_and_round_trips_joblib(feature_dat
     np.testing.assert_array_equal(first, again)
     joblib.dump(transformer, tmp_path / "t.joblib")
     np.testing.assert_array_equal(joblib.load(tmp_path / "t.joblib").transform(new_images), first)
+
+
+def test_extract_reuses_the_features_cnnfeatures_computed_and_they_match_bit_for_bit(small_data, tmp_path):
+    images = sorted((small_data / "images").glob("*.jpg"))[:6]
+    cache = tmp_path / "cache"
+    transformer = featx.CNNFeatures(weights="none", input_size=(64, 64), batch_size=4, cache_dir=str(cache))
+    seen = transformer.fit(images[:4]).transform(images[:4])
+    summary = extract(dataset_from_paths(images), RANDOM_64, batch_size=4, cache_dir=cache, pixel_cache=False)
+    assert (summary.reused_images, summary.computed_images, summary.decoded_images) == (4, 2, 2)
+    assert open_store(summary.store).features[:4].tobytes() == seen.tobytes()
+    np.testing.assert_array_equal(transformer.transform(images), open_store(summary.store).features)
 
 
 def test_cnnfeatures_names_undecodable_files(tmp_path):

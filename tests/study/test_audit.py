@@ -1,11 +1,25 @@
 """The audit's checks and its prose on small hand-made tables with known answers."""
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from featx.evaluation.task import Task
-from featx.study.audit import Audit, adult_check, image_sites, image_sources, leave_one_site_out, source_probe
+from featx.study.audit import (
+    AdultCheck,
+    Audit,
+    ClassCalls,
+    LungsMaskedControl,
+    SiteSensitivity,
+    SourceProbe,
+    adult_check,
+    image_sites,
+    image_sources,
+    leave_one_site_out,
+    source_probe,
+)
 from featx.study.audit_report import add_audit_section, audit_summary
 from featx.study.document import Document
 
@@ -48,11 +62,11 @@ def test_adult_check_counts_non_covid_images_of_covid_sources():
     )
     called = np.eye(3)[[0, 0, 0, 0, 2, 0, 2]]  # columns covid, pneumonia, normal
     result = adult_check(table, called, PAPER)
-    assert result["images"] == 3 and result["called_positive"] == 2
-    assert result["fraction_called_positive"] == pytest.approx(2 / 3)
-    assert result["by_class"] == {
-        "pneumonia": {"images": 1, "called_positive": 1, "total": 2},
-        "normal": {"images": 2, "called_positive": 1, "total": 3},
+    assert result.images == 3 and result.called_positive == 2
+    assert result.fraction_called_positive == pytest.approx(2 / 3)
+    assert result.by_class == {
+        "pneumonia": ClassCalls(images=1, called_positive=1, total=2),
+        "normal": ClassCalls(images=2, called_positive=1, total=3),
     }
 
 
@@ -63,11 +77,11 @@ def test_source_probe_finds_a_source_written_into_the_features():
     features = rng.normal(size=(n, 5))
     features[:, 0] += 4 * (np.arange(n) % 2)  # the source is visible in one feature
     visible = source_probe(features, table, "normal", folds=4)
-    assert visible["auc"] > 0.95 and visible["sources"] == {"cohen": 20, "kermany": 20}
+    assert visible.auc > 0.95 and visible.sources == {"cohen": 20, "kermany": 20}
     hidden = source_probe(rng.normal(size=(n, 5)), table, "normal", folds=4)
-    assert 0.2 < hidden["auc"] < 0.8
+    assert 0.2 < hidden.auc < 0.8
     single = source_probe(features, table.assign(source="kermany"), "normal")
-    assert single["auc"] is None
+    assert single.auc is None and single.to_json()["note"] == single.note
 
 
 def test_leave_one_site_out_tests_each_large_site_on_its_own_images():
@@ -81,8 +95,8 @@ def test_leave_one_site_out_tests_each_large_site_on_its_own_images():
         rows.append(["normal", "kermany", "", f"k{i}"])
         features.append(rng.normal(size=4))
     result = leave_one_site_out(np.array(features), _table(rows), PAPER, min_positive=15)
-    assert [row["site"] for row in result] == ["a.org", "b.org"]  # tiny.org has too few covid images
-    assert all(row["positive_images"] == 20 and row["sensitivity"] > 0.8 for row in result)
+    assert [row.site for row in result] == ["a.org", "b.org"]  # tiny.org has too few covid images
+    assert all(row.positive_images == 20 and row.sensitivity > 0.8 for row in result)
 
 
 @pytest.fixture
@@ -97,27 +111,23 @@ def audit():
         folds=5,
         split_file="s.json",
         dataset="d [all]: 10 images",
-        source_probe=[
-            {"class": "normal", "sources": {"kermany": 8, "cohen": 2}, "auc": 0.98, "compared": ["kermany", "cohen"]},
-            {"class": "pneumonia", "sources": {"kermany": 9}, "auc": None, "note": "one source"},
-        ],
-        lungs_masked={
-            "accuracy": 0.9,
-            "accuracy_masked": 0.8,
-            "auc_positive": 0.95,
-            "auc_positive_masked": 0.9,
-            "chance": 0.5,
-        },
-        leave_one_site_out=[{"site": "a.org", "positive_images": 20, "sensitivity": 0.75}],
-        adult_check={
-            "images": 4,
-            "called_positive": 3,
-            "fraction_called_positive": 0.75,
-            "by_class": {
-                "pneumonia": {"images": 2, "called_positive": 2, "total": 9},
-                "normal": {"images": 2, "called_positive": 1, "total": 5},
+        source_probe=(
+            SourceProbe(label="normal", sources={"kermany": 8, "cohen": 2}, auc=0.98, compared=("kermany", "cohen")),
+            SourceProbe(label="pneumonia", sources={"kermany": 9}, auc=None, note="one source"),
+        ),
+        lungs_masked=LungsMaskedControl(
+            accuracy=0.9, accuracy_masked=0.8, auc_positive=0.95, auc_positive_masked=0.9, chance=0.5
+        ),
+        leave_one_site_out=(SiteSensitivity(site="a.org", positive_images=20, sensitivity=0.75),),
+        adult_check=AdultCheck(
+            images=4,
+            called_positive=3,
+            fraction_called_positive=0.75,
+            by_class={
+                "pneumonia": ClassCalls(images=2, called_positive=2, total=9),
+                "normal": ClassCalls(images=2, called_positive=1, total=5),
             },
-        },
+        ),
     )
 
 
@@ -140,4 +150,12 @@ def test_section_renders_every_table(audit, tmp_path):
     assert "| central lung field blacked out | 80.0 | 0.900 |" in markdown
     assert "| a.org | 20 | 75.0 |" in markdown
     assert "| normal | 2 | 1 | 5 |" in markdown
-    assert audit.to_json()["input_size"] == [64, 64]
+    payload = json.loads(json.dumps(audit.to_json()))  # the JSON keeps the form audit --json always printed
+    assert payload["input_size"] == [64, 64]
+    assert payload["source_probe"] == [
+        {"class": "normal", "sources": {"kermany": 8, "cohen": 2}, "auc": 0.98, "compared": ["kermany", "cohen"]},
+        {"class": "pneumonia", "sources": {"kermany": 9}, "auc": None, "note": "one source"},
+    ]
+    assert payload["leave_one_site_out"] == [{"site": "a.org", "positive_images": 20, "sensitivity": 0.75}]
+    assert payload["adult_check"]["by_class"]["normal"] == {"images": 2, "called_positive": 1, "total": 5}
+    assert payload["lungs_masked"]["chance"] == 0.5

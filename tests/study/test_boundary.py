@@ -203,7 +203,18 @@ def test_validation_differences_are_in_points_and_auc_units(seed, tmp_path):
             "predicted": np.array(task.classes)[external_proba.argmax(axis=1)],
         }
     )
-    validation = Validation("model", task, "external", len(y), [], [], external, cv, comparison, predictions)
+    validation = Validation(
+        model_dir="model",
+        task=task,
+        data="external",
+        images=len(y),
+        skipped=[],
+        excluded_overlap=[],
+        external=external,
+        cv=cv,
+        comparison=comparison,
+        predictions=predictions,
+    )
     markdown = validation_report(validation, tmp_path)[0].read_text()
     names = {name: metric.label_for(task) for name, metric in METRICS.items()}
     auc = comparison["auc_positive"]["difference"]

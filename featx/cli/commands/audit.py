@@ -35,7 +35,7 @@ def run(args) -> int:
     audit = run_audit(
         inputs.dataset(args),
         inputs.features(args),
-        Protocol("patient", args.folds, args.seed),
+        Protocol(group_by="patient", folds=args.folds, seed=args.seed),
         cache_dir=args.cache,
         positive=args.positive,
         engine=inputs.engine(args),

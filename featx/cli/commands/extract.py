@@ -29,7 +29,10 @@ def register(subparsers, common) -> None:
     parser.add_argument("--batch-size", type=bounded("--batch-size"), default=32, help="images per forward pass")
     parser.add_argument("--strict", action="store_true", help="stop before writing if any image cannot be decoded")
     parser.add_argument(
-        "--rebuild", action="store_true", help="discard an existing or damaged store, and its pixel cache, first"
+        "--rebuild",
+        action="store_true",
+        help="discard an existing or damaged store, and its pixel cache, first, and run every image through the "
+        "backbone (without it, rows other stores of the same features hold are copied)",
     )
     parser.add_argument(
         "--no-pixel-cache",
@@ -71,7 +74,7 @@ def run(args) -> int:
         lines.append(f"{summary.decoded_images} images decoded, {summary.resumed_images} resumed from earlier chunks")
     if summary.pixel_cache is not None:
         lines.append(f"pixel cache {summary.pixel_cache}: {summary.pixel_cache_bytes / 1e6:.1f} MB on disk")
-    lines += [f"skipped {skipped['image_id']}: {skipped['reason']}" for skipped in summary.skipped_files]
+    lines += [f"skipped {skipped.image_id}: {skipped.reason}" for skipped in summary.skipped_files]
     state = "already complete, no CNN work" if summary.cached else f"{summary.images_per_s:.1f} images/s"
     label = ": RANDOM-INIT, not transfer learning" if summary.weights == "random-init" else ""
     lines.append(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from featx.cli import inputs
-from featx.cli.commands.fit import metrics_lines
 from featx.cli.options import (
     add_backbone,
     add_data,
@@ -14,7 +13,7 @@ from featx.cli.options import (
     bounded,
     new_command,
 )
-from featx.cli.output import emit
+from featx.cli.output import emit, metrics_lines
 
 
 def register(subparsers, common) -> None:
@@ -45,29 +44,13 @@ def register(subparsers, common) -> None:
     parser.set_defaults(run=run)
 
 
-def recipe(args):
-    """The fine-tuning recipe the options describe (settings not given keep the recipe's defaults)."""
-    from featx.evaluation.finetune import FinetuneRecipe
-    from featx.heads.registry import resolve_head
-
-    given = {
-        "cutoff": getattr(args, "cutoff", None),
-        "epochs": args.epochs,
-        "batch_size": args.batch_size,
-        "learning_rate": args.lr,
-        "precision": getattr(args, "precision", None),
-        "warm_start": getattr(args, "warm_start", None),
-    }
-    return FinetuneRecipe(resolve_head(args.head, args.model), **{k: v for k, v in given.items() if v is not None})
-
-
 def run(args) -> int:
     from featx.evaluation.finetune import finetune_variant
 
     summary = finetune_variant(
         inputs.dataset(args),
         inputs.features(args),
-        recipe(args),
+        inputs.finetune_recipe(args),
         inputs.protocol(args),
         cache_dir=args.cache,
         refit=args.refit,

@@ -16,9 +16,8 @@ from featx.cli.options import (
     new_command,
     size_text,
 )
-from featx.cli.output import emit
+from featx.cli.output import emit, metrics_lines
 from featx.data.images import DEFAULT_SIZE
-from featx.evaluation.metrics import METRICS
 from featx.exceptions import MissingFeaturesError
 
 log = logging.getLogger("featx")
@@ -48,19 +47,6 @@ def register(subparsers, common) -> None:
     parser.set_defaults(run=run)
 
 
-def metrics_lines(summary) -> list[str]:
-    """Three lines: the variant, its headline figures with 95% intervals, where the result is."""
-    metrics, task = summary.metrics, summary.task
-    figures = [
-        f"{metric.abbreviation_for(task)} {metric.unit.with_interval(metrics[key], metrics['ci95'][key], precise=True)}"
-        for key, metric in METRICS.items()
-    ]
-    result = summary.result
-    timing = "reused stored result" if summary.reused else f"fit in {result.timings.total_seconds:.1f}s"
-    label = " RANDOM-INIT" if result.variant.weights_label == "random-init" else ""
-    return [f"{result.variant.describe()}{label} ({timing})", "; ".join(figures), f"result: {result.path}"]
-
-
 def _chosen_features(args, dataset) -> list:
     """The extracted features to fit on: every store covering the dataset, narrowed by the options given."""
     from featx.features.identity import FeatureSpec
@@ -84,17 +70,12 @@ def _chosen_features(args, dataset) -> list:
 
 def run(args) -> int:
     from featx.evaluation.crossval import fit_variant
-    from featx.heads.recipe import HeadRecipe
-    from featx.heads.registry import resolve_head
     from featx.study.compare import markdown_table, variant_order, variant_row
 
     dataset = inputs.dataset(args)
     protocol = inputs.protocol(args)
     chosen = _chosen_features(args, dataset)
-    recipes = [
-        HeadRecipe(resolve_head(args.head, features.backbone), args.sampler, args.epochs, args.batch_size, args.lr)
-        for features in chosen
-    ]
+    recipes = [inputs.head_recipe(args, features.backbone) for features in chosen]
     summaries = []
     for features, recipe in zip(chosen, recipes, strict=True):
         if len(chosen) > 1:

@@ -95,7 +95,7 @@ def run(args) -> int:
             audit = run_audit(
                 whole,
                 reproduction.runs[0].features,
-                Protocol("patient", args.folds, args.seed),
+                Protocol(group_by="patient", folds=args.folds, seed=args.seed),
                 cache_dir=args.cache,
                 engine=engine,
                 progress=inputs.progress(args),

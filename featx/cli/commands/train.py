@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from featx.cli import inputs
-from featx.cli.commands.finetune import recipe as finetune_recipe
 from featx.cli.options import (
     add_backbone,
     add_data,
@@ -51,14 +50,10 @@ def register(subparsers, common) -> None:
 
 
 def run(args) -> int:
-    from featx.heads.recipe import HeadRecipe
-    from featx.heads.registry import resolve_head
+    from featx.models.folder import CrossValidationFigures
     from featx.models.train import train_model
 
-    if args.finetune:
-        recipe = finetune_recipe(args)
-    else:
-        recipe = HeadRecipe(resolve_head(args.head, args.model), args.sampler, args.epochs, args.batch_size, args.lr)
+    recipe = inputs.finetune_recipe(args) if args.finetune else inputs.head_recipe(args, args.model)
     manifest = train_model(
         inputs.dataset(args),
         inputs.features(args),
@@ -75,12 +70,13 @@ def run(args) -> int:
         f"model saved to {args.model_dir} ({manifest.backbone}, weights {manifest.weights}, head {manifest.head}"
         f"{', fine-tuned' if manifest.finetuned else ''})"
     ]
-    if "accuracy" in cv:
+    if isinstance(cv, CrossValidationFigures):
+        figures = cv.figures
         lines.append(
-            f"chosen by {cv['protocol']}-grouped CV: accuracy {cv['accuracy'] * 100:.2f}%, "
-            f"{cv['positive']} sens {cv['sensitivity'] * 100:.2f}%, spec {cv['specificity'] * 100:.2f}%"
+            f"chosen by {cv.protocol}-grouped CV: accuracy {figures['accuracy'] * 100:.2f}%, "
+            f"{cv.positive} sens {figures['sensitivity'] * 100:.2f}%, spec {figures['specificity'] * 100:.2f}%"
         )
     else:
-        lines.append(cv["note"])
+        lines.append(cv.note)
     emit(args, manifest.to_json(), lines)
     return 0
