@@ -25,7 +25,7 @@ from featx import limits
 from featx.backbones.registry import cutoff_for, preprocess
 from featx.backbones.weights import PRECISIONS, build_base
 from featx.data import images
-from featx.evaluation.crossval import check_finite, provenance
+from featx.evaluation.crossval import provenance
 from featx.evaluation.results import Result, Timings, find_result, read_checkpoint, result_path
 from featx.evaluation.splits import Protocol, fold_of_each_image, load_or_make_split, protocol_groups
 from featx.evaluation.summary import CVSummary
@@ -35,7 +35,8 @@ from featx.features.forward import check_batch_memory
 from featx.features.identity import FeatureSpec
 from featx.features.store import load_features
 from featx.fileio import write_text_atomic
-from featx.heads.dense import dense_head, dense_layers, hidden_layers, is_dense_name
+from featx.heads.dense import dense_head, hidden_layers, is_dense_name, load_into
+from featx.heads.family import check_finite
 from featx.heads.registry import get_head, make_head
 
 DEFAULT_LR = 1e-4
@@ -195,9 +196,7 @@ def compile_model(model, learning_rate: float) -> None:
 
 def warm_start_head(model, head: str, features, labels, seed: int) -> None:
     """Initialise ``model``'s head from the phase-2 head trained on cached features."""
-    trained = make_head(head, random_state=seed).fit(features, labels)
-    for target, source in zip(dense_layers(model), dense_layers(trained.model_), strict=True):
-        target.set_weights(source.get_weights())
+    load_into(model, make_head(head, random_state=seed).fit(features, labels).trained_)
 
 
 def fit_model(model, batches, epochs: int, progress: bool, fold: int | None = None) -> None:

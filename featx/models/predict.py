@@ -16,6 +16,9 @@ from featx.data.dataset import IMAGE_SUFFIXES, visible_files
 from featx.exceptions import DatasetError, ImageDecodeError, ModelFolderError, ParameterError
 from featx.features.forward import batch_memory
 from featx.fileio import write_csv
+from featx.heads.dense import trained_head_of
+from featx.heads.fold_trainer import TrainedHead
+from featx.heads.registry import get_head
 from featx.limits import check_memory
 from featx.models.folder import MANIFEST, ModelManifest, load_head, load_keras
 
@@ -52,7 +55,7 @@ class LoadedModel:
             self._check_columns(model_path, self.keras_model.output_shape[-1], len(self.classes), "classes")
         else:
             self.keras_model = None
-            self.head = load_head(model_path)
+            self.head = load_head(model_path, get_head(self.manifest.head).family)
             columns = self.head.predict_proba(np.zeros((1, self.spec.feature_dim), dtype=np.float32)).shape[1]
             self._check_columns(model_path, columns, len(self.manifest.head_classes), "head_classes")
             provenance = fingerprint(self.spec, self.manifest.weights_argument)  # checked before Keras reads it
@@ -114,17 +117,10 @@ class LoadedModel:
         batches = [self.predict_proba(np.stack(pixels[i : i + batch_size])) for i in range(0, len(pixels), batch_size)]
         return np.concatenate(batches) if batches else np.zeros((0, len(self.classes)))
 
-    def keras_head(self):
-        """Pooled features -> probabilities as a Keras model, or None when the head is not Keras."""
-        import keras
-
-        if self.head is None:
-            inputs = keras.Input(shape=(self.spec.feature_dim,))
-            x = inputs
-            for layer in self.keras_model.layers[2:]:
-                x = layer(x)
-            return keras.Model(inputs, x)
-        return self.head.keras_model
+    def dense_head(self) -> TrainedHead:
+        """The kernels and biases of a dense head (pooled features -> probabilities): the saved head, or a
+        fine-tuned model's own head layers. Only for a model explained by Grad-CAM or a softmax head's CAM."""
+        return trained_head_of(self.keras_model) if self.manifest.finetuned else self.head
 
 
 def decode_each(paths, size) -> tuple[list, list]:
