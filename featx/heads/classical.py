@@ -223,8 +223,6 @@ class ClassicalFamily:
         ``cam`` (exact for a linear head) or ``occlusion`` (model-agnostic).
     uses_cores : bool
         Whether one fit already keeps every core busy (then folds are trained one at a time); default False.
-    weights_samples : bool
-        Whether the head takes sample weights (the ``class-weight`` strategy); default True.
     params : tuple of str
         Settings a user may change: none.
     """
@@ -233,8 +231,14 @@ class ClassicalFamily:
     file: SkopsFile | XGBoostFile
     explanation: str
     uses_cores: bool = False
-    weights_samples: bool = True
     params: tuple[str, ...] = ()
+
+    @property
+    def weights_samples(self) -> bool:
+        """Whether the head's ``fit`` takes sample weights (which the ``class-weight`` strategy needs)."""
+        from sklearn.utils.validation import has_fit_parameter
+
+        return has_fit_parameter(self.build(), "sample_weight")
 
     @property
     def file_name(self) -> str:

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
-from featx.heads.classical import STANDARDIZED, ClassicalFamily, SkopsFile, Standardized
+from featx.heads.classical import ClassicalFamily, SkopsFile, Standardized
 from featx.heads.family import HeadSpec
 
 NEIGHBOURS = 5
 
 
-def nearest_neighbours(random_state: int = 0) -> Standardized:
+class StandardizedNeighbours(Standardized):
+    """:class:`~featx.heads.classical.Standardized` around a k-NN, whose fit takes no sample weights (every
+    neighbour's vote counts the same), so the ``class-weight`` strategy is refused for it."""
+
+    def fit(self, X, y):
+        """Standardise ``X`` and fit a clone of ``estimator``."""
+        return super().fit(X, y)
+
+
+def nearest_neighbours(random_state: int = 0) -> StandardizedNeighbours:
     """The :data:`NEIGHBOURS` nearest training rows by Euclidean distance vote, on standardised features.
 
     Deterministic, so ``random_state`` (default 0) is not used; every distance is computed (``brute``),
@@ -16,7 +25,7 @@ def nearest_neighbours(random_state: int = 0) -> Standardized:
     """
     from sklearn.neighbors import KNeighborsClassifier
 
-    return Standardized(KNeighborsClassifier(n_neighbors=NEIGHBOURS, algorithm="brute"))
+    return StandardizedNeighbours(KNeighborsClassifier(n_neighbors=NEIGHBOURS, algorithm="brute"))
 
 
 HEAD = HeadSpec(
@@ -24,8 +33,7 @@ HEAD = HeadSpec(
     summary=f"{NEIGHBOURS} nearest neighbours on standardised features",
     family=ClassicalFamily(
         build=nearest_neighbours,
-        file=SkopsFile(trusted=frozenset({STANDARDIZED})),
+        file=SkopsFile(trusted=frozenset({"featx.heads.knn.StandardizedNeighbours"})),
         explanation="occlusion",
-        weights_samples=False,
     ),
 )

@@ -56,7 +56,13 @@ class LoadedModel:
         else:
             self.keras_model = None
             self.head = load_head(model_path, get_head(self.manifest.head).family)
-            columns = self.head.predict_proba(np.zeros((1, self.spec.feature_dim), dtype=np.float32)).shape[1]
+            try:
+                columns = self.head.predict_proba(np.zeros((1, self.spec.feature_dim), dtype=np.float32)).shape[1]
+            except ValueError as error:  # each head's library words a wrong width its own way
+                raise ModelFolderError(
+                    f"{model_path}: the head does not take the {self.spec.feature_dim} features of "
+                    f"{self.manifest.backbone} ({error}); the manifest does not belong to this model"
+                ) from None
             self._check_columns(model_path, columns, len(self.manifest.head_classes), "head_classes")
             provenance = fingerprint(self.spec, self.manifest.weights_argument)  # checked before Keras reads it
             if provenance["weights_sha256"] != self.manifest.weights_sha256:

@@ -75,6 +75,10 @@ def train_model(
 ) -> ModelManifest:
     """Cross-validate the variant (reusing a stored result), train it on every image, save the folder.
 
+    A head on cached features is trained by its family's ``fit``: the call that trains each fold in
+    cross-validation, here on every image (fold index 0, the protocol's seed), and the folder saves what it
+    returns, so the saved head computes the same function as the cross-validated ones.
+
     Parameters
     ----------
     dataset : featx.data.Dataset
