@@ -165,15 +165,20 @@ class TrainedHead:
         return self.kernels[0].T
 
     def predict_proba(self, X) -> np.ndarray:
-        """Class probabilities of feature rows ``X`` (N, D): a float32 forward pass."""
-        h = np.asarray(X, dtype=np.float32)
-        for index, (kernel, bias) in enumerate(zip(self.kernels, self.biases, strict=True)):
-            h = h @ kernel + bias
-            if index < len(self.kernels) - 1:
-                np.maximum(h, 0, out=h)
-        h = h - h.max(axis=1, keepdims=True)
-        np.exp(h, out=h)
-        return (h / h.sum(axis=1, keepdims=True)).astype(np.float64)
+        """Class probabilities of feature rows ``X`` (N, D): a float32 forward pass.
+
+        Non-finite weights give non-finite probabilities without a warning: every caller checks them and
+        says what diverged.
+        """
+        with np.errstate(invalid="ignore", over="ignore"):
+            h = np.asarray(X, dtype=np.float32)
+            for index, (kernel, bias) in enumerate(zip(self.kernels, self.biases, strict=True)):
+                h = h @ kernel + bias
+                if index < len(self.kernels) - 1:
+                    np.maximum(h, 0, out=h)
+            h = h - h.max(axis=1, keepdims=True)
+            np.exp(h, out=h)
+            return (h / h.sum(axis=1, keepdims=True)).astype(np.float64)
 
 
 class FoldTrainer:
