@@ -22,11 +22,15 @@ import os
 import sys
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from featx.exceptions import DivergedError, ParameterError
+
+if TYPE_CHECKING:
+    from featx.heads.classical import ClassicalFamily
+    from featx.heads.dense import DenseFamily
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -44,7 +48,7 @@ class HeadSpec:
 
     name: str
     summary: str
-    family: Any
+    family: DenseFamily | ClassicalFamily
 
 
 @dataclass(frozen=True, kw_only=True)
