@@ -55,7 +55,7 @@ from typing_extensions import TypedDict
 from featx.backbones.registry import BACKBONES
 from featx.exceptions import DivergedError, FeatxError, ModelFolderError, RecordError
 from featx.fileio import check_output_folder, os_errors, replaced_atomically
-from featx.heads.registry import HEADS, get_head
+from featx.heads.registry import HEADS, HeadSpec, get_head
 from featx.limits import MAX_INPUT_SIDE, MIN_INPUT_SIDE
 from featx.records import STRICT, parse_record, read_bytes_bounded, read_record
 
@@ -245,7 +245,8 @@ class ModelManifest:
                 path, cls, what="model manifest", version_field="format_version", version=FORMAT_VERSION
             )
         except RecordError as error:
-            earlier = isinstance(_recorded(model_dir).get("format_version"), int) and "earlier featx" in str(error)
+            found = _recorded(model_dir).get("format_version")
+            earlier = type(found) is int and found < FORMAT_VERSION
             hint = " with featx train (dense heads are now saved as the arrays their cross-validation used)"
             raise ModelFolderError(f"{error}{hint if earlier else ''}") from None
         if not manifest.path_in(model_dir).is_file():
@@ -271,8 +272,8 @@ def check_finite(model_dir, arrays) -> None:
         raise DivergedError(f"the model for {model_dir}", "non-finite weights or probabilities")
 
 
-def load_head(path: Path, family):
-    """Load a head file as its family saved it, without running code from it.
+def load_head(path: Path, head: HeadSpec):
+    """Load the file of the head ``head`` as its family saved it, without running code from it.
 
     Returns
     -------
@@ -285,11 +286,13 @@ def load_head(path: Path, family):
         When the file is unreadable, of the wrong kind, or (skops) names a type its head does not trust.
     """
     try:
-        return family.load(path)
+        return head.family.load(path)
     except ModelFolderError:
         raise
     except Exception as error:  # each format's loader raises its own types for a bad file
-        raise ModelFolderError(f"{path}: cannot be loaded as this head ({type(error).__name__}: {error})") from None
+        raise ModelFolderError(
+            f"{path}: cannot be loaded as a {head.name} head ({type(error).__name__}: {error})"
+        ) from None
 
 
 def load_keras(path: Path):

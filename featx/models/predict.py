@@ -55,7 +55,7 @@ class LoadedModel:
             self._check_columns(model_path, self.keras_model.output_shape[-1], len(self.classes), "classes")
         else:
             self.keras_model = None
-            self.head = load_head(model_path, get_head(self.manifest.head).family)
+            self.head = load_head(model_path, get_head(self.manifest.head))
             try:
                 columns = self.head.predict_proba(np.zeros((1, self.spec.feature_dim), dtype=np.float32)).shape[1]
             except ValueError as error:  # each head's library words a wrong width its own way

@@ -125,3 +125,15 @@ def test_a_head_file_is_trusted_only_with_the_types_its_own_head_names(logreg_fo
     skops.io.dump(RandomForestClassifier(n_estimators=2).fit([[0.0], [1.0], [2.0]], [0, 1, 2]), _weights(folder))
     with pytest.raises(ModelFolderError, match="the head does not take the 1280 features of efficientnet_lite0"):
         LoadedModel(folder)
+
+
+def test_a_damaged_dense_head_file_is_named_with_its_head(logreg_folder, tmp_path):
+    folder = _copy(logreg_folder, tmp_path)
+    weights = _weights(folder)
+    weights.unlink()
+    (weights.parent / "head.npz").write_bytes(b"PK\x03\x04 not an archive")
+    _edit_manifest(folder, lambda m: m.update(head="softmax", model_file="head.npz"))
+    with pytest.raises(
+        ModelFolderError, match=r"head\.npz: cannot be loaded as a softmax head \(ValueError: unreadable"
+    ):
+        LoadedModel(folder)
