@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from featx.backbones.registry import get_spec, preprocess  # noqa: E402
+from featx.backbones.registry import get_preprocessing, get_spec  # noqa: E402
 from featx.backbones.weights import build_base  # noqa: E402
 from featx.data import images  # noqa: E402
 from featx.data.dataset import load_dataset  # noqa: E402
@@ -71,7 +71,8 @@ def bare_rate(name: str, dataset, batch_size: int) -> float:
     model, _ = build_base(spec, SIZE, weights_for(name))
     pixels = np.stack([images.load(path, SIZE) for path in dataset.table["path"]])
     padding = (-len(pixels)) % batch_size
-    batches = preprocess(spec, np.concatenate([pixels, pixels[:padding]])).reshape(-1, batch_size, SIZE[1], SIZE[0], 3)
+    scaled = get_preprocessing(spec.preprocessing).host(np.concatenate([pixels, pixels[:padding]]))
+    batches = scaled.reshape(-1, batch_size, SIZE[1], SIZE[0], 3)
     model.predict_on_batch(batches[0])  # tracing
     started = time.perf_counter()
     for batch in batches:

@@ -213,11 +213,6 @@ def get_spec(name: str) -> BackboneSpec:
         raise UnknownNameError("backbone", name, BACKBONES) from None
 
 
-def preprocess(spec: BackboneSpec, images: np.ndarray) -> np.ndarray:
-    """Apply the backbone's own preprocessing to RGB images (N, H, W, 3) on the host: float32."""
-    return get_preprocessing(spec.preprocessing).host(images)
-
-
 def cutoff_for(spec: BackboneSpec, model) -> int:
     """Index of the first trainable layer of ``model`` in phase 3 (layers before it stay frozen)."""
     if spec.cutoff is not None:

@@ -27,7 +27,7 @@ from tqdm import tqdm
 from featx import limits
 from featx.backbones.registry import cutoff_for
 from featx.backbones.weights import PRECISIONS, WeightsProvenance, build_base
-from featx.evaluation.crossval import check_finite, provenance
+from featx.evaluation.crossval import provenance
 from featx.evaluation.results import Result, Timings, find_result, read_checkpoint, result_path
 from featx.evaluation.splits import Protocol, fold_of_each_image, load_or_make_split, protocol_groups
 from featx.evaluation.summary import CVSummary
@@ -38,7 +38,8 @@ from featx.features.identity import FeatureSpec, ImageRecord
 from featx.features.pixels import HeldPixels, hold_pixels
 from featx.features.store import load_features
 from featx.fileio import write_text_atomic
-from featx.heads.dense import dense_head, dense_layers, hidden_layers, is_dense_name
+from featx.heads.dense import dense_head, hidden_layers, is_dense_name, load_into
+from featx.heads.family import check_finite
 from featx.heads.registry import get_head, make_head
 
 DEFAULT_LR = 1e-4
@@ -223,9 +224,7 @@ def compile_model(model, learning_rate: float) -> None:
 
 def warm_start_head(model, head: str, features, labels, seed: int) -> None:
     """Initialise ``model``'s head from the phase-2 head trained on cached features."""
-    trained = make_head(head, random_state=seed).fit(features, labels)
-    for target, source in zip(dense_layers(model), dense_layers(trained.model_), strict=True):
-        target.set_weights(source.get_weights())
+    load_into(model, make_head(head, random_state=seed).fit(features, labels).trained_)
 
 
 def fit_model(model, batches, epochs: int, progress: bool, fold: int | None = None) -> None:

@@ -1,4 +1,4 @@
-"""Phase-2 heads: the registry (Keras dense heads, classical heads) and imbalance strategies."""
+"""Phase-2 heads: the registry (dense heads, classical heads, each with its family) and imbalance strategies."""
 
 from featx.heads.recipe import HeadRecipe
 from featx.heads.registry import HEADS, HeadSpec, get_head, head_names, make_head, resolve_head

@@ -4,8 +4,9 @@ The whole training of one fold (every step of every epoch: gather the batch's ro
 the dropout masks, the loss's gradient, Adam's update) is one XLA program: a ``jax.lax.scan`` over
 the steps, compiled once per head shape and reused by every fold, and by the final fit on all the
 data. Python is not involved between steps, so on a CPU the training runs near the machine's
-matrix-multiply rate (``bench/fit.py``). The trained kernels and biases are the weights of the
-Keras head (:class:`featx.heads.dense.KerasMLPClassifier`), which predicts and is saved as before.
+matrix-multiply rate (``bench/fit.py``). The trained kernels and biases (:class:`TrainedHead`) are the
+head: its NumPy forward pass gives the cross-validated figures, the predictions of a saved model and the
+Grad-CAM scores (rebuilt in Keras from the same arrays only where a gradient through a backbone is needed).
 Folds of different sizes share the program: the row table is padded to the largest fold, and a
 fold with another number of steps (one batch more or less per epoch) compiles once more.
 
@@ -32,6 +33,12 @@ from featx.exceptions import DivergedError
 from featx.limits import check_memory
 
 INIT, SHUFFLE, DROPOUT = 1, 2, 3
+
+
+def dropout_before(layer: int, layers: int) -> bool:
+    """Whether Dropout feeds dense layer ``layer`` of ``layers``: the paper's head drops out between hidden
+    layers only, so never before the first layer nor before the output layer."""
+    return 0 < layer < layers - 1
 
 
 def fold_rng(seed: int, fold: int, stream: int, layer: int = 0) -> np.random.Generator:
@@ -87,9 +94,12 @@ def dropout_keep(shape, rate: float, seed: int, fold: int, layer: int) -> np.nda
     return (draws.reshape(shape) >= threshold).astype(np.uint8)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class TrainedHead:
     """One trained dense head: kernels and biases of each layer, ReLU between, softmax out.
+
+    The one forward pass of a dense head: cross-validation, a saved model's predictions and its
+    explanations all run it (or, for a gradient through a backbone, Keras layers loaded with these arrays).
 
     Attributes
     ----------
@@ -100,16 +110,75 @@ class TrainedHead:
     kernels: tuple
     biases: tuple
 
+    @property
+    def hidden(self) -> tuple[int, ...]:
+        """Widths of the hidden layers (empty for a softmax head)."""
+        return tuple(int(kernel.shape[1]) for kernel in self.kernels[:-1])
+
+    @property
+    def n_classes(self) -> int:
+        """Output columns."""
+        return int(self.kernels[-1].shape[1])
+
+    def arrays(self) -> dict:
+        """``kernel_0``, ``bias_0``, ``kernel_1``, ... by name (what :meth:`of_arrays` reads back)."""
+        named = {}
+        for layer, (kernel, bias) in enumerate(zip(self.kernels, self.biases, strict=True)):
+            named[f"kernel_{layer}"], named[f"bias_{layer}"] = kernel, bias
+        return named
+
+    @classmethod
+    def of_arrays(cls, arrays: dict) -> TrainedHead:
+        """The head whose :meth:`arrays` these are.
+
+        Raises
+        ------
+        ValueError
+            When a layer is missing, an array is not float32 or the layers' shapes do not chain.
+        """
+        layers = len(arrays) // 2
+        if layers < 1 or set(arrays) != {f"{kind}_{layer}" for layer in range(layers) for kind in ("kernel", "bias")}:
+            raise ValueError(f"expected arrays kernel_0, bias_0, ... of whole layers, got {', '.join(sorted(arrays))}")
+        kernels = tuple(arrays[f"kernel_{layer}"] for layer in range(layers))
+        biases = tuple(arrays[f"bias_{layer}"] for layer in range(layers))
+        width = kernels[0].shape[0] if kernels[0].ndim == 2 else None
+        for layer, (kernel, bias) in enumerate(zip(kernels, biases, strict=True)):
+            if kernel.dtype != np.float32 or bias.dtype != np.float32:
+                raise ValueError(f"layer {layer}: kernel and bias must be float32, got {kernel.dtype} and {bias.dtype}")
+            if kernel.ndim != 2 or kernel.shape[0] != width or bias.shape != (kernel.shape[1],):
+                raise ValueError(
+                    f"layer {layer}: kernel {kernel.shape} and bias {bias.shape} do not follow the layer before"
+                )
+            width = kernel.shape[1]
+        return cls(kernels=kernels, biases=biases)
+
+    def linear_scores(self) -> np.ndarray:
+        """The class logits' coefficients on the features, (n_classes, D): a softmax head's kernel, transposed.
+
+        Raises
+        ------
+        ValueError
+            For a head with hidden layers (its scores are not linear in the features).
+        """
+        if self.hidden:
+            raise ValueError(f"a head with hidden layers {self.hidden} is not linear in its features")
+        return self.kernels[0].T
+
     def predict_proba(self, X) -> np.ndarray:
-        """Class probabilities of feature rows ``X`` (N, D): a float32 forward pass."""
-        h = np.asarray(X, dtype=np.float32)
-        for index, (kernel, bias) in enumerate(zip(self.kernels, self.biases, strict=True)):
-            h = h @ kernel + bias
-            if index < len(self.kernels) - 1:
-                np.maximum(h, 0, out=h)
-        h = h - h.max(axis=1, keepdims=True)
-        np.exp(h, out=h)
-        return (h / h.sum(axis=1, keepdims=True)).astype(np.float64)
+        """Class probabilities of feature rows ``X`` (N, D): a float32 forward pass.
+
+        Non-finite weights give non-finite probabilities without a warning: every caller checks them and
+        says what diverged.
+        """
+        with np.errstate(invalid="ignore", over="ignore"):
+            h = np.asarray(X, dtype=np.float32)
+            for index, (kernel, bias) in enumerate(zip(self.kernels, self.biases, strict=True)):
+                h = h @ kernel + bias
+                if index < len(self.kernels) - 1:
+                    np.maximum(h, 0, out=h)
+            h = h - h.max(axis=1, keepdims=True)
+            np.exp(h, out=h)
+            return (h / h.sum(axis=1, keepdims=True)).astype(np.float64)
 
 
 class FoldTrainer:
@@ -147,7 +216,8 @@ class FoldTrainer:
         self.capacity = int(capacity)
         self.dropout, self.epochs, self.batch_size = float(dropout), int(epochs), int(batch_size)
         self.learning_rate = float(learning_rate)
-        self.widths = self.dims[1:-2]  # a Dropout sits after every hidden layer but the last
+        layers = len(self.dims) - 1
+        self.widths = tuple(self.dims[layer] for layer in range(layers) if dropout_before(layer, layers))
         check_memory(
             training_memory(self.dims, self.capacity, self.epochs, self.batch_size),
             f"training a head with layers {'-'.join(map(str, self.dims[1:-1])) or 'none'} on {self.capacity} rows",
@@ -177,7 +247,8 @@ class FoldTrainer:
         index, labels, weights, keeps = self._steps(y, w, seed, fold)
         params, losses = self._program(initial_weights(self.dims, seed, fold), table, index, labels, weights, keeps)
         trained = TrainedHead(
-            tuple(np.asarray(kernel) for kernel, _ in params), tuple(np.asarray(bias) for _, bias in params)
+            kernels=tuple(np.asarray(kernel) for kernel, _ in params),
+            biases=tuple(np.asarray(bias) for _, bias in params),
         )
         self._check_finite(losses, trained, fold)
         return trained
@@ -211,7 +282,7 @@ class FoldTrainer:
             weights[step, : len(rows)] = w[rows] / np.float32(len(rows))
         keeps = tuple(
             dropout_keep((steps, size, width), self.dropout, seed, fold, layer)
-            for layer, width in enumerate(self.widths, start=1)
+            for layer, width in enumerate(self.widths, start=1)  # the Dropout before dense layer 1, 2, ...
         )
         return index, labels, weights, keeps
 
@@ -237,7 +308,7 @@ def _program(dims: tuple, dropout: float, learning_rate: float):
         for layer, (kernel, bias) in enumerate(params):
             if layer:
                 x = jax.nn.relu(x)
-                if layer - 1 < len(keeps):  # Dropout between hidden layers
+                if dropout_before(layer, len(params)):
                     x = x * (keeps[layer - 1].astype(x.dtype) * scale)
             x = x @ kernel + bias
         log_proba = jax.nn.log_softmax(x)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from featx import limits
 from featx.exceptions import ParameterError
 from featx.heads.registry import get_head, make_head
-from featx.heads.sampling import get_sampler, with_strategy
+from featx.heads.sampling import Resampled, get_sampler, with_strategy
 
 
 @dataclass(frozen=True)
@@ -34,9 +34,12 @@ class HeadRecipe:
 
     def __post_init__(self):
         spec = get_head(self.head)
-        get_sampler(self.sampler)
+        if get_sampler(self.sampler).weights_classes and not spec.family.weights_samples:
+            raise ParameterError(
+                "sampler", self.sampler, f"weights samples, and head {spec.name!r} takes no sample weights"
+            )
         for name, value in self.params().items():
-            if name not in spec.params:
+            if name not in spec.family.params:
                 raise ParameterError(name, value, f"does not apply to head {spec.name!r}")
             limits.check(name, value)
 
@@ -45,6 +48,6 @@ class HeadRecipe:
         given = {"epochs": self.epochs, "batch_size": self.batch_size, "learning_rate": self.learning_rate}
         return {name: value for name, value in given.items() if value is not None}
 
-    def build(self, seed: int):
-        """A fresh, unfitted strategy pipeline around the head, seeded."""
+    def build(self, seed: int) -> Resampled:
+        """A fresh, unfitted head inside the recipe's imbalance strategy, both seeded by ``seed``."""
         return with_strategy(make_head(self.head, random_state=seed, **self.params()), self.sampler, seed)

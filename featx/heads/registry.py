@@ -1,99 +1,31 @@
-"""Registry of heads: name -> family, one-line summary, builder, file format of a saved model.
+"""Registry of heads: name -> :class:`~featx.heads.family.HeadSpec` (summary, and the family object that
+trains, saves, loads and explains the head; see :mod:`featx.heads.family`).
 
-A plain dict of small frozen specs, like the backbones; the CLI's choices and help and the
-tests' parametrisation read it. Besides the registered names, any ``mlpN[-M...]`` names a
-dense head with those hidden widths, and ``paper`` names the paper's head for a backbone.
+A plain dict, like the backbones; the CLI's choices and help and the tests' parametrisation read it.
+A head is one module defining its :class:`~featx.heads.family.HeadSpec` and one line below. Besides the
+registered names, any ``mlpN[-M...]`` names a dense head with those hidden widths, and ``paper`` names
+the paper's head for a backbone.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-
 from featx import limits
 from featx.exceptions import ParameterError, UnknownNameError
-from featx.heads import classical
-from featx.heads.dense import KERAS_PARAMS, MLP_NAME, KerasMLPClassifier, hidden_layers, is_dense_name
+from featx.heads import classical, knn
+from featx.heads.dense import MLP_NAME, dense_spec, is_dense_name
+from featx.heads.family import HeadSpec
 
 PAPER = "paper"
-
-
-@dataclass(frozen=True)
-class HeadSpec:
-    """What featx knows about one head.
-
-    Attributes
-    ----------
-    name : str
-    family : str
-        ``dense`` (Keras), ``linear``, ``kernel`` or ``trees``.
-    summary : str
-        One line for help texts.
-    build : callable
-        ``build(random_state=..., **params)`` returns an unfitted scikit-learn classifier.
-    file_format : str
-        How a trained head is saved in a model folder: ``keras``, ``xgboost`` or ``skops``.
-    explanation : str
-        How a prediction is explained (see :data:`featx.models.explain.METHODS`): ``grad-cam``,
-        ``cam`` (exact for a linear head) or ``occlusion`` (model-agnostic).
-    params : tuple of str
-        Settings a user may change (dense heads: epochs, batch size, learning rate).
-    uses_cores : bool
-        Whether one fit already keeps every core busy (then folds are trained one at a time).
-    """
-
-    name: str
-    family: str
-    summary: str
-    build: Callable
-    file_format: str
-    explanation: str
-    params: tuple = ()
-    uses_cores: bool = False
-
-
-def _dense_spec(name: str) -> HeadSpec:
-    hidden = hidden_layers(name)
-    summary = (
-        "softmax on the features (Keras)"
-        if not hidden
-        else f"Keras MLP, hidden {'-'.join(map(str, hidden))}, ReLU, dropout between hidden layers"
-    )
-
-    def build(random_state=0, **params):
-        return KerasMLPClassifier(hidden=hidden, random_state=random_state, **params)
-
-    explanation = "cam" if not hidden else "grad-cam"  # a softmax head is linear in the pooled features
-    return HeadSpec(name, "dense", summary, build, "keras", explanation, KERAS_PARAMS, uses_cores=True)
-
 
 HEADS = {
     spec.name: spec
     for spec in (
-        *(_dense_spec(name) for name in ("softmax", "mlp1024", "mlp1000", "mlp1000-750")),
-        HeadSpec(
-            "logreg",
-            "linear",
-            "logistic regression on standardised features",
-            classical.logistic_regression,
-            "skops",
-            "cam",
-        ),
-        HeadSpec(
-            "svm", "kernel", "RBF SVM, calibrated probabilities", classical.support_vector_machine, "skops", "occlusion"
-        ),
-        HeadSpec(
-            "rf", "trees", "random forest, 300 trees", classical.random_forest, "skops", "occlusion", uses_cores=True
-        ),
-        HeadSpec(
-            "xgb",
-            "trees",
-            "gradient-boosted trees (xgboost)",
-            classical.boosted_trees,
-            "xgboost",
-            "occlusion",
-            uses_cores=True,
-        ),
+        *(dense_spec(name) for name in ("softmax", "mlp1024", "mlp1000", "mlp1000-750")),
+        classical.LOGREG,
+        classical.SVM,
+        classical.RF,
+        classical.XGB,
+        knn.HEAD,
     )
 }
 
@@ -117,7 +49,7 @@ def get_head(name: str) -> HeadSpec:
         return HEADS[name]
     if is_dense_name(name):
         check_widths(name)
-        return _dense_spec(name)
+        return dense_spec(name)
     raise UnknownNameError("head", name, [*HEADS, "mlpN-M", PAPER])
 
 
@@ -175,12 +107,12 @@ def make_head(name: str, *, backbone: str | None = None, random_state: int = 0, 
         Also when ``random_state`` or a parameter lies outside its domain in :mod:`featx.limits`.
     """
     spec = get_head(resolve_head(name, backbone))
-    unknown = sorted(set(params) - set(spec.params))
+    unknown = sorted(set(params) - set(spec.family.params))
     if unknown:
         raise ParameterError(
             unknown[0],
             params[unknown[0]],
-            f"does not apply to head {spec.name!r} (it takes {', '.join(spec.params) or 'none'})",
+            f"does not apply to head {spec.name!r} (it takes {', '.join(spec.family.params) or 'none'})",
         )
     checked = {parameter: limits.check(parameter, value) for parameter, value in params.items()}
-    return spec.build(random_state=limits.check("seed", random_state), **checked)
+    return spec.family.build(random_state=limits.check("seed", random_state), **checked)

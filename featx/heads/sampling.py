@@ -1,8 +1,8 @@
 """Class-imbalance strategies, applied inside training folds only.
 
-Each strategy wraps a head into an ``imblearn.pipeline.Pipeline``: samplers run in ``fit``
-alone (never on the rows being predicted), and ``class-weight`` computes balanced sample
-weights from the training labels of each fit.
+One function, :func:`training_rows`, turns a training fold into the rows and weights a head
+trains on; the dense heads' fold trainer calls it directly, a scikit-learn head through
+:class:`Resampled` (the strategy acts in ``fit`` alone, never on the rows being predicted).
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.utils.class_weight import compute_sample_weight
 from sklearn.utils.validation import check_is_fitted
@@ -82,72 +83,87 @@ def get_sampler(name: str) -> SamplerSpec:
         raise UnknownNameError("sampler", name, SAMPLERS) from None
 
 
-def with_strategy(head, name: str, random_state: int = 0, sampler=None):
-    """Wrap ``head`` with the imbalance strategy ``name``.
+@dataclass(frozen=True, kw_only=True)
+class TrainingRows:
+    """The rows a head trains on after an imbalance strategy, with their weights.
+
+    Attributes
+    ----------
+    features : numpy.ndarray, (N, D)
+    labels : numpy.ndarray, (N,)
+    sample_weight : numpy.ndarray or None
+        Balanced class weights for ``class-weight``; None otherwise.
+    """
+
+    features: np.ndarray
+    labels: np.ndarray
+    sample_weight: np.ndarray | None
+
+
+def training_rows(name: str, X, y, random_state: int = 0) -> TrainingRows:
+    """One training set as the strategy ``name`` hands it to a head: resampled, or weighted by class.
+
+    The one place a strategy acts: the dense heads' fold trainer and the scikit-learn heads (through
+    :class:`Resampled`) both train on what this returns, from their training rows only.
 
     Parameters
     ----------
-    head : sklearn classifier
     name : str
         A key of :data:`SAMPLERS`.
+    X : array-like, (N, D)
+    y : array-like, (N,)
     random_state : int
-    sampler : imblearn sampler, optional
-        Use this sampler instead of the one ``name`` makes.
+        Seeds the sampler (default 0).
 
-    Returns
-    -------
-    imblearn.pipeline.Pipeline
-        Steps ``sampler`` (or ``passthrough``) and ``head``.
-    """
-    from imblearn.pipeline import Pipeline
-
-    spec = get_sampler(name)
-    if spec.weights_classes:
-        head = BalancedClassWeights(head)
-    if sampler is None and spec.make is not None:
-        sampler = spec.make(random_state)
-    return Pipeline([("sampler", sampler if sampler is not None else "passthrough"), ("head", head)])
-
-
-def resample(name: str, X, y, random_state: int = 0) -> tuple:
-    """One training set as the strategy ``name`` hands it to a head: ``(X, y, sample_weight or None)``.
-
-    What :func:`with_strategy`'s pipeline does inside ``fit``, for trainers that take the rows
-    themselves (the dense heads' fold trainer).
+    Raises
+    ------
+    UnknownNameError
     """
     spec = get_sampler(name)
     if spec.make is not None:
         X, y = spec.make(random_state).fit_resample(X, y)
-    return X, y, compute_sample_weight("balanced", y) if spec.weights_classes else None
+    return TrainingRows(
+        features=X, labels=y, sample_weight=compute_sample_weight("balanced", y) if spec.weights_classes else None
+    )
 
 
-def fitted_head(estimator):
-    """The fitted classifier inside a strategy pipeline (what predicts; samplers act in fit only)."""
-    head = estimator.steps[-1][1] if hasattr(estimator, "steps") else estimator
-    return head.estimator_ if isinstance(head, BalancedClassWeights) else head
+def with_strategy(head, name: str, random_state: int = 0) -> Resampled:
+    """Wrap ``head`` with the imbalance strategy ``name`` (a key of :data:`SAMPLERS`), seeded by ``random_state``
+    (default 0): see :class:`Resampled`."""
+    get_sampler(name)
+    return Resampled(head, name, random_state)
 
 
-class BalancedClassWeights(ArgmaxPredictMixin, ClassifierMixin, BaseEstimator):
-    """Fit ``estimator`` with sample weights inversely proportional to class frequency.
+class Resampled(ArgmaxPredictMixin, ClassifierMixin, BaseEstimator):
+    """A head fitted on :func:`training_rows` of the rows it is given; it predicts as the head does.
 
-    The weights come from the labels passed to :meth:`fit`, so inside cross-validation they
-    reflect the training fold only.
+    The strategy acts in :meth:`fit` alone, never on the rows being predicted, so inside
+    cross-validation it sees the training fold only.
 
     Parameters
     ----------
-    estimator : sklearn classifier accepting ``sample_weight``
+    head : sklearn classifier
+        Cloned and fitted in :meth:`fit` (with ``sample_weight`` for ``class-weight``).
+    strategy : str
+        A key of :data:`SAMPLERS` (default ``none``).
+    random_state : int
+        Seeds the sampler (default 0).
     """
 
-    def __init__(self, estimator):
-        self.estimator = estimator
+    def __init__(self, head, strategy="none", random_state=0):
+        self.head = head
+        self.strategy = strategy
+        self.random_state = random_state
 
     def fit(self, X, y):
-        """Fit a clone of ``estimator`` with balanced sample weights."""
-        self.estimator_ = clone(self.estimator).fit(X, y, sample_weight=compute_sample_weight("balanced", y))
-        self.classes_ = self.estimator_.classes_
+        """Fit a clone of ``head`` on the strategy's training rows; the fitted head is ``head_``."""
+        rows = training_rows(self.strategy, X, y, self.random_state)
+        weights = {} if rows.sample_weight is None else {"sample_weight": rows.sample_weight}
+        self.head_ = clone(self.head).fit(rows.features, rows.labels, **weights)
+        self.classes_ = self.head_.classes_
         return self
 
     def predict_proba(self, X):
-        """Class probabilities of the fitted estimator."""
+        """Class probabilities of the fitted head."""
         check_is_fitted(self)
-        return self.estimator_.predict_proba(X)
+        return self.head_.predict_proba(X)

@@ -1,6 +1,7 @@
 """A heatmap for every model: where in the radiograph the evidence for the predicted class lies.
 
-Three methods, chosen by the head (see ``HeadSpec.explanation``):
+Three methods (:data:`METHODS`), chosen by the head's family (its ``explanation``, see
+:mod:`featx.heads.family`):
 
 - ``grad-cam`` (Keras MLP heads, fine-tuned models): the last convolutional feature map weighted
   by the gradient of the class score averaged over space;
@@ -14,34 +15,34 @@ The class score is the class's logit less the mean logit over classes: the softm
 two apart, and the centred score is positive for the predicted class, so its map shows where the
 evidence for it lies even when every raw logit is negative. Every map is rectified, scaled to 0..1
 per image and resized to the input. The gradient step is the one backend-specific piece:
-TensorFlow uses a ``GradientTape``, JAX ``jax.grad``.
+TensorFlow uses a ``GradientTape``, JAX ``jax.grad``. A dense head's scores come from its kernels and
+biases (:class:`featx.heads.fold_trainer.TrainedHead`, the arrays that predict), loaded into Keras
+layers only for that gradient (:func:`score_model`).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
 
-from featx.backbones.registry import preprocess
 from featx.fileio import make_folder, replaced_atomically, safe_name
+from featx.heads.dense import dense_head, load_into
+from featx.heads.fold_trainer import TrainedHead
 
-METHODS = {
-    "grad-cam": "Grad-CAM",
-    "cam": "CAM",
-    "occlusion": "occlusion",
-}
 OCCLUSION_GRID = 8
 log = logging.getLogger(__name__)
 
 
 def method_for(model) -> str:
-    """The explanation method of a loaded model (fine-tuned models: Grad-CAM)."""
+    """The explanation method of a loaded model (fine-tuned models: Grad-CAM), a key of :data:`METHODS`."""
     from featx.heads.registry import get_head
 
-    return "grad-cam" if model.manifest.finetuned else get_head(model.manifest.head).explanation
+    return "grad-cam" if model.manifest.finetuned else get_head(model.manifest.head).family.explanation
 
 
 def conv_model(base):
@@ -52,17 +53,16 @@ def conv_model(base):
     return keras.Model(base.inputs, pooling.input, name=f"{base.name}_conv")
 
 
-def score_model(head):
-    """A Keras head (pooled features -> probabilities) returning the centred class scores before its softmax."""
+def score_model(head: TrainedHead):
+    """A dense head's centred class scores (logits less their mean) as a Keras model of the pooled features,
+    its layers loaded with ``head``'s kernels and biases (for the gradient through a backbone)."""
     import keras
 
-    output = head.layers[-1]
-    inputs = keras.Input(shape=head.input_shape[1:])
-    x = inputs
-    for layer in head.layers[1:-1]:
-        x = layer(x)
-    logits = keras.ops.matmul(x, output.kernel) + output.bias
-    return keras.Model(inputs, logits - keras.ops.mean(logits, axis=-1, keepdims=True))
+    inputs = keras.Input(shape=(head.kernels[0].shape[0],))
+    logits = dense_head(inputs, head.hidden, 0.0, head.n_classes, activation=None)
+    model = keras.Model(inputs, logits - keras.ops.mean(logits, axis=-1, keepdims=True))
+    load_into(model, head)
+    return model
 
 
 def _feature_map_gradient(scores, feature_map: np.ndarray, class_index: int) -> np.ndarray:
@@ -97,14 +97,14 @@ def _to_input_size(maps: np.ndarray, height: int, width: int) -> np.ndarray:
     return np.clip(np.stack(resized), 0, 1)
 
 
-def grad_cam(conv, head, batch: np.ndarray, class_index: int) -> np.ndarray:
+def grad_cam(conv, head: TrainedHead, batch: np.ndarray, class_index: int) -> np.ndarray:
     """Grad-CAM maps for a preprocessed batch, at the input resolution.
 
     Parameters
     ----------
     conv : keras.Model
         Input images -> last convolutional feature map (N, h, w, C).
-    head : keras.Model
+    head : TrainedHead
         Pooled features (N, C) -> class probabilities; its class scores before the softmax are used.
     batch : numpy.ndarray, (N, H, W, 3)
         Preprocessed images.
@@ -135,23 +135,14 @@ def class_activation_map(conv, weights: np.ndarray, batch: np.ndarray) -> np.nda
     return _to_input_size(feature_map @ np.asarray(weights, dtype=np.float32), *batch.shape[1:3])
 
 
-def linear_weights(head, class_index: int) -> np.ndarray:
+def linear_weights(model, class_index: int) -> np.ndarray:
     """The coefficients of a linear head's centred class score on the raw pooled features.
 
-    ``head`` is a loaded :class:`featx.models.folder.SavedHead`: a Keras softmax head (its output
-    layer's kernel) or a standardised logistic regression (coefficients over the scale).
+    ``model`` is a :class:`featx.models.predict.LoadedModel` whose head is linear in the pooled features
+    (a softmax head, a standardised logistic regression): its ``linear_scores()``, (head columns, C).
     """
-    if head.keras_model is not None:
-        kernel = np.asarray(head.keras_model.layers[-1].kernel).T
-        column = class_index
-    else:
-        standardized = head.estimator
-        coefficients = standardized.estimator_.coef_ / standardized.scaler_.scale_
-        if len(coefficients) == 1:  # a binary logistic regression's one score is the second class's logit
-            coefficients = np.stack([np.zeros_like(coefficients[0]), coefficients[0]])
-        kernel = coefficients
-        column = list(standardized.classes_).index(class_index)
-    return kernel[column] - kernel.mean(axis=0)
+    kernel = np.asarray(model.head.linear_scores(), dtype=np.float32)
+    return kernel[list(model.manifest.head_classes).index(class_index)] - kernel.mean(axis=0)
 
 
 def occlusion_map(predict_proba, image: np.ndarray, class_index: int, grid: int = OCCLUSION_GRID) -> np.ndarray:
@@ -195,16 +186,52 @@ def overlay(image: np.ndarray, cam: np.ndarray, label: str, alpha: float = 0.4) 
     return np.asarray(blended)
 
 
+def _grad_cam_of(model, image: np.ndarray, class_index: int, conv) -> np.ndarray:
+    return grad_cam(conv, model.dense_head(), model.image.scale(image[None]), class_index)[0]
+
+
+def _cam_of(model, image: np.ndarray, class_index: int, conv) -> np.ndarray:
+    return class_activation_map(conv, linear_weights(model, class_index), model.image.scale(image[None]))[0]
+
+
+def _occlusion_of(model, image: np.ndarray, class_index: int, conv) -> np.ndarray:
+    return occlusion_map(model.predict_proba, image, class_index)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Method:
+    """One explanation method.
+
+    Attributes
+    ----------
+    label : str
+        Written on the overlay.
+    heatmap : callable
+        ``heatmap(model, image, class_index, conv)`` -> (H, W) in 0..1 for a letterboxed image.
+    uses_feature_map : bool
+        Whether it reads the backbone's last feature map (``conv``, see :func:`conv_model`); default True.
+    """
+
+    label: str
+    heatmap: Callable
+    uses_feature_map: bool = True
+
+
+METHODS = {
+    "grad-cam": Method(label="Grad-CAM", heatmap=_grad_cam_of),
+    "cam": Method(label="CAM", heatmap=_cam_of),
+    "occlusion": Method(label="occlusion", heatmap=_occlusion_of, uses_feature_map=False),
+}
+
+
 def explanation(model, image: np.ndarray, class_index: int, conv=None) -> tuple[str, np.ndarray]:
-    """The method and heatmap, (H, W) in 0..1, of one letterboxed image for ``class_index``."""
-    method = method_for(model)
-    if method == "occlusion":
-        return method, occlusion_map(model.predict_proba, image, class_index)
-    conv = conv if conv is not None else conv_model(model.base)
-    batch = preprocess(model.spec, image[None])
-    if method == "cam":
-        return method, class_activation_map(conv, linear_weights(model.head, class_index), batch)[0]
-    return method, grad_cam(conv, model.keras_head(), batch, class_index)[0]
+    """The method and heatmap, (H, W) in 0..1, of one letterboxed image for ``class_index``
+    (``conv``: the backbone to its last feature map, built here when None and the method reads it)."""
+    name = method_for(model)
+    method = METHODS[name]
+    if conv is None and method.uses_feature_map:
+        conv = conv_model(model.base)
+    return name, method.heatmap(model, image, class_index, conv)
 
 
 def explain(model, decoded, table, out_dir: Path) -> list[Path]:
@@ -226,17 +253,18 @@ def explain(model, decoded, table, out_dir: Path) -> list[Path]:
         :func:`featx.fileio.safe_name`; ``-2``, ... when two inputs share a stem).
     """
     make_folder(out_dir)
-    conv = None if method_for(model) == "occlusion" else conv_model(model.base)
+    method = METHODS[method_for(model)]
+    conv = conv_model(model.base) if method.uses_feature_map else None
     predicted = dict(zip(table["file"], table["predicted"], strict=True))
     written = []
     for path, image in decoded:
         name = predicted[str(path)]
-        method, cam = explanation(model, image, model.classes.index(name), conv)
-        target = _unused(out_dir, safe_name(f"{Path(path).stem}-{method}-{name}"), written)
+        used, cam = explanation(model, image, model.classes.index(name), conv)
+        target = _unused(out_dir, safe_name(f"{Path(path).stem}-{used}-{name}"), written)
         with replaced_atomically(target) as temporary:
-            Image.fromarray(overlay(image, cam, f"{METHODS[method]}: {name}")).save(temporary, format="PNG")
+            Image.fromarray(overlay(image, cam, f"{method.label}: {name}")).save(temporary, format="PNG")
         written.append(target)
-    log.info("%s overlays: %s (%d images)", METHODS[method_for(model)], out_dir, len(written))
+    log.info("%s overlays: %s (%d images)", method.label, out_dir, len(written))
     return written
 
 

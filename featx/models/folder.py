@@ -1,18 +1,21 @@
 """The model folder: a manifest and one weights file, in formats that load without running code.
 
-Layout of ``--model-dir D`` (format 2)::
+Layout of ``--model-dir D`` (format 3)::
 
     D/featx-model.json            the manifest: what the model is, and which subfolder holds it
     D/.featx-model-<16 hex>/      the weights file the manifest names (one of the files below)
     D/anything else               the user's own files (notes, --explain heatmaps): never touched
 
-The weights file is one of:
+The weights file is the head's, written and read by the head's family (see
+:mod:`featx.heads.family`; :data:`HEAD_FILES` lists them):
 
-- ``head.keras``: a Keras dense head, loaded with ``safe_mode=True``;
+- ``head.npz``: a dense head's kernels and biases, the very arrays that made its cross-validated
+  figures, read without pickle;
 - ``head.xgb.json``: an xgboost head in xgboost's own JSON format;
-- ``head.skops``: a scikit-learn head in skops format, loaded only when every type it names
-  is on :data:`TRUSTED_SKOPS_TYPES`;
-- ``model.keras``: a fine-tuned backbone with its head, loaded with ``safe_mode=True``.
+- ``head.skops``: a scikit-learn head in skops format, loaded only when every type it names is
+  one its registry entry trusts;
+
+or ``model.keras``: a fine-tuned backbone with its head, loaded with ``safe_mode=True``.
 
 Nothing is ever unpickled: a manifest that names any other file is refused.
 
@@ -56,31 +59,27 @@ from featx.evaluation.variant import VariantRecord
 from featx.exceptions import DivergedError, FeatxError, ModelFolderError, RecordError
 from featx.features.identity import ImageRecord
 from featx.fileio import check_output_folder, os_errors, replaced_atomically
-from featx.heads.registry import get_head
+from featx.heads.registry import HEADS, HeadSpec, get_head
 from featx.limits import MAX_INPUT_SIDE, MIN_INPUT_SIDE
 from featx.records import STRICT, parse_record, read_bytes_bounded, read_record
 
 MANIFEST = "featx-model.json"
-FORMAT_VERSION = 2
-"""2: the weights file lies in a subfolder the manifest names (1: beside the manifest)."""
+FORMAT_VERSION = 3
+"""3: a dense head is saved as its kernels and biases (``head.npz``); 2: as ``head.keras``, in a subfolder the
+manifest names; 1: beside the manifest."""
 MODEL_FOLDER_PREFIX = ".featx-model-"
 MODEL_FOLDER_PATTERN = r"\.featx-model-[0-9a-f]{16}"
 """The name of a subfolder holding a model: featx's own, removed when it is no longer the manifest's."""
 FINETUNED_FILE = "model.keras"
-HEAD_FILES = {"keras": "head.keras", "xgboost": "head.xgb.json", "skops": "head.skops"}
-TRUSTED_SKOPS_TYPES = frozenset(
-    {
-        "featx.heads.classical.Standardized",
-        "sklearn.calibration._CalibratedClassifier",
-        "sklearn.calibration._SigmoidCalibration",
-        "sklearn.tree._tree.Tree",
-    }
-)
+HEAD_FILES = frozenset(spec.family.file_name for spec in HEADS.values())
+"""The head files a manifest may name (every ``mlpN[-M...]`` is saved as the registered dense heads are)."""
+FORMAT_1_FILES = frozenset({FINETUNED_FILE, "head.keras", "head.xgb.json", "head.skops"})
+"""The weights files a format-1 manifest named beside itself (removed when a new model replaces it)."""
 log = logging.getLogger(__name__)
 
 
 def _loadable_file(name: str) -> str:
-    loadable = {FINETUNED_FILE, *HEAD_FILES.values()}
+    loadable = {FINETUNED_FILE, *HEAD_FILES}
     if name not in loadable:
         raise ValueError(
             f"names {name!r}; featx loads only {', '.join(sorted(loadable))} and never unpickles a file "
@@ -276,14 +275,14 @@ class ModelManifest:
             head = get_head(self.head)
         except FeatxError as error:
             raise ValueError(f"head: {error}") from None
-        if not self.finetuned and HEAD_FILES[head.file_format] != self.model_file:
+        if not self.finetuned and head.family.file_name != self.model_file:
             raise ValueError(
-                f"head: {self.head} is saved as {HEAD_FILES[head.file_format]}, but model_file is {self.model_file!r}"
+                f"head: {self.head} is saved as {head.family.file_name}, but model_file is {self.model_file!r}"
             )
         if (self.model_file == FINETUNED_FILE) != self.finetuned:
             raise ValueError(
                 f"model_file: {self.model_file!r} does not match finetuned ({str(self.finetuned).lower()}); "
-                f"a fine-tuned model is {FINETUNED_FILE}, a head one of {', '.join(HEAD_FILES.values())}"
+                f"a fine-tuned model is {FINETUNED_FILE}, a head one of {', '.join(sorted(HEAD_FILES))}"
             )
 
     @property
@@ -317,7 +316,10 @@ class ModelManifest:
                 path, cls, what="model manifest", version_field="format_version", version=FORMAT_VERSION
             )
         except RecordError as error:
-            raise ModelFolderError(str(error)) from None
+            found = _recorded(model_dir).get("format_version")
+            earlier = type(found) is int and found < FORMAT_VERSION
+            hint = " with featx train (dense heads are now saved as the arrays their cross-validation used)"
+            raise ModelFolderError(f"{error}{hint if earlier else ''}") from None
         if not manifest.path_in(model_dir).is_file():
             raise ModelFolderError(
                 f"{model_dir}: the model file {manifest.model_folder}/{manifest.model_file} is missing"
@@ -327,31 +329,6 @@ class ModelManifest:
     def path_in(self, model_dir) -> Path:
         """The weights file inside ``model_dir``."""
         return Path(model_dir) / self.model_folder / self.model_file
-
-
-def head_file_format(model_file: str) -> str:
-    """The format of a head file name (see :data:`HEAD_FILES`)."""
-    return {name: file_format for file_format, name in HEAD_FILES.items()}[model_file]
-
-
-def save_head(head, file_format: str, folder: Path) -> str:
-    """Write a fitted head (the classifier itself, outside any sampler pipeline) in ``file_format``.
-
-    Returns
-    -------
-    str
-        The file name written inside ``folder``.
-    """
-    name = HEAD_FILES[file_format]
-    if file_format == "keras":
-        head.model_.save(folder / name)
-    elif file_format == "xgboost":
-        head.model_.save_model(folder / name)
-    else:
-        import skops.io
-
-        skops.io.dump(head, folder / name)
-    return name
 
 
 def check_finite(model_dir, arrays) -> None:
@@ -366,53 +343,26 @@ def check_finite(model_dir, arrays) -> None:
         raise DivergedError(f"the model for {model_dir}", "non-finite weights or probabilities")
 
 
-class SavedHead:
-    """A head loaded from a model folder: pooled features -> probabilities of its classes.
+def load_head(path: Path, head: HeadSpec):
+    """Load the file of the head ``head`` as its family saved it, without running code from it.
 
-    Attributes
-    ----------
-    keras_model : keras.Model or None
-        The Keras head (for Grad-CAM and CAM), None for other formats.
-    estimator : object or None
-        The scikit-learn head loaded from skops (for CAM of a linear head), None for other formats.
-    """
-
-    def __init__(self, predict_proba, keras_model=None, estimator=None):
-        self._predict_proba = predict_proba
-        self.keras_model = keras_model
-        self.estimator = estimator
-
-    def predict_proba(self, features: np.ndarray) -> np.ndarray:
-        """Probabilities, one column per class the head was trained on."""
-        return np.asarray(self._predict_proba(features), dtype=np.float64)
-
-
-def load_head(path: Path) -> SavedHead:
-    """Load a head file safely.
+    Returns
+    -------
+    object
+        Pooled features -> probabilities of the classes the head was trained on (``predict_proba``).
 
     Raises
     ------
     ModelFolderError
-        When the file is unreadable, of the wrong kind, or (skops) names a type outside the trusted list.
+        When the file is unreadable, of the wrong kind, or (skops) names a type its head does not trust.
     """
-    file_format = head_file_format(path.name)
     try:
-        if file_format == "keras":
-            model = load_keras(path)
-            return SavedHead(lambda x: model.predict(x, verbose=0), model)
-        if file_format == "xgboost":
-            from xgboost import XGBClassifier
-
-            booster = XGBClassifier()
-            booster.load_model(path)
-            return SavedHead(booster.predict_proba)
-        estimator = _load_skops(path)
-        return SavedHead(estimator.predict_proba, estimator=estimator)
+        return head.family.load(path)
     except ModelFolderError:
         raise
     except Exception as error:  # each format's loader raises its own types for a bad file
         raise ModelFolderError(
-            f"{path}: cannot be loaded as a {file_format} head ({type(error).__name__}: {error})"
+            f"{path}: cannot be loaded as a {head.name} head ({type(error).__name__}: {error})"
         ) from None
 
 
@@ -421,16 +371,6 @@ def load_keras(path: Path):
     import keras
 
     return keras.saving.load_model(path, safe_mode=True, compile=False)
-
-
-def _load_skops(path: Path):
-    import skops.io
-
-    untrusted = set(skops.io.get_untrusted_types(file=path))
-    refused = sorted(untrusted - TRUSTED_SKOPS_TYPES)
-    if refused:
-        raise ModelFolderError(f"{path}: refused, it names types featx does not trust: {', '.join(refused)}")
-    return skops.io.load(path, trusted=sorted(untrusted))
 
 
 def check_target(model_dir) -> Path:
@@ -478,7 +418,7 @@ def _stale_model_files(model_dir: Path, keep: str, legacy_file) -> list[Path]:
         and path.is_dir()
         and not path.is_symlink()
     ]
-    if legacy_file in {FINETUNED_FILE, *HEAD_FILES.values()} and (model_dir / legacy_file).is_file():
+    if legacy_file in FORMAT_1_FILES and (model_dir / legacy_file).is_file():
         stale.append(model_dir / legacy_file)
     return stale
 

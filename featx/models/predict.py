@@ -24,6 +24,9 @@ from featx.features.forward import batch_memory, pixel_model
 from featx.features.identity import ImageRecord
 from featx.features.pixels import hold_pixels
 from featx.fileio import sha256_file, write_csv
+from featx.heads.dense import trained_head_of
+from featx.heads.fold_trainer import TrainedHead
+from featx.heads.registry import get_head
 from featx.limits import check_memory
 from featx.models.folder import MANIFEST, ModelManifest, load_head, load_keras
 
@@ -67,8 +70,14 @@ class LoadedModel:
             self._check_columns(model_path, self.keras_model.output_shape[-1], len(self.classes), "classes")
         else:
             self.keras_model = None
-            self.head = load_head(model_path)
-            columns = self.head.predict_proba(np.zeros((1, self.spec.feature_dim), dtype=np.float32)).shape[1]
+            self.head = load_head(model_path, get_head(self.manifest.head))
+            try:
+                columns = self.head.predict_proba(np.zeros((1, self.spec.feature_dim), dtype=np.float32)).shape[1]
+            except ValueError as error:  # each head's library words a wrong width its own way
+                raise ModelFolderError(
+                    f"{model_path}: the head does not take the {self.spec.feature_dim} features of "
+                    f"{self.manifest.backbone} ({error}); the manifest does not belong to this model"
+                ) from None
             self._check_columns(model_path, columns, len(self.manifest.head_classes), "head_classes")
             provenance = fingerprint(self.spec, self.manifest.weights_argument)  # checked before Keras reads it
             if provenance.weights_sha256 != self.manifest.weights_sha256:
@@ -129,17 +138,10 @@ class LoadedModel:
         batches = [self.predict_proba(np.stack(pixels[i : i + batch_size])) for i in range(0, len(pixels), batch_size)]
         return np.concatenate(batches) if batches else np.zeros((0, len(self.classes)))
 
-    def keras_head(self):
-        """Pooled features -> probabilities as a Keras model, or None when the head is not Keras."""
-        import keras
-
-        if self.head is None:
-            inputs = keras.Input(shape=(self.spec.feature_dim,))
-            x = inputs
-            for layer in self.keras_model.layers[2:]:
-                x = layer(x)
-            return keras.Model(inputs, x)
-        return self.head.keras_model
+    def dense_head(self) -> TrainedHead:
+        """The kernels and biases of a dense head (pooled features -> probabilities): the saved head, or a
+        fine-tuned model's own head layers. Only for a model explained by Grad-CAM or a softmax head's CAM."""
+        return trained_head_of(self.keras_model) if self.manifest.finetuned else self.head
 
 
 def read_pixels(paths, image: ImageRecord, content_hashes=None, *, cache_dir=None) -> tuple[list, list]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from functools import partial
 
 import numpy as np
 
@@ -28,7 +29,6 @@ from featx.features.identity import FeatureSpec
 from featx.features.store import load_features
 from featx.heads.recipe import HeadRecipe
 from featx.heads.registry import get_head
-from featx.heads.sampling import fitted_head
 from featx.models.folder import (
     FIGURE_NAMES,
     FINETUNED_FILE,
@@ -38,7 +38,6 @@ from featx.models.folder import (
     NotCrossValidated,
     check_finite,
     check_target,
-    save_head,
     write_folder,
 )
 
@@ -82,6 +81,10 @@ def train_model(
     progress: bool = True,
 ) -> ModelManifest:
     """Cross-validate the variant (reusing a stored result), train it on every image, save the folder.
+
+    A head on cached features is trained by its family's ``fit``: the call that trains each fold in
+    cross-validation, here on every image (fold index 0, the protocol's seed), and the folder saves what it
+    returns, so the saved head computes the same function as the cross-validated ones.
 
     Parameters
     ----------
@@ -139,12 +142,11 @@ def train_model(
             progress=progress,
         )
         x = load_features(cache_dir, features.key(dataset.id), dataset).features
-        head = fitted_head(recipe.build(protocol.seed).fit(x, dataset.label_indices()))
-        keras_model = getattr(head, "model_", None)
-        trained = [*(keras_model.get_weights() if hasattr(keras_model, "get_weights") else [])]
-        trained.append(head.predict_proba(x[:SAMPLE_ROWS]))
-        write = _head_writer(head, get_head(recipe.head).file_format)
-        head_classes, sampler = tuple(int(c) for c in head.classes_), recipe.sampler
+        family = get_head(recipe.head).family
+        head = family.fit(x, dataset.label_indices(), recipe, seed=protocol.seed, n_classes=len(dataset.classes))
+        trained = [head.predictor.predict_proba(x[:SAMPLE_ROWS])]
+        write = partial(family.save, head.predictor)
+        head_classes, sampler = head.classes, recipe.sampler
 
     check_finite(model_dir, trained if summary is None else [*trained, summary.result.proba])
 
@@ -175,13 +177,6 @@ def train_model(
         )
 
     return write_folder(model_dir, manifest_for, write)
-
-
-def _head_writer(head, file_format: str):
-    def write(folder):
-        return save_head(head, file_format, folder)
-
-    return write
 
 
 def _stored_summary(cache_dir, variant, positive: str) -> CVSummary | None:

@@ -23,7 +23,6 @@ from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedGroupKFold
 
 from featx.data.dataset import MANIFEST
-from featx.evaluation.crossval import out_of_fold_proba
 from featx.evaluation.metrics import point_metrics
 from featx.evaluation.splits import Protocol, fold_of_each_image, load_or_make_split
 from featx.evaluation.task import Task
@@ -31,6 +30,7 @@ from featx.exceptions import SplitError
 from featx.features.extract import extract
 from featx.features.identity import FeatureSpec
 from featx.features.store import load_features
+from featx.heads.family import out_of_fold_proba
 from featx.heads.registry import make_head
 
 AUDIT_HEAD = "logreg"

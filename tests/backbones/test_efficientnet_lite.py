@@ -5,7 +5,7 @@ import pytest
 from PIL import Image
 
 from featx.backbones import efficientnet_lite
-from featx.backbones.registry import cutoff_for, get_spec, preprocess
+from featx.backbones.registry import cutoff_for, get_preprocessing, get_spec
 from featx.backbones.weights import build_base
 
 skimage_data = pytest.importorskip("skimage.data")
@@ -26,7 +26,7 @@ def _classifier(name):
 def _top1(name, model, size, photo):
     """The class the model ranks first, scaled by featx's own preprocessing of the backbone (so this checks it too)."""
     resized = np.asarray(Image.fromarray(photo).resize((size, size), Image.BICUBIC))
-    probabilities = model.predict(preprocess(get_spec(name), resized[None]), verbose=0)[0]
+    probabilities = model.predict(get_preprocessing(get_spec(name).preprocessing).host(resized[None]), verbose=0)[0]
     return int(np.argmax(probabilities)), float(np.max(probabilities))
 
 

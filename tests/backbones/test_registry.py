@@ -4,7 +4,7 @@ import re
 import numpy as np
 import pytest
 
-from featx.backbones.registry import BACKBONES, PREPROCESSINGS, get_preprocessing, get_spec, preprocess
+from featx.backbones.registry import BACKBONES, PREPROCESSINGS, get_preprocessing, get_spec
 from featx.backbones.weights import build_base
 from featx.data import images
 from featx.exceptions import ParameterError, UnknownNameError, WeightsError
@@ -47,7 +47,7 @@ def test_preprocessing_equals_the_backbones_reference_on_real_pixels(name):
         reference = getattr(keras.applications, spec.keras_module).preprocess_input(pixels.astype(np.float32))
     else:
         reference = (pixels.astype(np.float32) - LITE_MEAN_RGB) / LITE_STDDEV_RGB
-    np.testing.assert_allclose(preprocess(spec, pixels), reference, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(get_preprocessing(spec.preprocessing).host(pixels), reference, rtol=1e-6, atol=1e-6)
 
 
 @pytest.mark.parametrize("mode", sorted(PREPROCESSINGS))
@@ -81,7 +81,7 @@ def test_a_preprocessing_mode_is_registered_or_refused_by_name(mode):
 def test_vgg19_preprocessing_is_caffe_style_bgr():
     pixels = np.zeros((1, 1, 1, 3), dtype=np.uint8)
     pixels[..., 0] = 255  # pure red
-    out = preprocess(get_spec("vgg19"), pixels)
+    out = get_preprocessing(get_spec("vgg19").preprocessing).host(pixels)
     np.testing.assert_allclose(out[0, 0, 0], [-103.939, -116.779, 255 - 123.68], rtol=1e-5)
 
 

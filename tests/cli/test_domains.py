@@ -181,7 +181,7 @@ def test_head_widths_outside_the_domain_are_refused(name, tmp_path, capsys, monk
 
 @pytest.mark.parametrize("name", ["mlp1", "mlp65536", "mlp10-3"])
 def test_head_widths_inside_the_domain_are_accepted(name):
-    assert get_head(name).family == "dense"
+    assert get_head(name).family.hidden == tuple(map(int, name[3:].split("-")))
 
 
 @pytest.mark.parametrize("name", ["mlp0010", "mlp10-03", "mlp\u0661\u0660", "mlp10\n", "mlp\uff11\uff10"])
@@ -259,8 +259,8 @@ def test_fine_tuning_stops_at_the_first_epoch_whose_loss_is_not_finite(feature_d
 def test_a_classical_head_predicting_non_finite_probabilities_stops_the_fold(feature_data):
     from sklearn.linear_model import LogisticRegression
 
-    from featx.evaluation.crossval import out_of_fold_proba
     from featx.features.store import load_features
+    from featx.heads.family import out_of_fold_proba
 
     class Overflowing(LogisticRegression):
         """A real logistic regression whose probabilities are scaled past float64's range."""

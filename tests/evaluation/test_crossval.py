@@ -4,15 +4,15 @@ import hashlib
 
 import numpy as np
 import pytest
-from imblearn.over_sampling import RandomOverSampler
 
-from featx.evaluation.crossval import fit_variant, out_of_fold_proba
+from featx.evaluation.crossval import fit_variant
 from featx.evaluation.results import load_result
 from featx.evaluation.splits import Protocol
 from featx.exceptions import MissingFeaturesError, ParameterError
 from featx.features.identity import FeatureSpec
 from featx.features.store import load_features
-from featx.heads import HeadRecipe, make_head, with_strategy
+from featx.heads import HeadRecipe, make_head, sampling, with_strategy
+from featx.heads.family import out_of_fold_proba
 from tests.realdata import LITE0_64
 
 FIVE = Protocol(group_by="patient", folds=5, seed=0)
@@ -29,31 +29,20 @@ def _fit(feature_data, recipe, protocol=FIVE, **options):
     return fit_variant(dataset, LITE0_64, recipe, protocol, cache_dir=cache, progress=False, **options)
 
 
-class RecordingOverSampler(RandomOverSampler):
-    """A real RandomOverSampler that also remembers every row it was given."""
-
-    seen = []
-
-    def fit_resample(self, X, y, **params):
-        RecordingOverSampler.seen.append(np.array(X, copy=True))
-        return super().fit_resample(X, y, **params)
-
-
 @pytest.mark.parametrize("strategy", ["oversample", "smote", "undersample", "class-weight"])
-def test_strategies_train_and_sampler_never_sees_test_rows(strategy, features):
+def test_a_strategy_sees_only_its_folds_training_rows(strategy, features, monkeypatch):
     matrix, y = features
     fold = np.arange(len(y)) % 3
+    seen, training_rows = [], sampling.training_rows
+
+    def recording(name, X, y, random_state=0):
+        seen.append(np.array(X, copy=True))
+        return training_rows(name, X, y, random_state)
+
+    monkeypatch.setattr(sampling, "training_rows", recording)
     proba, _ = out_of_fold_proba(matrix, y, fold, lambda: with_strategy(make_head("logreg"), strategy))
-    assert np.allclose(proba.sum(axis=1), 1)
-    RecordingOverSampler.seen = []
-    out_of_fold_proba(
-        matrix,
-        y,
-        fold,
-        lambda: with_strategy(make_head("logreg"), "oversample", sampler=RecordingOverSampler(random_state=0)),
-    )
-    assert len(RecordingOverSampler.seen) == 3
-    for k, rows in enumerate(RecordingOverSampler.seen):
+    assert np.allclose(proba.sum(axis=1), 1) and len(seen) == 3
+    for k, rows in enumerate(seen):
         test_rows = {row.tobytes() for row in matrix[fold == k]}
         assert not any(row.tobytes() in test_rows for row in rows)
         assert len(rows) == int((fold != k).sum())

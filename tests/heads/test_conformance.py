@@ -8,7 +8,8 @@ from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from featx.heads.registry import HEADS, get_head, make_head
+from featx.heads.dense import DenseFamily
+from featx.heads.registry import HEADS, make_head
 from tests.realdata import LITE0_64
 
 STOCHASTIC_WEIGHTS = "sample weights are not equivalent to repeated rows for a randomised or float32 learner"
@@ -30,7 +31,9 @@ EXPECTED_FAILURES = {
 }
 SMALL = {"rf": {"n_estimators": 20}, "xgb": {"n_estimators": 20}}  # the API, not the accuracy, is checked here
 CLASSICAL = {
-    spec: make_head(spec).set_params(**SMALL.get(spec, {})) for spec in HEADS if get_head(spec).family != "dense"
+    name: make_head(name).set_params(**SMALL.get(name, {}))
+    for name, spec in HEADS.items()
+    if not isinstance(spec.family, DenseFamily)
 }
 
 

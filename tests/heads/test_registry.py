@@ -6,7 +6,7 @@ import pytest
 from featx.exceptions import ParameterError, UnknownNameError
 from featx.features.store import load_features
 from featx.heads import HEADS, SAMPLERS, HeadRecipe, get_head, make_head, resolve_head
-from featx.heads.sampling import fitted_head
+from featx.heads.dense import DenseFamily
 from tests.realdata import LITE0_64
 
 FAST = {"epochs": 2}
@@ -22,7 +22,7 @@ def features(feature_data):
 @pytest.mark.parametrize("name", sorted(HEADS))
 def test_every_registered_head_fits_and_predicts_real_features(name, features):
     matrix, y = features
-    model = make_head(name, **(FAST if get_head(name).family == "dense" else {}))
+    model = make_head(name, **(FAST if "epochs" in get_head(name).family.params else {}))
     model.fit(matrix[:70], y[:70])
     proba = model.predict_proba(matrix[70:])
     assert proba.shape == (20, 3) and np.allclose(proba.sum(axis=1), 1, atol=1e-5)
@@ -31,7 +31,7 @@ def test_every_registered_head_fits_and_predicts_real_features(name, features):
 
 def test_any_mlp_width_is_a_dense_head_with_those_layers():
     spec = get_head("mlp64-32-16")
-    assert spec.family == "dense" and spec.file_format == "keras"
+    assert spec.family == DenseFamily(hidden=(64, 32, 16)) and spec.family.file_name == "head.npz"
     assert make_head("mlp64-32-16").hidden == (64, 32, 16)
 
 
@@ -66,12 +66,19 @@ def test_training_settings_are_checked_and_recorded():
 
 def test_batch_size_reaches_the_dense_head():
     recipe = HeadRecipe("mlp1000", "class-weight", batch_size=16)
-    head = recipe.build(seed=3).steps[-1][1].estimator
+    head = recipe.build(seed=3).head
     assert head.batch_size == 16 and head.random_state == 3
 
 
-def test_fitted_head_unwraps_samplers_and_class_weights(features):
+def test_a_strategy_wraps_the_head_it_fits(features):
     matrix, y = features
     for sampler in SAMPLERS:
-        fitted = fitted_head(HeadRecipe("logreg", sampler).build(0).fit(matrix, y))
-        assert type(fitted).__name__ == "Standardized" and hasattr(fitted, "classes_")
+        fitted = HeadRecipe("logreg", sampler).build(0).fit(matrix, y)
+        assert type(fitted.head_).__name__ == "Standardized" and list(fitted.classes_) == [0, 1, 2]
+
+
+def test_class_weights_are_refused_for_a_head_without_sample_weights():
+    with pytest.raises(
+        ParameterError, match="sampler weights samples, and head 'knn' takes no sample weights, got 'class-weight'"
+    ):
+        HeadRecipe("knn", "class-weight")

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from featx.backbones.registry import preprocess
 from featx.data import images
 from featx.data.dataset import load_dataset
+from featx.heads.fold_trainer import TrainedHead
 from featx.models.explain import class_activation_map, conv_model, explanation, grad_cam, linear_weights
 from featx.models.predict import LoadedModel, predict_files
 from tests.realdata import train_lite0
@@ -55,35 +55,23 @@ def test_every_head_family_is_explained_by_its_method(folders, dataset, tmp_path
         assert 0 <= cam.min() and cam.max() <= 1 and cam.std() > 0.01, head
 
 
-def _keras_softmax_head(weights: np.ndarray, bias: np.ndarray):
-    import keras
-
-    inputs = keras.Input(shape=(weights.shape[0],))
-    output = keras.layers.Dense(weights.shape[1], activation="softmax")
-    model = keras.Model(inputs, output(inputs))
-    output.set_weights([weights.astype(np.float32), bias.astype(np.float32)])
-    return model
-
-
 def test_linear_cam_equals_grad_cam_of_the_equivalent_keras_softmax_head(folders, dataset):
     image = images.load(dataset.table["path"].iat[3], (64, 64))
     for head in ("softmax", "logreg"):
         model = LoadedModel(folders[head])
         conv = conv_model(model.base)
-        batch = preprocess(model.spec, image[None])
-        weights = np.stack([linear_weights(model.head, c) for c in range(3)], axis=1)
-        if head == "logreg":  # the same linear function of the pooled features, as a Keras softmax head
-            fitted = model.head.estimator
+        batch = model.image.scale(image[None])
+        weights = np.stack([linear_weights(model, c) for c in range(3)], axis=1)
+        if head == "logreg":  # the same linear function of the pooled features, as a softmax head
+            fitted = model.head
             bias = fitted.estimator_.intercept_ - (fitted.scaler_.mean_ / fitted.scaler_.scale_) @ (
                 fitted.estimator_.coef_.T
             )
-            equivalent = _keras_softmax_head(weights, bias)
+            equivalent = TrainedHead(kernels=(weights.astype(np.float32),), biases=(bias.astype(np.float32),))
             pooled = np.asarray(model.base.predict(batch, verbose=0))
-            np.testing.assert_allclose(
-                equivalent.predict(pooled, verbose=0), model.head.predict_proba(pooled), atol=1e-4
-            )
+            np.testing.assert_allclose(equivalent.predict_proba(pooled), model.head.predict_proba(pooled), atol=1e-4)
         else:
-            equivalent = model.head.keras_model
+            equivalent = model.dense_head()
         for class_index in range(3):
             cam = class_activation_map(conv, weights[:, class_index], batch)
             gradcam = grad_cam(conv, equivalent, batch, class_index)

@@ -99,3 +99,41 @@ def test_training_keeps_the_users_files_in_the_model_folder(small_data, tmp_path
     code = train_lite0(small_data, tmp_path / "cache", precious, "--head", "logreg", "--folds", "2")
     assert code == 0 and (precious / "chapter1.tex").read_text() == "months of work"
     assert LoadedModel(precious).manifest.head == "logreg"
+
+
+def test_a_folder_of_format_2_is_refused_with_the_command_that_remakes_it(logreg_folder, tmp_path):
+    folder = _copy(logreg_folder, tmp_path)
+    _edit_manifest(folder, lambda m: m.update(format_version=2, head="mlp1000", model_file="head.keras"))
+    with pytest.raises(
+        ModelFolderError, match=r"format 2 was written by an earlier featx.*reads format 3.*featx train"
+    ):
+        LoadedModel(folder)
+
+
+def test_a_head_file_is_trusted_only_with_the_types_its_own_head_names(logreg_folder, tmp_path):
+    """A random forest's tree type is trusted in an rf folder, not in the file a logreg manifest names."""
+    import skops.io
+    from sklearn.ensemble import RandomForestClassifier
+
+    folder = _copy(logreg_folder, tmp_path)
+    forest = RandomForestClassifier(n_estimators=2).fit([[0.0] * 1280, [1.0] * 1280, [2.0] * 1280], [0, 1, 2])
+    skops.io.dump(forest, _weights(folder))
+    with pytest.raises(ModelFolderError, match=r"names types featx does not trust: sklearn\.tree\._tree\.Tree"):
+        LoadedModel(folder)
+    _edit_manifest(folder, lambda m: m.update(head="rf"))
+    assert LoadedModel(folder).head.n_estimators == 2
+    skops.io.dump(RandomForestClassifier(n_estimators=2).fit([[0.0], [1.0], [2.0]], [0, 1, 2]), _weights(folder))
+    with pytest.raises(ModelFolderError, match="the head does not take the 1280 features of efficientnet_lite0"):
+        LoadedModel(folder)
+
+
+def test_a_damaged_dense_head_file_is_named_with_its_head(logreg_folder, tmp_path):
+    folder = _copy(logreg_folder, tmp_path)
+    weights = _weights(folder)
+    weights.unlink()
+    (weights.parent / "head.npz").write_bytes(b"PK\x03\x04 not an archive")
+    _edit_manifest(folder, lambda m: m.update(head="softmax", model_file="head.npz"))
+    with pytest.raises(
+        ModelFolderError, match=r"head\.npz: cannot be loaded as a softmax head \(ValueError: unreadable"
+    ):
+        LoadedModel(folder)

@@ -1,6 +1,8 @@
-"""Final models on real radiographs: train a folder, predict, Grad-CAM, the fine-tuned CV record."""
+"""Final models on real radiographs: train a folder, predict, Grad-CAM, the fine-tuned CV record; the head a
+folder saves is the head cross-validation trains."""
 
 import json
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -11,6 +13,8 @@ from featx.data import images
 from featx.data.dataset import load_dataset
 from featx.evaluation.finetune import FinetuneRecipe, finetune_variant
 from featx.evaluation.splits import Protocol
+from featx.features.store import load_features
+from featx.heads import HeadRecipe, get_head
 from featx.models.explain import conv_model, grad_cam
 from featx.models.predict import LoadedModel, predict_files
 from featx.models.train import train_model
@@ -51,7 +55,7 @@ def test_train_writes_a_model_folder_with_provenance(trained):
     assert 0 <= manifest["cross_validation"]["accuracy_3class"] <= 1
     assert manifest["cross_validation"]["variant"]["head_params"] == {"epochs": 2, "batch_size": 16}
     assert sorted(p.name for p in trained.iterdir()) == [manifest["model_folder"], "featx-model.json"]
-    assert [p.name for p in (trained / manifest["model_folder"]).iterdir()] == ["head.keras"]
+    assert [p.name for p in (trained / manifest["model_folder"]).iterdir()] == ["head.npz"]
 
 
 def test_predict_round_trips_and_reports_a_corrupt_file(trained, dataset, tmp_path):
@@ -87,11 +91,10 @@ def test_predict_round_trips_and_reports_a_corrupt_file(trained, dataset, tmp_pa
 
 
 def test_gradcam_has_the_image_shape_and_is_not_constant(trained, dataset):
-    from featx.backbones.registry import preprocess
 
     model = LoadedModel(trained)
     image = images.load(dataset.table["path"].iat[0], model.input_size)
-    cams = grad_cam(conv_model(model.base), model.keras_head(), preprocess(model.spec, image[None]), 0)
+    cams = grad_cam(conv_model(model.base), model.dense_head(), model.image.scale(image[None]), 0)
     assert cams.shape == (1, 64, 64) == (1,) + image.shape[:2] and cams.max() <= 1 and cams.min() >= 0
     assert cams.std() > 0.01
 
@@ -124,3 +127,35 @@ def test_finetuned_model_records_the_cv_of_exactly_its_own_variant(dataset, tmp_
     assert "not cross-validated" in other.cross_validation.note
     table = predict_files(tmp_path / "same", list(dataset.table["path"].iloc[:3])).table
     assert (table["error"] == "").all()
+
+
+@pytest.mark.parametrize(
+    "recipe", [HeadRecipe("mlp1000", "oversample", epochs=2), HeadRecipe("logreg", "class-weight")], ids=str
+)
+def test_a_folders_head_predicts_its_training_rows_exactly_as_the_fold_trained_on_those_rows(
+    feature_data, tmp_path, recipe
+):
+    """One body per head: the final fit is the fold training call, and the saved file the arrays it made.
+
+    Cross-validating two copies of the training rows, fold 0 trains on the first copy (the rows the
+    final model trains on, in order, with the same seed and fold index) and predicts the second.
+    """
+    dataset, shared_cache = feature_data
+    cache = shutil.copytree(shared_cache, tmp_path / "cache")  # the folder's result stays out of the shared cache
+    protocol = Protocol("patient", 2, 5)
+    manifest = train_model(
+        dataset, LITE0_64, recipe, protocol, model_dir=tmp_path / "model", cache_dir=cache, progress=False
+    )
+    x = load_features(cache, LITE0_64.key(dataset.id), dataset).features
+    saved = LoadedModel(tmp_path / "model").head.predict_proba(x)
+    y = dataset.label_indices()
+    out_of_fold = get_head(recipe.head).family.out_of_fold(
+        np.concatenate([x, x]),
+        np.concatenate([y, y]),
+        np.repeat([1, 0], len(y)),
+        recipe,
+        seed=protocol.seed,
+        n_classes=len(dataset.classes),
+    )
+    np.testing.assert_array_equal(out_of_fold.proba[len(y) :][:, list(manifest.head_classes)], saved)
+    assert manifest.cross_validation["variant"]["sampler"] == recipe.sampler
