@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from featx.backbones.registry import BACKBONES, get_spec, preprocess  # noqa: E402
+from featx.backbones.registry import BACKBONES, get_preprocessing, get_spec  # noqa: E402
 from featx.backbones.weights import PRECISIONS, build_base, imagenet_availability  # noqa: E402
 from featx.data import images  # noqa: E402
 from featx.data.dataset import dataset_from_paths, load_dataset  # noqa: E402
@@ -74,7 +74,7 @@ def bare_rate(name: str, precision: str, sample: np.ndarray, batch_size: int, re
 
     spec = get_spec(name)
     model, _ = build_base(spec, SIZE, weights_for(name), precision)
-    batch = preprocess(spec, sample[:batch_size])
+    batch = get_preprocessing(spec.preprocessing).host(sample[:batch_size])
     if keras.backend.backend() == "jax":
         import jax
 

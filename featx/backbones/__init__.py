@@ -1,5 +1,5 @@
 """Frozen ImageNet backbones: the registry, their weights, and featx's EfficientNet-Lite port."""
 
-from featx.backbones.registry import BACKBONES, BackboneSpec, cutoff_for, get_spec, preprocess
+from featx.backbones.registry import BACKBONES, BackboneSpec, cutoff_for, get_spec
 
-__all__ = ["BACKBONES", "BackboneSpec", "cutoff_for", "get_spec", "preprocess"]
+__all__ = ["BACKBONES", "BackboneSpec", "cutoff_for", "get_spec"]
