@@ -27,9 +27,9 @@ from tqdm import tqdm
 from featx import limits
 from featx.backbones.registry import cutoff_for
 from featx.backbones.weights import PRECISIONS, WeightsProvenance, build_base
-from featx.evaluation.crossval import provenance
-from featx.evaluation.results import Result, Timings, find_result, read_checkpoint, result_path
-from featx.evaluation.splits import Protocol, fold_of_each_image, load_or_make_split, protocol_groups
+from featx.evaluation.crossval import FoldsRun, cross_validate
+from featx.evaluation.results import Timings, read_checkpoint, result_path
+from featx.evaluation.splits import Protocol
 from featx.evaluation.summary import CVSummary
 from featx.evaluation.variant import Variant
 from featx.exceptions import DatasetError, DivergedError, ParameterError, UnknownNameError
@@ -293,42 +293,32 @@ def finetune_variant(
     """
     check_batch_memory(recipe.batch_size, features.input_size)
     variant = Variant.of(3, dataset, features, recipe, protocol)
-    stored = None if refit else find_result(cache_dir, variant)
-    if stored is not None:
-        return CVSummary.of(stored, reused=True, positive=positive)
-    split, split_file = load_or_make_split(cache_dir, dataset, protocol)
+
+    def train_folds(fold, path) -> FoldsRun:
+        checkpoint = path.with_name(path.stem + ".partial.json")
+        done = read_checkpoint(checkpoint) if checkpoint.exists() and not refit else {}
+        cached = load_features(cache_dir, variant.features, dataset).features if recipe.warm_start else None
+        image = variant.features.image  # what the result records is what the folds are trained on
+        pixels = dataset_pixels(dataset, image, cache_dir)
+        trainer = _FoldFinetuner(features, recipe, dataset, (pixels, image), fold, protocol.seed, cached, progress)
+        proba = np.zeros((len(dataset), len(dataset.classes)))
+        fold_seconds = []
+        for k in tqdm(range(protocol.folds), desc="folds", disable=not progress, file=sys.stderr):
+            if str(k) not in done:
+                started = time.perf_counter()
+                predicted = trainer.run(k)
+                done[str(k)] = {"proba": predicted.tolist(), "seconds": time.perf_counter() - started}
+                write_text_atomic(checkpoint, json.dumps(done))
+            proba[fold == k] = np.asarray(done[str(k)]["proba"])
+            fold_seconds.append(done[str(k)]["seconds"])
+        return FoldsRun(
+            proba=proba, timings=Timings(fold_seconds=tuple(fold_seconds), total_seconds=float(sum(fold_seconds)))
+        )
+
+    summary = cross_validate(dataset, variant, train_folds, cache_dir=cache_dir, refit=refit, positive=positive)
     path = result_path(cache_dir, variant)
-    checkpoint = path.with_name(path.stem + ".partial.json")
-    done = read_checkpoint(checkpoint) if checkpoint.exists() and not refit else {}
-    fold = fold_of_each_image(split, dataset.table["image_id"])
-    cached = load_features(cache_dir, variant.features, dataset).features if recipe.warm_start else None
-    image = variant.features.image  # what the result records is what the folds are trained on
-    pixels = dataset_pixels(dataset, image, cache_dir)
-    trainer = _FoldFinetuner(features, recipe, dataset, (pixels, image), fold, protocol.seed, cached, progress)
-    proba = np.zeros((len(dataset), len(dataset.classes)))
-    fold_seconds = []
-    for k in tqdm(range(protocol.folds), desc="folds", disable=not progress, file=sys.stderr):
-        test = fold == k
-        if str(k) not in done:
-            started = time.perf_counter()
-            predicted = trainer.run(k)
-            done[str(k)] = {"proba": predicted.tolist(), "seconds": time.perf_counter() - started}
-            write_text_atomic(checkpoint, json.dumps(done))
-        proba[test] = np.asarray(done[str(k)]["proba"])
-        fold_seconds.append(done[str(k)]["seconds"])
-    result = Result(
-        variant=variant,
-        classes=dataset.classes,
-        image_ids=tuple(dataset.table["image_id"]),
-        groups=protocol_groups(dataset, protocol.group_by).to_numpy(),
-        y_true=trainer.y,
-        fold=fold,
-        proba=proba,
-        timings=Timings(fold_seconds=tuple(fold_seconds), total_seconds=float(sum(fold_seconds))),
-        provenance=provenance(split_file, []),
-    ).save(path)
-    checkpoint.unlink(missing_ok=True)
-    return CVSummary.of(result, reused=False, positive=positive)
+    path.with_name(path.stem + ".partial.json").unlink(missing_ok=True)  # the result holds every fold now
+    return summary
 
 
 class _FoldFinetuner:
