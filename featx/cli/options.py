@@ -262,6 +262,13 @@ def add_positive(parser) -> None:
     )
 
 
+def add_forward_batch(parser) -> None:
+    """``--batch-size``: images per forward pass through the backbone (default 32)."""
+    parser.add_argument(
+        "--batch-size", type=bounded("--batch-size"), default=32, help="images per forward pass (default: 32)"
+    )
+
+
 def add_training(parser, defaults: dict) -> None:
     """``--epochs``, ``--batch-size``, ``--lr`` with the given defaults (None: the head's own)."""
     parser.add_argument(

@@ -6,7 +6,7 @@ import dataclasses
 
 from featx.backbones.weights import PRECISIONS
 from featx.cli import inputs
-from featx.cli.options import add_backbone, add_data, add_engine, bounded, new_command
+from featx.cli.options import add_backbone, add_data, add_engine, add_forward_batch, bounded, new_command
 from featx.cli.output import emit
 
 
@@ -26,7 +26,7 @@ def register(subparsers, common) -> None:
     add_backbone(parser)
     add_data(parser)
     add_engine(parser)
-    parser.add_argument("--batch-size", type=bounded("--batch-size"), default=32, help="images per forward pass")
+    add_forward_batch(parser)
     parser.add_argument("--strict", action="store_true", help="stop before writing if any image cannot be decoded")
     parser.add_argument(
         "--rebuild",

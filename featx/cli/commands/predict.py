@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from featx.cli.options import bounded, new_command, output_file, output_folder
+from featx.cli.options import add_forward_batch, new_command, output_file, output_folder
 from featx.cli.output import emit
 
 PARTIAL = 3
@@ -31,7 +31,7 @@ def register(subparsers, common) -> None:
         metavar="DIR",
         help="write a heatmap overlay per image: Grad-CAM, CAM (linear heads) or occlusion (tree and kernel heads)",
     )
-    parser.add_argument("--batch-size", type=bounded("--batch-size"), default=32, help="images per forward pass")
+    add_forward_batch(parser)
     parser.add_argument(
         "--cache",
         type=output_folder("--cache"),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from featx.cli.options import bounded, new_command, output_folder
+from featx.cli.options import add_forward_batch, new_command, output_folder
 from featx.cli.output import emit
 
 
@@ -33,7 +33,7 @@ def register(subparsers, common) -> None:
         metavar="DIR",
         help="report folder (default: reports/validate-<model folder name>)",
     )
-    parser.add_argument("--batch-size", type=bounded("--batch-size"), default=32, help="images per forward pass")
+    add_forward_batch(parser)
     parser.add_argument(
         "--cache",
         type=output_folder("--cache"),
