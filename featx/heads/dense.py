@@ -102,8 +102,8 @@ def trainer_seed(random_state) -> int:
     return int(generator.randint(np.iinfo(np.int32).max))
 
 
-class KerasMLPClassifier(ArgmaxPredictMixin, ClassifierMixin, BaseEstimator):
-    """The paper's Keras dense head as a scikit-learn classifier: hidden ReLU layers, Dropout between them,
+class DenseHeadClassifier(ArgmaxPredictMixin, ClassifierMixin, BaseEstimator):
+    """The paper's dense head as a scikit-learn classifier: hidden ReLU layers, Dropout between them,
     softmax out, trained as Keras trains it by the compiled fold trainer.
 
     The fitted head is ``trained_``, a :class:`TrainedHead`, and predicts through its forward pass (the
@@ -198,9 +198,9 @@ class DenseFamily:
         """``cam`` for the softmax head (linear in the pooled features, so CAM is exact), else ``grad-cam``."""
         return "grad-cam" if self.hidden else "cam"
 
-    def build(self, random_state=0, **params) -> KerasMLPClassifier:
+    def build(self, random_state=0, **params) -> DenseHeadClassifier:
         """The head as an unfitted scikit-learn classifier (``params``: epochs, batch_size, learning_rate)."""
-        return KerasMLPClassifier(hidden=self.hidden, random_state=random_state, **params)
+        return DenseHeadClassifier(hidden=self.hidden, random_state=random_state, **params)
 
     def _trainer(self, recipe, n_features: int, n_classes: int, capacity: int) -> FoldTrainer:
         return self.build(**recipe.params()).trainer(n_features, n_classes, capacity)

@@ -17,7 +17,7 @@ from sklearn.pipeline import make_pipeline
 from featx import CNNFeatures
 from featx.data.pool import DecodePool, default_workers
 from featx.exceptions import ParameterError
-from featx.heads.dense import KerasMLPClassifier
+from featx.heads.dense import DenseHeadClassifier
 from tests.processes import Child, descendants, kill_at_progress
 from tests.realdata import featx_command
 
@@ -147,7 +147,7 @@ def _features(seed=0):
 )
 def test_keras_head_takes_every_random_state_scikit_learn_takes(random_state):
     X, y = _features()
-    head = KerasMLPClassifier(hidden=(4,), epochs=2, batch_size=8, random_state=random_state)
+    head = DenseHeadClassifier(hidden=(4,), epochs=2, batch_size=8, random_state=random_state)
     proba = clone(head).fit(X, y).predict_proba(X)
     assert proba.shape == (24, 2) and np.isfinite(proba).all()
     np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-5)
@@ -155,7 +155,7 @@ def test_keras_head_takes_every_random_state_scikit_learn_takes(random_state):
 
 def test_keras_head_with_an_int_random_state_repeats_itself():
     X, y = _features()
-    runs = [KerasMLPClassifier(hidden=(4,), epochs=2, random_state=3).fit(X, y).predict_proba(X) for _ in range(2)]
+    runs = [DenseHeadClassifier(hidden=(4,), epochs=2, random_state=3).fit(X, y).predict_proba(X) for _ in range(2)]
     np.testing.assert_array_equal(*runs)
 
 
@@ -163,14 +163,14 @@ def test_keras_head_with_an_int_random_state_repeats_itself():
 def test_keras_head_refuses_a_random_state_scikit_learn_refuses(random_state):
     X, y = _features()
     with pytest.raises(ValueError, match="seed|Seed"):
-        KerasMLPClassifier(hidden=(4,), epochs=1, random_state=random_state).fit(X, y)
+        DenseHeadClassifier(hidden=(4,), epochs=1, random_state=random_state).fit(X, y)
 
 
 @pytest.mark.parametrize("label", ["covid", 0, 2.0])
 def test_keras_head_fitted_on_one_class_is_refused_as_scikit_learn_does(label):
     X, _ = _features()
     with pytest.raises(ValueError, match=f"at least 2 classes.*only one class: {label!r}"):
-        KerasMLPClassifier(hidden=(4,), epochs=1).fit(X, [label] * len(X))
+        DenseHeadClassifier(hidden=(4,), epochs=1).fit(X, [label] * len(X))
 
 
 @pytest.mark.parametrize("value, status", [("-1", 1), ("nan", 1), ("-inf", 1), ("soon", 2)])

@@ -41,7 +41,7 @@ def _expected(estimator):
     for spec, instance in {**CLASSICAL, "mlp1000-750": None}.items():
         if instance is not None and type(estimator) is type(instance) and repr(estimator) == repr(instance):
             return EXPECTED_FAILURES.get(spec, {})
-    return EXPECTED_FAILURES["mlp1000-750"] if type(estimator).__name__ == "KerasMLPClassifier" else {}
+    return EXPECTED_FAILURES["mlp1000-750"] if type(estimator).__name__ == "DenseHeadClassifier" else {}
 
 
 @parametrize_with_checks(list(CLASSICAL.values()), expected_failed_checks=_expected)
