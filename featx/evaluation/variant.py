@@ -16,6 +16,7 @@ from pydantic import Field
 
 from featx.evaluation.splits import PROTOCOLS, Protocol
 from featx.features.identity import StoreKey
+from featx.features.runtime import KERAS
 from featx.limits import MAX_SEED
 from featx.records import Text
 
@@ -77,6 +78,7 @@ class Variant:
             "input_size": list(key.input_size),
             "decoder": key.decoder,
             "precision": key.precision,
+            **({"runtime": key.runtime} if key.runtime != KERAS else {}),  # as before runtimes: names unchanged
             "head": self.head,
             "head_params": dict(self.head_params),
             "sampler": self.sampler,

@@ -31,6 +31,7 @@ from featx.exceptions import CacheError, FeatxError, ParameterError
 from featx.features import chunks
 from featx.features.engine import BatchPlan, EngineRun, make_chunk
 from featx.features.pixels import PixelBatch
+from featx.features.runtime import RUNTIMES
 from featx.features.store import ROW_COLUMNS
 
 INSTALL_HINT = "pip install 'featx[distributed]'"
@@ -132,7 +133,7 @@ class RayEngine:
         """
         from featx.backbones.weights import build_base
 
-        features = plan.features
+        features = plan.features.resolved  # every actor runs the runtime the key names, whatever its device
         if features.weights != "none":
             build_base(features.spec, features.input_size, features.weights, features.precision)
         ray = self.connect()
@@ -153,7 +154,7 @@ class RayEngine:
             computed = decoded.map(
                 _Backbone,
                 fn_constructor_kwargs={
-                    "features": plan.features,
+                    "features": features,
                     "batch_size": plan.batch_size,
                     "key_digest": plan.key_digest,
                     "folder": str(plan.folder),
@@ -164,7 +165,7 @@ class RayEngine:
                 max_restarts=self.retries,
                 max_task_retries=self.retries,
             )
-        run = EngineRun(provenance=cluster)
+        run = EngineRun(provenance={**cluster, "runtime_version": RUNTIMES[features.runtime].version()})
         pending = dict.fromkeys(plan.todo)
         failures = []
         for row in _rows_within(computed, self.block_timeout, plan, pending):
