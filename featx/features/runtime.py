@@ -51,23 +51,22 @@ dtype policy under Keras, ``INFERENCE_PRECISION_HINT=bf16`` under OpenVINO."""
 CONVERSION_FORMAT = 1
 
 
-def cpu_flags(cpuinfo=CPUINFO) -> frozenset:
-    """The instruction-set flags ``/proc/cpuinfo`` lists (empty where there is no such file)."""
+def cpu_flags() -> frozenset:
+    """The instruction-set flags :data:`CPUINFO` lists (empty where there is no such file)."""
     try:
-        text = Path(cpuinfo).read_text(errors="replace")
+        text = Path(CPUINFO).read_text(errors="replace")
     except OSError:
         return frozenset()
-    return frozenset(
-        word for line in text.splitlines() if line.startswith("flags") for word in line.split(":", 1)[-1].split()
-    )
+    flags = (line.split(":", 1)[-1].split() for line in text.splitlines() if line.startswith("flags"))
+    return frozenset(flag for line in flags for flag in line)
 
 
-def cpu_has_bf16(cpuinfo=CPUINFO) -> bool:
-    """Whether this CPU has bfloat16 instructions (:data:`BF16_FLAGS`)."""
-    return not cpu_flags(cpuinfo).isdisjoint(BF16_FLAGS)
+def cpu_has_bf16() -> bool:
+    """Whether this CPU has bfloat16 instructions (any of :data:`BF16_FLAGS`)."""
+    return not cpu_flags().isdisjoint(BF16_FLAGS)
 
 
-def check_cpu_precision(precision: str, cpuinfo=CPUINFO) -> None:
+def check_cpu_precision(precision: str) -> None:
     """Refuse bfloat16 on a CPU without bfloat16 instructions, where it would be emulated (slower, not faster).
 
     Raises
@@ -75,12 +74,12 @@ def check_cpu_precision(precision: str, cpuinfo=CPUINFO) -> None:
     ParameterError
         Naming the precision, the missing flags and the precision to use instead.
     """
-    if precision == BF16_PRECISION and not cpu_has_bf16(cpuinfo):
+    if precision == BF16_PRECISION and not cpu_has_bf16():
         raise ParameterError(
             "precision",
             "bf16",
-            f"needs a CPU with bfloat16 instructions ({' or '.join(BF16_FLAGS)} in {cpuinfo}), which this one "
-            "lacks; use --precision float32 (or a GPU)",
+            f"needs a CPU with bfloat16 instructions ({' or '.join(BF16_FLAGS)} in {CPUINFO}), which this one "
+            "lacks; use --precision f32 (or a GPU)",
         )
 
 
