@@ -571,22 +571,26 @@ def write_store(path, key: StoreKey, attrs: dict, parts, feature_dim: int) -> Pa
     -------
     Path
         The store, written under a temporary name (removed if anything fails), checksummed,
-        flushed to disk and renamed.
+        flushed to disk and renamed; its features' health recorded (a degenerate store said in a warning).
     """
     path = Path(path)
     with replaced_atomically(path) as temporary:
         handle = h5py.File(temporary, "w")
         try:
-            _fill_store(handle, key, attrs, parts, feature_dim)
+            health = _fill_store(handle, key, attrs, parts, feature_dim)
         except BaseException:
             with contextlib.suppress(OSError, RuntimeError):  # on a failing disk closing fails too
                 handle.close()
             raise
         handle.close()
+    if health.degenerate:
+        log.warning(
+            "%s: degenerate features (%s); figures computed from them are no results", path, "; ".join(health.reasons)
+        )
     return path
 
 
-def _fill_store(handle, key: StoreKey, attrs: dict, parts, feature_dim: int) -> None:
+def _fill_store(handle, key: StoreKey, attrs: dict, parts, feature_dim: int) -> FeatureHealth:
     shape = {"shape": (0, feature_dim), "maxshape": (None, feature_dim), "chunks": (256, feature_dim)}
     handle.create_dataset("features", dtype="float32", **shape)
     for column in ROW_COLUMNS + ("skipped_id", "skipped_reason"):
@@ -605,17 +609,12 @@ def _fill_store(handle, key: StoreKey, attrs: dict, parts, feature_dim: int) -> 
     for name, values in statistics.arrays().items():
         handle.create_dataset(name, data=values)
     health = statistics.health()
-    if health.degenerate:
-        log.warning(
-            "%s: degenerate features (%s); figures computed from them are no results",
-            handle.filename,
-            "; ".join(health.reasons),
-        )
     for name, value in {**attrs, **health.as_attrs(), **key.as_attrs()}.items():
         handle.attrs[name] = value
     handle.attrs["format_version"] = FORMAT_VERSION
     handle.attrs["complete"] = True
     handle.attrs["contents_sha256"] = contents_digest(handle["features"], rows)
+    return health
 
 
 def _extend(dataset, values) -> None:
