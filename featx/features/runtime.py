@@ -343,10 +343,19 @@ class OpenVINORuntime:
         return record
 
     def load(self, features, batch_size: int) -> Runner:
-        """The backbone of ``features`` compiled for the CPU at a fixed batch shape, as an :class:`OpenVINORunner`."""
+        """The backbone of ``features`` compiled for the CPU at a fixed batch shape, as an :class:`OpenVINORunner`.
+
+        Raises
+        ------
+        FeatxError
+            When OpenVINO is not installed, or Keras runs on another backend than TensorFlow.
+        ParameterError
+            For bfloat16 on a CPU without bfloat16 instructions.
+        """
+        version = self.version()  # first: a missing OpenVINO is said in words, not as an ImportError
+        check_cpu_precision(features.precision)
         import openvino
 
-        check_cpu_precision(features.precision)
         model, provenance = self.convert(features)
         width, height = features.input_size
         model.reshape({0: [batch_size, height, width, 3]})
@@ -355,7 +364,7 @@ class OpenVINORuntime:
             "PERFORMANCE_HINT": "LATENCY",
         }
         compiled = openvino.Core().compile_model(model, "CPU", properties)
-        return OpenVINORunner(compiled, {**provenance, "runtime_version": self.version()})
+        return OpenVINORunner(compiled, {**provenance, "runtime_version": version})
 
 
 RUNTIMES = {runtime.name: runtime for runtime in (KerasRuntime(), OpenVINORuntime())}
