@@ -24,6 +24,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import statistics
 import sys
 import tempfile
@@ -55,7 +56,7 @@ def first_images(data: Path, count: int | None) -> Path:
     folder = Path(tempfile.mkdtemp(prefix="featx-bench-"))
     (folder / "images").mkdir()
     for filename in table["filename"]:
-        os.symlink(data / filename, folder / filename)
+        shutil.copyfile(data / filename, folder / filename)  # a link out of the folder is refused as data
     table.to_csv(folder / "metadata.csv", index=False)
     return folder
 

@@ -95,7 +95,7 @@ def result_format(folder: Path) -> JsonFormat:
         "format_version",
         free=frozenset({"head_params"}),
         nullable=frozenset({"gflops"}),
-        defaulted=frozenset({"fold_seconds", "total_seconds", "gflops"}),
+        defaulted=frozenset({"fold_seconds", "total_seconds", "gflops", "runtime"}),  # runtime: keras before it was
     )
 
 
@@ -340,7 +340,7 @@ def store_mutations(attrs: dict) -> list:
     """Every (mutation, new attribute value or None to delete) over a store's attributes."""
     found = [(Mutation("unknown field", UNKNOWN), (UNKNOWN, 1)), (Mutation("newer version"), None)]
     for name, value in attrs.items():
-        optional = name.startswith("cluster_") or name == "ray_version"
+        optional = name.startswith(("cluster_", "runtime", "health_")) or name == "ray_version"  # not in older stores
         if not optional:
             found.append((Mutation("drop", name), (name, None)))
         found.append((Mutation("nested wrong type", name), (name, np.array([[1, 2], [3, 4]]))))

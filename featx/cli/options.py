@@ -13,11 +13,13 @@ import os
 import re
 
 from featx.backbones.registry import BACKBONES
+from featx.backbones.weights import PRECISIONS
 from featx.cli import errors
 from featx.data.dataset import DATA_ENV, FETCHED_DATA, SUBSETS
 from featx.data.images import DEFAULT_SIZE
 from featx.evaluation.splits import PROTOCOLS
 from featx.exceptions import FeatxError, ParameterError, UnknownNameError
+from featx.features.runtime import AUTO, RUNTIME_CHOICES
 from featx.fileio import check_output_file, check_output_folder
 from featx.heads.registry import HEADS, PAPER, get_head
 from featx.heads.sampling import SAMPLERS
@@ -249,6 +251,36 @@ def add_engine(parser) -> None:
         default=0.0,
         metavar="G",
         help="ray: GPUs each backbone actor asks for",
+    )
+
+
+PRECISION_NAMES = {"f32": "float32", "bf16": "mixed_bfloat16"}
+"""Short names ``--precision`` accepts for the precisions of :data:`featx.backbones.weights.PRECISIONS`."""
+
+
+def precision(text: str) -> str:
+    """An argparse type: a precision, by its Keras dtype policy name or its short name (:data:`PRECISION_NAMES`)."""
+    return PRECISION_NAMES.get(text, text)
+
+
+def add_runtime(parser) -> None:
+    """``--runtime`` and ``--precision``: what runs the backbone, in which arithmetic (both part of the store key)."""
+    group = parser.add_argument_group("backbone runtime")
+    group.add_argument(
+        "--runtime",
+        default=AUTO,
+        choices=RUNTIME_CHOICES,
+        help="auto: OpenVINO on a CPU where it is installed, Keras on a GPU; keras: Keras as before; openvino: "
+        "the Keras model converted once (cached in FEATX_HOME) and run by OpenVINO on the CPU",
+    )
+    group.add_argument(
+        "--precision",
+        default=PRECISIONS[0],
+        type=precision,
+        choices=PRECISIONS,
+        metavar="{f32,bf16}",
+        help="arithmetic of the backbone: f32 (float32) or bf16 (mixed_bfloat16; on a CPU only with bfloat16 "
+        "instructions, AVX512_BF16 or AMX)",
     )
 
 

@@ -17,6 +17,7 @@ from pydantic import Field
 from featx.evaluation.splits import PROTOCOLS, Protocol
 from featx.exceptions import ParameterError
 from featx.features.identity import FeatureSpec, StoreKey
+from featx.features.runtime import KERAS
 from featx.heads.recipe import HeadRecipe
 from featx.limits import MAX_SEED
 from featx.records import Text
@@ -94,6 +95,7 @@ class Variant:
             "input_size": list(key.input_size),
             "decoder": key.decoder,
             "precision": key.precision,
+            **({"runtime": key.runtime} if key.runtime != KERAS else {}),  # as before runtimes: names unchanged
             "head": self.head,
             "head_params": self.head_params,
             "sampler": self.sampler,

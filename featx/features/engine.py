@@ -166,7 +166,7 @@ class LocalEngine:
 
         forward = Forward(plan.features, plan.batch_size)
         feed = plan.feed(plan.open_pixel_cache(), self.workers)
-        run = EngineRun(provenance={**forward.provenance.as_attrs(), "engine": self.name})
+        run = EngineRun(provenance={**forward.provenance, "engine": self.name})
         done = 0
         with contextlib.closing(feed.batches(plan.todo)) as batches:  # the decode pool released on any exit
             for batch, features in forward.run(batches):

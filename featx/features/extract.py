@@ -23,7 +23,7 @@ import hashlib
 import logging
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -96,6 +96,10 @@ class ExtractSummary:
         Its size on disk.
     engine : str
         What computed the store (``local`` or ``ray``).
+    runtime : str
+        What ran the backbone (``keras`` or ``openvino``).
+    degenerate : list of str
+        Why the store's features are degenerate (see :class:`featx.features.store.FeatureHealth`); empty when healthy.
     """
 
     store: str
@@ -116,6 +120,8 @@ class ExtractSummary:
     pixel_cache: str | None = None
     pixel_cache_bytes: int = 0
     engine: str = "local"
+    runtime: str = "keras"
+    degenerate: list = field(default_factory=list)
 
     def to_json(self) -> dict:
         """A JSON-ready dict of every field."""
@@ -459,4 +465,6 @@ class _Run:
             pixel_cache=str(self.pixel_cache) if self.pixel_cache is not None else None,
             pixel_cache_bytes=disk_bytes(self.pixel_cache) if self.pixel_cache is not None else 0,
             engine=str(attrs.get("engine", "local")),
+            runtime=store.key.runtime,
+            degenerate=list(store.health.reasons),
         )

@@ -2,19 +2,20 @@
 
 The model takes uint8 images and scales them itself (its preprocessing is a layer), so a batch
 crosses to the device at a quarter of the float32 bytes and the host does no arithmetic on it.
+It runs in the runtime of its features (Keras, or OpenVINO on a CPU: :mod:`featx.features.runtime`).
 Each batch is padded to the batch size, so the compiled step is reused (a new shape costs a
-retrace, and an XLA compile on a GPU). Under ``KERAS_BACKEND=jax`` batch k+1 is put on the
-device (``jax.device_put``, asynchronous) before batch k's features are fetched, so the transfer
-overlaps the computation; other backends take the host array as it is.
+retrace, and an XLA compile on a GPU; OpenVINO compiles for that one shape). Under
+``KERAS_BACKEND=jax`` batch k+1 is put on the device (``jax.device_put``, asynchronous) before
+batch k's features are fetched, so the transfer overlaps the computation; other runtimes take the
+host array as it is.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from featx.backbones.registry import get_preprocessing
-from featx.backbones.weights import build_base
-from featx.features.identity import FeatureSpec, ImageRecord
+from featx.features.identity import FeatureSpec
+from featx.features.runtime import RUNTIMES
 from featx.limits import check_memory
 
 ACTIVATION_BYTES_PER_PIXEL = 2 * 64 * 4
@@ -51,49 +52,37 @@ def check_batch_memory(batch_size: int, input_size) -> None:
     )
 
 
-def pixel_model(base, image: ImageRecord):
-    """``base`` fed letterboxed RGB uint8 pixels of ``image``'s size, scaled on the device by its preprocessing.
-
-    What computes a store's features (:class:`Forward`) and a saved head's (``predict``, ``validate``).
-    """
-    import keras
-
-    width, height = image.input_size
-    inputs = keras.Input(shape=(height, width, 3), dtype="uint8", name="pixels")
-    scaled = get_preprocessing(image.preprocessing).layer()(inputs)
-    return keras.Model(inputs, base(scaled), name=f"{base.name}_features")
-
-
 class Forward:
-    """The backbone of ``features`` built for uint8 input, and the loop that feeds it.
+    """The backbone of ``features`` loaded in its runtime for uint8 input, and the loop that feeds it.
 
     Parameters
     ----------
     features : FeatureSpec
-        Backbone, weights, input size and precision.
+        Backbone, weights, input size, precision and runtime (``auto`` resolved here, see
+        :func:`featx.features.runtime.resolve_runtime`).
     batch_size : int
 
     Attributes
     ----------
-    provenance : WeightsProvenance
-        The weights' provenance (see :func:`featx.backbones.weights.build_base`).
+    provenance : dict
+        The weights' provenance (see :func:`featx.backbones.weights.build_base`) and the runtime's
+        (see :class:`featx.features.runtime.Runner`).
 
     Raises
     ------
     featx.exceptions.ResourceError
         Before the backbone is built, when a batch would not fit in memory (see :func:`check_batch_memory`).
+    featx.exceptions.ParameterError
+        For bfloat16 on a CPU without bfloat16 instructions.
     """
 
     def __init__(self, features: FeatureSpec, batch_size: int):
         check_batch_memory(batch_size, features.input_size)
-        import keras
-
-        spec = features.spec
-        base, self.provenance = build_base(spec, features.input_size, features.weights, features.precision)
-        self.model = pixel_model(base, features.image)
-        self.feature_dim = spec.feature_dim
+        features = features.resolved
+        self.runner = RUNTIMES[features.runtime].load(features, batch_size)
+        self.provenance = self.runner.provenance
+        self.feature_dim = features.spec.feature_dim
         self.batch_size = batch_size
-        self._put = _device_put(keras.backend.backend())
 
     def run(self, batches):
         """Yield ``(batch, features)`` for each batch with a ``pixels`` (n, H, W, 3) uint8 array.
@@ -116,17 +105,9 @@ class Forward:
         padding = self.batch_size - len(pixels)
         if padding:
             pixels = np.concatenate([pixels, np.repeat(pixels[-1:], padding, axis=0)])
-        return self._put(pixels)
+        return self.runner.stage(pixels)
 
     def _features(self, batch, staged) -> np.ndarray:
         if staged is None:
             return np.zeros((0, self.feature_dim), dtype=np.float32)
-        return np.asarray(self.model.predict_on_batch(staged), dtype=np.float32)[: len(batch.pixels)]
-
-
-def _device_put(backend: str):
-    if backend == "jax":
-        import jax
-
-        return jax.device_put
-    return lambda array: array
+        return self.runner.features(staged)[: len(batch.pixels)]

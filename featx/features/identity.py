@@ -2,13 +2,13 @@
 and how an image file becomes a model's input (:class:`ImageRecord`).
 
 A :class:`FeatureSpec` is what a user asks for (a backbone, its weights argument, an input
-size, an optional mask, the precision, the decoder). Its :attr:`FeatureSpec.image` is the
+size, an optional mask, the precision, the decoder, the runtime). Its :attr:`FeatureSpec.image` is the
 :class:`ImageRecord` every phase reads pixels by: phase 1 (the store's pixels), phase 3
 (fine-tuning), ``predict`` and ``validate``; a model folder records it, so a model applies
 exactly the record it was trained with. A :class:`StoreKey` is what the features
 actually depend on: the backbone, the weights' label and sha256, the preprocessing (mask
-included), the input size, the decoder that made the pixels and the precision the model ran
-in, plus the dataset the store was made for. Two stores with equal keys but for the dataset id hold
+included), the input size, the decoder that made the pixels, the precision and the runtime the
+model ran in, plus the dataset the store was made for. Two stores with equal keys but for the dataset id hold
 interchangeable rows, which is how a subset reads the store of its whole folder.
 """
 
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -27,6 +27,7 @@ from featx.backbones.registry import BACKBONES, PREPROCESSINGS, BackboneSpec, ge
 from featx.backbones.weights import PRECISIONS
 from featx.data.images import DECODERS, DEFAULT_DECODER, DEFAULT_SIZE, MASKS
 from featx.exceptions import ParameterError, UnknownNameError
+from featx.features.runtime import AUTO, KERAS, RUNTIME_CHOICES, RUNTIMES, resolve_runtime
 from featx.limits import MAX_INPUT_SIDE, MIN_INPUT_SIDE
 from featx.records import STRICT, Text
 
@@ -113,9 +114,13 @@ class FeatureSpec:
     mask : str or None
         A region blacked out before letterboxing (see :data:`featx.data.images.MASKS`).
     precision : str
-        Keras dtype policy the model is built with: ``float32`` or ``mixed_bfloat16``.
+        Keras dtype policy the model is built with: ``float32`` or ``mixed_bfloat16`` (bfloat16
+        arithmetic: under OpenVINO its ``bf16`` inference precision).
     decoder : str
         How images become pixels (see :data:`featx.data.images.DECODERS`).
+    runtime : str
+        What runs the backbone (see :data:`featx.features.runtime.RUNTIME_CHOICES`); default
+        ``auto``: OpenVINO on a CPU where it is installed, Keras on a GPU.
     """
 
     backbone: str
@@ -124,6 +129,7 @@ class FeatureSpec:
     mask: str | None = None
     precision: str = "float32"
     decoder: str = DEFAULT_DECODER
+    runtime: str = AUTO
 
     def __post_init__(self):
         get_spec(self.backbone)
@@ -135,6 +141,13 @@ class FeatureSpec:
             raise UnknownNameError("precision", self.precision, PRECISIONS)
         if self.decoder not in DECODERS:
             raise UnknownNameError("decoder", self.decoder, DECODERS)
+        if self.runtime not in RUNTIME_CHOICES:
+            raise UnknownNameError("runtime", self.runtime, RUNTIME_CHOICES)
+
+    @property
+    def resolved(self) -> FeatureSpec:
+        """These features with ``auto`` resolved to the runtime that runs them here (see :func:`resolve_runtime`)."""
+        return replace(self, runtime=resolve_runtime(self.runtime))
 
     @property
     def spec(self) -> BackboneSpec:
@@ -163,6 +176,7 @@ class FeatureSpec:
             input_size=self.input_size,
             decoder=self.decoder,
             precision=self.precision,
+            runtime=resolve_runtime(self.runtime),
         )
 
 
@@ -190,6 +204,10 @@ class StoreKey:
     precision : str
         The Keras dtype policy the model ran in (a ``mixed_bfloat16`` store never serves a
         ``float32`` request).
+    runtime : str
+        What ran the backbone (see :data:`featx.features.runtime.RUNTIMES`). Default ``keras``:
+        stores and results made before runtimes were recorded ran in Keras, and a ``keras`` key
+        hashes as theirs did (:meth:`digest` leaves it out), so they keep their names.
     """
 
     __pydantic_config__ = STRICT
@@ -202,6 +220,7 @@ class StoreKey:
     input_size: tuple[Side, Side]
     decoder: Literal[DECODERS]
     precision: Literal[PRECISIONS]
+    runtime: Literal[tuple(RUNTIMES)] = KERAS
 
     def as_attrs(self) -> dict:
         """The key as HDF5/JSON attributes (``input_size`` a list)."""
@@ -222,8 +241,11 @@ class StoreKey:
         return StoreKey(**{**asdict(self), "dataset_id": dataset_id})
 
     def digest(self) -> str:
-        """Short hash of every field."""
-        text = json.dumps(self.as_attrs(), sort_keys=True)
+        """Short hash of every field (``runtime`` only when it is not ``keras``, as before it was recorded)."""
+        attrs = self.as_attrs()
+        if self.runtime == KERAS:
+            del attrs["runtime"]
+        text = json.dumps(attrs, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
     @property
@@ -240,6 +262,7 @@ class StoreKey:
         """Each field on which a store's attributes differ from this key, as readable text."""
         expected = self.as_attrs()
         found = {key: attrs.get(key) for key in expected}
+        found["runtime"] = attrs.get("runtime", KERAS)
         if isinstance(found["input_size"], (list, tuple)) or hasattr(found["input_size"], "tolist"):
             found["input_size"] = [int(side) for side in found["input_size"]]
         return [
@@ -254,7 +277,7 @@ class StoreKey:
         return self.preprocessing.partition(MASK_SUFFIX)[2] or None
 
     def feature_spec(self, weights_source: str = "") -> FeatureSpec:
-        """The request whose key this is, every field kept (mask, decoder, precision).
+        """The request whose key this is, every field kept (mask, decoder, precision, runtime).
 
         Parameters
         ----------
@@ -275,6 +298,7 @@ class StoreKey:
             mask=self.mask,
             precision=self.precision,
             decoder=self.decoder,
+            runtime=self.runtime,
         )
 
     def weights_argument(self, weights_source: str) -> str:

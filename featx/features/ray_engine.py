@@ -31,6 +31,7 @@ from featx.exceptions import CacheError, FeatxError, ParameterError
 from featx.features import chunks
 from featx.features.engine import BatchPlan, EngineRun, make_chunk
 from featx.features.pixels import PixelBatch
+from featx.features.runtime import KERAS, RUNTIMES
 from featx.features.store import ROW_COLUMNS
 
 INSTALL_HINT = "pip install 'featx[distributed]'"
@@ -127,14 +128,13 @@ class RayEngine:
     def run(self, plan: BatchPlan, bar) -> EngineRun:
         """Compute every batch of ``plan`` on the cluster and write its chunk; ``bar`` counts the images.
 
-        The model is built once here first, so that weights that cannot be had fail with their own
-        error (and the Keras download lands in ``$KERAS_HOME``) before any actor starts.
+        The model is loaded once here first, so that weights that cannot be had (or bfloat16 on a CPU
+        without it) fail with their own error, the Keras download lands in ``$KERAS_HOME`` and an
+        OpenVINO conversion is made once, before any actor starts.
         """
-        from featx.backbones.weights import build_base
-
-        features = plan.features
-        if features.weights != "none":
-            build_base(features.spec, features.input_size, features.weights, features.precision)
+        features = plan.features.resolved  # every actor runs the runtime the key names, whatever its device
+        if features.weights != "none" or features.runtime != KERAS:
+            RUNTIMES[features.runtime].load(features, plan.batch_size)
         ray = self.connect()
         cluster = self.cluster(ray)
         actors = self.workers or max(
@@ -153,7 +153,7 @@ class RayEngine:
             computed = decoded.map(
                 _Backbone,
                 fn_constructor_kwargs={
-                    "features": plan.features,
+                    "features": features,
                     "batch_size": plan.batch_size,
                     "key_digest": plan.key_digest,
                     "folder": str(plan.folder),
@@ -164,7 +164,7 @@ class RayEngine:
                 max_restarts=self.retries,
                 max_task_retries=self.retries,
             )
-        run = EngineRun(provenance=cluster)
+        run = EngineRun(provenance={**cluster, "runtime_version": RUNTIMES[features.runtime].version()})
         pending = dict.fromkeys(plan.todo)
         failures = []
         for row in _rows_within(computed, self.block_timeout, plan, pending):

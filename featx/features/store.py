@@ -8,6 +8,13 @@ whose checksum fails, is refused with its path.
 Features depend only on the image bytes and the key's backbone, weights, preprocessing and
 input size, so rows are looked up by image content hash across every store with the same
 features, whatever dataset it was made for (:func:`gather_features`).
+
+Every store records the health of its features when it is written: per-dimension statistics
+(``health_mean``, ``health_std``, ``health_min``, ``health_max``, ``health_nonfinite`` datasets)
+and their summary as attributes (:class:`FeatureHealth`). A degenerate store (non-finite values,
+features that vanish, mostly constant dimensions: :attr:`FeatureHealth.reasons`) is said in a
+warning when it is made, and :func:`features_health` tells a report whether the features of a
+key (a variant's) are degenerate, so that its figures are not printed as results.
 """
 
 from __future__ import annotations
@@ -58,6 +65,12 @@ class StoreAttributes(StoreKey):
         Rows copied from stores made for other datasets (default 0: stores of earlier featx).
     cluster_nodes, cluster_cpus, cluster_gpus, ray_version
         The cluster's size and Ray's version (default None: the local engine).
+    runtime_version : str or None
+        The version of the runtime that ran the backbone (None: a store made before it was recorded).
+    runtime_cache : str or None
+        The cached conversion the runtime ran (OpenVINO), None for Keras.
+    health_rows, health_dims, health_max_abs, health_median_std, health_constant_dims, health_nonfinite_values
+        The features' health (see :class:`FeatureHealth`); None in a store made before it was recorded.
     """
 
     format_version: Annotated[int, Field(ge=1)]
@@ -80,11 +93,161 @@ class StoreAttributes(StoreKey):
     cluster_cpus: Seconds | None = None
     cluster_gpus: Seconds | None = None
     ray_version: Text | None = None
+    runtime_version: Text | None = None
+    runtime_cache: Text | None = None
+    health_rows: Count | None = None
+    health_dims: Count | None = None
+    health_max_abs: Seconds | None = None
+    health_median_std: Seconds | None = None
+    health_constant_dims: Count | None = None
+    health_nonfinite_values: Count | None = None
 
     @property
     def key(self) -> StoreKey:
         """The store's key."""
         return StoreKey(**{field.name: getattr(self, field.name) for field in fields(StoreKey)})
+
+
+VANISHING_MAX_ABS = 1e-6
+"""A store whose largest finite |feature| is below this is degenerate: its features vanish (Keras'
+random-init MobileNetV2 and EfficientNet-Lite give about 4e-11; real features are of order 0.1-10)."""
+CONSTANT_RELATIVE_SPREAD = 1e-6
+"""A dimension is constant when its range (max - min over the rows) is at most this times the
+store's largest |feature|."""
+CONSTANT_FRACTION_LIMIT = 0.5
+"""A store with more than this fraction of constant dimensions is degenerate (a few dead ReLU
+channels are normal; most of them carry nothing to learn from)."""
+HEALTH_DATASETS = ("health_mean", "health_std", "health_min", "health_max", "health_nonfinite")
+"""Per-dimension statistics a store holds beside its features (float64; ``health_nonfinite`` counts)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class FeatureHealth:
+    """The health of a store's features: the summary of their per-dimension statistics, and the verdict.
+
+    Attributes
+    ----------
+    rows : int
+    dims : int
+    max_abs : float
+        Largest finite |feature| (0 when there is none).
+    median_std : float
+        Median over the dimensions of each dimension's standard deviation (finite values).
+    constant_dims : int
+        Dimensions whose range is at most :data:`CONSTANT_RELATIVE_SPREAD` times ``max_abs`` (0
+        with fewer than two rows, where a spread means nothing).
+    nonfinite_values : int
+        NaN or infinite features.
+    """
+
+    rows: int
+    dims: int
+    max_abs: float
+    median_std: float
+    constant_dims: int
+    nonfinite_values: int
+
+    @property
+    def reasons(self) -> tuple:
+        """Why the features are degenerate, one text each; empty when they are healthy."""
+        reasons = []
+        if self.rows == 0:
+            reasons.append("no rows")
+        if self.nonfinite_values:
+            reasons.append(f"{self.nonfinite_values} non-finite values")
+        if self.rows and self.max_abs < VANISHING_MAX_ABS:
+            reasons.append(f"features vanish (max |feature| {self.max_abs:.2g} < {VANISHING_MAX_ABS:g})")
+        if self.dims and self.constant_dims > CONSTANT_FRACTION_LIMIT * self.dims:
+            reasons.append(f"{self.constant_dims} of {self.dims} dimensions constant")
+        return tuple(reasons)
+
+    @property
+    def degenerate(self) -> bool:
+        """Whether the features carry nothing a head could learn from (any of :attr:`reasons`)."""
+        return bool(self.reasons)
+
+    def as_attrs(self) -> dict:
+        """The summary as store attributes: each field prefixed ``health_`` (as in :class:`StoreAttributes`)."""
+        return {f"health_{field.name}": getattr(self, field.name) for field in fields(self)}
+
+    @classmethod
+    def from_attrs(cls, attrs: dict) -> FeatureHealth:
+        """The summary a store's attributes record (see :meth:`as_attrs`)."""
+        return cls(**{field.name: attrs[f"health_{field.name}"] for field in fields(cls)})
+
+    @classmethod
+    def of_statistics(cls, statistics: dict, rows: int) -> FeatureHealth:
+        """The summary of per-dimension ``statistics`` (:data:`HEALTH_DATASETS`) over ``rows`` rows."""
+        low, high = statistics["health_min"], statistics["health_max"]
+        seen = np.isfinite(low)  # a dimension with at least one finite value
+        max_abs = float(np.max(np.maximum(np.abs(low[seen]), np.abs(high[seen])), initial=0.0))
+        spread = np.where(seen, high - low, 0.0)
+        constant = int(np.sum(spread <= CONSTANT_RELATIVE_SPREAD * max_abs)) if rows >= 2 else 0
+        std = statistics["health_std"][seen]
+        return cls(
+            rows=int(rows),
+            dims=len(low),
+            max_abs=max_abs,
+            median_std=float(np.median(std)) if len(std) else 0.0,
+            constant_dims=constant,
+            nonfinite_values=int(np.sum(statistics["health_nonfinite"])),
+        )
+
+    @classmethod
+    def of_features(cls, features) -> FeatureHealth:
+        """The health of an (N, D) array of features."""
+        statistics = DimensionStatistics(np.shape(features)[1])
+        statistics.add(features)
+        return statistics.health()
+
+
+class DimensionStatistics:
+    """Per-dimension statistics of features added part by part (float64 sums; non-finite values counted apart).
+
+    Parameters
+    ----------
+    dims : int
+    """
+
+    def __init__(self, dims: int):
+        self.rows = 0
+        self.count = np.zeros(dims, np.int64)
+        self.total = np.zeros(dims)
+        self.squares = np.zeros(dims)
+        self.low = np.full(dims, np.inf)
+        self.high = np.full(dims, -np.inf)
+        self.nonfinite = np.zeros(dims, np.int64)
+
+    def add(self, features) -> None:
+        """Take in (n, D) features."""
+        values = np.asarray(features, dtype=np.float64)
+        finite = np.isfinite(values)
+        self.rows += len(values)
+        self.count += finite.sum(axis=0)
+        self.nonfinite += (~finite).sum(axis=0)
+        clean = np.where(finite, values, 0.0)
+        self.total += clean.sum(axis=0)
+        self.squares += (clean * clean).sum(axis=0)
+        self.low = np.minimum(self.low, np.where(finite, values, np.inf).min(axis=0, initial=np.inf))
+        self.high = np.maximum(self.high, np.where(finite, values, -np.inf).max(axis=0, initial=-np.inf))
+
+    def arrays(self) -> dict:
+        """The :data:`HEALTH_DATASETS` (mean, std, min and max NaN where a dimension has no finite value)."""
+        count = np.maximum(self.count, 1)
+        mean = self.total / count
+        std = np.sqrt(np.maximum(self.squares / count - mean * mean, 0.0))
+        none = self.count == 0
+        return {
+            "health_mean": np.where(none, np.nan, mean),
+            "health_std": np.where(none, np.nan, std),
+            "health_min": np.where(none, np.nan, self.low),
+            "health_max": np.where(none, np.nan, self.high),
+            "health_nonfinite": self.nonfinite,
+        }
+
+    def health(self) -> FeatureHealth:
+        """The summary and verdict (see :class:`FeatureHealth`)."""
+        return FeatureHealth.of_statistics(self.arrays(), self.rows)
 
 
 @dataclass(frozen=True, eq=False, kw_only=True)
@@ -115,6 +278,15 @@ class FeatureStore:
         """Map from image content hash to feature row."""
         return {digest: index for index, digest in enumerate(self.rows["content_hash"])}
 
+    @property
+    def health(self) -> FeatureHealth:
+        """The health recorded when the store was made; for an older store, computed from its features."""
+        if self.attrs.get("health_rows") is not None:
+            return FeatureHealth.from_attrs(self.attrs)
+        if self.features is None:
+            return open_store(self.path).health
+        return FeatureHealth.of_features(self.features)
+
 
 @dataclass(frozen=True, eq=False, kw_only=True)
 class GatheredFeatures:
@@ -140,16 +312,18 @@ def complete_store_paths(cache_dir) -> list[Path]:
     return sorted(Path(cache_dir).glob("*/*.h5"))
 
 
+def candidate_paths(cache_dir, key: StoreKey) -> list[Path]:
+    """Store files under ``cache_dir`` whose name fits ``key``'s features, for any dataset; ``key``'s own first."""
+    return sorted(Path(cache_dir).glob(f"*/{key.prefix}-*.h5"), key=lambda p: (p.parent.name != key.dataset_id, p.name))
+
+
 def matching_stores(cache_dir, key: StoreKey) -> list[FeatureStore]:
     """Complete, verified stores holding ``key``'s features for any dataset; ``key``'s own dataset first.
 
     Stores of another format version (an older featx's) are passed over with a warning.
     """
-    candidates = sorted(
-        Path(cache_dir).glob(f"*/{key.prefix}-*.h5"), key=lambda p: (p.parent.name != key.dataset_id, p.name)
-    )
     stores = []
-    for path in candidates:
+    for path in candidate_paths(cache_dir, key):
         found = store_format(path)
         if found not in (None, FORMAT_VERSION):
             log.warning("%s: a store of format %s, passed over (this featx reads %d)", path, found, FORMAT_VERSION)
@@ -158,6 +332,21 @@ def matching_stores(cache_dir, key: StoreKey) -> list[FeatureStore]:
         if not key.for_dataset(store.key.dataset_id).differences(store.attrs):
             stores.append(store)
     return stores
+
+
+def features_health(cache_dir, key: StoreKey) -> FeatureHealth | None:
+    """The health of ``key``'s features (a variant's ``features``): of the store made for its dataset, else
+    of another dataset's store of the same features; None when there is none.
+
+    A report marks a row whose ``features_health(...).degenerate`` instead of printing its figures.
+    """
+    for path in candidate_paths(cache_dir, key):
+        if store_format(path) != FORMAT_VERSION:
+            continue
+        store = open_store(path, load_features=False)
+        if not key.for_dataset(store.key.dataset_id).differences(store.attrs):
+            return store.health
+    return None
 
 
 def gather_features(cache_dir, key: StoreKey, content_hashes) -> GatheredFeatures:
@@ -232,7 +421,7 @@ def extracted_features(cache_dir, content_hashes) -> list:
         held.setdefault(identity, set()).update(store.rows["content_hash"])
         specs.setdefault(identity, store.key.feature_spec(store.attrs.get("weights_source", "")))
     covering = [identity for identity, hashes in held.items() if wanted <= hashes]
-    covering.sort(key=lambda k: (k.backbone, k.weights, k.input_size, k.precision, k.decoder))
+    covering.sort(key=lambda k: (k.backbone, k.weights, k.input_size, k.precision, k.decoder, k.runtime))
     return [specs[identity] for identity in covering]
 
 
@@ -373,39 +562,50 @@ def write_store(path, key: StoreKey, attrs: dict, parts, feature_dim: int) -> Pa
     -------
     Path
         The store, written under a temporary name (removed if anything fails), checksummed,
-        flushed to disk and renamed.
+        flushed to disk and renamed; its features' health recorded (a degenerate store said in a warning).
     """
     path = Path(path)
     with replaced_atomically(path) as temporary:
         handle = h5py.File(temporary, "w")
         try:
-            _fill_store(handle, key, attrs, parts, feature_dim)
+            health = _fill_store(handle, key, attrs, parts, feature_dim)
         except BaseException:
             with contextlib.suppress(OSError, RuntimeError):  # on a failing disk closing fails too
                 handle.close()
             raise
         handle.close()
+    if health.degenerate:
+        log.warning(
+            "%s: degenerate features (%s); figures computed from them are no results", path, "; ".join(health.reasons)
+        )
     return path
 
 
-def _fill_store(handle, key: StoreKey, attrs: dict, parts, feature_dim: int) -> None:
+def _fill_store(handle, key: StoreKey, attrs: dict, parts, feature_dim: int) -> FeatureHealth:
     shape = {"shape": (0, feature_dim), "maxshape": (None, feature_dim), "chunks": (256, feature_dim)}
     handle.create_dataset("features", dtype="float32", **shape)
     for column in ROW_COLUMNS + ("skipped_id", "skipped_reason"):
         handle.create_dataset(column, shape=(0,), maxshape=(None,), dtype=TEXT, chunks=(1024,))
     rows = {column: [] for column in ROW_COLUMNS}
+    statistics = DimensionStatistics(feature_dim)
     for features, part_rows, skipped in parts:
-        _extend(handle["features"], np.asarray(features, dtype=np.float32).reshape(-1, feature_dim))
+        features = np.asarray(features, dtype=np.float32).reshape(-1, feature_dim)
+        _extend(handle["features"], features)
+        statistics.add(features)
         for column in ROW_COLUMNS:
             _extend(handle[column], np.array(part_rows[column], dtype=object))
             rows[column] += list(part_rows[column])
         _extend(handle["skipped_id"], np.array([s[0] for s in skipped], dtype=object))
         _extend(handle["skipped_reason"], np.array([s[1] for s in skipped], dtype=object))
-    for name, value in {**attrs, **key.as_attrs()}.items():
+    for name, values in statistics.arrays().items():
+        handle.create_dataset(name, data=values)
+    health = statistics.health()
+    for name, value in {**attrs, **health.as_attrs(), **key.as_attrs()}.items():
         handle.attrs[name] = value
     handle.attrs["format_version"] = FORMAT_VERSION
     handle.attrs["complete"] = True
     handle.attrs["contents_sha256"] = contents_digest(handle["features"], rows)
+    return health
 
 
 def _extend(dataset, values) -> None:

@@ -20,9 +20,10 @@ from featx.backbones.weights import build_base, fingerprint
 from featx.data.dataset import IMAGE_SUFFIXES, visible_files
 from featx.data.images import as_rgb
 from featx.exceptions import DatasetError, FileSystemError, ModelFolderError, ParameterError
-from featx.features.forward import batch_memory, pixel_model
+from featx.features.forward import batch_memory
 from featx.features.identity import ImageRecord
 from featx.features.pixels import hold_pixels
+from featx.features.runtime import pixel_model
 from featx.fileio import sha256_file, write_csv
 from featx.heads.dense import trained_head_of
 from featx.heads.fold_trainer import TrainedHead

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from featx.backbones.weights import PRECISIONS
 from featx.cli import inputs
-from featx.cli.options import add_backbone, add_data, add_engine, add_forward_batch, bounded, new_command
+from featx.cli.options import add_backbone, add_data, add_engine, add_forward_batch, add_runtime, bounded, new_command
 from featx.cli.output import emit
 
 
@@ -19,13 +18,15 @@ def register(subparsers, common) -> None:
         [
             "featx extract --model efficientnet_lite0 --data data/cxr",
             "featx extract --model xception --weights none --subset dataset2 --json",
-            "featx extract --model mobilenet_v2 --precision mixed_bfloat16 --workers 16  # GPU, KERAS_BACKEND=jax",
+            "featx extract --model mobilenet_v2 --precision bf16  # CPU with AVX512_BF16 or AMX: OpenVINO, bfloat16",
+            "featx extract --model mobilenet_v2 --precision bf16 --workers 16  # GPU, KERAS_BACKEND=jax",
             "featx extract --model efficientnet_lite0 --engine ray --address auto --gpus-per-worker 1",
         ],
     )
     add_backbone(parser)
     add_data(parser)
     add_engine(parser)
+    add_runtime(parser)
     add_forward_batch(parser)
     parser.add_argument("--strict", action="store_true", help="stop before writing if any image cannot be decoded")
     parser.add_argument(
@@ -41,9 +42,6 @@ def register(subparsers, common) -> None:
         help="decode every image instead of reading and keeping letterboxed pixels in CACHE/pixels",
     )
     parser.add_argument(
-        "--precision", default="float32", choices=PRECISIONS, help="Keras dtype policy of the model (part of the key)"
-    )
-    parser.add_argument(
         "--lock-timeout",
         type=bounded("--lock-timeout"),
         metavar="S",
@@ -56,7 +54,7 @@ def register(subparsers, common) -> None:
 def run(args) -> int:
     from featx.features.extract import LOCK_TIMEOUT, extract
 
-    features = dataclasses.replace(inputs.features(args), precision=args.precision)
+    features = dataclasses.replace(inputs.features(args), precision=args.precision, runtime=args.runtime)
     summary = extract(
         inputs.dataset(args),
         features,
@@ -79,7 +77,7 @@ def run(args) -> int:
     label = ": RANDOM-INIT, not transfer learning" if summary.weights == "random-init" else ""
     lines.append(
         f"{summary.images} images, {summary.skipped} skipped, {state} "
-        f"({summary.backbone}, weights {summary.weights}{label})"
+        f"({summary.backbone}, weights {summary.weights}{label}, runtime {summary.runtime})"
     )
     emit(args, summary.to_json(), lines)
     return 0

@@ -1,0 +1,162 @@
+"""Benchmark (CPU): the backbone runtimes, bare and inside the whole `extract`, per backbone.
+
+Measured in one run, on the real radiographs of ../shared/data/cxr:
+
+- per backbone, runtime and precision (Keras float32; OpenVINO float32; OpenVINO bfloat16 where the
+  CPU has bfloat16 instructions): the bare forward pass, uint8 batches already decoded and
+  letterboxed fed to the loaded model (:class:`featx.features.runtime.Runner`), images/s after a
+  warm-up batch; the seconds to load it (the first OpenVINO load converts, later ones read the
+  cached conversion); and the deviation of its features from Keras float32 (largest and mean
+  absolute difference, relative to the largest |feature|);
+- per backbone, the whole `extract` under the default runtime (``auto``) in each precision, from a
+  fresh cache (every image decoded) and again reading the pixels it cached: steady images/s after
+  the first batch, and the ratio to the bare forward of the same runtime.
+
+Ends with one JSON line of every figure.
+
+    python bench/runtimes.py [--images 256] [--models efficientnet_lite0 mobilenet_v2] [--input-size 200x266]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+
+from bench.extract import SHARED, first_images, weights_for  # noqa: E402
+from featx.backbones.registry import BACKBONES  # noqa: E402
+from featx.backbones.weights import PRECISIONS  # noqa: E402
+from featx.data.dataset import load_dataset  # noqa: E402
+from featx.features import runtime  # noqa: E402
+from featx.features.extract import extract  # noqa: E402
+from featx.features.identity import FeatureSpec  # noqa: E402
+from featx.features.pixels import PixelFeed, PixelKey  # noqa: E402
+
+FLOAT32, BFLOAT16 = PRECISIONS
+
+
+def settings() -> list[tuple[str, str]]:
+    """(runtime, precision) pairs this machine can run, Keras float32 (the reference) first."""
+    pairs = [("keras", FLOAT32)]
+    if runtime.RUNTIMES["openvino"].available():
+        pairs.append(("openvino", FLOAT32))
+        if runtime.cpu_has_bf16():
+            pairs.append(("openvino", BFLOAT16))
+    return pairs
+
+
+def decoded(dataset, size) -> np.ndarray:
+    """Every image of ``dataset`` letterboxed to ``size``, (N, H, W, 3) uint8."""
+    table = dataset.table
+    feed = PixelFeed(table["path"], table["content_hash"], PixelKey(size, None, "jpeg-draft"), cache=None, workers=0)
+    (batch,) = feed.batches([(0, len(table))])
+    return batch.pixels
+
+
+def bare(features: FeatureSpec, pixels: np.ndarray, batch_size: int) -> tuple[dict, np.ndarray]:
+    """Load time, steady images/s of the loaded runner over ``pixels``, and its features."""
+    started = time.perf_counter()
+    runner = runtime.RUNTIMES[features.runtime].load(features, batch_size)
+    loaded = time.perf_counter() - started
+    padding = (-len(pixels)) % batch_size
+    batches = np.concatenate([pixels, pixels[:padding]]).reshape(-1, batch_size, *pixels.shape[1:])
+    runner.features(runner.stage(batches[0]))  # warm-up: tracing, first allocations
+    started = time.perf_counter()
+    outputs = [runner.features(runner.stage(batch)) for batch in batches]
+    seconds = time.perf_counter() - started
+    figures = {"load_s": round(loaded, 2), "bare_img_s": round(len(pixels) / seconds, 2)}
+    return figures, np.concatenate(outputs)[: len(pixels)]
+
+
+def deviation(features: np.ndarray, reference: np.ndarray) -> dict:
+    """Largest and mean absolute difference from ``reference``, relative to its largest |feature|."""
+    scale = float(np.abs(reference).max()) or 1.0
+    difference = np.abs(features - reference)
+    return {
+        "max_rel_dev": float(f"{difference.max() / scale:.3g}"),
+        "mean_rel_dev": float(f"{difference.mean() / scale:.3g}"),
+    }
+
+
+def whole_extract(dataset, features: FeatureSpec, batch_size: int) -> dict:
+    """Steady images/s of ``extract`` from a fresh cache (every image decoded), then reading its pixel cache."""
+    with tempfile.TemporaryDirectory() as cache:
+        cold = extract(dataset, features, batch_size=batch_size, cache_dir=cache, progress=False)
+        Path(cold.store).unlink()
+        warm = extract(dataset, features, batch_size=batch_size, cache_dir=cache, progress=False)
+    assert cold.decoded_images == len(dataset) and warm.decoded_images == 0
+    return {
+        "runtime": cold.runtime,
+        "extract_img_s": cold.steady_images_per_s,
+        "extract_whole_run_img_s": cold.images_per_s,
+        "extract_pixel_cache_img_s": warm.steady_images_per_s,
+    }
+
+
+def model_figures(name: str, dataset, pixels: np.ndarray, size, batch_size: int) -> dict:
+    """Every runtime's bare figures and the default runtime's whole `extract`, for one backbone."""
+    weights = weights_for(name)
+    runtimes, reference = {}, None
+    for runtime_name, precision in settings():
+        features = FeatureSpec(name, weights, size, precision=precision, runtime=runtime_name)
+        figures, outputs = bare(features, pixels, batch_size)
+        reference = outputs if reference is None else reference
+        runtimes[f"{runtime_name}-{precision}"] = {**figures, **deviation(outputs, reference)}
+        print(f"  {name} {runtime_name} {precision}: {runtimes[f'{runtime_name}-{precision}']}", flush=True)
+    default = {}
+    for precision in sorted({precision for _, precision in settings()}):
+        whole = whole_extract(dataset, FeatureSpec(name, weights, size, precision=precision), batch_size)
+        own = runtimes[f"{whole['runtime']}-{precision}"]["bare_img_s"]
+        whole["extract_vs_bare"] = round(whole["extract_img_s"] / own, 3)
+        whole["extract_pixel_cache_vs_bare"] = round(whole["extract_pixel_cache_img_s"] / own, 3)
+        default[precision] = whole
+        print(f"  {name} extract (auto, {precision}): {whole}", flush=True)
+    return {"weights": weights, "runtimes": runtimes, "extract": default}
+
+
+def main(argv=None) -> int:
+    import keras
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=SHARED / "cxr")
+    parser.add_argument("--images", type=int, default=256)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--input-size", default="200x266", help="WIDTHxHEIGHT")
+    parser.add_argument("--models", nargs="+", default=list(BACKBONES), choices=list(BACKBONES))
+    args = parser.parse_args(argv)
+    size = tuple(int(side) for side in args.input_size.lower().split("x"))
+    openvino = runtime.RUNTIMES["openvino"]
+    machine = (
+        f"{platform.machine()}, {os.cpu_count()} CPUs, bf16 {'yes' if runtime.cpu_has_bf16() else 'no'}, "
+        f"Python {platform.python_version()}, Keras {keras.__version__} on {keras.backend.backend()}, "
+        f"OpenVINO {openvino.version() if openvino.available() else 'not installed'}"
+    )
+    print(f"{machine}; {args.images} radiographs at {args.input_size}, batch {args.batch_size}", flush=True)
+    dataset = load_dataset(first_images(args.data, args.images))
+    pixels = decoded(dataset, size)
+    figures = {
+        "machine": machine,
+        "load_average_start": round(os.getloadavg()[0], 2),
+        "images": len(dataset),
+        "input_size": list(size),
+        "batch_size": args.batch_size,
+        "auto": runtime.resolve_runtime(),
+        "models": {name: model_figures(name, dataset, pixels, size, args.batch_size) for name in args.models},
+    }
+    figures["load_average_end"] = round(os.getloadavg()[0], 2)  # other work on the machine slows every figure
+    print(json.dumps(figures))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

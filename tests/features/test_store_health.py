@@ -1,0 +1,88 @@
+"""Feature health: every store records per-dimension statistics when it is made, and a degenerate store
+(random-init features that vanish, non-finite values, mostly constant dimensions) is flagged."""
+
+import h5py
+import numpy as np
+import pytest
+
+from featx.features.extract import extract
+from featx.features.identity import FeatureSpec
+from featx.features.store import (
+    CONSTANT_FRACTION_LIMIT,
+    HEALTH_DATASETS,
+    VANISHING_MAX_ABS,
+    FeatureHealth,
+    features_health,
+    open_store,
+)
+
+SIZE = (32, 32)
+
+
+def test_genuine_features_are_healthy_and_their_statistics_are_recorded(feature_data):
+    dataset, cache = feature_data
+    (path,) = cache.glob("*/*.h5")
+    store = open_store(path)
+    health = store.health
+    assert not health.degenerate and health.reasons == ()
+    assert (health.rows, health.dims) == store.features.shape
+    assert health.max_abs == pytest.approx(np.abs(store.features).max())
+    assert health.nonfinite_values == 0
+    with h5py.File(path, "r") as handle:
+        recorded = {name: handle[name][...] for name in HEALTH_DATASETS}
+    features = store.features.astype(np.float64)
+    np.testing.assert_allclose(recorded["health_mean"], features.mean(axis=0), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(recorded["health_std"], features.std(axis=0), rtol=1e-6, atol=1e-9)
+    np.testing.assert_array_equal(recorded["health_min"], features.min(axis=0))
+    np.testing.assert_array_equal(recorded["health_max"], features.max(axis=0))
+    assert health == FeatureHealth.of_features(store.features)
+    key = FeatureSpec("efficientnet_lite0", "imagenet", (64, 64), runtime=store.key.runtime).key(dataset.id)
+    assert features_health(cache, key) == health
+
+
+def test_random_init_features_that_vanish_are_flagged_when_made(small_dataset, tmp_path, caplog):
+    features = FeatureSpec("mobilenet_v2", "none", SIZE)
+    with caplog.at_level("WARNING", logger="featx.features.store"):
+        summary = extract(small_dataset, features, batch_size=12, cache_dir=tmp_path, progress=False)
+    assert "degenerate features (features vanish" in caplog.text
+    store = open_store(summary.store)
+    assert np.abs(store.features).max() < VANISHING_MAX_ABS  # Keras' random-init MobileNetV2: about 1e-11
+    assert store.health.degenerate and summary.degenerate == list(store.health.reasons)
+    assert features_health(tmp_path, features.key(small_dataset.id)).degenerate
+    assert features_health(tmp_path, FeatureSpec("vgg19", "none", SIZE).key(small_dataset.id)) is None
+
+
+def test_a_store_made_before_health_was_recorded_gets_it_from_its_features(small_dataset, tmp_path):
+    summary = extract(small_dataset, FeatureSpec("vgg19", "none", SIZE), batch_size=12, cache_dir=tmp_path)
+    recorded = open_store(summary.store).health
+    with h5py.File(summary.store, "r+") as handle:
+        for name in [name for name in handle.attrs if name.startswith("health_")]:
+            del handle.attrs[name]
+        for name in HEALTH_DATASETS:
+            del handle[name]
+    old = open_store(summary.store, load_features=False)
+    assert "health_rows" not in old.attrs
+    assert old.health == recorded
+    assert not recorded.degenerate  # VGG19 has no BatchNorm: its random-init features do not vanish
+
+
+def test_non_finite_values_and_constant_dimensions_make_features_degenerate():
+    rng = np.random.default_rng(0)
+    healthy = rng.normal(size=(20, 10)).astype(np.float32)
+    assert not FeatureHealth.of_features(healthy).degenerate
+    broken = healthy.copy()
+    broken[3, 4] = np.nan
+    broken[5, 6] = np.inf
+    health = FeatureHealth.of_features(broken)
+    assert health.nonfinite_values == 2 and health.reasons == ("2 non-finite values",)
+    constant = healthy.copy()
+    dead = int(CONSTANT_FRACTION_LIMIT * 10) + 1
+    constant[:, :dead] = 0.5
+    health = FeatureHealth.of_features(constant)
+    assert health.constant_dims == dead and health.reasons == (f"{dead} of 10 dimensions constant",)
+    few_dead = healthy.copy()
+    few_dead[:, :2] = 0.0  # dead ReLU channels: normal in real features
+    assert FeatureHealth.of_features(few_dead).constant_dims == 2 and not FeatureHealth.of_features(few_dead).degenerate
+    one_row = FeatureHealth.of_features(healthy[:1])
+    assert one_row.constant_dims == 0 and not one_row.degenerate
+    assert FeatureHealth.of_features(healthy[:0]).reasons == ("no rows",)
