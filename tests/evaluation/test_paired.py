@@ -14,8 +14,8 @@ from statsmodels.stats.multitest import multipletests
 
 from featx.evaluation import metrics
 from featx.evaluation.crossval import out_of_fold_proba
+from featx.evaluation.metrics import METRICS, Predictions, percentile_interval
 from featx.evaluation.paired import (
-    PAIRED_METRICS,
     PairedDifference,
     adjust_family,
     compare_paired,
@@ -24,7 +24,6 @@ from featx.evaluation.paired import (
     delong_test,
     mcnemar_test,
     paired_difference,
-    percentile_interval,
 )
 from featx.evaluation.results import Result, ResultProvenance, Timings, load_result
 from featx.evaluation.splits import Protocol, fold_of_each_image, load_or_make_split, protocol_groups
@@ -87,6 +86,23 @@ def test_a_difference_hidden_by_overlapping_marginal_intervals_is_found_by_pairi
     assert paired.difference == pytest.approx(15 / 300)
     assert paired.interval[0] > 0
     assert paired.p_value == pytest.approx(2 / 2**15)  # 15 discordant pairs, all one way: 2 * 0.5^15
+
+
+def test_a_metric_without_an_exact_paired_test_is_tested_by_the_paired_bootstrap():
+    rng = np.random.default_rng(1)
+    y_true = rng.integers(0, 3, 300)
+    baseline = np.where(rng.random(300) < 0.7, y_true, (y_true + 1) % 3)
+    variant = baseline.copy()
+    wrong = np.flatnonzero(baseline != y_true)
+    variant[wrong[:15]] = y_true[wrong[:15]]  # fixes 15 errors, breaks none: every resample's recall rises
+    a, b = _proba_for(baseline, np.full(300, 0.8)), _proba_for(variant, np.full(300, 0.8))
+    fixed = paired_difference("balanced_accuracy", y_true, a, b, PAPER, n_resamples=400)
+    assert fixed.test == "bootstrap" and fixed.statistic > 0
+    assert fixed.p_value == pytest.approx(2 / 401)  # no resample at or below 0: the smallest p 400 resamples give
+    expected = metrics.point_metrics(y_true, b, PAPER)["balanced_accuracy"]
+    assert fixed.difference == pytest.approx(expected - metrics.point_metrics(y_true, a, PAPER)["balanced_accuracy"])
+    same = paired_difference("balanced_accuracy", y_true, a, a, PAPER, n_resamples=400)
+    assert (same.difference, same.statistic, same.p_value, same.interval) == (0, 0, 1, (0, 0))
 
 
 def test_mcnemar_equals_a_hand_count():
@@ -162,8 +178,9 @@ def test_a_metric_the_images_do_not_define_has_no_p_value_and_stays_out_of_the_f
         assert all(np.isnan(undefined.interval))
     results = [_result(y_true, a, fold=np.arange(6) % 5), _result(y_true, b, fold=np.arange(6) % 5)]
     compared = {d.metric: d for d in compare_paired(results, n_resamples=50)}
-    defined = [compared[name].p_value for name in ("accuracy", "accuracy_2class", "specificity")]
-    assert [compared[name].p_adjusted for name in ("accuracy", "accuracy_2class", "specificity")] == pytest.approx(
+    family = ("accuracy", "accuracy_2class", "specificity", "balanced_accuracy")
+    defined = [compared[name].p_value for name in family]
+    assert [compared[name].p_adjusted for name in family] == pytest.approx(
         list(multipletests(defined, method="holm")[1])
     )
     assert np.isnan(compared["sensitivity"].p_adjusted) and np.isnan(compared["auc_positive"].p_adjusted)
@@ -311,7 +328,7 @@ def test_holm_matches_statsmodels_by_hand_and_over_a_family_of_stored_results():
     y_true, baseline, variant = _correlated_pair(rng, n=200, flips=30)
     results = [_result(y_true, proba) for proba in (baseline, variant, _correlated_pair(rng, n=200)[2])]
     compared = compare_paired(results, n_resamples=200)
-    assert len(compared) == 2 * len(metrics.HEADLINE)
+    assert len(compared) == 2 * len(METRICS)
     raw = [d.p_value for d in compared]
     assert [d.p_adjusted for d in compared] == pytest.approx(list(multipletests(raw, method="holm")[1]))
 
@@ -338,14 +355,14 @@ def test_the_paired_resamples_are_the_marginal_bootstrap_of_the_metrics_module()
     groups = rng.integers(0, 40, 120).astype(str)
     weights = metrics.resample_weights(120, groups, n_resamples=300, seed=3)
     marginal = metrics.bootstrap_intervals(y_true, proba, PAPER, groups, n_resamples=300, seed=3)
-    for name, paired in PAIRED_METRICS.items():
-        assert percentile_interval(paired.resampled(weights, y_true, proba, PAPER), 0.95) == pytest.approx(
+    for name, metric in METRICS.items():
+        assert percentile_interval(metric.values(Predictions.of(y_true, proba, PAPER), weights), 0.95) == pytest.approx(
             tuple(marginal[name])
         )
 
 
 @settings(max_examples=25, deadline=None)
-@given(seed=st.integers(0, 2**32 - 1), n=st.integers(12, 80), metric=st.sampled_from(sorted(PAIRED_METRICS)))
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(12, 80), metric=st.sampled_from(sorted(METRICS)))
 def test_swapping_baseline_and_variant_negates_the_difference_and_keeps_p(seed, n, metric):
     rng = np.random.default_rng(seed)
     y_true = rng.integers(0, 3, n)
@@ -487,7 +504,7 @@ def test_the_same_variant_under_two_head_seeds_is_not_distinguishable(stored_fol
     first, second = stored("rf-seed0", features, recipe, 0), stored("rf-seed1", features, recipe, 1)
     assert not np.allclose(first.proba, second.proba)  # the seeds do change the forest
     compared = compare_paired([first, second])
-    assert [d.metric for d in compared] == list(metrics.HEADLINE)
+    assert [d.metric for d in compared] == list(METRICS)
     assert all(d.p_value > 0.05 and not d.distinguishable for d in compared)
 
 
