@@ -86,6 +86,7 @@ DOMAINS = {
     "learning_rate": Domain(kind=float, minimum=0, maximum=MAX_LEARNING_RATE, open_minimum=True),
     "folds": Domain(kind=int, minimum=2, maximum=MAX_FOLDS),
     "seed": Domain(kind=int, minimum=0, maximum=MAX_SEED),
+    "head_seed": Domain(kind=int, minimum=0, maximum=MAX_SEED),
     "jobs": Domain(kind=int, minimum=1, maximum=MAX_PROCESSES),
     "workers": Domain(kind=int, minimum=0, maximum=MAX_PROCESSES),
     "gpus_per_worker": Domain(kind=float, minimum=0, maximum=MAX_GPUS_PER_WORKER),

@@ -175,12 +175,15 @@ def fit_variant(
     positive: str | None = None,
     jobs: int | None = None,
     progress: bool = True,
+    head_seed: int | None = None,
 ) -> CVSummary:
     """Evaluate ``recipe`` on ``features`` over the saved folds of ``dataset``; store and summarise.
 
     A stored result of the same variant is reused unless ``refit``. ``positive`` names the class the
     binary figures are about (default: see :mod:`featx.evaluation.task`). ``jobs`` folds are trained
-    at once (default: one per core) unless the head keeps every core busy itself.
+    at once (default: one per core) unless the head keeps every core busy itself. ``head_seed`` seeds
+    the head apart from the folds (default None: ``protocol.seed`` seeds both; see
+    :class:`featx.evaluation.variant.Variant`).
 
     Returns
     -------
@@ -191,7 +194,7 @@ def fit_variant(
     MissingFeaturesError
         When no feature store holds the dataset's images.
     """
-    variant = Variant.of(2, dataset, features, recipe, protocol)
+    variant = Variant.of(2, dataset, features, recipe, protocol, head_seed)
     stored = None if refit else find_result(cache_dir, variant)
     if stored is not None:
         return CVSummary.of(stored, reused=True, positive=positive)
@@ -203,14 +206,20 @@ def fit_variant(
     spec, gflops = get_head(recipe.head), None
     if spec.family == "dense":
         proba, fold_seconds, gflops = dense_out_of_fold(
-            gathered.features, y, fold, recipe, seed=protocol.seed, n_classes=len(dataset.classes), progress=progress
+            gathered.features,
+            y,
+            fold,
+            recipe,
+            seed=variant.seed_of_head,
+            n_classes=len(dataset.classes),
+            progress=progress,
         )
     else:
         proba, fold_seconds = out_of_fold_proba(
             gathered.features,
             y,
             fold,
-            partial(recipe.build, protocol.seed),
+            partial(recipe.build, variant.seed_of_head),
             n_classes=len(dataset.classes),
             jobs=1 if spec.uses_cores else (jobs or os.cpu_count() or 1),
             progress=progress,

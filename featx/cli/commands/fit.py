@@ -13,6 +13,7 @@ from featx.cli.options import (
     add_positive,
     add_protocol,
     add_training,
+    bounded,
     new_command,
     size_text,
 )
@@ -44,6 +45,13 @@ def register(subparsers, common) -> None:
     add_positive(parser)
     add_jobs(parser)
     add_training(parser, {"epochs": None, "batch_size": None, "lr": None})
+    parser.add_argument(
+        "--head-seed",
+        type=bounded("--head-seed"),
+        default=None,
+        help="seed of the head and sampler apart from the folds' (default: --seed seeds both); the same "
+        "variant under two head seeds shows the spread due to the head alone",
+    )
     parser.add_argument("--refit", action="store_true", help="train again even if this variant's result exists")
     parser.set_defaults(run=run)
 
@@ -112,6 +120,7 @@ def run(args) -> int:
                 positive=args.positive,
                 jobs=args.jobs,
                 progress=inputs.progress(args),
+                head_seed=args.head_seed,
             )
         )
     lines = [line for summary in summaries for line in metrics_lines(summary)]
