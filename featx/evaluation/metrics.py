@@ -61,9 +61,12 @@ class Unit:
         after = self.figure_suffix if suffix else ""
         return f"{self.figure(value, precise)}{after} [{self.figure(low)}, {self.figure(high)}]"
 
-    def difference(self, value, signed: bool = True) -> str:
-        """A difference of two figures in this unit with its suffix: ``+21.5 points``, ``+0.215``."""
-        return f"{value * self.scale:{'+' if signed else ''}.{self.digits}f}{self.difference_suffix}"
+    def difference(self, value, signed: bool = True, suffix: bool = True) -> str:
+        """A difference of two figures in this unit with its suffix (unless ``suffix`` is False): ``+21.5
+        points``, ``+0.215``; ``n/a`` for NaN."""
+        if value != value:
+            return "n/a"
+        return f"{value * self.scale:{'+' if signed else ''}.{self.digits}f}{self.difference_suffix if suffix else ''}"
 
 
 PERCENT = Unit(scale=100, digits=1, precise_digits=2, figure_suffix="%", difference_suffix=" points")
