@@ -8,8 +8,8 @@ between them is clear, so a comparison is made on the pairs instead:
   resample draws the same patients (or images, under the image protocol) for both variants;
 - a **paired test**, chosen by the kind of the metric's statistic: exact McNemar on the pooled
   out-of-fold predictions for the metrics that are a share of images right (accuracy,
-  sensitivity, ...), DeLong's test for two correlated ROC AUCs (Sun & Xu's fast form), the paired
-  bootstrap's own p-value for a metric no exact paired test fits (balanced accuracy), and the
+  sensitivity, ...), DeLong's test for two correlated ROC AUCs (Sun & Xu's fast form), a sign-flip
+  randomization test for a metric no exact paired test fits (balanced accuracy), and the
   Nadeau-Bengio corrected resampled t-test on per-fold scores for repeated folds;
 - p-values adjusted over the family of comparisons shown (Holm by default).
 
@@ -64,7 +64,8 @@ PAIRED_TESTS = {
     "where a patient holds several discordant images",
     "delong": "DeLong's test for two correlated ROC AUCs",
     "delong-clustered": "DeLong's test for two correlated ROC AUCs, clustered by patient (Obuchowski)",
-    "bootstrap": "paired bootstrap percentile p-value (the metric has no exact paired test)",
+    "sign-flip": "sign-flip randomization test, the two variants' predictions of a patient swapped at random "
+    "(no exact paired test fits the metric)",
     "corrected-t": "Nadeau-Bengio corrected resampled t-test on per-fold scores",
 }
 
@@ -345,34 +346,47 @@ def adjust_family(
 # --- each kind of statistic's paired test -------------------------------------------------------
 
 
-def paired_bootstrap_test(resampled_differences) -> PairedTest:
-    """The paired bootstrap's own test, for a metric with no exact paired test (a mean recall).
+def sign_flip_test(
+    baseline: Predictions, variant: Predictions, groups=None, *, n_flips: int = N_RESAMPLES, seed: int = 0
+):
+    """A paired sign-flip (approximate randomization) test of the difference in mean recall, the metric no
+    exact paired test fits.
+
+    Under the null hypothesis the two variants' predictions of a patient are exchangeable: each flip
+    swaps them for every patient (every image, without ``groups``) with probability one half, and the
+    observed difference is set among the flipped ones. The difference is a sum over images, each
+    contributing ``(right_variant - right_baseline) / (images of its class) / (classes present)``, so
+    every flip is one matrix product. With balanced classes it is the accuracy's difference, and the
+    test approaches the exact McNemar test.
 
     Parameters
     ----------
-    resampled_differences : array of float, (n_resamples,)
-        Variant minus baseline in each paired bootstrap resample (NaN where undefined).
+    baseline, variant : Predictions
+        Of the same images.
+    groups : array, optional
+        Each image's patient (default: none; images are swapped one by one).
+    n_flips, seed : int
+        Random flips (default :data:`featx.evaluation.metrics.N_RESAMPLES`) and their seed (0).
 
     Returns
     -------
     PairedTest
-        ``bootstrap``: ``statistic`` the mean difference over its bootstrap standard deviation (0
-        when every resample agrees on no difference); ``p_value`` the two-sided percentile p-value
-        ``2 (1 + min(#{d <= 0}, #{d >= 0})) / (1 + R)`` over the R finite resamples (at most 1; NaN
-        with none).
+        ``sign-flip``: ``statistic`` the observed difference (variant minus baseline); ``p_value``
+        ``(1 + #{|flipped| >= |observed|}) / (1 + n_flips)``, 1 when the variants agree on every image.
     """
-    differences = np.asarray(resampled_differences, dtype=np.float64)
-    differences = differences[np.isfinite(differences)]
-    if not len(differences):
-        return PairedTest(test="bootstrap", statistic=float("nan"), p_value=float("nan"))
-    mean, spread = differences.mean(), differences.std()
-    statistic = 0.0 if mean == 0 else float(mean / spread) if spread > 0 else float(np.sign(mean) * np.inf)
-    tail = min(np.sum(differences <= 0), np.sum(differences >= 0))
-    p_value = min(1.0, 2 * (1 + tail) / (1 + len(differences)))
-    return PairedTest(test="bootstrap", statistic=statistic, p_value=float(p_value))
+    classes = np.arange(baseline.proba.shape[1])
+    totals = (baseline.y_true[:, None] == classes).sum(axis=0)
+    right = [predictions.predicted == predictions.y_true for predictions in (baseline, variant)]
+    share = (right[1].astype(np.float64) - right[0]) / totals[baseline.y_true] / np.count_nonzero(totals)
+    unit = np.arange(len(share)) if groups is None else np.unique(np.asarray(groups, dtype=str), return_inverse=True)[1]
+    per_unit = np.bincount(unit, weights=share)
+    observed = float(per_unit.sum())
+    signs = np.random.default_rng(seed).choice([-1.0, 1.0], size=(n_flips, len(per_unit)))
+    as_far = np.sum(np.abs(signs @ per_unit) >= abs(observed) - 1e-12)
+    return PairedTest(test="sign-flip", statistic=observed, p_value=float((1 + as_far) / (1 + n_flips)))
 
 
-def _mcnemar_of(statistic: Proportion, baseline: Predictions, variant: Predictions, groups, _differences) -> PairedTest:
+def _mcnemar_of(statistic: Proportion, baseline: Predictions, variant: Predictions, groups, **_) -> PairedTest:
     """McNemar on the images the share counts (see :func:`mcnemar_test`; p NaN when none is counted)."""
     counted = statistic.counted(baseline)
     if not counted.any():
@@ -381,22 +395,23 @@ def _mcnemar_of(statistic: Proportion, baseline: Predictions, variant: Predictio
     return mcnemar_test(statistic.succeeds(baseline)[counted], statistic.succeeds(variant)[counted], counted_groups)
 
 
-def _delong_of(_statistic: RankArea, baseline: Predictions, variant: Predictions, groups, _differences) -> PairedTest:
+def _delong_of(_statistic: RankArea, baseline: Predictions, variant: Predictions, groups, **_) -> PairedTest:
     """DeLong's test on the positive class's probabilities (see :func:`delong_test`)."""
     column = baseline.positive
     return delong_test(baseline.is_positive, baseline.proba[:, column], variant.proba[:, column], groups)
 
 
-def _bootstrap_of(_statistic, _baseline, _variant, _groups, differences) -> PairedTest:
-    return paired_bootstrap_test(differences)
+def _sign_flip_of(_statistic: MeanRecall, baseline: Predictions, variant: Predictions, groups, **random) -> PairedTest:
+    return sign_flip_test(baseline, variant, groups, **random)
 
 
-PAIRED_TEST_OF_KIND = {Proportion: _mcnemar_of, RankArea: _delong_of, MeanRecall: _bootstrap_of}
+PAIRED_TEST_OF_KIND = {Proportion: _mcnemar_of, RankArea: _delong_of, MeanRecall: _sign_flip_of}
 """How each kind of statistic of :data:`featx.evaluation.metrics.METRICS` is paired on one split set:
-``test(statistic, baseline, variant, groups, resampled_differences) -> PairedTest`` with the two
+``test(statistic, baseline, variant, groups, n_flips=..., seed=...) -> PairedTest`` with the two
 variants' :class:`~featx.evaluation.metrics.Predictions` of the same images. Accuracy-type shares:
 McNemar on their ``counted``/``succeeds`` masks; rank areas: DeLong; a mean recall, which no exact paired
-test fits: the paired bootstrap's p-value (:func:`paired_bootstrap_test`)."""
+test fits: the sign-flip randomization test (:func:`sign_flip_test`; the paired bootstrap's own
+percentile p-value was tried and is far too small where few images are discordant)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -480,7 +495,8 @@ def paired_difference(
     names : tuple of str
         The baseline's and the variant's names (default ``baseline``, ``variant``).
     n_resamples, seed : int
-        Bootstrap resamples (default :data:`featx.evaluation.metrics.N_RESAMPLES`) and their seed (0).
+        Bootstrap resamples (default :data:`featx.evaluation.metrics.N_RESAMPLES`) and their seed (0);
+        also the flips of a sign-flip test.
     level : float
         Interval coverage (default 0.95).
 
@@ -505,7 +521,9 @@ def paired_difference(
     baseline, variant = (
         ScoredVariant.of(proba, y_true, task, weights, (metric,), fold) for proba in (proba_baseline, proba_variant)
     )
-    return scored_difference(metric, baseline, variant, groups=groups, names=names, level=level)
+    return scored_difference(
+        metric, baseline, variant, groups=groups, names=names, level=level, n_resamples=n_resamples, seed=seed
+    )
 
 
 def scored_difference(
@@ -516,16 +534,18 @@ def scored_difference(
     groups,
     names: tuple[str, str],
     level: float,
+    n_resamples: int,
+    seed: int,
 ) -> PairedDifference:
     """:func:`paired_difference` of two variants scored under the same bootstrap weights and split sets
-    (``groups``: each image's patient, or None)."""
+    (``groups``: each image's patient, or None; ``n_resamples``, ``seed``: a randomization test's)."""
     pairs = zip(baseline.points, variant.points, strict=True)
     difference = np.mean([after[metric] - before[metric] for before, after in pairs])
     resampled_differences = np.mean(variant.resampled[metric] - baseline.resampled[metric], axis=0)
     if len(baseline.proba) == 1:
         statistic = METRICS[metric].statistic
         outcome = PAIRED_TEST_OF_KIND[type(statistic)](
-            statistic, baseline.predictions[0], variant.predictions[0], groups, resampled_differences
+            statistic, baseline.predictions[0], variant.predictions[0], groups, n_flips=n_resamples, seed=seed
         )
     else:
         fold_differences = [
@@ -700,7 +720,16 @@ def compare_paired(
         compared = scored(run)
         names = (first.variant.name(), run[0].variant.name())
         differences += [
-            scored_difference(metric, reference, compared, groups=first.groups, names=names, level=level)
+            scored_difference(
+                metric,
+                reference,
+                compared,
+                groups=first.groups,
+                names=names,
+                level=level,
+                n_resamples=n_resamples,
+                seed=seed,
+            )
             for metric in metrics
         ]
     return adjust_family(differences, correction=correction, alpha=alpha)

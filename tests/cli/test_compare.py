@@ -63,7 +63,7 @@ def test_compare_with_a_baseline_shows_paired_differences_in_the_table_the_csv_a
         assert record["distinguishable"] == (record["p_adjusted"] < 0.05)
     tests = {d["metric"]: d["test"] for d in differences}
     assert tests["accuracy"].startswith("mcnemar") and tests["auc_positive"].startswith("delong")
-    assert tests["balanced_accuracy"] == "bootstrap"
+    assert tests["balanced_accuracy"] == "sign-flip"
     # the rows carry them too, and the CSV: the baseline's own difference is 0
     assert payload["rows"][0]["accuracy_vs_baseline"] == 0
     by_name = {row["variant"]: row for row in csv.DictReader(open(tmp_path / "c.csv"))}

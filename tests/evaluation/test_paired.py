@@ -88,19 +88,29 @@ def test_a_difference_hidden_by_overlapping_marginal_intervals_is_found_by_pairi
     assert paired.p_value == pytest.approx(2 / 2**15)  # 15 discordant pairs, all one way: 2 * 0.5^15
 
 
-def test_a_metric_without_an_exact_paired_test_is_tested_by_the_paired_bootstrap():
-    rng = np.random.default_rng(1)
-    y_true = rng.integers(0, 3, 300)
-    baseline = np.where(rng.random(300) < 0.7, y_true, (y_true + 1) % 3)
+@pytest.mark.parametrize("fixed, broken", [(7, 0), (7, 3)])
+def test_a_mean_recall_is_tested_by_sign_flips_that_match_exact_mcnemar_on_balanced_classes(fixed, broken):
+    # 100 images per class: the mean recall's difference is the accuracy's, and each discordant image weighs the same
+    y_true = np.repeat([0, 1, 2], 100)
+    baseline = np.where(np.arange(300) % 4 == 0, (y_true + 1) % 3, y_true)  # wrong on every fourth image
     variant = baseline.copy()
-    wrong = np.flatnonzero(baseline != y_true)
-    variant[wrong[:15]] = y_true[wrong[:15]]  # fixes 15 errors, breaks none: every resample's recall rises
+    wrong, right = np.flatnonzero(baseline != y_true), np.flatnonzero(baseline == y_true)
+    variant[wrong[:fixed]] = y_true[wrong[:fixed]]
+    variant[right[:broken]] = (y_true[right[:broken]] + 2) % 3
     a, b = _proba_for(baseline, np.full(300, 0.8)), _proba_for(variant, np.full(300, 0.8))
-    fixed = paired_difference("balanced_accuracy", y_true, a, b, PAPER, n_resamples=400)
-    assert fixed.test == "bootstrap" and fixed.statistic > 0
-    assert fixed.p_value == pytest.approx(2 / 401)  # no resample at or below 0: the smallest p 400 resamples give
-    expected = metrics.point_metrics(y_true, b, PAPER)["balanced_accuracy"]
-    assert fixed.difference == pytest.approx(expected - metrics.point_metrics(y_true, a, PAPER)["balanced_accuracy"])
+    exact = paired_difference("accuracy", y_true, a, b, PAPER, n_resamples=100)
+    flipped = paired_difference("balanced_accuracy", y_true, a, b, PAPER, n_resamples=4000)
+    assert flipped.test == "sign-flip" and exact.test == "mcnemar"
+    assert flipped.difference == pytest.approx(exact.difference) == pytest.approx((fixed - broken) / 300)
+    assert flipped.statistic == pytest.approx(flipped.difference)
+    assert flipped.p_value == pytest.approx(exact.p_value, abs=0.025)  # 4000 flips: Monte Carlo error ~0.008
+    # every patient's images repeated: flipped patient by patient, the same evidence, not more
+    patients = np.repeat(np.arange(300), 3)
+    repeated = [_proba_for(np.repeat(calls, 3), np.full(900, 0.8)) for calls in (baseline, variant)]
+    clustered = paired_difference(
+        "balanced_accuracy", np.repeat(y_true, 3), *repeated, PAPER, patients, n_resamples=4000
+    )
+    assert clustered.p_value == pytest.approx(flipped.p_value, abs=0.025)
     same = paired_difference("balanced_accuracy", y_true, a, a, PAPER, n_resamples=400)
     assert (same.difference, same.statistic, same.p_value, same.interval) == (0, 0, 1, (0, 0))
 
