@@ -7,15 +7,18 @@ bootstrap interval and a paired test, adjusted over the family of comparisons sh
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict
 from pathlib import Path
+
+import numpy as np
 
 from featx.evaluation.metrics import DESCRIPTIVE, METRICS, task_aliases
 from featx.evaluation.paired import ALPHA, CORRECTIONS, PAIRED_TESTS, PairedDifference, compare_paired
 from featx.evaluation.results import list_results
 from featx.evaluation.summary import CVSummary
 from featx.evaluation.task import Task
-from featx.exceptions import ParameterError
+from featx.exceptions import CacheError, ParameterError
 from featx.fileio import write_csv as write_table
 
 DESCRIPTION = ("phase", "backbone", "weights", "head", "sampler", "protocol")
@@ -109,23 +112,66 @@ def choose_baseline(summaries: list[CVSummary], wanted: str | None = None) -> CV
     raise ParameterError("baseline", wanted, f"{problem} ({', '.join(listed)}); give one variant's name")
 
 
+def repeated_runs(summaries: list[CVSummary], repeats: int) -> tuple[list[tuple[CVSummary, ...]], list[str]]:
+    """Each variant's summaries on the split sets of seeds 0, 1, ..., ``repeats - 1`` (as ``featx fit
+    --repeats`` makes them with the default ``--seed``), in the order of ``summaries``.
+
+    Returns
+    -------
+    runs : list of tuple of CVSummary
+        Per variant stored on every one of the split sets, its summaries in seed order.
+    left_out : list of str
+        The variants (described) missing from some of them.
+
+    Raises
+    ------
+    CacheError
+        When no variant is stored on every split set.
+    """
+    by_variant = {}
+    for summary in summaries:
+        variant = summary.result.variant.to_dict()
+        seed = variant.pop("seed")
+        by_variant.setdefault(json.dumps(variant, sort_keys=True), {})[seed] = summary
+    runs, left_out = [], []
+    for by_seed in by_variant.values():
+        if all(seed in by_seed for seed in range(repeats)):
+            runs.append(tuple(by_seed[seed] for seed in range(repeats)))
+        else:
+            left_out.append(next(iter(by_seed.values())).result.variant.describe())
+    if not runs:
+        raise CacheError(
+            f"No variant is stored on all {repeats} split sets of seeds 0..{repeats - 1}; run "
+            f"`featx fit --repeats {repeats}` first"
+        )
+    return runs, left_out
+
+
+def add_repeat_spread(row: dict, run: tuple[CVSummary, ...]) -> None:
+    """Give a comparison row the spread of each headline figure over the split sets of ``run`` (the
+    spread due to the split): ``repeats``, ``{metric}_repeat_mean`` and ``{metric}_repeat_std``."""
+    row["repeats"] = len(run)
+    for key in METRICS:
+        values = np.array([summary.metrics[key] for summary in run], dtype=np.float64)
+        row[f"{key}_repeat_mean"], row[f"{key}_repeat_std"] = float(np.nanmean(values)), float(np.nanstd(values))
+
+
 def paired_against(
-    summaries: list[CVSummary], baseline: CVSummary, *, correction: str = "holm"
+    runs: list[tuple[CVSummary, ...]], baseline: int, *, correction: str = "holm"
 ) -> tuple[PairedDifference, ...]:
-    """Every other variant shown against ``baseline``, metric by metric, on the same images and folds:
-    :func:`featx.evaluation.paired.compare_paired` with p-values adjusted by ``correction`` (default
-    Holm) over all of them.
+    """Every other variant shown against the baseline ``runs[baseline]``, metric by metric, on the same
+    images and folds: :func:`featx.evaluation.paired.compare_paired` with p-values adjusted by
+    ``correction`` (default Holm) over all of them. Each run is a variant's summaries on one split set,
+    or on the same repeated split sets (then the corrected resampled t-test).
 
     Raises
     ------
     SplitError
         When a variant was not evaluated on the baseline's dataset, protocol and saved folds.
     """
+    results = [tuple(summary.result for summary in run) for run in runs]
     return compare_paired(
-        [summary.result for summary in summaries],
-        baseline=baseline.result,
-        positive=baseline.task.positive,
-        correction=correction,
+        results, baseline=results[baseline], positive=runs[baseline][0].task.positive, correction=correction
     )
 
 
@@ -191,7 +237,7 @@ def differences_table(differences: tuple[PairedDifference, ...], task: Task, cor
     legend = [
         f"Differences: variant minus baseline {differences[0].baseline}, on the same images and folds "
         "(percentage points for percentages); 95% paired bootstrap intervals (the same patients, or images under "
-        "the image protocol, drawn for both).",
+        "the image protocol, drawn for both), each for its own comparison: the mark follows the adjusted p.",
         "Tests: "
         + "; ".join(f"{METRICS[key].abbreviation_for(task)}: {PAIRED_TESTS[test]}" for key, test in tests.items())
         + f". p adjusted over the {len(differences)} comparisons shown: {CORRECTIONS[correction]}.",

@@ -135,3 +135,27 @@ def test_undefined_and_infinite_numbers_of_a_difference_are_written_as_null():
     record = finite(difference_record(undefined))
     assert record["p_value"] is None and record["statistic"] is None and record["interval"] == [None, None]
     assert _strict_json(json.dumps(record, allow_nan=False))["metric"] == "sensitivity"
+
+
+def test_repeated_cross_validation_is_fitted_once_per_split_set_and_compared_by_the_corrected_t(
+    fitted, capsys, tmp_path
+):
+    data, cache = fitted
+    repeated = tmp_path / "cache"
+    shutil.copytree(cache, repeated)
+    data = [data[0], data[1], "--cache", str(repeated)]
+    for head in ("logreg", "rf"):
+        assert main(["fit", "--head", head, *STORE, "--repeats", "3", *data]) == 0
+    splits = sorted(path.name for path in repeated.rglob("splits/*.json"))
+    assert splits == ["patient-k5-s0.json", "patient-k5-s1.json", "patient-k5-s2.json"]  # each saved once, shared
+    capsys.readouterr()
+    payload, table = _compare(data, capsys, "--repeats", "3", "--baseline")
+    names = [row["variant"] for row in payload["rows"]]
+    assert len(names) == 2 and all("-s0-" in name for name in names)  # the head-seed forest is on one split set only
+    assert "Left out (not on all 3 split sets)" in table and "head seed 1" in table
+    assert {d["test"] for d in payload["differences"]} == {"corrected-t"}
+    assert len(payload["differences"]) == len(METRICS)
+    for row in payload["rows"]:
+        assert row["repeats"] == 3 and row["accuracy_repeat_std"] > 0  # the split moves the figure
+    assert main(["compare", *data, "--repeats", "4"]) == 1
+    assert "featx fit --repeats 4" in capsys.readouterr().err

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from featx.cli import inputs
-from featx.cli.options import add_data, add_positive, new_command, output_file
+from featx.cli.options import add_data, add_positive, bounded, new_command, output_file
 from featx.cli.output import emit
 from featx.evaluation.paired import CORRECTIONS
 from featx.exceptions import CacheError
@@ -25,6 +25,7 @@ def register(subparsers, common) -> None:
             "featx compare --json --csv results.csv",
             "featx compare --baseline   # differences from the first variant shown",
             "featx compare --baseline logreg-none --correction fdr_bh",
+            "featx compare --repeats 3 --baseline   # after featx fit --repeats 3",
         ],
     )
     add_data(parser, writes_cache=False)  # only the default CSV is written there: checked in run
@@ -46,6 +47,14 @@ def register(subparsers, common) -> None:
         + "; ".join(f"{name}: {text}" for name, text in CORRECTIONS.items()),
     )
     parser.add_argument(
+        "--repeats",
+        type=bounded("--repeats"),
+        default=None,
+        help="repeated cross-validation: each variant over the split sets of seeds 0..R-1 (`featx fit --repeats R`); "
+        "the rows are those of seed 0 with each figure's spread over the split sets, differences are averaged over "
+        "them and tested by the corrected resampled t-test on every fold (default: every stored result on its own)",
+    )
+    parser.add_argument(
         "--csv",
         type=output_file("--csv"),
         metavar="FILE",
@@ -58,6 +67,7 @@ def run(args) -> int:
     from featx.fileio import check_output_file
     from featx.study.compare import (
         add_differences,
+        add_repeat_spread,
         best_variant,
         choose_baseline,
         compare_summaries,
@@ -65,6 +75,7 @@ def run(args) -> int:
         differences_table,
         markdown_table,
         paired_against,
+        repeated_runs,
         variant_row,
         write_csv,
     )
@@ -74,18 +85,31 @@ def run(args) -> int:
     summaries = compare_summaries(args.cache, dataset.id, args.positive)
     if not summaries:
         raise CacheError(f"No stored results for {dataset.describe()} in {args.cache}; run `featx fit` first")
+    runs, notes = [(summary,) for summary in summaries], []
+    if args.repeats is not None:
+        runs, left_out = repeated_runs(summaries, args.repeats)
+        summaries = [run[0] for run in runs]
+        notes.append(
+            f"Repeated cross-validation: figures of the split set of seed 0; differences averaged over the "
+            f"{args.repeats} split sets of seeds 0..{args.repeats - 1}; *_repeat_std in the CSV and --json: the "
+            "spread due to the split."
+        )
+        notes += [f"Left out (not on all {args.repeats} split sets): {variant}" for variant in left_out]
     task = summaries[0].task
     rows = [variant_row(summary) for summary in summaries]
+    if args.repeats is not None:
+        for row, run in zip(rows, runs, strict=True):
+            add_repeat_spread(row, run)
     payload = {"dataset": dataset.describe()}
     paired_lines = [f"Variants: {', '.join(row['variant'] for row in rows)}"]
     if args.baseline is not None:
-        baseline = choose_baseline(summaries, args.baseline)
+        baseline = summaries.index(choose_baseline(summaries, args.baseline))
         if len(summaries) < 2:
             raise CacheError(f"Only one stored variant for {dataset.describe()}: nothing to compare with the baseline")
-        differences = paired_against(summaries, baseline, correction=args.correction)
+        differences = paired_against(runs, baseline, correction=args.correction)
         add_differences(rows, differences)
         payload.update(
-            baseline=baseline.result.variant.name(),
+            baseline=summaries[baseline].result.variant.name(),
             correction=args.correction,
             differences=[difference_record(difference) for difference in differences],
         )
@@ -95,6 +119,7 @@ def run(args) -> int:
     lines = [
         f"{dataset.describe()}; 95% bootstrap intervals (patients resampled under the patient protocol)",
         markdown_table(rows, task),
+        *notes,
         *paired_lines,
         *([] if best is None else ["", best["note"]]),
         f"CSV: {path}",
