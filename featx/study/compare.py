@@ -209,10 +209,12 @@ def _p_text(p: float) -> str:
     return "n/a" if p != p else "<0.001" if p < 0.001 else f"{p:.3f}"
 
 
-def differences_table(differences: tuple[PairedDifference, ...], task: Task, correction: str = "holm") -> str:
-    """Markdown table of the differences from the baseline: per variant and headline figure, the
-    difference with its paired bootstrap interval and the adjusted p-value, ``~`` marking a difference
-    not distinguishable from noise; a legend names the baseline, the tests and the adjustment."""
+def difference_cells(
+    differences: tuple[PairedDifference, ...], task: Task, label=lambda variant: variant
+) -> tuple[list[str], list[list[str]]]:
+    """The header and rows of a table of differences from the baseline: per variant (named by
+    ``label(name)``, default its name) and headline figure, the difference with its paired bootstrap
+    interval (``~`` marking one not distinguishable from noise) and the adjusted p-value."""
     variants = list(dict.fromkeys(difference.variant for difference in differences))
     keys = list(dict.fromkeys(difference.metric for difference in differences))
     found = {(difference.variant, difference.metric): difference for difference in differences}
@@ -220,9 +222,9 @@ def differences_table(differences: tuple[PairedDifference, ...], task: Task, cor
     for key in keys:
         abbreviation = METRICS[key].abbreviation_for(task)
         header += [f"{abbreviation} vs baseline [95%]", f"p adj {abbreviation}"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    rows = []
     for variant in variants:
-        cells = [variant]
+        cells = [label(variant)]
         for key in keys:
             difference, unit = found[variant, key], METRICS[key].unit
             low, high = difference.interval
@@ -232,9 +234,17 @@ def differences_table(differences: tuple[PairedDifference, ...], task: Task, cor
                 f"[{unit.difference(low, suffix=False)}, {unit.difference(high, suffix=False)}]{mark}",
                 _p_text(difference.p_adjusted),
             ]
-        lines.append("| " + " | ".join(cells) + " |")
-    tests = {key: found[variants[0], key].test for key in keys}
-    legend = [
+        rows.append(cells)
+    return header, rows
+
+
+def difference_legend(differences: tuple[PairedDifference, ...], task: Task, correction: str = "holm") -> list[str]:
+    """What a table of :func:`difference_cells` says, in sentences: the baseline, the intervals, the test
+    of each figure, the adjustment (default Holm) and the mark."""
+    tests = dict.fromkeys(difference.metric for difference in differences)
+    for difference in differences:
+        tests[difference.metric] = tests[difference.metric] or difference.test
+    return [
         f"Differences: variant minus baseline {differences[0].baseline}, on the same images and folds "
         "(percentage points for percentages); 95% paired bootstrap intervals (the same patients, or images under "
         "the image protocol, drawn for both), each for its own comparison: the mark follows the adjusted p.",
@@ -243,7 +253,14 @@ def differences_table(differences: tuple[PairedDifference, ...], task: Task, cor
         + f". p adjusted over the {len(differences)} comparisons shown: {CORRECTIONS[correction]}.",
         f"~ : not distinguishable from noise (adjusted p >= {ALPHA:g}, or undefined).",
     ]
-    return "\n".join(["\n".join(lines), *legend])
+
+
+def differences_table(differences: tuple[PairedDifference, ...], task: Task, correction: str = "holm") -> str:
+    """Markdown table of :func:`difference_cells` followed by its :func:`difference_legend`."""
+    header, rows = difference_cells(differences, task)
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join([*lines, *difference_legend(differences, task, correction)])
 
 
 def best_variant(summaries: list[CVSummary]) -> dict | None:
