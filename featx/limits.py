@@ -21,6 +21,8 @@ MAX_HEAD_WIDTH = 1 << 16
 MAX_EPOCHS = 100_000
 MAX_FOLDS = 1000
 """Folds of a cross-validation (each needs images; the paper's is 10)."""
+MAX_REPEATS = 1000
+"""Split sets of a repeated cross-validation (each is a full cross-validation of every variant)."""
 MAX_PROCESSES = 1024
 """Worker processes, jobs or Ray actors one command starts."""
 MAX_GPUS_PER_WORKER = 64
@@ -86,6 +88,8 @@ DOMAINS = {
     "learning_rate": Domain(kind=float, minimum=0, maximum=MAX_LEARNING_RATE, open_minimum=True),
     "folds": Domain(kind=int, minimum=2, maximum=MAX_FOLDS),
     "seed": Domain(kind=int, minimum=0, maximum=MAX_SEED),
+    "head_seed": Domain(kind=int, minimum=0, maximum=MAX_SEED),
+    "repeats": Domain(kind=int, minimum=1, maximum=MAX_REPEATS),
     "jobs": Domain(kind=int, minimum=1, maximum=MAX_PROCESSES),
     "workers": Domain(kind=int, minimum=0, maximum=MAX_PROCESSES),
     "gpus_per_worker": Domain(kind=float, minimum=0, maximum=MAX_GPUS_PER_WORKER),

@@ -4,12 +4,14 @@ the human lines on stderr."""
 from __future__ import annotations
 
 import json
+import math
 import sys
 
 
 def finite(value):
-    """JSON has no NaN: undefined numbers (a PPV with no positive call, say) become null."""
-    if isinstance(value, float) and value != value:
+    """JSON has no NaN or infinity: undefined numbers (a PPV with no positive call, say) and infinite ones
+    (a test statistic without variance) become null."""
+    if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
         return {key: finite(item) for key, item in value.items()}

@@ -34,12 +34,15 @@ def fit_variant(
     positive: str | None = None,
     jobs: int | None = None,
     progress: bool = True,
+    head_seed: int | None = None,
 ) -> CVSummary:
     """Evaluate ``recipe`` on ``features`` over the saved folds of ``dataset``; store and summarise.
 
     A stored result of the same variant is reused unless ``refit``. ``positive`` names the class the
     binary figures are about (default: see :mod:`featx.evaluation.task`). ``jobs`` folds are trained
-    at once (default: one per core) unless the head keeps every core busy itself.
+    at once (default: one per core) unless the head keeps every core busy itself. ``head_seed`` seeds
+    the head apart from the folds (default None: ``protocol.seed`` seeds both; see
+    :class:`featx.evaluation.variant.Variant`).
 
     Returns
     -------
@@ -50,7 +53,7 @@ def fit_variant(
     MissingFeaturesError
         When no feature store holds the dataset's images.
     """
-    variant = Variant.of(2, dataset, features, recipe, protocol)
+    variant = Variant.of(2, dataset, features, recipe, protocol, head_seed)
 
     def train_folds(fold, _path) -> FoldsRun:
         gathered = load_features(cache_dir, variant.features, dataset)
@@ -60,7 +63,7 @@ def fit_variant(
             dataset.label_indices(),
             fold,
             recipe,
-            seed=protocol.seed,
+            seed=variant.seed_of_head,
             n_classes=len(dataset.classes),
             jobs=jobs,
             progress=progress,

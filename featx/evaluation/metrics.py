@@ -61,9 +61,12 @@ class Unit:
         after = self.figure_suffix if suffix else ""
         return f"{self.figure(value, precise)}{after} [{self.figure(low)}, {self.figure(high)}]"
 
-    def difference(self, value, signed: bool = True) -> str:
-        """A difference of two figures in this unit with its suffix: ``+21.5 points``, ``+0.215``."""
-        return f"{value * self.scale:{'+' if signed else ''}.{self.digits}f}{self.difference_suffix}"
+    def difference(self, value, signed: bool = True, suffix: bool = True) -> str:
+        """A difference of two figures in this unit with its suffix (unless ``suffix`` is False): ``+21.5
+        points``, ``+0.215``; ``n/a`` for NaN."""
+        if value != value:
+            return "n/a"
+        return f"{value * self.scale:{'+' if signed else ''}.{self.digits}f}{self.difference_suffix if suffix else ''}"
 
 
 PERCENT = Unit(scale=100, digits=1, precise_digits=2, figure_suffix="%", difference_suffix=" points")
@@ -157,7 +160,8 @@ class Predictions:
 class Proportion:
     """An accuracy-type figure: the share of the images ``counted`` on which the prediction ``succeeds``.
 
-    A paired comparison of two models (McNemar) reads the same two per-image masks.
+    A paired comparison of two models (McNemar, :mod:`featx.evaluation.paired`) reads the same two
+    per-image masks; for that, which images are counted must depend on the true classes only.
 
     Attributes
     ----------
@@ -508,6 +512,17 @@ def _weighted_auc(weights: np.ndarray, is_positive: np.ndarray, score: np.ndarra
         return np.where(denominator > 0, numerator / denominator, np.nan)
 
 
+def percentile_interval(samples, level: float = 0.95) -> tuple[float, float]:
+    """Percentile interval of the finite bootstrap ``samples`` (a figure, or the difference of two figures,
+    in every resample); (NaN, NaN) when none is finite. ``level`` defaults to 0.95."""
+    samples = np.asarray(samples, dtype=np.float64)
+    finite = samples[np.isfinite(samples)]
+    if not len(finite):
+        return float("nan"), float("nan")
+    tail = (1 - level) / 2 * 100
+    return float(np.percentile(finite, tail)), float(np.percentile(finite, 100 - tail))
+
+
 def bootstrap_intervals(
     y_true, proba, task: Task, groups=None, *, n_resamples: int = N_RESAMPLES, seed: int = 0, level: float = 0.95
 ) -> dict:
@@ -532,16 +547,9 @@ def bootstrap_intervals(
     """
     predictions = Predictions.of(y_true, proba, task)
     weights = resample_weights(len(predictions.y_true), groups, n_resamples=n_resamples, seed=seed)
-    tail = (1 - level) / 2 * 100
-    intervals = {}
-    for name, metric in METRICS.items():
-        values = metric.values(predictions, weights)
-        finite = values[np.isfinite(values)]
-        intervals[name] = (
-            [float(np.percentile(finite, tail)), float(np.percentile(finite, 100 - tail))]
-            if len(finite)
-            else [float("nan"), float("nan")]
-        )
+    intervals = {
+        name: list(percentile_interval(metric.values(predictions, weights), level)) for name, metric in METRICS.items()
+    }
     return {**intervals, **{name: value for name, value in task_aliases(task, intervals).items() if value is not None}}
 
 

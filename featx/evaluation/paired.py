@@ -6,23 +6,26 @@ between them is clear, so a comparison is made on the pairs instead:
 
 - the difference of a metric (variant minus baseline) with a **paired bootstrap** interval: each
   resample draws the same patients (or images, under the image protocol) for both variants;
-- a **paired test**: exact McNemar on the pooled out-of-fold predictions for the metrics that are
-  a share of images right (accuracy, sensitivity, ...), DeLong's test for two correlated ROC
-  AUCs (Sun & Xu's fast form), and the Nadeau-Bengio corrected resampled t-test on per-fold
-  scores for repeated folds;
+- a **paired test**, chosen by the kind of the metric's statistic: exact McNemar on the pooled
+  out-of-fold predictions for the metrics that are a share of images right (accuracy,
+  sensitivity, ...), DeLong's test for two correlated ROC AUCs (Sun & Xu's fast form), a sign-flip
+  randomization test for a metric no exact paired test fits (balanced accuracy), and the
+  Nadeau-Bengio corrected resampled t-test on per-fold scores for repeated folds;
 - p-values adjusted over the family of comparisons shown (Holm by default).
 
 When patients hold several images, their images are not independent: the paired bootstrap draws
 whole patients, DeLong's test takes Obuchowski's clustered form, and so does McNemar's where a
 patient holds several discordant images.
 
-A variant's metrics are those of :mod:`featx.evaluation.metrics`; each has a paired form in
-:data:`PAIRED_METRICS` (how a bootstrap resample weighs it, which test pairs it).
+The metrics are those of :data:`featx.evaluation.metrics.METRICS`, resampled by the same bootstrap
+(:func:`featx.evaluation.metrics.resample_weights`, ``Metric.values``,
+:func:`featx.evaluation.metrics.percentile_interval`) that gives each variant's marginal interval;
+:data:`PAIRED_TEST_OF_KIND` says which test pairs each kind of statistic.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -31,10 +34,14 @@ from scipy.stats import chi2, norm, rankdata
 from scipy.stats import t as student_t
 
 from featx.evaluation.metrics import (
-    HEADLINE,
+    METRICS,
     N_RESAMPLES,
-    _weighted_auc,
+    MeanRecall,
+    Predictions,
+    Proportion,
+    RankArea,
     per_fold,
+    percentile_interval,
     point_metrics,
     resample_weights,
 )
@@ -57,6 +64,8 @@ PAIRED_TESTS = {
     "where a patient holds several discordant images",
     "delong": "DeLong's test for two correlated ROC AUCs",
     "delong-clustered": "DeLong's test for two correlated ROC AUCs, clustered by patient (Obuchowski)",
+    "sign-flip": "sign-flip randomization test, the two variants' predictions of a patient swapped at random "
+    "(no exact paired test fits the metric)",
     "corrected-t": "Nadeau-Bengio corrected resampled t-test on per-fold scores",
 }
 
@@ -334,115 +343,75 @@ def adjust_family(
     )
 
 
-# --- the metrics in paired form ----------------------------------------------------------------
+# --- each kind of statistic's paired test -------------------------------------------------------
 
 
-def percentile_interval(samples, level: float) -> tuple[float, float]:
-    """Percentile interval of the finite bootstrap ``samples`` (NaN, NaN when none is finite)."""
-    samples = np.asarray(samples, dtype=np.float64)
-    finite = samples[np.isfinite(samples)]
-    if not len(finite):
-        return float("nan"), float("nan")
-    tail = (1 - level) / 2 * 100
-    return float(np.percentile(finite, tail)), float(np.percentile(finite, 100 - tail))
+def sign_flip_test(
+    baseline: Predictions, variant: Predictions, groups=None, *, n_flips: int = N_RESAMPLES, seed: int = 0
+):
+    """A paired sign-flip (approximate randomization) test of the difference in mean recall, the metric no
+    exact paired test fits.
 
+    Under the null hypothesis the two variants' predictions of a patient are exchangeable: each flip
+    swaps them for every patient (every image, without ``groups``) with probability one half, and the
+    observed difference is set among the flipped ones. The difference is a sum over images, each
+    contributing ``(right_variant - right_baseline) / (images of its class) / (classes present)``, so
+    every flip is one matrix product. With balanced classes it is the accuracy's difference, and the
+    test approaches the exact McNemar test.
 
-@dataclass(frozen=True, kw_only=True)
-class Proportion:
-    """A metric that is the share of the images it counts that a variant gets right.
-
-    Paired by McNemar's test on the counted images (exact, or clustered by patient).
-
-    Attributes
+    Parameters
     ----------
-    counted : callable
-        ``(y_true, y_pred, task) -> bool array``: the images the share is over.
-    right : callable
-        ``(y_true, y_pred, task) -> bool array``: the images the variant gets right.
+    baseline, variant : Predictions
+        Of the same images.
+    groups : array, optional
+        Each image's patient (default: none; images are swapped one by one).
+    n_flips, seed : int
+        Random flips (default :data:`featx.evaluation.metrics.N_RESAMPLES`) and their seed (0).
+
+    Returns
+    -------
+    PairedTest
+        ``sign-flip``: ``statistic`` the observed difference (variant minus baseline); ``p_value``
+        ``(1 + #{|flipped| >= |observed|}) / (1 + n_flips)``, 1 when the variants agree on every image.
     """
-
-    counted: Callable
-    right: Callable
-
-    def calls(self, y_true, proba, task: Task) -> tuple[np.ndarray, np.ndarray]:
-        """Which images are counted and which the variant gets right."""
-        y_pred = np.asarray(proba).argmax(axis=1)
-        return self.counted(y_true, y_pred, task), self.right(y_true, y_pred, task)
-
-    def resampled(self, weights, y_true, proba, task: Task) -> np.ndarray:
-        """The metric in every bootstrap resample, (n_resamples,) (NaN where nothing is counted)."""
-        counted, right = self.calls(y_true, proba, task)
-        total = weights @ counted.astype(np.float64)
-        hits = weights @ (counted & right).astype(np.float64)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(total > 0, hits / total, np.nan)
-
-    def test(self, y_true, proba_baseline, proba_variant, task: Task, groups=None) -> PairedTest:
-        """McNemar on the counted images (see :func:`mcnemar_test`; p NaN when none is counted)."""
-        counted, right_baseline = self.calls(y_true, proba_baseline, task)
-        _, right_variant = self.calls(y_true, proba_variant, task)
-        if not counted.any():
-            return PairedTest(test="mcnemar", statistic=float("nan"), p_value=float("nan"))
-        counted_groups = None if groups is None else np.asarray(groups)[counted]
-        return mcnemar_test(right_baseline[counted], right_variant[counted], counted_groups)
+    classes = np.arange(baseline.proba.shape[1])
+    totals = (baseline.y_true[:, None] == classes).sum(axis=0)
+    right = [predictions.predicted == predictions.y_true for predictions in (baseline, variant)]
+    share = (right[1].astype(np.float64) - right[0]) / totals[baseline.y_true] / np.count_nonzero(totals)
+    unit = np.arange(len(share)) if groups is None else np.unique(np.asarray(groups, dtype=str), return_inverse=True)[1]
+    per_unit = np.bincount(unit, weights=share)
+    observed = float(per_unit.sum())
+    signs = np.random.default_rng(seed).choice([-1.0, 1.0], size=(n_flips, len(per_unit)))
+    as_far = np.sum(np.abs(signs @ per_unit) >= abs(observed) - 1e-12)
+    return PairedTest(test="sign-flip", statistic=observed, p_value=float((1 + as_far) / (1 + n_flips)))
 
 
-@dataclass(frozen=True, kw_only=True)
-class PositiveAUC:
-    """ROC AUC of the positive class's probability; paired by DeLong's test (clustered by patient where needed)."""
-
-    def resampled(self, weights, y_true, proba, task: Task) -> np.ndarray:
-        """The AUC in every bootstrap resample, (n_resamples,) (NaN where a class is not drawn)."""
-        is_positive = np.asarray(y_true) == task.positive_index
-        return _weighted_auc(weights, is_positive, np.asarray(proba, dtype=np.float64)[:, task.positive_index])
-
-    def test(self, y_true, proba_baseline, proba_variant, task: Task, groups=None) -> PairedTest:
-        """DeLong's test on the positive class's probabilities (see :func:`delong_test`)."""
-        column = task.positive_index
-        return delong_test(
-            np.asarray(y_true) == column,
-            np.asarray(proba_baseline)[:, column],
-            np.asarray(proba_variant)[:, column],
-            groups,
-        )
+def _mcnemar_of(statistic: Proportion, baseline: Predictions, variant: Predictions, groups, **_) -> PairedTest:
+    """McNemar on the images the share counts (see :func:`mcnemar_test`; p NaN when none is counted)."""
+    counted = statistic.counted(baseline)
+    if not counted.any():
+        return PairedTest(test="mcnemar", statistic=float("nan"), p_value=float("nan"))
+    counted_groups = None if groups is None else np.asarray(groups)[counted]
+    return mcnemar_test(statistic.succeeds(baseline)[counted], statistic.succeeds(variant)[counted], counted_groups)
 
 
-def _every_image(y_true, _y_pred, _task):
-    return np.ones(len(y_true), dtype=bool)
+def _delong_of(_statistic: RankArea, baseline: Predictions, variant: Predictions, groups, **_) -> PairedTest:
+    """DeLong's test on the positive class's probabilities (see :func:`delong_test`)."""
+    column = baseline.positive
+    return delong_test(baseline.is_positive, baseline.proba[:, column], variant.proba[:, column], groups)
 
 
-def _positives(y_true, _y_pred, task):
-    return np.asarray(y_true) == task.positive_index
+def _sign_flip_of(_statistic: MeanRecall, baseline: Predictions, variant: Predictions, groups, **random) -> PairedTest:
+    return sign_flip_test(baseline, variant, groups, **random)
 
 
-def _negatives(y_true, _y_pred, task):
-    return np.asarray(y_true) != task.positive_index
-
-
-def _class_right(y_true, y_pred, _task):
-    return y_pred == np.asarray(y_true)
-
-
-def _predicted_positive(_y_true, y_pred, task):
-    return y_pred == task.positive_index
-
-
-def _predicted_negative(_y_true, y_pred, task):
-    return y_pred != task.positive_index
-
-
-def _positive_vs_rest_right(y_true, y_pred, task):
-    return _predicted_positive(y_true, y_pred, task) == _positives(y_true, y_pred, task)
-
-
-PAIRED_METRICS = {
-    "accuracy": Proportion(counted=_every_image, right=_class_right),
-    "accuracy_2class": Proportion(counted=_every_image, right=_positive_vs_rest_right),
-    "sensitivity": Proportion(counted=_positives, right=_predicted_positive),
-    "specificity": Proportion(counted=_negatives, right=_predicted_negative),
-    "auc_positive": PositiveAUC(),
-}
-"""The headline metrics of :mod:`featx.evaluation.metrics` in paired form."""
+PAIRED_TEST_OF_KIND = {Proportion: _mcnemar_of, RankArea: _delong_of, MeanRecall: _sign_flip_of}
+"""How each kind of statistic of :data:`featx.evaluation.metrics.METRICS` is paired on one split set:
+``test(statistic, baseline, variant, groups, n_flips=..., seed=...) -> PairedTest`` with the two
+variants' :class:`~featx.evaluation.metrics.Predictions` of the same images. Accuracy-type shares:
+McNemar on their ``counted``/``succeeds`` masks; rank areas: DeLong; a mean recall, which no exact paired
+test fits: the sign-flip randomization test (:func:`sign_flip_test`; the paired bootstrap's own
+percentile p-value was tried and is far too small where few images are discordant)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -453,6 +422,8 @@ class ScoredVariant:
     ----------
     proba : numpy.ndarray, (R, N, C)
         Out-of-fold predictions of R split sets (R = 1: one).
+    predictions : tuple of Predictions
+        Per split set, the predictions.
     points : tuple of dict
         Per split set, :func:`featx.evaluation.metrics.point_metrics`.
     fold_scores : tuple of dict
@@ -462,6 +433,7 @@ class ScoredVariant:
     """
 
     proba: np.ndarray
+    predictions: tuple
     points: tuple
     fold_scores: tuple
     resampled: dict
@@ -471,14 +443,16 @@ class ScoredVariant:
         """Score ``proba`` ((N, C) or (R, N, C)) under the bootstrap ``weights``; ``fold`` (R, N) with R > 1."""
         proba = np.asarray(proba, dtype=np.float64)
         proba = proba[None] if proba.ndim == 2 else proba
+        predictions = tuple(Predictions.of(y_true, repeat, task) for repeat in proba)
         return cls(
             proba=proba,
+            predictions=predictions,
             points=tuple(point_metrics(y_true, repeat, task) for repeat in proba),
             fold_scores=()
             if len(proba) == 1
             else tuple(per_fold(y_true, repeat, folds, task) for repeat, folds in zip(proba, fold, strict=True)),
             resampled={
-                metric: np.stack([PAIRED_METRICS[metric].resampled(weights, y_true, repeat, task) for repeat in proba])
+                metric: np.stack([METRICS[metric].values(repeat, weights) for repeat in predictions])
                 for metric in metrics
             },
         )
@@ -500,7 +474,7 @@ def paired_difference(
 ) -> PairedDifference:
     """The difference in ``metric`` between two variants' predictions of the same images.
 
-    With one split set the test is the metric's own (:data:`PAIRED_METRICS`). Over R repeated
+    With one split set the test is that of the metric's kind (:data:`PAIRED_TEST_OF_KIND`). Over R repeated
     split sets the difference and its interval are averaged over the split sets (each bootstrap
     resample draws the same patients for every split set and both variants) and the test is the
     corrected resampled t-test on the R x K per-fold differences.
@@ -508,7 +482,7 @@ def paired_difference(
     Parameters
     ----------
     metric : str
-        One of :data:`PAIRED_METRICS`.
+        One of :data:`featx.evaluation.metrics.METRICS`.
     y_true : array of int, (N,)
     proba_baseline, proba_variant : array of float, (N, len(task.classes)) or (R, N, len(task.classes))
         Out-of-fold predictions of one split set, or of R repeated split sets.
@@ -521,7 +495,8 @@ def paired_difference(
     names : tuple of str
         The baseline's and the variant's names (default ``baseline``, ``variant``).
     n_resamples, seed : int
-        Bootstrap resamples (default :data:`featx.evaluation.metrics.N_RESAMPLES`) and their seed (0).
+        Bootstrap resamples (default :data:`featx.evaluation.metrics.N_RESAMPLES`) and their seed (0);
+        also the flips of a sign-flip test.
     level : float
         Interval coverage (default 0.95).
 
@@ -533,12 +508,12 @@ def paired_difference(
     Raises
     ------
     UnknownNameError
-        For a metric without a paired form.
+        For a metric not in :data:`featx.evaluation.metrics.METRICS`.
     ParameterError
         When repeated split sets come without ``fold``.
     """
-    if metric not in PAIRED_METRICS:
-        raise UnknownNameError("metric", metric, PAIRED_METRICS)
+    if metric not in METRICS:
+        raise UnknownNameError("metric", metric, METRICS)
     if np.ndim(proba_baseline) == 3 and len(proba_baseline) > 1 and fold is None:
         raise ParameterError("fold", fold, "must give each image's test fold in each of the repeated split sets")
     y_true = np.asarray(y_true)
@@ -546,26 +521,32 @@ def paired_difference(
     baseline, variant = (
         ScoredVariant.of(proba, y_true, task, weights, (metric,), fold) for proba in (proba_baseline, proba_variant)
     )
-    return scored_difference(metric, y_true, task, baseline, variant, groups=groups, names=names, level=level)
+    return scored_difference(
+        metric, baseline, variant, groups=groups, names=names, level=level, n_resamples=n_resamples, seed=seed
+    )
 
 
 def scored_difference(
     metric: str,
-    y_true,
-    task: Task,
     baseline: ScoredVariant,
     variant: ScoredVariant,
     *,
     groups,
     names: tuple[str, str],
     level: float,
+    n_resamples: int,
+    seed: int,
 ) -> PairedDifference:
     """:func:`paired_difference` of two variants scored under the same bootstrap weights and split sets
-    (``groups``: each image's patient, or None)."""
+    (``groups``: each image's patient, or None; ``n_resamples``, ``seed``: a randomization test's)."""
     pairs = zip(baseline.points, variant.points, strict=True)
     difference = np.mean([after[metric] - before[metric] for before, after in pairs])
+    resampled_differences = np.mean(variant.resampled[metric] - baseline.resampled[metric], axis=0)
     if len(baseline.proba) == 1:
-        outcome = PAIRED_METRICS[metric].test(y_true, baseline.proba[0], variant.proba[0], task, groups)
+        statistic = METRICS[metric].statistic
+        outcome = PAIRED_TEST_OF_KIND[type(statistic)](
+            statistic, baseline.predictions[0], variant.predictions[0], groups, n_flips=n_resamples, seed=seed
+        )
     else:
         fold_differences = [
             np.subtract(after[metric]["values"], before[metric]["values"])
@@ -578,7 +559,7 @@ def scored_difference(
         baseline=names[0],
         variant=names[1],
         difference=float(difference),
-        interval=percentile_interval(np.mean(variant.resampled[metric] - baseline.resampled[metric], axis=0), level),
+        interval=percentile_interval(resampled_differences, level),
         level=level,
         test=outcome.test,
         statistic=outcome.statistic,
@@ -664,7 +645,7 @@ def compare_paired(
     variants: Sequence[Result | Sequence[Result]],
     *,
     baseline: Result | Sequence[Result] | None = None,
-    metrics: Sequence[str] = HEADLINE,
+    metrics: Sequence[str] = tuple(METRICS),
     positive: str | None = None,
     correction: str = "holm",
     alpha: float = ALPHA,
@@ -682,7 +663,7 @@ def compare_paired(
     baseline : Result or sequence of Result, optional
         One of ``variants`` (default: the first).
     metrics : sequence of str
-        Names in :data:`PAIRED_METRICS` (default :data:`featx.evaluation.metrics.HEADLINE`).
+        Names in :data:`featx.evaluation.metrics.METRICS` (default: all of them, in its order).
     positive : str, optional
         The positive class (default: see :mod:`featx.evaluation.task`).
     correction : str
@@ -697,7 +678,7 @@ def compare_paired(
     -------
     tuple of PairedDifference
         Variant by variant (in the order of ``variants``), metric by metric; tested by
-        :data:`PAIRED_METRICS` on one split set, by the corrected resampled t-test on several.
+        :data:`PAIRED_TEST_OF_KIND` on one split set, by the corrected resampled t-test on several.
 
     Raises
     ------
@@ -708,7 +689,7 @@ def compare_paired(
     ParameterError
         When ``baseline`` is not one of ``variants``, or fewer than two variants are given.
     UnknownNameError
-        For a metric without a paired form.
+        For a metric not in :data:`featx.evaluation.metrics.METRICS`.
     """
     variants = list(variants)
     if len(variants) < 2:
@@ -717,8 +698,8 @@ def compare_paired(
     if not any(variant is baseline for variant in variants):
         raise ParameterError("baseline", _label(_runs(baseline)[0]), "must be one of the variants compared")
     for metric in metrics:
-        if metric not in PAIRED_METRICS:
-            raise UnknownNameError("metric", metric, PAIRED_METRICS)
+        if metric not in METRICS:
+            raise UnknownNameError("metric", metric, METRICS)
     others = [_runs(variant) for variant in variants if variant is not baseline]
     baseline = _runs(baseline)
     _check_repeats(baseline)
@@ -740,7 +721,14 @@ def compare_paired(
         names = (first.variant.name(), run[0].variant.name())
         differences += [
             scored_difference(
-                metric, first.y_true, task, reference, compared, groups=first.groups, names=names, level=level
+                metric,
+                reference,
+                compared,
+                groups=first.groups,
+                names=names,
+                level=level,
+                n_resamples=n_resamples,
+                seed=seed,
             )
             for metric in metrics
         ]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -61,7 +61,7 @@ class Protocol:
             raise ParameterError("repeats", repeats, "must be >= 1")
         if self.seed + int(repeats) - 1 > MAX_SEED:
             raise ParameterError("repeats", repeats, f"takes the seed past {MAX_SEED} from seed {self.seed}")
-        return tuple(Protocol(self.group_by, self.folds, self.seed + repeat) for repeat in range(int(repeats)))
+        return tuple(replace(self, seed=self.seed + repeat) for repeat in range(int(repeats)))
 
     @property
     def file_name(self) -> str:

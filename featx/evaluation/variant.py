@@ -39,6 +39,7 @@ class VariantRecord(StoreKey):
     folds: Annotated[int, Field(ge=2)]
     seed: Annotated[int, Field(ge=0, le=MAX_SEED)]
     subset: Text
+    head_seed: Annotated[int, Field(ge=0, le=MAX_SEED)] | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -60,6 +61,10 @@ class Variant:
         Default: :class:`Protocol`'s defaults.
     subset : str
         The subset of the data folder the dataset was drawn as (default ``all``).
+    head_seed : int, optional
+        The seed of the head's own randomness (its initialisation, the sampler) where it differs
+        from the folds' (default None: the protocol's seed seeds both). Training the same variant
+        under two head seeds on the same folds shows the spread due to the head alone.
     """
 
     phase: int
@@ -67,6 +72,12 @@ class Variant:
     recipe: HeadRecipe | FinetuneRecipe
     protocol: Protocol = Protocol()
     subset: str = "all"
+    head_seed: int | None = None
+
+    @property
+    def seed_of_head(self) -> int:
+        """The seed the head (and sampler) is trained with: ``head_seed``, else the protocol's seed."""
+        return self.protocol.seed if self.head_seed is None else self.head_seed
 
     @property
     def head(self) -> str:
@@ -104,13 +115,20 @@ class Variant:
             "seed": self.protocol.seed,
             "dataset_id": key.dataset_id,
             "subset": self.subset,
+            **({} if self.head_seed is None else {"head_seed": self.head_seed}),
         }
 
     @classmethod
-    def of(cls, phase: int, dataset, features, recipe, protocol: Protocol) -> Variant:
-        """The variant of ``recipe`` (a head or fine-tuning recipe) on ``features`` over ``dataset``."""
+    def of(cls, phase: int, dataset, features, recipe, protocol: Protocol, head_seed: int | None = None) -> Variant:
+        """The variant of ``recipe`` (a head or fine-tuning recipe) on ``features`` over ``dataset``
+        (``head_seed``: see the class; default None, the protocol's seed)."""
         return cls(
-            phase=phase, features=features.key(dataset.id), recipe=recipe, protocol=protocol, subset=dataset.subset
+            phase=phase,
+            features=features.key(dataset.id),
+            recipe=recipe,
+            protocol=protocol,
+            subset=dataset.subset,
+            head_seed=head_seed,
         )
 
     def to_record(self) -> VariantRecord:
@@ -146,6 +164,7 @@ class Variant:
             recipe=recipe,
             protocol=Protocol(group_by=record.protocol, folds=record.folds, seed=record.seed),
             subset=record.subset,
+            head_seed=record.head_seed,
         )
 
     def feature_spec(self, weights_source: str = "") -> FeatureSpec:
@@ -170,7 +189,7 @@ class Variant:
         protocol = self.protocol
         return (
             f"p{self.phase}-{self.features.prefix}-{self.head}-{self.sampler}-{protocol.group_by}-"
-            f"k{protocol.folds}-s{protocol.seed}-{digest}"
+            f"k{protocol.folds}-s{protocol.seed}{'' if self.head_seed is None else f'-h{self.head_seed}'}-{digest}"
         )
 
     def describe(self) -> str:
@@ -178,4 +197,5 @@ class Variant:
         return (
             f"{self.features.backbone} ({self.weights_label}) + {self.head}, sampler {self.sampler}, "
             f"{self.protocol.folds}-fold grouped by {self.protocol.group_by}, {self.subset}"
+            + ("" if self.head_seed is None else f", head seed {self.head_seed}")
         )

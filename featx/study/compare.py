@@ -1,13 +1,24 @@
-"""Side-by-side comparison of stored variants; every number is recomputed by :mod:`featx.evaluation.metrics`."""
+"""Side-by-side comparison of stored variants; every number is recomputed by :mod:`featx.evaluation.metrics`.
+
+Each variant's own interval says how well its figure is known; whether two variants differ is asked
+of the pairs instead (:mod:`featx.evaluation.paired`): the difference from a baseline with a paired
+bootstrap interval and a paired test, adjusted over the family of comparisons shown.
+"""
 
 from __future__ import annotations
 
+import json
+from dataclasses import asdict
 from pathlib import Path
 
+import numpy as np
+
 from featx.evaluation.metrics import DESCRIPTIVE, METRICS, task_aliases
+from featx.evaluation.paired import ALPHA, CORRECTIONS, PAIRED_TESTS, PairedDifference, compare_paired
 from featx.evaluation.results import list_results
 from featx.evaluation.summary import CVSummary
 from featx.evaluation.task import Task
+from featx.exceptions import CacheError, ParameterError
 from featx.fileio import write_csv as write_table
 
 DESCRIPTION = ("phase", "backbone", "weights", "head", "sampler", "protocol")
@@ -22,6 +33,7 @@ def variant_row(summary: CVSummary) -> dict:
     row["positive"] = summary.task.positive
     row["input"] = "x".join(str(v) for v in variant["input_size"])
     row["images"] = len(result.y_true)
+    row["head_seed"] = result.variant.head_seed
     for key in METRICS:
         low, high = metrics["ci95"][key]
         row[key] = metrics[key]
@@ -32,6 +44,7 @@ def variant_row(summary: CVSummary) -> dict:
     row["ece_positive"] = metrics["ece_positive"]
     row["fit_seconds"] = result.timings.total_seconds
     row["fit_gflops"] = result.timings.gflops
+    row["variant"] = result.variant.name()
     row["result_file"] = str(result.path)
     return row
 
@@ -61,6 +74,8 @@ def markdown_table(rows: list[dict], task: Task) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
         cells = [str(row[key]) for key in DESCRIPTION] + [row["input"]]
+        if row.get("head_seed") is not None:  # a head trained apart from the folds' seed
+            cells[DESCRIPTION.index("head")] += f" (head seed {row['head_seed']})"
         cells += [
             metric.unit.with_interval(row[key], (row[f"{key}_low"], row[f"{key}_high"]), suffix=False)
             for key, metric in METRICS.items()
@@ -73,3 +88,204 @@ def markdown_table(rows: list[dict], task: Task) -> str:
 def write_csv(rows: list[dict], path) -> Path:
     """Write comparison rows as CSV (fractions, not percentages), escaped and atomically (see :mod:`featx.fileio`)."""
     return write_table(rows, path, columns=list(rows[0]) if rows else list(DESCRIPTION))
+
+
+def choose_baseline(summaries: list[CVSummary], wanted: str | None = None) -> CVSummary:
+    """The baseline of a comparison: the variant named ``wanted`` (its full name, or text only its name
+    holds), or the first shown (default).
+
+    Raises
+    ------
+    ParameterError
+        When ``wanted`` names no variant shown, or several (listing their names).
+    """
+    if not wanted:
+        return summaries[0]
+    names = [summary.result.variant.name() for summary in summaries]
+    if wanted in names:
+        return summaries[names.index(wanted)]
+    matching = [summary for summary, name in zip(summaries, names, strict=True) if wanted in name]
+    if len(matching) == 1:
+        return matching[0]
+    problem = "names several variants" if matching else "names none of the variants shown"
+    listed = [summary.result.variant.name() for summary in matching] if matching else names
+    raise ParameterError("baseline", wanted, f"{problem} ({', '.join(listed)}); give one variant's name")
+
+
+def repeated_runs(summaries: list[CVSummary], repeats: int) -> tuple[list[tuple[CVSummary, ...]], list[str]]:
+    """Each variant's summaries on the split sets of seeds 0, 1, ..., ``repeats - 1`` (as ``featx fit
+    --repeats`` makes them with the default ``--seed``), in the order of ``summaries``.
+
+    Returns
+    -------
+    runs : list of tuple of CVSummary
+        Per variant stored on every one of the split sets, its summaries in seed order.
+    left_out : list of str
+        The variants (described) missing from some of them.
+
+    Raises
+    ------
+    CacheError
+        When no variant is stored on every split set.
+    """
+    by_variant = {}
+    for summary in summaries:
+        variant = summary.result.variant.to_dict()
+        seed = variant.pop("seed")
+        by_variant.setdefault(json.dumps(variant, sort_keys=True), {})[seed] = summary
+    runs, left_out = [], []
+    for by_seed in by_variant.values():
+        if all(seed in by_seed for seed in range(repeats)):
+            runs.append(tuple(by_seed[seed] for seed in range(repeats)))
+        else:
+            left_out.append(next(iter(by_seed.values())).result.variant.describe())
+    if not runs:
+        raise CacheError(
+            f"No variant is stored on all {repeats} split sets of seeds 0..{repeats - 1}; run "
+            f"`featx fit --repeats {repeats}` first"
+        )
+    return runs, left_out
+
+
+def add_repeat_spread(row: dict, run: tuple[CVSummary, ...]) -> None:
+    """Give a comparison row the spread of each headline figure over the split sets of ``run`` (the
+    spread due to the split): ``repeats``, ``{metric}_repeat_mean`` and ``{metric}_repeat_std``."""
+    row["repeats"] = len(run)
+    for key in METRICS:
+        values = np.array([summary.metrics[key] for summary in run], dtype=np.float64)
+        row[f"{key}_repeat_mean"], row[f"{key}_repeat_std"] = float(np.nanmean(values)), float(np.nanstd(values))
+
+
+def paired_against(
+    runs: list[tuple[CVSummary, ...]], baseline: int, *, correction: str = "holm"
+) -> tuple[PairedDifference, ...]:
+    """Every other variant shown against the baseline ``runs[baseline]``, metric by metric, on the same
+    images and folds: :func:`featx.evaluation.paired.compare_paired` with p-values adjusted by
+    ``correction`` (default Holm) over all of them. Each run is a variant's summaries on one split set,
+    or on the same repeated split sets (then the corrected resampled t-test).
+
+    Raises
+    ------
+    SplitError
+        When a variant was not evaluated on the baseline's dataset, protocol and saved folds.
+    """
+    results = [tuple(summary.result for summary in run) for run in runs]
+    return compare_paired(
+        results, baseline=results[baseline], positive=runs[baseline][0].task.positive, correction=correction
+    )
+
+
+def add_differences(rows: list[dict], differences: tuple[PairedDifference, ...]) -> None:
+    """Give each comparison row its differences from the baseline: ``{metric}_vs_baseline`` with
+    ``_low`` and ``_high`` and ``{metric}_p_adjusted``, ``{metric}_distinguishable`` (the baseline's
+    own row: difference 0, the rest empty)."""
+    by_variant = {}
+    for difference in differences:
+        by_variant.setdefault(difference.variant, {})[difference.metric] = difference
+    baseline = differences[0].baseline
+    for row in rows:
+        mine = by_variant.get(row["variant"], {})
+        for key in METRICS:
+            difference = mine.get(key)
+            if difference is None:  # the baseline itself
+                row[f"{key}_vs_baseline"] = 0.0 if row["variant"] == baseline else None
+                row[f"{key}_vs_baseline_low"] = row[f"{key}_vs_baseline_high"] = None
+                row[f"{key}_p_adjusted"] = row[f"{key}_distinguishable"] = None
+                continue
+            row[f"{key}_vs_baseline"] = difference.difference
+            row[f"{key}_vs_baseline_low"], row[f"{key}_vs_baseline_high"] = difference.interval
+            row[f"{key}_p_adjusted"] = difference.p_adjusted
+            row[f"{key}_distinguishable"] = difference.distinguishable
+
+
+def difference_record(difference: PairedDifference) -> dict:
+    """A paired difference as JSON (undefined and infinite numbers become null when emitted)."""
+    record = asdict(difference)
+    record["interval"] = list(difference.interval)
+    return record
+
+
+def _p_text(p: float) -> str:
+    return "n/a" if p != p else "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def difference_cells(
+    differences: tuple[PairedDifference, ...], task: Task, label=lambda variant: variant
+) -> tuple[list[str], list[list[str]]]:
+    """The header and rows of a table of differences from the baseline: per variant (named by
+    ``label(name)``, default its name) and headline figure, the difference with its paired bootstrap
+    interval (``~`` marking one not distinguishable from noise) and the adjusted p-value."""
+    variants = list(dict.fromkeys(difference.variant for difference in differences))
+    keys = list(dict.fromkeys(difference.metric for difference in differences))
+    found = {(difference.variant, difference.metric): difference for difference in differences}
+    header = ["variant"]
+    for key in keys:
+        abbreviation = METRICS[key].abbreviation_for(task)
+        header += [f"{abbreviation} vs baseline [95%]", f"p adj {abbreviation}"]
+    rows = []
+    for variant in variants:
+        cells = [label(variant)]
+        for key in keys:
+            difference, unit = found[variant, key], METRICS[key].unit
+            low, high = difference.interval
+            mark = "" if difference.distinguishable else " ~"
+            cells += [
+                f"{unit.difference(difference.difference, suffix=False)} "
+                f"[{unit.difference(low, suffix=False)}, {unit.difference(high, suffix=False)}]{mark}",
+                _p_text(difference.p_adjusted),
+            ]
+        rows.append(cells)
+    return header, rows
+
+
+def difference_legend(differences: tuple[PairedDifference, ...], task: Task, correction: str = "holm") -> list[str]:
+    """What a table of :func:`difference_cells` says, in sentences: the baseline, the intervals, the test
+    of each figure, the adjustment (default Holm) and the mark."""
+    tests = dict.fromkeys(difference.metric for difference in differences)
+    for difference in differences:
+        tests[difference.metric] = tests[difference.metric] or difference.test
+    return [
+        f"Differences: variant minus baseline {differences[0].baseline}, on the same images and folds "
+        "(percentage points for percentages); 95% paired bootstrap intervals (the same patients, or images under "
+        "the image protocol, drawn for both), each for its own comparison: the mark follows the adjusted p.",
+        "Tests: "
+        + "; ".join(f"{METRICS[key].abbreviation_for(task)}: {PAIRED_TESTS[test]}" for key, test in tests.items())
+        + f". p adjusted over the {len(differences)} comparisons shown: {CORRECTIONS[correction]}.",
+        f"~ : not distinguishable from noise (adjusted p >= {ALPHA:g}, or undefined).",
+    ]
+
+
+def differences_table(differences: tuple[PairedDifference, ...], task: Task, correction: str = "holm") -> str:
+    """Markdown table of :func:`difference_cells` followed by its :func:`difference_legend`."""
+    header, rows = difference_cells(differences, task)
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join([*lines, *difference_legend(differences, task, correction)])
+
+
+def best_variant(summaries: list[CVSummary]) -> dict | None:
+    """The variant with the highest first headline figure among several, and why its figure flatters it.
+
+    Returns
+    -------
+    dict or None
+        ``variant`` (its name), ``metric``, ``value``, ``out_of`` and ``note``; None for one variant.
+    """
+    if len(summaries) < 2:
+        return None
+    key, metric = next(iter(METRICS.items()))
+    defined = [summary for summary in summaries if summary.metrics[key] == summary.metrics[key]]
+    if not defined:
+        return None
+    best = max(defined, key=lambda summary: summary.metrics[key])
+    task = best.task
+    return {
+        "variant": best.result.variant.name(),
+        "metric": key,
+        "value": best.metrics[key],
+        "out_of": len(summaries),
+        "note": f"Best of {len(summaries)} by {metric.abbreviation_for(task)}: {best.result.variant.describe()} "
+        f"({metric.unit.figure(best.metrics[key])}{metric.unit.figure_suffix}). Chosen on the folds that measure "
+        "it, its cross-validated figure is optimistic (selection): expect less on new data; the paired differences "
+        "say which gaps are real.",
+    }

@@ -6,12 +6,14 @@ from pathlib import Path
 
 from featx.data.labels import PAPER_CLASSES
 from featx.evaluation.metrics import METRICS, confusion
+from featx.evaluation.paired import compare_paired
 from featx.fileio import make_folder
 from featx.study.audit import Audit
 from featx.study.audit_report import add_audit_section, audit_summary
+from featx.study.compare import difference_cells, difference_legend
 from featx.study.document import Document
 from featx.study.formatting import percent
-from featx.study.plots import confusion_figure, roc_figure
+from featx.study.plots import confusion_figure, forest_figure, roc_figure
 from featx.study.reproduce import Reproduction
 from featx.study.validation_report import add_validation_section
 from featx.study.validation_report import summary_lines as validation_summary
@@ -168,6 +170,8 @@ def paper_report(
     doc.bullets(METHOD)
     for subset in dict.fromkeys(run.subset for run in reproduction.runs):
         _subset_section(doc, subset, [run for run in reproduction.runs if run.subset == subset], out_dir)
+    if reproduction.strategies:
+        _strategies_section(doc, reproduction, out_dir / "figures")
     if audit is not None:
         add_audit_section(doc, audit)
     for run, validation in external:
@@ -176,6 +180,73 @@ def paper_report(
     doc.bullets(_provenance_line(run) for run in reproduction.runs)
     doc.paragraph(f"featx {featx_version}.")
     return doc.write(out_dir)
+
+
+def _strategies_section(doc: Document, reproduction: Reproduction, figures: Path) -> None:
+    """Which differences are real: the paper's head under each imbalance strategy against ``none`` on the
+    same folds, paired (differences, intervals, Holm-adjusted p per subset and backbone), a forest plot,
+    and which strategies differ from ``none`` and by how much."""
+    doc.heading("Which differences are real: imbalance strategies")
+    doc.paragraph(
+        "Each strategy is set against the paper's head trained on the folds as they are (none), on the same "
+        "images and folds: the difference of each headline figure with a paired bootstrap interval and a paired "
+        "test, p-values adjusted over the comparisons of one subset and backbone. Marginal intervals side by side "
+        "cannot say this: two heads evaluated on the same images are correlated."
+    )
+    for run in reproduction.runs:
+        variant = run.summary.result.variant
+        others = [
+            other.summary.result
+            for other in reproduction.strategies
+            if other.subset == run.subset
+            and other.features == run.features
+            and other.summary.result.variant.protocol == variant.protocol
+        ]
+        if not others:
+            continue
+        task = run.summary.task
+        differences = compare_paired([run.summary.result, *others], positive=task.positive)
+        sampler = {result.variant.name(): result.variant.sampler for result in others}
+        where = f"{run.subset}, {variant.features.backbone} + {variant.head}, {variant.protocol.group_by} folds"
+        doc.heading(where, level=3)
+        doc.table(*difference_cells(differences, task, label=sampler.get))
+        panels = [
+            (
+                f"{metric.abbreviation_for(task)} vs none ({metric.unit.difference_suffix.strip() or 'difference'})",
+                [
+                    tuple(value * metric.unit.scale for value in (d.difference, *d.interval)) + (d.distinguishable,)
+                    for d in differences
+                    if d.metric == key
+                ],
+            )
+            for key, metric in METRICS.items()
+        ]
+        labels = [sampler[name] for name in dict.fromkeys(d.variant for d in differences)]
+        path = forest_figure(panels, labels, figures / f"differences-{run.subset}-{variant.name()}.png", where)
+        doc.image(path, f"Paired differences from none with 95% intervals, {where} (filled: distinguishable)")
+        for line in difference_legend(differences, task):
+            doc.paragraph(line)
+        doc.paragraph(strategies_note(differences, task, sampler, where))
+
+
+def strategies_note(differences, task, sampler: dict, where: str) -> str:
+    """Which strategies differ from ``none`` (each distinguishable figure, its difference, interval and
+    adjusted p) and which do not, in one sentence about ``where``."""
+    differ, alike = [], []
+    for name in dict.fromkeys(d.variant for d in differences):
+        real = [d for d in differences if d.variant == name and d.distinguishable]
+        if not real:
+            alike.append(sampler[name])
+            continue
+        figures = [
+            f"{METRICS[d.metric].abbreviation_for(task)} {METRICS[d.metric].unit.difference(d.difference)} "
+            f"[{METRICS[d.metric].unit.difference(d.interval[0], suffix=False)}, "
+            f"{METRICS[d.metric].unit.difference(d.interval[1], suffix=False)}], p adj {d.p_adjusted:.2g}"
+            for d in real
+        ]
+        differ.append(f"{sampler[name]} ({'; '.join(figures)})")
+    said = f"{where}: " + (f"differ from none: {', '.join(differ)}." if differ else "no strategy differs from none.")
+    return said + (f" Not distinguishable from none in any headline figure: {', '.join(alike)}." if alike else "")
 
 
 def _external_section(doc: Document, run, validation, figures: Path) -> None:

@@ -82,3 +82,27 @@ def reliability_figure(diagrams, path: Path, positive: str = "covid") -> Path:
     axis.set_ylabel(f"observed fraction {positive}")
     axis.legend(fontsize=7)
     return _save(fig, path)
+
+
+def forest_figure(panels, labels, path: Path, title: str = "") -> Path:
+    """A forest plot of paired differences: one panel per figure, one row per variant, each difference
+    with its interval, filled where distinguishable from noise, a line at no difference.
+
+    ``panels`` is a list of (axis label, [(difference, low, high, distinguishable) per label]), in the
+    unit of the axis label; ``labels`` names the rows.
+    """
+    plt = _pyplot()
+    fig, axes = plt.subplots(
+        1, len(panels), figsize=(2.6 * len(panels) + 1.5, 0.45 * len(labels) + 1.4), squeeze=False, sharey=True
+    )
+    rows = np.arange(len(labels))[::-1]
+    for axis, (name, points) in zip(axes[0], panels, strict=True):
+        axis.axvline(0, color="grey", linestyle=":")
+        for row, (difference, low, high, distinguishable) in zip(rows, points, strict=True):
+            axis.plot([low, high], [row, row], color="black")
+            axis.plot(difference, row, "o", color="black", markerfacecolor="black" if distinguishable else "white")
+        axis.set_xlabel(name, fontsize=8)
+    axes[0][0].set_yticks(rows, labels)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    return _save(fig, path)

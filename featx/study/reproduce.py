@@ -52,6 +52,9 @@ class Reproduction:
     notes : tuple of str
         What was left out of the design and why (patient-grouped folds on data without patient ids,
         the audit), in sentences for the report (default: none).
+    strategies : tuple of ReproducedRun
+        The paper's head under other imbalance strategies, on the same folds as its run in ``runs``
+        (default: none; see :func:`reproduce`).
     """
 
     data: Path
@@ -59,6 +62,7 @@ class Reproduction:
     skipped: dict
     datasets: dict
     notes: tuple = ()
+    strategies: tuple = ()
 
 
 def usable_features(
@@ -104,6 +108,7 @@ def reproduce(
     cache_dir="cache",
     engine=None,
     progress: bool = True,
+    strategies=(),
 ) -> Reproduction:
     """Run (or reuse) every variant of the paper's design.
 
@@ -126,6 +131,10 @@ def reproduce(
     engine : optional
         What extracts phase 1 (see :func:`featx.features.extract.extract`; default local).
     progress : bool
+    strategies : sequence of str
+        Imbalance strategies (:data:`featx.heads.SAMPLERS`) besides ``none`` to fit the paper's head
+        with in phase 2, on the patient-grouped folds where they run (else the image-level ones), so
+        that the report can say which differ from ``none`` (default: none).
 
     Returns
     -------
@@ -150,7 +159,7 @@ def reproduce(
         for subset, dataset in loaded.items()
         if "patient" not in protocols[subset]
     )
-    runs, skipped, datasets = [], {}, {}
+    runs, skipped, datasets, strategy_runs = [], {}, {}, []
     for backbone in models:
         features = usable_features(
             data,
@@ -185,7 +194,25 @@ def reproduce(
                         dataset, features, HeadRecipe(head=head), protocol, cache_dir=cache_dir, progress=progress
                     )
                 runs.append(ReproducedRun(subset=subset, features=features, summary=summary))
-    return Reproduction(data=Path(data), runs=runs, skipped=skipped, datasets=datasets, notes=notes)
+            protocol = Protocol(group_by=protocols[subset][0], folds=folds, seed=seed)  # patient-grouped where it runs
+            for sampler in () if phase == 3 else [name for name in strategies if name != "none"]:
+                summary = fit_variant(
+                    dataset,
+                    features,
+                    HeadRecipe(head=head, sampler=sampler),
+                    protocol,
+                    cache_dir=cache_dir,
+                    progress=progress,
+                )
+                strategy_runs.append(ReproducedRun(subset=subset, features=features, summary=summary))
+    return Reproduction(
+        data=Path(data),
+        runs=runs,
+        skipped=skipped,
+        datasets=datasets,
+        notes=notes,
+        strategies=tuple(strategy_runs),
+    )
 
 
 def protocols_for(dataset) -> tuple[str, ...]:

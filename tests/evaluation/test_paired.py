@@ -13,9 +13,8 @@ from statsmodels.stats.contingency_tables import mcnemar
 from statsmodels.stats.multitest import multipletests
 
 from featx.evaluation import metrics
-from featx.evaluation.crossval import out_of_fold_proba
+from featx.evaluation.metrics import METRICS, Predictions, percentile_interval
 from featx.evaluation.paired import (
-    PAIRED_METRICS,
     PairedDifference,
     adjust_family,
     compare_paired,
@@ -24,7 +23,6 @@ from featx.evaluation.paired import (
     delong_test,
     mcnemar_test,
     paired_difference,
-    percentile_interval,
 )
 from featx.evaluation.results import Result, ResultProvenance, Timings, load_result
 from featx.evaluation.splits import Protocol, fold_of_each_image, load_or_make_split, protocol_groups
@@ -34,10 +32,11 @@ from featx.exceptions import ParameterError, SplitError, UnknownNameError
 from featx.features.identity import StoreKey
 from featx.features.store import load_features
 from featx.heads import HeadRecipe
+from featx.heads.family import out_of_fold_proba
 from tests.realdata import LITE0_64
 
 PAPER = Task(("covid", "pneumonia", "normal"), "covid")
-FIVE = Protocol("patient", 5, 0)
+FIVE = Protocol(group_by="patient", folds=5, seed=0)
 
 
 def _proba_for(predicted, confidence, n_classes=3):
@@ -87,6 +86,33 @@ def test_a_difference_hidden_by_overlapping_marginal_intervals_is_found_by_pairi
     assert paired.difference == pytest.approx(15 / 300)
     assert paired.interval[0] > 0
     assert paired.p_value == pytest.approx(2 / 2**15)  # 15 discordant pairs, all one way: 2 * 0.5^15
+
+
+@pytest.mark.parametrize("fixed, broken", [(7, 0), (7, 3)])
+def test_a_mean_recall_is_tested_by_sign_flips_that_match_exact_mcnemar_on_balanced_classes(fixed, broken):
+    # 100 images per class: the mean recall's difference is the accuracy's, and each discordant image weighs the same
+    y_true = np.repeat([0, 1, 2], 100)
+    baseline = np.where(np.arange(300) % 4 == 0, (y_true + 1) % 3, y_true)  # wrong on every fourth image
+    variant = baseline.copy()
+    wrong, right = np.flatnonzero(baseline != y_true), np.flatnonzero(baseline == y_true)
+    variant[wrong[:fixed]] = y_true[wrong[:fixed]]
+    variant[right[:broken]] = (y_true[right[:broken]] + 2) % 3
+    a, b = _proba_for(baseline, np.full(300, 0.8)), _proba_for(variant, np.full(300, 0.8))
+    exact = paired_difference("accuracy", y_true, a, b, PAPER, n_resamples=100)
+    flipped = paired_difference("balanced_accuracy", y_true, a, b, PAPER, n_resamples=4000)
+    assert flipped.test == "sign-flip" and exact.test == "mcnemar"
+    assert flipped.difference == pytest.approx(exact.difference) == pytest.approx((fixed - broken) / 300)
+    assert flipped.statistic == pytest.approx(flipped.difference)
+    assert flipped.p_value == pytest.approx(exact.p_value, abs=0.025)  # 4000 flips: Monte Carlo error ~0.008
+    # every patient's images repeated: flipped patient by patient, the same evidence, not more
+    patients = np.repeat(np.arange(300), 3)
+    repeated = [_proba_for(np.repeat(calls, 3), np.full(900, 0.8)) for calls in (baseline, variant)]
+    clustered = paired_difference(
+        "balanced_accuracy", np.repeat(y_true, 3), *repeated, PAPER, patients, n_resamples=4000
+    )
+    assert clustered.p_value == pytest.approx(flipped.p_value, abs=0.025)
+    same = paired_difference("balanced_accuracy", y_true, a, a, PAPER, n_resamples=400)
+    assert (same.difference, same.statistic, same.p_value, same.interval) == (0, 0, 1, (0, 0))
 
 
 def test_mcnemar_equals_a_hand_count():
@@ -162,8 +188,9 @@ def test_a_metric_the_images_do_not_define_has_no_p_value_and_stays_out_of_the_f
         assert all(np.isnan(undefined.interval))
     results = [_result(y_true, a, fold=np.arange(6) % 5), _result(y_true, b, fold=np.arange(6) % 5)]
     compared = {d.metric: d for d in compare_paired(results, n_resamples=50)}
-    defined = [compared[name].p_value for name in ("accuracy", "accuracy_2class", "specificity")]
-    assert [compared[name].p_adjusted for name in ("accuracy", "accuracy_2class", "specificity")] == pytest.approx(
+    family = ("accuracy", "accuracy_2class", "specificity", "balanced_accuracy")
+    defined = [compared[name].p_value for name in family]
+    assert [compared[name].p_adjusted for name in family] == pytest.approx(
         list(multipletests(defined, method="holm")[1])
     )
     assert np.isnan(compared["sensitivity"].p_adjusted) and np.isnan(compared["auc_positive"].p_adjusted)
@@ -311,7 +338,7 @@ def test_holm_matches_statsmodels_by_hand_and_over_a_family_of_stored_results():
     y_true, baseline, variant = _correlated_pair(rng, n=200, flips=30)
     results = [_result(y_true, proba) for proba in (baseline, variant, _correlated_pair(rng, n=200)[2])]
     compared = compare_paired(results, n_resamples=200)
-    assert len(compared) == 2 * len(metrics.HEADLINE)
+    assert len(compared) == 2 * len(METRICS)
     raw = [d.p_value for d in compared]
     assert [d.p_adjusted for d in compared] == pytest.approx(list(multipletests(raw, method="holm")[1]))
 
@@ -338,14 +365,14 @@ def test_the_paired_resamples_are_the_marginal_bootstrap_of_the_metrics_module()
     groups = rng.integers(0, 40, 120).astype(str)
     weights = metrics.resample_weights(120, groups, n_resamples=300, seed=3)
     marginal = metrics.bootstrap_intervals(y_true, proba, PAPER, groups, n_resamples=300, seed=3)
-    for name, paired in PAIRED_METRICS.items():
-        assert percentile_interval(paired.resampled(weights, y_true, proba, PAPER), 0.95) == pytest.approx(
+    for name, metric in METRICS.items():
+        assert percentile_interval(metric.values(Predictions.of(y_true, proba, PAPER), weights), 0.95) == pytest.approx(
             tuple(marginal[name])
         )
 
 
 @settings(max_examples=25, deadline=None)
-@given(seed=st.integers(0, 2**32 - 1), n=st.integers(12, 80), metric=st.sampled_from(sorted(PAIRED_METRICS)))
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(12, 80), metric=st.sampled_from(sorted(METRICS)))
 def test_swapping_baseline_and_variant_negates_the_difference_and_keeps_p(seed, n, metric):
     rng = np.random.default_rng(seed)
     y_true = rng.integers(0, 3, n)
@@ -376,7 +403,7 @@ HAND_KEY = StoreKey(
 def _result(y_true, proba, *, head="logreg", protocol=FIVE, split_file=None, fold=None, groups=None):
     images = len(y_true)
     return Result(
-        variant=Variant(phase=2, features=HAND_KEY, head=head, protocol=protocol),
+        variant=Variant(phase=2, features=HAND_KEY, recipe=HeadRecipe(head=head), protocol=protocol),
         classes=PAPER.classes,
         image_ids=tuple(f"img{i:04d}" for i in range(images)),
         groups=np.array([f"p{i // 2}" for i in range(images)] if groups is None else groups),
@@ -398,8 +425,8 @@ def test_compare_paired_refuses_results_not_on_the_same_images_and_folds():
     y_true, baseline, variant = _correlated_pair(rng, n=40)
     base = _result(y_true, baseline)
     unpaired = {
-        "different grouping": _result(y_true, variant, protocol=Protocol("image", 5, 0)),
-        "different protocol": _result(y_true, variant, protocol=Protocol("patient", 5, 1)),
+        "different grouping": _result(y_true, variant, protocol=Protocol(group_by="image", folds=5, seed=0)),
+        "different protocol": _result(y_true, variant, protocol=Protocol(group_by="patient", folds=5, seed=1)),
         "different split file": _result(y_true, variant, split_file="elsewhere/patient-k10-s0.json"),
         "different fold for 2 images": _result(y_true, variant, fold=np.r_[np.arange(38) % 5, 4, 3]),
         "different y_true": _result((y_true + 1) % 3, variant),
@@ -420,7 +447,7 @@ def test_compare_paired_refuses_results_not_on_the_same_images_and_folds():
 def test_under_the_image_protocol_images_are_the_unit_and_the_tests_are_the_exact_ones():
     rng = np.random.default_rng(16)
     y_true, baseline, variant = _correlated_pair(rng, n=80)
-    by_image = Protocol("image", 5, 0)
+    by_image = Protocol(group_by="image", folds=5, seed=0)
     images = [f"img{i:04d}" for i in range(80)]
     results = [_result(y_true, proba, protocol=by_image, groups=images) for proba in (baseline, variant)]
     compared = {d.metric: d for d in compare_paired(results, n_resamples=100)}
@@ -487,7 +514,7 @@ def test_the_same_variant_under_two_head_seeds_is_not_distinguishable(stored_fol
     first, second = stored("rf-seed0", features, recipe, 0), stored("rf-seed1", features, recipe, 1)
     assert not np.allclose(first.proba, second.proba)  # the seeds do change the forest
     compared = compare_paired([first, second])
-    assert [d.metric for d in compared] == list(metrics.HEADLINE)
+    assert [d.metric for d in compared] == list(METRICS)
     assert all(d.p_value > 0.05 and not d.distinguishable for d in compared)
 
 
@@ -512,7 +539,7 @@ def _repeated(y_true, proba_by_repeat, head="logreg"):
             y_true,
             proba,
             head=head,
-            protocol=Protocol("patient", 5, seed),
+            protocol=Protocol(group_by="patient", folds=5, seed=seed),
             fold=np.random.default_rng(seed).permutation(np.arange(len(y_true)) % 5),
         )
         for seed, proba in enumerate(proba_by_repeat)
@@ -563,7 +590,8 @@ def test_repeated_split_sets_are_refused_when_they_do_not_pair():
         compare_paired([three, _repeated(y_true, [variant] * 2)], n_resamples=50)
     with pytest.raises(SplitError, match="repeat a split set"):
         compare_paired([[three[0], three[0]], _repeated(y_true, [variant] * 2)], n_resamples=50)
-    ten_folds = replace(three[1], variant=replace(three[1].variant, protocol=Protocol("patient", 10, 1)))
+    ten = Protocol(group_by="patient", folds=10, seed=1)
+    ten_folds = replace(three[1], variant=replace(three[1].variant, protocol=ten))
     with pytest.raises(SplitError, match="cannot repeat .*: different number of folds"):
         compare_paired([[three[0], ten_folds], _repeated(y_true, [variant] * 2)], n_resamples=50)
     shuffled = _repeated(y_true, [variant] * 3)[::-1]  # split sets in another order

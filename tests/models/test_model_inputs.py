@@ -38,7 +38,7 @@ def trained(small_dataset, tmp_path_factory):
         small_dataset,
         PLAIN_MASKED,
         HeadRecipe("logreg"),
-        Protocol("patient", 2, 0),
+        Protocol(group_by="patient", folds=2, seed=0),
         model_dir=model_dir,
         cache_dir=cache,
         progress=False,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from itertools import product
 
 from featx.cli import inputs
 from featx.cli.options import (
@@ -13,6 +14,7 @@ from featx.cli.options import (
     add_positive,
     add_protocol,
     add_training,
+    bounded,
     new_command,
     size_text,
 )
@@ -34,6 +36,7 @@ def register(subparsers, common) -> None:
             "featx fit --head mlp1000-750 --data data/cxr",
             "featx fit --model efficientnet_lite0 --head logreg --sampler smote --subset dataset2",
             "featx fit --head mlp1000-750 --group-by image --json   # the paper's protocol",
+            "featx fit --head logreg --folds 5 --repeats 3   # repeated cross-validation",
         ],
     )
     add_backbone(parser, required=False)
@@ -43,6 +46,20 @@ def register(subparsers, common) -> None:
     add_positive(parser)
     add_jobs(parser)
     add_training(parser, {"epochs": None, "batch_size": None, "lr": None})
+    parser.add_argument(
+        "--head-seed",
+        type=bounded("--head-seed"),
+        default=None,
+        help="seed of the head and sampler apart from the folds' (default: --seed seeds both); the same "
+        "variant under two head seeds shows the spread due to the head alone",
+    )
+    parser.add_argument(
+        "--repeats",
+        type=bounded("--repeats"),
+        default=1,
+        help="repeated cross-validation: fit on this many split sets, of seeds --seed, --seed + 1, ... (each saved "
+        "once and shared by every variant); `featx compare --repeats` tests differences over all of them",
+    )
     parser.add_argument("--refit", action="store_true", help="train again even if this variant's result exists")
     parser.set_defaults(run=run)
 
@@ -73,11 +90,11 @@ def run(args) -> int:
     from featx.study.compare import markdown_table, variant_order, variant_row
 
     dataset = inputs.dataset(args)
-    protocol = inputs.protocol(args)
+    protocols = inputs.protocol(args).repeated(args.repeats)
     chosen = _chosen_features(args, dataset)
     recipes = [inputs.head_recipe(args, features.backbone) for features in chosen]
     summaries = []
-    for features, recipe in zip(chosen, recipes, strict=True):
+    for (features, recipe), protocol in product(zip(chosen, recipes, strict=True), protocols):
         if len(chosen) > 1:
             log.info(
                 "%s (%s, %s) + %s", features.backbone, features.weights, size_text(features.input_size), recipe.head
@@ -93,6 +110,7 @@ def run(args) -> int:
                 positive=args.positive,
                 jobs=args.jobs,
                 progress=inputs.progress(args),
+                head_seed=args.head_seed,
             )
         )
     lines = [line for summary in summaries for line in metrics_lines(summary)]

@@ -14,6 +14,7 @@ from featx.data.images import DEFAULT_SIZE
 def register(subparsers, common) -> None:
     from featx.backbones.registry import BACKBONES
     from featx.data.dataset import PAPER_SUBSETS, SUBSETS
+    from featx.heads.sampling import SAMPLERS
     from featx.study.reproduce import FALLBACKS
 
     parser = new_command(
@@ -51,6 +52,15 @@ def register(subparsers, common) -> None:
         help="; ".join(f"{name}: {text}" for name, text in FALLBACKS.items())
         + " (when ImageNet weights are unavailable)",
     )
+    parser.add_argument(
+        "--strategies",
+        nargs="*",
+        choices=list(SAMPLERS),
+        metavar="NAME",
+        help="phase 2: also fit the paper's head under these imbalance strategies on the patient-grouped folds, and "
+        "report which differ from none (paired differences, a forest plot); without names, all of "
+        f"{', '.join(SAMPLERS)} (default: none)",
+    )
     parser.add_argument("--no-audit", action="store_true", help="skip the confound audit")
     parser.add_argument(
         "--external",
@@ -68,6 +78,7 @@ def run(args) -> int:
     from featx import __version__
     from featx.evaluation.splits import Protocol
     from featx.fileio import written_together
+    from featx.heads.sampling import SAMPLERS
     from featx.study.audit import missing_patients_note, run_audit
     from featx.study.paper_report import paper_report, reproduction_title, summary_lines
     from featx.study.reproduce import reproduce
@@ -87,6 +98,7 @@ def run(args) -> int:
         cache_dir=args.cache,
         engine=engine,
         progress=inputs.progress(args),
+        strategies=() if args.strategies is None else tuple(args.strategies or SAMPLERS),
     )
     audit = None
     if not args.no_audit and reproduction.runs:
