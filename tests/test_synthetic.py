@@ -128,7 +128,7 @@ def test_validate_scores_other_images_with_the_model_that_predicts(model, synthe
     assert payload["images"] == 12 and payload["excluded_overlap"] == 0 and payload["skipped"] == []
     external = payload["external"]
     assert all(0 <= external[key] <= 1 for key in ("accuracy_3class", "sensitivity", "specificity", "auc_positive"))
-    assert payload["cv"]["accuracy_3class"] == ModelManifest.read(model).cross_validation["accuracy_3class"]
+    assert payload["cv"]["accuracy_3class"] == ModelManifest.read(model).cross_validation.figures["accuracy_3class"]
     assert {path.name for path in report.iterdir()} >= {"report.md", "report.html", "predictions.csv"}
     validated = pd.read_csv(report / "predictions.csv", keep_default_na=False).set_index("image_id")
     classes = payload["task"]["classes"]

@@ -33,7 +33,7 @@ def test_fit_train_and_predict_with_knn(feature_data, tmp_path, capsys):
     model = LoadedModel(tmp_path / "model")
     assert (
         model.manifest.model_file == "head.skops"
-        and model.manifest.cross_validation["accuracy_3class"] == (summary["accuracy_3class"])
+        and model.manifest.cross_validation.figures["accuracy_3class"] == (summary["accuracy_3class"])
     )
     x = load_features(cache, LITE0_64.key(dataset.id), dataset).features
     # every training row is its own nearest neighbour: it holds one of the NEIGHBOURS votes for its class
