@@ -301,6 +301,16 @@ def add_forward_batch(parser) -> None:
     )
 
 
+def add_pixel_cache(parser, again: str) -> None:
+    """``--cache DIR``: keep letterboxed images in ``DIR/pixels`` so that ``again`` decodes nothing (default none)."""
+    parser.add_argument(
+        "--cache",
+        type=output_folder("--cache"),
+        metavar="DIR",
+        help=f"keep the letterboxed images in DIR/pixels, so that {again} decodes nothing (default: none)",
+    )
+
+
 def add_training(parser, defaults: dict) -> None:
     """``--epochs``, ``--batch-size``, ``--lr`` with the given defaults (None: the head's own)."""
     parser.add_argument(

@@ -175,36 +175,21 @@ def reproduce(
         head = features.spec.paper_head
         for subset, dataset in loaded.items():
             datasets[subset] = dataset.id
-            for group_by in protocols[subset]:
-                protocol = Protocol(group_by=group_by, folds=folds, seed=seed)
-                log.info("%s (%s) %s %s-level folds, head %s", backbone, features.weights, subset, group_by, head)
-                if phase == 3:
-                    from featx.evaluation.finetune import FinetuneRecipe, finetune_variant
-
-                    summary = finetune_variant(
-                        dataset,
-                        features,
-                        FinetuneRecipe(head=head, epochs=epochs),
-                        protocol,
-                        cache_dir=cache_dir,
-                        progress=progress,
-                    )
-                else:
-                    summary = fit_variant(
-                        dataset, features, HeadRecipe(head=head), protocol, cache_dir=cache_dir, progress=progress
-                    )
-                runs.append(ReproducedRun(subset=subset, features=features, summary=summary))
-            protocol = Protocol(group_by=protocols[subset][0], folds=folds, seed=seed)  # patient-grouped where it runs
-            for sampler in () if phase == 3 else [name for name in strategies if name != "none"]:
-                summary = fit_variant(
-                    dataset,
-                    features,
-                    HeadRecipe(head=head, sampler=sampler),
-                    protocol,
-                    cache_dir=cache_dir,
-                    progress=progress,
+            recipes = [(paper_recipe(head, phase, epochs), group_by) for group_by in protocols[subset]]
+            strategy_recipes = [  # on the first protocol: patient-grouped where it runs (PROTOCOLS order)
+                (HeadRecipe(head=head, sampler=sampler), protocols[subset][0])
+                for sampler in (() if phase == 3 else strategies)
+                if sampler != "none"
+            ]
+            for recipe, group_by in recipes + strategy_recipes:
+                log.info(
+                    "%s (%s) %s %s-level folds, head %s (%s)",
+                    *(backbone, features.weights, subset, group_by, recipe.head, recipe.sampler),
                 )
-                strategy_runs.append(ReproducedRun(subset=subset, features=features, summary=summary))
+                protocol = Protocol(group_by=group_by, folds=folds, seed=seed)
+                summary = evaluate(dataset, features, recipe, protocol, cache_dir=cache_dir, progress=progress)
+                made = ReproducedRun(subset=subset, features=features, summary=summary)
+                (runs if (recipe, group_by) in recipes else strategy_runs).append(made)
     return Reproduction(
         data=Path(data),
         runs=runs,
@@ -213,6 +198,24 @@ def reproduce(
         notes=notes,
         strategies=tuple(strategy_runs),
     )
+
+
+def evaluate(dataset, features: FeatureSpec, recipe, protocol: Protocol, *, cache_dir, progress: bool):
+    """The cross-validated summary of ``recipe``: a head on cached features, or fine-tuned (phase 3)."""
+    from featx.evaluation.finetune import FinetuneRecipe, finetune_variant
+
+    if isinstance(recipe, FinetuneRecipe):
+        return finetune_variant(dataset, features, recipe, protocol, cache_dir=cache_dir, progress=progress)
+    return fit_variant(dataset, features, recipe, protocol, cache_dir=cache_dir, progress=progress)
+
+
+def paper_recipe(head: str, phase: int, epochs: int):
+    """The paper's recipe for ``head``: on cached features (phase 2), or fine-tuned for ``epochs`` (phase 3)."""
+    if phase == 3:
+        from featx.evaluation.finetune import FinetuneRecipe
+
+        return FinetuneRecipe(head=head, epochs=epochs)
+    return HeadRecipe(head=head)
 
 
 def protocols_for(dataset) -> tuple[str, ...]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from featx.cli.options import add_forward_batch, new_command, output_file, output_folder
+from featx.cli.options import add_forward_batch, add_pixel_cache, new_command, output_file, output_folder
 from featx.cli.output import emit
 
 PARTIAL = 3
@@ -32,12 +32,7 @@ def register(subparsers, common) -> None:
         help="write a heatmap overlay per image: Grad-CAM, CAM (linear heads) or occlusion (tree and kernel heads)",
     )
     add_forward_batch(parser)
-    parser.add_argument(
-        "--cache",
-        type=output_folder("--cache"),
-        metavar="DIR",
-        help="keep the letterboxed images in DIR/pixels, so that predicting them again decodes nothing (default: none)",
-    )
+    add_pixel_cache(parser, "predicting them again")
     parser.set_defaults(run=run)
 
 

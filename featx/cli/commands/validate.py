@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from featx.cli.options import add_forward_batch, new_command, output_folder
+from featx.cli.options import add_forward_batch, add_pixel_cache, new_command, output_folder
 from featx.cli.output import emit
 
 
@@ -34,12 +34,7 @@ def register(subparsers, common) -> None:
         help="report folder (default: reports/validate-<model folder name>)",
     )
     add_forward_batch(parser)
-    parser.add_argument(
-        "--cache",
-        type=output_folder("--cache"),
-        metavar="DIR",
-        help="keep the letterboxed images in DIR/pixels, so that a repeated validation decodes nothing (default: none)",
-    )
+    add_pixel_cache(parser, "a repeated validation")
     parser.set_defaults(run=run)
 
 
