@@ -96,15 +96,9 @@ def finetune_recipe(args):
 
 def engine(args):
     """The phase-1 engine that ``--engine``, ``--workers``, ``--address`` and ``--gpus-per-worker`` describe."""
-    if args.engine == "ray":
-        from featx.features.ray_engine import RayEngine
+    from featx.features.engine import make_engine
 
-        return RayEngine(address=args.address, workers=args.workers, gpus_per_worker=args.gpus_per_worker)
-    from featx.features.engine import LocalEngine
-
-    if args.address or args.gpus_per_worker:
-        raise OptionError("--address and --gpus-per-worker apply to --engine ray")
-    return LocalEngine(args.workers)
+    return make_engine(args.engine, workers=args.workers, address=args.address, gpus_per_worker=args.gpus_per_worker)
 
 
 def progress(args) -> bool:

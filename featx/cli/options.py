@@ -19,6 +19,7 @@ from featx.data.dataset import DATA_ENV, FETCHED_DATA, SUBSETS
 from featx.data.images import DEFAULT_SIZE
 from featx.evaluation.splits import PROTOCOLS
 from featx.exceptions import FeatxError, ParameterError, UnknownNameError
+from featx.features.engine import ENGINES
 from featx.features.runtime import AUTO, RUNTIME_CHOICES
 from featx.fileio import check_output_file, check_output_folder
 from featx.heads.registry import HEADS, PAPER, get_head
@@ -218,12 +219,6 @@ def add_jobs(parser) -> None:
     )
 
 
-ENGINES = {
-    "local": "this machine: the backbone here, decoding in worker processes",
-    "ray": "a Ray cluster (pip install 'featx[distributed]'): decoding tasks, backbone actors",
-}
-
-
 def add_engine(parser) -> None:
     """``--engine``, ``--workers``, ``--address``, ``--gpus-per-worker``: what computes phase 1."""
     group = parser.add_argument_group("phase-1 engine")
@@ -231,7 +226,7 @@ def add_engine(parser) -> None:
         "--engine",
         default="local",
         choices=list(ENGINES),
-        help="; ".join(f"{name}: {text}" for name, text in ENGINES.items()),
+        help="; ".join(f"{name}: {spec.summary}" for name, spec in ENGINES.items()),
     )
     group.add_argument(
         "--workers",

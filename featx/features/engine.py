@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,6 +21,7 @@ import pandas as pd
 
 from featx import limits
 from featx.data.pool import default_workers
+from featx.exceptions import ParameterError, UnknownNameError
 from featx.features import chunks
 from featx.features.identity import FeatureSpec
 from featx.features.pixels import PixelBatch, PixelCache, PixelFeed, PixelKey
@@ -177,3 +179,75 @@ class LocalEngine:
                 if run.first_batch is None:
                     run.first_batch = (time.perf_counter(), done)
         return run
+
+
+@dataclass(frozen=True, kw_only=True)
+class EngineSpec:
+    """One phase-1 engine: what it is, and how it is made.
+
+    Attributes
+    ----------
+    name : str
+    summary : str
+        One line for help texts.
+    make : callable
+        ``make(workers=, address=, gpus_per_worker=)`` returns the engine (see :func:`make_engine`).
+    """
+
+    name: str
+    summary: str
+    make: Callable
+
+
+def _local(*, workers, address, gpus_per_worker) -> LocalEngine:
+    for parameter, value in (("address", address), ("gpus_per_worker", gpus_per_worker)):
+        if value:
+            raise ParameterError(parameter, value, "applies to the ray engine only")
+    return LocalEngine(workers)
+
+
+def _ray(*, workers, address, gpus_per_worker):
+    from featx.features.ray_engine import RayEngine
+
+    return RayEngine(address=address, workers=workers, gpus_per_worker=gpus_per_worker)
+
+
+ENGINES = {
+    spec.name: spec
+    for spec in (
+        EngineSpec(name="local", summary="this machine: the backbone here, decoding in worker processes", make=_local),
+        EngineSpec(
+            name="ray",
+            summary="a Ray cluster (pip install 'featx[distributed]'): decoding tasks, backbone actors",
+            make=_ray,
+        ),
+    )
+}
+"""The phase-1 engines by name; ``extract --engine`` and its help read it."""
+
+
+def make_engine(name: str = "local", *, workers=None, address=None, gpus_per_worker=None):
+    """The phase-1 engine ``name`` (see :data:`ENGINES`).
+
+    Parameters
+    ----------
+    name : str
+        Default ``local``.
+    workers : int, optional
+        Local: decoding processes (default one per core); ray: backbone actors.
+    address : str, optional
+        Ray only: the cluster to join (default: a local one).
+    gpus_per_worker : float, optional
+        Ray only.
+
+    Raises
+    ------
+    UnknownNameError
+    ParameterError
+        For a setting the engine does not take.
+    """
+    try:
+        spec = ENGINES[name]
+    except KeyError:
+        raise UnknownNameError("engine", name, ENGINES) from None
+    return spec.make(workers=workers, address=address, gpus_per_worker=gpus_per_worker)
