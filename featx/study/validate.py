@@ -155,7 +155,7 @@ def validate(model_dir, dataset, *, batch_size: int = 32, cache_dir=None) -> Val
         When the folder holds a label the model does not predict, or no image is left to validate
         on (all skipped, or all seen in training).
     """
-    model = LoadedModel(model_dir)
+    model = LoadedModel(model_dir, batch_size)
     task = Task(model.manifest.classes, model.manifest.positive)
     unknown = sorted(set(dataset.classes) - set(task.classes))
     if unknown:
@@ -169,7 +169,7 @@ def validate(model_dir, dataset, *, batch_size: int = 32, cache_dir=None) -> Val
     if excluded:
         log.warning("%d external image(s) have the same content as training images and are excluded", len(excluded))
     candidates = table[~seen].reset_index(drop=True)
-    model.check_memory(len(candidates), batch_size)
+    model.check_memory(len(candidates))
     decoded, failures = read_pixels(candidates["path"], model.image, candidates["content_hash"], cache_dir=cache_dir)
     skipped = [{"file": candidates["image_id"].iat[position], "reason": reason} for position, reason in failures]
     for failure in skipped:
@@ -180,7 +180,7 @@ def validate(model_dir, dataset, *, batch_size: int = 32, cache_dir=None) -> Val
             f"{dataset.root}: no image left to validate on ({len(skipped)} could not be decoded, "
             f"{len(excluded)} were seen in training)"
         )
-    proba = model.predict_images([pixels for _, pixels in decoded], batch_size)
+    proba = model.predict_images([pixels for _, pixels in decoded])
     y_true = used["label"].map(task.classes.index).to_numpy()
     groups = used["patient_id" if dataset.has_patient_ids else "image_id"].astype(str).to_numpy()
     external = external_metrics(y_true, proba, groups, task)

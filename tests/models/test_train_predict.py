@@ -142,7 +142,7 @@ def test_a_folders_head_predicts_its_training_rows_exactly_as_the_fold_trained_o
     """
     dataset, shared_cache = feature_data
     cache = shutil.copytree(shared_cache, tmp_path / "cache")  # the folder's result stays out of the shared cache
-    protocol = Protocol("patient", 2, 5)
+    protocol = Protocol(group_by="patient", folds=2, seed=5)
     manifest = train_model(
         dataset, LITE0_64, recipe, protocol, model_dir=tmp_path / "model", cache_dir=cache, progress=False
     )
