@@ -158,4 +158,4 @@ def test_a_folders_head_predicts_its_training_rows_exactly_as_the_fold_trained_o
         n_classes=len(dataset.classes),
     )
     np.testing.assert_array_equal(out_of_fold.proba[len(y) :][:, list(manifest.head_classes)], saved)
-    assert manifest.cross_validation["variant"]["sampler"] == recipe.sampler
+    assert manifest.cross_validation.variant.sampler == recipe.sampler
