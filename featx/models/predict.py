@@ -26,6 +26,7 @@ from featx.features.forward import Forward, batch_memory
 from featx.features.identity import ImageRecord
 from featx.features.pixels import hold_pixels
 from featx.features.runtime import runnable_here
+from featx.features.store import DimensionStatistics, FeatureHealth
 from featx.fileio import sha256_file, write_csv
 from featx.heads.dense import trained_head_of
 from featx.heads.fold_trainer import TrainedHead
@@ -59,6 +60,9 @@ class LoadedModel:
     features : FeatureSpec or None
         What computes a head's input here (None for a fine-tuned model): the manifest's, or Keras'
         where its runtime cannot run here.
+    computed : DimensionStatistics or None
+        Per-dimension statistics of every feature row computed so far (None for a fine-tuned model):
+        what :attr:`health` is judged from.
 
     Raises
     ------
@@ -79,7 +83,7 @@ class LoadedModel:
         if self.manifest.finetuned:
             self.keras_model = load_keras(model_path)
             self.head = None
-            self.features = None
+            self.features = self.computed = None
             self._check_columns(model_path, self.keras_model.output_shape[-1], len(self.classes), "classes")
         else:
             self.keras_model = None
@@ -100,6 +104,7 @@ class LoadedModel:
                     f"({self.manifest.weights_sha256[:12] or 'none'})"
                 )
             self.features = runnable_here(self.manifest.features)
+            self.computed = DimensionStatistics(self.spec.feature_dim)
 
     @functools.cached_property
     def forward(self) -> Forward:
@@ -115,6 +120,12 @@ class LoadedModel:
         if self.manifest.finetuned:
             return next(layer for layer in self.keras_model.layers if isinstance(layer, keras.Model))
         return build_base(self.spec, self.input_size, self.manifest.weights_argument)[0]
+
+    @property
+    def health(self) -> FeatureHealth | None:
+        """The health of the features computed so far (see :class:`featx.features.store.FeatureHealth`); None
+        for a fine-tuned model or before any: degenerate features make every figure of it meaningless."""
+        return None if self.computed is None or not self.computed.rows else self.computed.health()
 
     def _check_columns(self, model_path: Path, columns: int, named: int, field: str) -> None:
         if columns != named:
@@ -134,7 +145,9 @@ class LoadedModel:
         if self.head is None:
             full = np.asarray(self.keras_model.predict(self.image.scale(batch), verbose=0), dtype=np.float64)
         else:
-            proba = self.head.predict_proba(self.forward.features_of(batch))
+            features = self.forward.features_of(batch)
+            self.computed.add(features)
+            proba = self.head.predict_proba(features)
             full = np.zeros((len(proba), len(self.classes)))
             full[:, list(self.manifest.head_classes)] = proba
         if not np.isfinite(full).all():

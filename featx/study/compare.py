@@ -8,6 +8,7 @@ from featx.evaluation.metrics import DESCRIPTIVE, METRICS, task_aliases
 from featx.evaluation.results import list_results
 from featx.evaluation.summary import CVSummary
 from featx.evaluation.task import Task
+from featx.features.store import not_a_result
 from featx.fileio import write_csv as write_table
 
 DESCRIPTION = ("phase", "backbone", "weights", "head", "sampler", "protocol")
@@ -32,6 +33,8 @@ def variant_row(summary: CVSummary) -> dict:
     row["ece_positive"] = metrics["ece_positive"]
     row["fit_seconds"] = result.timings.total_seconds
     row["fit_gflops"] = result.timings.gflops
+    row["degenerate"] = summary.degenerate
+    row["degenerate_reasons"] = "; ".join(summary.degenerate_reasons)
     row["result_file"] = str(result.path)
     return row
 
@@ -61,11 +64,15 @@ def markdown_table(rows: list[dict], task: Task) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
         cells = [str(row[key]) for key in DESCRIPTION] + [row["input"]]
-        cells += [
-            metric.unit.with_interval(row[key], (row[f"{key}_low"], row[f"{key}_high"]), suffix=False)
-            for key, metric in METRICS.items()
-        ]
-        cells += [f"{row['ece_positive']:.3f}", f"{row['fit_seconds']:.1f}"]
+        if row["degenerate"]:  # figures computed from nothing are not printed as results
+            cells += [not_a_result([row["degenerate_reasons"]])] + ["-"] * len(METRICS)
+        else:
+            cells += [
+                metric.unit.with_interval(row[key], (row[f"{key}_low"], row[f"{key}_high"]), suffix=False)
+                for key, metric in METRICS.items()
+            ]
+            cells.append(f"{row['ece_positive']:.3f}")
+        cells.append(f"{row['fit_seconds']:.1f}")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

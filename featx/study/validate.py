@@ -20,6 +20,7 @@ from featx.evaluation.calibration import reliability
 from featx.evaluation.metrics import METRICS, bootstrap_intervals, defined_figures, point_metrics
 from featx.evaluation.task import Task
 from featx.exceptions import DatasetError
+from featx.features.store import FeatureHealth
 from featx.fileio import write_csv
 from featx.models.predict import LoadedModel, read_pixels
 
@@ -112,6 +113,9 @@ class Validation:
         :func:`compare`.
     predictions : pandas.DataFrame
         ``image_id``, ``label``, ``p_<class>``, ``predicted`` of every image in the figures.
+    health : FeatureHealth or None
+        Of the features the model computed for the external images (None for a fine-tuned model);
+        degenerate features make the figures no result. Default None.
     """
 
     model_dir: str
@@ -124,6 +128,12 @@ class Validation:
     cv: dict
     comparison: dict
     predictions: pd.DataFrame = field(repr=False)
+    health: FeatureHealth | None = None
+
+    @property
+    def degenerate(self) -> bool:
+        """Whether the external features were degenerate (see :attr:`health`)."""
+        return self.health is not None and self.health.degenerate
 
     def to_json(self) -> dict:
         """``external`` and ``cv`` with the metric names of ``fit --json``, the comparison and the counts."""
@@ -138,6 +148,8 @@ class Validation:
             "external": self.external,
             "cv": self.cv,
             "comparison": self.comparison,
+            "degenerate": self.degenerate,
+            "degenerate_reasons": list(self.health.reasons) if self.degenerate else [],
         }
 
 
@@ -204,6 +216,7 @@ def validate(model_dir, dataset, *, batch_size: int = 32, cache_dir=None) -> Val
         cv=cv,
         comparison=compare(external, cv),
         predictions=predictions,
+        health=model.health,
     )
 
 
