@@ -64,7 +64,7 @@ def markdown_table(rows: list[dict], task: Task) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
         cells = [str(row[key]) for key in DESCRIPTION] + [row["input"]]
-        if row["degenerate"]:  # figures computed from nothing are not printed as results
+        if row.get("degenerate"):  # figures computed from nothing are not printed as results (no flag: unknown)
             cells += [not_a_result([row["degenerate_reasons"]])] + ["-"] * len(METRICS)
         else:
             cells += [
