@@ -47,12 +47,14 @@ SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 SIZE = images.DEFAULT_SIZE
 
 
-def first_images(data: Path, count: int | None) -> Path:
-    """A throwaway data folder whose manifest lists the first ``count`` shared images (all: None)."""
+def first_images(data: Path, count: int | None, *, per_label: bool = False) -> Path:
+    """A throwaway data folder whose manifest lists the first ``count`` shared images (all: None), or with
+    ``per_label`` (default False) the first ``count`` of each label."""
     import pandas as pd
 
     table = pd.read_csv(data / "metadata.csv", dtype=str, keep_default_na=False)
-    table = table.head(count) if count else table
+    if count:
+        table = table.groupby("label", sort=False).head(count) if per_label else table.head(count)
     folder = Path(tempfile.mkdtemp(prefix="featx-bench-"))
     (folder / "images").mkdir()
     for filename in table["filename"]:

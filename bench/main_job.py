@@ -1,6 +1,7 @@
 """Benchmark: the main job (the README's first line after the install) with a fresh cache, timed.
 
-Runs ``featx reproduce --data DATA --models efficientnet_lite0 mobilenet_v2`` as a subprocess in
+Runs ``featx reproduce --data DATA --models efficientnet_lite0 efficientnet_lite1`` (the main job's
+backbones, :data:`featx.study.reproduce.DEFAULT_MODELS`) as a subprocess in
 a fresh temporary folder (new cache, new report), ``--repeats`` times one after another, and
 measures each run's wall time, the cores it used on average (user + system CPU seconds of the
 command and its children over the wall time) and its peak resident memory. Targets on the
@@ -27,8 +28,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 from bench.extract import SHARED  # noqa: E402
-
-MODELS = ("efficientnet_lite0", "mobilenet_v2")
+from featx.study.reproduce import DEFAULT_MODELS as MODELS  # noqa: E402
 
 
 def one_run(data: Path) -> dict:

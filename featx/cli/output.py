@@ -40,14 +40,19 @@ def emit(args, payload: dict, lines) -> None:
 
 
 def metrics_lines(summary) -> list[str]:
-    """Three lines: the variant, its headline figures with 95% intervals, where the result is."""
+    """Three lines: the variant, its headline figures with 95% intervals (or, from degenerate features, the
+    words that say they are not a result: :attr:`CVSummary.marking`), where the result is."""
     from featx.evaluation.metrics import METRICS
 
     metrics, task = summary.metrics, summary.task
-    figures = [
-        f"{metric.abbreviation_for(task)} {metric.unit.with_interval(metrics[key], metrics['ci95'][key], precise=True)}"
-        for key, metric in METRICS.items()
-    ]
+    if summary.degenerate:
+        figures = [summary.marking]
+    else:
+        figures = [
+            f"{metric.abbreviation_for(task)} "
+            f"{metric.unit.with_interval(metrics[key], metrics['ci95'][key], precise=True)}"
+            for key, metric in METRICS.items()
+        ]
     result = summary.result
     timing = "reused stored result" if summary.reused else f"fit in {result.timings.total_seconds:.1f}s"
     label = " RANDOM-INIT" if result.variant.weights_label == "random-init" else ""

@@ -12,6 +12,8 @@ host array as it is.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from featx.features.identity import FeatureSpec
@@ -50,6 +52,13 @@ def check_batch_memory(batch_size: int, input_size) -> None:
         f"a batch of {batch_size} images at {width}x{height}",
         "use a smaller --batch-size or --input-size",
     )
+
+
+@dataclass(frozen=True)
+class _Pixels:
+    """A batch of pixels and nothing else (what :meth:`Forward.run` reads of a batch)."""
+
+    pixels: np.ndarray
 
 
 class Forward:
@@ -98,6 +107,16 @@ class Forward:
             staged = following
         if staged is not None:
             yield staged[0], self._features(*staged)
+
+    def features_of(self, pixels: np.ndarray) -> np.ndarray:
+        """(n, D) float32 features of (n, H, W, 3) uint8 pixels, fed :attr:`batch_size` at a time by :meth:`run`.
+
+        What ``predict`` and ``validate`` compute a saved head's input with: the loop and runner that
+        made its training rows.
+        """
+        batches = (_Pixels(pixels[i : i + self.batch_size]) for i in range(0, len(pixels), self.batch_size))
+        computed = [features for _, features in self.run(batches)]
+        return np.concatenate(computed) if computed else np.zeros((0, self.feature_dim), dtype=np.float32)
 
     def _stage(self, pixels: np.ndarray):
         if not len(pixels):

@@ -26,7 +26,7 @@ import importlib.metadata
 import json
 import logging
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -202,6 +202,10 @@ class KerasRuntime:
         """Always: Keras is a dependency."""
         return True
 
+    def missing(self) -> str:
+        """Why this runtime cannot run here: never (empty)."""
+        return ""
+
     def version(self) -> str:
         """Keras' version."""
         return importlib.metadata.version("keras")
@@ -259,6 +263,16 @@ class OpenVINORuntime:
         except importlib.metadata.PackageNotFoundError:
             return False
         return True
+
+    def missing(self) -> str:
+        """Why this runtime cannot run in this process, in words; empty where it can."""
+        import keras
+
+        if not self.available():
+            return "openvino is not installed (pip install openvino: 2x or more on a CPU)"
+        if keras.backend.backend() != "tensorflow":
+            return f"KERAS_BACKEND={keras.backend.backend()} (openvino converts from tensorflow)"
+        return ""
 
     def version(self) -> str:
         """OpenVINO's version.
@@ -410,15 +424,26 @@ def resolve_runtime(runtime: str = AUTO) -> str:
         return runtime
     if keras_on_accelerator():
         return KERAS
-    import keras
-
-    if not RUNTIMES["openvino"].available():
-        log.warning("openvino is not installed: the backbone runs in Keras (pip install openvino: 2x or more on a CPU)")
-        return KERAS
-    if keras.backend.backend() != "tensorflow":
-        backend = keras.backend.backend()
-        log.warning(
-            "KERAS_BACKEND=%s on a CPU: the backbone runs in Keras (openvino converts from tensorflow)", backend
-        )
+    missing = RUNTIMES["openvino"].missing()
+    if missing:
+        log.warning("%s: the backbone runs in Keras", missing)
         return KERAS
     return "openvino"
+
+
+def runnable_here(features):
+    """``features`` (a resolved :class:`~featx.features.identity.FeatureSpec`) as they can run in this process.
+
+    Their own runtime and precision where they can; else Keras (a runtime missing here, e.g. OpenVINO
+    on a GPU machine under JAX) and float32 (bfloat16 on a CPU without its instructions), each change
+    said in one line: the features then differ from the recorded ones within the runtime's tolerance.
+    """
+    missing = RUNTIMES[features.runtime].missing()
+    if missing:
+        log.warning("%s: computing %s features in Keras instead of %s", missing, features.backbone, features.runtime)
+        features = replace(features, runtime=KERAS)
+    on_cpu = features.runtime != KERAS or not keras_on_accelerator()
+    if features.precision == BF16_PRECISION and on_cpu and not cpu_has_bf16():
+        log.warning("this CPU has no bfloat16 instructions: computing %s features in float32", features.backbone)
+        features = replace(features, precision="float32")
+    return features

@@ -166,6 +166,12 @@ class FeatureHealth:
         """Whether the features carry nothing a head could learn from (any of :attr:`reasons`)."""
         return bool(self.reasons)
 
+    @property
+    def marking(self) -> str:
+        """What a table or report prints in place of figures computed from these features: empty when
+        they are healthy, else :func:`not_a_result` of the reasons."""
+        return not_a_result(self.reasons) if self.degenerate else ""
+
     def as_attrs(self) -> dict:
         """The summary as store attributes: each field prefixed ``health_`` (as in :class:`StoreAttributes`)."""
         return {f"health_{field.name}": getattr(self, field.name) for field in fields(self)}
@@ -332,6 +338,33 @@ def matching_stores(cache_dir, key: StoreKey) -> list[FeatureStore]:
         if not key.for_dataset(store.key.dataset_id).differences(store.attrs):
             stores.append(store)
     return stores
+
+
+def not_a_result(reasons) -> str:
+    """The words that replace figures computed from degenerate features, naming why (``reasons``, texts)."""
+    return f"degenerate features ({'; '.join(reasons)}): not a result"
+
+
+def stores_health(paths) -> FeatureHealth | None:
+    """The health of the features a result was computed from (its provenance's ``stores``).
+
+    The first degenerate store's, else the first readable store's; None when no store can be read
+    (a result of fine-tuning, or a cache whose stores were removed). Read from the attributes a
+    store records when it is made, without verifying its features (an older store's health is
+    computed from its verified features).
+    """
+    found = []
+    for path in paths:
+        if store_format(path) != FORMAT_VERSION:
+            continue
+        try:
+            with h5py.File(path, "r") as handle:
+                attrs = read_attrs(handle)
+            recorded = attrs.get("health_rows") is not None
+            found.append(FeatureHealth.from_attrs(attrs) if recorded else open_store(path).health)
+        except (OSError, KeyError, CacheError) as error:
+            log.warning("%s: its feature health cannot be read (%s)", path, error)
+    return next((health for health in found if health.degenerate), found[0] if found else None)
 
 
 def features_health(cache_dir, key: StoreKey) -> FeatureHealth | None:

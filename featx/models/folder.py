@@ -53,11 +53,13 @@ from pydantic import AfterValidator, Discriminator, Field, Tag, with_config
 from typing_extensions import NotRequired, TypedDict
 
 from featx.backbones.registry import BACKBONES
+from featx.backbones.weights import PRECISIONS
 from featx.data.images import DECODERS, DEFAULT_DECODER, MASKS
 from featx.evaluation.summary import HEADLINE_KEYS
 from featx.evaluation.variant import VariantRecord
 from featx.exceptions import DivergedError, FeatxError, ModelFolderError, RecordError
-from featx.features.identity import ImageRecord
+from featx.features.identity import FeatureSpec, ImageRecord
+from featx.features.runtime import KERAS, RUNTIMES
 from featx.fileio import check_output_folder, os_errors, replaced_atomically
 from featx.heads.registry import HEADS, HeadSpec, get_head
 from featx.limits import MAX_INPUT_SIDE, MIN_INPUT_SIDE
@@ -207,6 +209,11 @@ class ModelManifest:
         Manifests written before featx recorded ``decoder`` and ``mask`` lack both; they are read
         as what ``predict`` applied to every model then: the default decoder (``jpeg-draft``) and
         no mask.
+    runtime, precision : str
+        What computed the features of the store the head was trained on (see
+        :data:`featx.features.runtime.RUNTIMES`, :data:`featx.backbones.weights.PRECISIONS`), so that
+        ``predict`` and ``validate`` compute them the same way. Manifests written before featx recorded
+        them read as ``keras``, ``float32`` (what computed every store then). A fine-tuned model runs in Keras.
     classes : tuple of str
         Distinct class names (any text), in the order of the model's probability columns.
     positive : str
@@ -241,6 +248,8 @@ class ModelManifest:
     preprocessing: Text
     decoder: Literal[DECODERS] = DEFAULT_DECODER
     mask: Literal[tuple(MASKS)] | None = None
+    runtime: Literal[tuple(RUNTIMES)] = KERAS
+    precision: Literal[PRECISIONS] = "float32"
     classes: Annotated[tuple[Text, ...], Field(min_length=1)]
     positive: Text
     head: Text
@@ -290,6 +299,19 @@ class ModelManifest:
         """How files become this model's input: the record it was trained with, and applies."""
         return ImageRecord(
             input_size=self.input_size, decoder=self.decoder, mask=self.mask, preprocessing=self.preprocessing
+        )
+
+    @property
+    def features(self) -> FeatureSpec:
+        """The features the head was trained on: backbone, weights, image record, precision and runtime."""
+        return FeatureSpec(
+            self.backbone,
+            self.weights_argument,
+            self.input_size,
+            mask=self.mask,
+            precision=self.precision,
+            decoder=self.decoder,
+            runtime=self.runtime,
         )
 
     def to_json(self) -> dict:

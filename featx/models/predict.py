@@ -3,11 +3,13 @@
 Files become pixels exactly as the model's training rows did: by the image record its manifest
 holds (input size, decoder, mask, preprocessing), through phase 1's decode pool and, where a cache
 folder is given, its pixel cache (see :func:`featx.features.pixels.hold_pixels`); a head on frozen
-features gets them from the same uint8-in model phase 1 computes stores with.
+features gets them from the same uint8-in model, in the same runtime and precision, that computed
+its training rows (:class:`featx.features.forward.Forward`).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,10 +22,11 @@ from featx.backbones.weights import build_base, fingerprint
 from featx.data.dataset import IMAGE_SUFFIXES, visible_files
 from featx.data.images import as_rgb
 from featx.exceptions import DatasetError, FileSystemError, ModelFolderError, ParameterError
-from featx.features.forward import batch_memory
+from featx.features.forward import Forward, batch_memory
 from featx.features.identity import ImageRecord
 from featx.features.pixels import hold_pixels
-from featx.features.runtime import pixel_model
+from featx.features.runtime import runnable_here
+from featx.features.store import DimensionStatistics, FeatureHealth
 from featx.fileio import sha256_file, write_csv
 from featx.heads.dense import trained_head_of
 from featx.heads.fold_trainer import TrainedHead
@@ -37,15 +40,29 @@ log = logging.getLogger(__name__)
 class LoadedModel:
     """A model folder ready to predict; nothing in it is executed (see :mod:`featx.models.folder`).
 
+    A head on frozen features gets them through :class:`featx.features.forward.Forward` in the runtime
+    and precision of the store it was trained on (recorded in the manifest): the code that computed
+    its training rows, so the model that predicts is the model that was validated. Where that runtime
+    cannot run here, Keras computes them, said in one line (see :func:`featx.features.runtime.runnable_here`).
+
     Parameters
     ----------
     model_dir : str or Path
+    batch_size : int
+        Images through the backbone at once; default 32 (``extract``'s, whose padded batch shape the
+        features were computed at).
 
     Attributes
     ----------
     image : ImageRecord
         How files become this model's input: the record it was trained with (see
         :attr:`featx.models.folder.ModelManifest.image`).
+    features : FeatureSpec or None
+        What computes a head's input here (None for a fine-tuned model): the manifest's, or Keras'
+        where its runtime cannot run here.
+    computed : DimensionStatistics or None
+        Per-dimension statistics of every feature row computed so far (None for a fine-tuned model):
+        what :attr:`health` is judged from.
 
     Raises
     ------
@@ -54,20 +71,19 @@ class LoadedModel:
         classes its manifest names, or its backbone weights differ from those it was trained with.
     """
 
-    def __init__(self, model_dir):
+    def __init__(self, model_dir, batch_size: int = 32):
         self.model_dir = Path(model_dir)
         self.manifest = ModelManifest.read(self.model_dir)
         self.spec = get_spec(self.manifest.backbone)
         self.image = self.manifest.image
         self.input_size = self.image.input_size
         self.classes = list(self.manifest.classes)
+        self.batch_size = int(batch_size)
         model_path = self.manifest.path_in(self.model_dir)
         if self.manifest.finetuned:
-            import keras
-
             self.keras_model = load_keras(model_path)
-            self.base = next(layer for layer in self.keras_model.layers if isinstance(layer, keras.Model))
             self.head = None
+            self.features = self.computed = None
             self._check_columns(model_path, self.keras_model.output_shape[-1], len(self.classes), "classes")
         else:
             self.keras_model = None
@@ -87,8 +103,29 @@ class LoadedModel:
                     f"{provenance.weights_source}) differ from those the head was trained on "
                     f"({self.manifest.weights_sha256[:12] or 'none'})"
                 )
-            self.base, _ = build_base(self.spec, self.input_size, self.manifest.weights_argument)
-            self.features_model = pixel_model(self.base, self.image)
+            self.features = runnable_here(self.manifest.features)
+            self.computed = DimensionStatistics(self.spec.feature_dim)
+
+    @functools.cached_property
+    def forward(self) -> Forward:
+        """The backbone in :attr:`features`' runtime, for uint8 pixels (built on first use)."""
+        return Forward(self.features, self.batch_size)
+
+    @functools.cached_property
+    def base(self):
+        """The Keras backbone (pooled features out): the fine-tuned model's own, or the weights the head was
+        trained on, built on first use (Grad-CAM and CAM read its feature map)."""
+        import keras
+
+        if self.manifest.finetuned:
+            return next(layer for layer in self.keras_model.layers if isinstance(layer, keras.Model))
+        return build_base(self.spec, self.input_size, self.manifest.weights_argument)[0]
+
+    @property
+    def health(self) -> FeatureHealth | None:
+        """The health of the features computed so far (see :class:`featx.features.store.FeatureHealth`); None
+        for a fine-tuned model or before any: degenerate features make every figure of it meaningless."""
+        return None if self.computed is None or not self.computed.rows else self.computed.health()
 
     def _check_columns(self, model_path: Path, columns: int, named: int, field: str) -> None:
         if columns != named:
@@ -108,7 +145,9 @@ class LoadedModel:
         if self.head is None:
             full = np.asarray(self.keras_model.predict(self.image.scale(batch), verbose=0), dtype=np.float64)
         else:
-            proba = self.head.predict_proba(np.asarray(self.features_model.predict(batch, verbose=0)))
+            features = self.forward.features_of(batch)
+            self.computed.add(features)
+            proba = self.head.predict_proba(features)
             full = np.zeros((len(proba), len(self.classes)))
             full[:, list(self.manifest.head_classes)] = proba
         if not np.isfinite(full).all():
@@ -118,25 +157,26 @@ class LoadedModel:
             )
         return full
 
-    def check_memory(self, images: int, batch_size: int) -> None:
+    def check_memory(self, images: int) -> None:
         """Refuse, before decoding, a request that needs more memory than is available: ``images``
-        letterboxed images held at once, and a batch of ``batch_size`` through the backbone.
+        letterboxed images held at once, and a batch of :attr:`batch_size` through the backbone.
 
         Raises
         ------
         ResourceError
         """
         width, height = self.input_size
-        batch = min(images, batch_size)
+        batch = min(images, self.batch_size)
         check_memory(
             images * width * height * 3 + batch_memory(batch, self.input_size),
             f"predicting {images} images at the model's input size {width}x{height} in batches of {batch}",
             "use a smaller --batch-size or fewer images at once",
         )
 
-    def predict_images(self, pixels: list, batch_size: int) -> np.ndarray:
-        """Class probabilities of letterboxed images (a list of (H, W, 3) uint8), ``batch_size`` at a time."""
-        batches = [self.predict_proba(np.stack(pixels[i : i + batch_size])) for i in range(0, len(pixels), batch_size)]
+    def predict_images(self, pixels: list) -> np.ndarray:
+        """Class probabilities of letterboxed images (a list of (H, W, 3) uint8), :attr:`batch_size` at a time."""
+        size = self.batch_size
+        batches = [self.predict_proba(np.stack(pixels[i : i + size])) for i in range(0, len(pixels), size)]
         return np.concatenate(batches) if batches else np.zeros((0, len(self.classes)))
 
     def dense_head(self) -> TrainedHead:
@@ -268,12 +308,12 @@ def predict_files(
     if int(batch_size) < 1:
         raise ParameterError("batch_size", batch_size, "must be >= 1")
     files = image_files(inputs)
-    model = LoadedModel(model_dir)
-    model.check_memory(len(files), batch_size)
+    model = LoadedModel(model_dir, batch_size)
+    model.check_memory(len(files))
     positions, failures = read_pixels(files, model.image, cache_dir=cache_dir)
     decoded = [(files[position], image) for position, image in positions]
     rows = [{"file": str(files[position]), "error": reason} for position, reason in failures]
-    proba = model.predict_images([image for _, image in decoded], batch_size)
+    proba = model.predict_images([image for _, image in decoded])
     for (path, _), p in zip(decoded, proba, strict=True):
         row = {"file": str(path), **{f"p_{c}": float(v) for c, v in zip(model.classes, p, strict=True)}}
         rows.append({**row, "predicted": model.classes[int(np.argmax(p))], "error": ""})

@@ -26,6 +26,7 @@ from featx.evaluation.task import Task
 from featx.evaluation.variant import Variant
 from featx.features.extract import extract
 from featx.features.identity import FeatureSpec
+from featx.features.runtime import KERAS
 from featx.features.store import load_features
 from featx.heads.recipe import HeadRecipe
 from featx.heads.registry import get_head
@@ -161,6 +162,8 @@ def train_model(
             preprocessing=features.spec.preprocessing,
             decoder=features.decoder,
             mask=features.mask,
+            runtime=KERAS if isinstance(recipe, FinetuneRecipe) else features.resolved.runtime,
+            precision=features.precision,
             classes=dataset.classes,
             positive=task.positive,
             head=recipe.head,

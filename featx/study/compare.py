@@ -19,6 +19,7 @@ from featx.evaluation.results import list_results
 from featx.evaluation.summary import CVSummary
 from featx.evaluation.task import Task
 from featx.exceptions import CacheError, ParameterError
+from featx.features.store import not_a_result
 from featx.fileio import write_csv as write_table
 
 DESCRIPTION = ("phase", "backbone", "weights", "head", "sampler", "protocol")
@@ -45,6 +46,8 @@ def variant_row(summary: CVSummary) -> dict:
     row["fit_seconds"] = result.timings.total_seconds
     row["fit_gflops"] = result.timings.gflops
     row["variant"] = result.variant.name()
+    row["degenerate"] = summary.degenerate
+    row["degenerate_reasons"] = "; ".join(summary.degenerate_reasons)
     row["result_file"] = str(result.path)
     return row
 
@@ -76,11 +79,15 @@ def markdown_table(rows: list[dict], task: Task) -> str:
         cells = [str(row[key]) for key in DESCRIPTION] + [row["input"]]
         if row.get("head_seed") is not None:  # a head trained apart from the folds' seed
             cells[DESCRIPTION.index("head")] += f" (head seed {row['head_seed']})"
-        cells += [
-            metric.unit.with_interval(row[key], (row[f"{key}_low"], row[f"{key}_high"]), suffix=False)
-            for key, metric in METRICS.items()
-        ]
-        cells += [f"{row['ece_positive']:.3f}", f"{row['fit_seconds']:.1f}"]
+        if row.get("degenerate"):  # figures computed from nothing are not printed as results (no flag: unknown)
+            cells += [not_a_result([row["degenerate_reasons"]])] + ["-"] * len(METRICS)
+        else:
+            cells += [
+                metric.unit.with_interval(row[key], (row[f"{key}_low"], row[f"{key}_high"]), suffix=False)
+                for key, metric in METRICS.items()
+            ]
+            cells.append(f"{row['ece_positive']:.3f}")
+        cells.append(f"{row['fit_seconds']:.1f}")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -39,6 +39,8 @@ METHOD = (
     "Intervals: 95% percentile bootstrap (1,000 resamples; patients resampled under "
     "the patient protocol). Spread: standard deviation over the 10 folds.",
     "random-init marks a backbone whose ImageNet weights were unavailable: it is not transfer learning.",
+    "A row whose features are degenerate (vanishing, constant or non-finite: featx's feature health of each "
+    "store) says so in place of its figures: they are computed from nothing and are not a result.",
 )
 
 
@@ -93,7 +95,7 @@ def summary_lines(reproduction: Reproduction, audit: Audit | None) -> list[str]:
     for run in reproduction.runs:
         variant, metrics, task = run.summary.result.variant, run.summary.metrics, run.summary.task
         label = " (RANDOM-INIT backbone, not transfer learning)" if variant.weights_label == "random-init" else ""
-        figures = ", ".join(
+        figures = run.summary.marking or ", ".join(
             f"{metric.label_for(task)} {metric.unit.with_interval(metrics[name], metrics['ci95'][name])}"
             for name, metric in METRICS.items()
         )
@@ -131,10 +133,14 @@ def _subset_section(doc: Document, subset: str, runs, out_dir: Path) -> None:
             zip(PAPER_FIGURES, PAPER.get((subset, variant.features.backbone), ("-",) * len(PAPER_FIGURES)), strict=True)
         )
         row = [variant.features.backbone, variant.weights_label, variant.head, variant.protocol.group_by]
-        for name in ours:
-            figure = METRICS[name].unit.with_interval(m[name], m["ci95"][name], suffix=False)
+        for index, name in enumerate(ours):
+            if run.summary.degenerate:  # figures computed from nothing: the first cell says so, the rest are empty
+                figure = run.summary.marking if index == 0 else "-"
+            else:
+                figure = METRICS[name].unit.with_interval(m[name], m["ci95"][name], suffix=False)
             row += [figure, paper[name]] if task.is_paper and name in PAPER_FIGURES else [figure]
-        rows.append([*row, percent(m["per_fold"]["accuracy"]["std"])])
+        spread = "-" if run.summary.degenerate else percent(m["per_fold"]["accuracy"]["std"])
+        rows.append([*row, spread])
     doc.table(header, rows)
     if not task.is_paper:
         doc.paragraph(

@@ -20,9 +20,17 @@ from featx.heads.recipe import HeadRecipe
 from featx.study.audit import missing_patients_note
 
 FALLBACKS = {
-    "random-init": "run the backbone with random weights, labelled random-init everywhere",
     "skip": "leave the backbone out",
+    "random-init": "run the backbone with random weights, labelled random-init everywhere (Keras' random-init "
+    "MobileNetV2 and EfficientNets give degenerate features: their rows say so instead of figures)",
 }
+DEFAULT_FALLBACK = "skip"
+"""Genuine backbones only by default: a random-init backbone is not transfer learning, and the BatchNorm
+backbones' random-init features vanish (max |feature| about 4e-11), so their figures would be computed
+from nothing (see :class:`featx.features.store.FeatureHealth`)."""
+DEFAULT_MODELS = ("efficientnet_lite0", "efficientnet_lite1")
+"""The main job's backbones: both have genuine ImageNet weights in an installed package, so they run
+without a network (the Keras applications download theirs when online)."""
 log = logging.getLogger(__name__)
 
 
@@ -104,7 +112,7 @@ def reproduce(
     seed: int = 0,
     epochs: int = 10,
     subsets=PAPER_SUBSETS,
-    fallback: str = "random-init",
+    fallback: str = DEFAULT_FALLBACK,
     cache_dir="cache",
     engine=None,
     progress: bool = True,
@@ -126,7 +134,8 @@ def reproduce(
         Phase 3 only.
     subsets : sequence of str
     fallback : str
-        What to do when ImageNet weights are unavailable (see :data:`FALLBACKS`).
+        What to do when ImageNet weights are unavailable (see :data:`FALLBACKS`); default
+        :data:`DEFAULT_FALLBACK` (skip the backbone).
     cache_dir : str or Path
     engine : optional
         What extracts phase 1 (see :func:`featx.features.extract.extract`; default local).
@@ -170,7 +179,10 @@ def reproduce(
             engine=engine,
         )
         if features is None:
-            skipped[backbone] = "ImageNet weights unavailable (no network); rerun with the random-init fallback"
+            skipped[backbone] = (
+                "ImageNet weights unavailable here (Keras downloads them when online); --fallback random-init runs "
+                "it with random weights, not transfer learning"
+            )
             continue
         head = features.spec.paper_head
         for subset, dataset in loaded.items():

@@ -20,6 +20,7 @@ from featx.evaluation.calibration import reliability
 from featx.evaluation.metrics import METRICS, bootstrap_intervals, defined_figures, point_metrics
 from featx.evaluation.task import Task
 from featx.exceptions import DatasetError
+from featx.features.store import FeatureHealth
 from featx.fileio import write_csv
 from featx.models.predict import LoadedModel, read_pixels
 
@@ -112,6 +113,9 @@ class Validation:
         :func:`compare`.
     predictions : pandas.DataFrame
         ``image_id``, ``label``, ``p_<class>``, ``predicted`` of every image in the figures.
+    health : FeatureHealth or None
+        Of the features the model computed for the external images (None for a fine-tuned model);
+        degenerate features make the figures no result. Default None.
     """
 
     model_dir: str
@@ -124,6 +128,12 @@ class Validation:
     cv: dict
     comparison: dict
     predictions: pd.DataFrame = field(repr=False)
+    health: FeatureHealth | None = None
+
+    @property
+    def degenerate(self) -> bool:
+        """Whether the external features were degenerate (see :attr:`health`)."""
+        return self.health is not None and self.health.degenerate
 
     def to_json(self) -> dict:
         """``external`` and ``cv`` with the metric names of ``fit --json``, the comparison and the counts."""
@@ -138,6 +148,8 @@ class Validation:
             "external": self.external,
             "cv": self.cv,
             "comparison": self.comparison,
+            "degenerate": self.degenerate,
+            "degenerate_reasons": list(self.health.reasons) if self.degenerate else [],
         }
 
 
@@ -155,7 +167,7 @@ def validate(model_dir, dataset, *, batch_size: int = 32, cache_dir=None) -> Val
         When the folder holds a label the model does not predict, or no image is left to validate
         on (all skipped, or all seen in training).
     """
-    model = LoadedModel(model_dir)
+    model = LoadedModel(model_dir, batch_size)
     task = Task(model.manifest.classes, model.manifest.positive)
     unknown = sorted(set(dataset.classes) - set(task.classes))
     if unknown:
@@ -169,7 +181,7 @@ def validate(model_dir, dataset, *, batch_size: int = 32, cache_dir=None) -> Val
     if excluded:
         log.warning("%d external image(s) have the same content as training images and are excluded", len(excluded))
     candidates = table[~seen].reset_index(drop=True)
-    model.check_memory(len(candidates), batch_size)
+    model.check_memory(len(candidates))
     decoded, failures = read_pixels(candidates["path"], model.image, candidates["content_hash"], cache_dir=cache_dir)
     skipped = [{"file": candidates["image_id"].iat[position], "reason": reason} for position, reason in failures]
     for failure in skipped:
@@ -180,7 +192,7 @@ def validate(model_dir, dataset, *, batch_size: int = 32, cache_dir=None) -> Val
             f"{dataset.root}: no image left to validate on ({len(skipped)} could not be decoded, "
             f"{len(excluded)} were seen in training)"
         )
-    proba = model.predict_images([pixels for _, pixels in decoded], batch_size)
+    proba = model.predict_images([pixels for _, pixels in decoded])
     y_true = used["label"].map(task.classes.index).to_numpy()
     groups = used["patient_id" if dataset.has_patient_ids else "image_id"].astype(str).to_numpy()
     external = external_metrics(y_true, proba, groups, task)
@@ -204,6 +216,7 @@ def validate(model_dir, dataset, *, batch_size: int = 32, cache_dir=None) -> Val
         cv=cv,
         comparison=compare(external, cv),
         predictions=predictions,
+        health=model.health,
     )
 
 

@@ -30,6 +30,8 @@ def summary_lines(validation: Validation) -> list[str]:
         f"{len(validation.skipped)} could not be decoded, {len(validation.excluded_overlap)} left out because the "
         f"model was trained on the same image."
     ]
+    if validation.degenerate:  # figures computed from nothing are not printed as results
+        return [*lines, f"External figures: {validation.health.marking}."]
     shortfalls, others = [], []
     for name, metric in METRICS.items():
         label = _sentence(metric.label_for(validation.task))
@@ -68,6 +70,9 @@ def summary_lines(validation: Validation) -> list[str]:
 def add_validation_section(doc: Document, validation: Validation, figures: Path, name: str) -> None:
     """Append the comparison table, per-class recall, confusion, ROC and reliability figures."""
     external, cv, task = validation.external, validation.cv, validation.task
+    if validation.degenerate:
+        doc.paragraph(f"External figures: {validation.health.marking}.")
+        return
     rows = []
     for key, metric in METRICS.items():
         cv_cell = _interval(cv, key) if cv.get(key) is not None else "-"

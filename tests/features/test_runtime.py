@@ -9,6 +9,9 @@ same graph, so the scale of the activations does not change the relative roundin
 """
 
 import json
+import os
+import subprocess
+import sys
 
 import h5py
 import numpy as np
@@ -24,6 +27,7 @@ from featx.features.identity import FeatureSpec, StoreKey
 from featx.features.pixels import PixelBatch, PixelFeed, PixelKey
 from featx.features.store import open_store
 from featx.records import read_record
+from tests.realdata import REPO
 
 F32_TOLERANCE = 1e-4
 """Largest deviation of OpenVINO float32 from Keras float32, relative to the feature scale."""
@@ -217,3 +221,34 @@ def test_auto_resolves_to_one_runtime_per_process_and_the_cli_records_it(small_d
     summary = json.loads(capsys.readouterr().out)
     assert summary["runtime"] == resolved
     assert open_store(summary["store"]).key.runtime == resolved
+
+
+def test_features_fall_back_to_keras_with_one_line_where_their_runtime_cannot_run():
+    """A model trained on OpenVINO features, loaded where Keras runs on JAX (a GPU machine): Keras computes them."""
+    probe = (
+        "import logging; logging.basicConfig(format='%(message)s')\n"
+        "from featx.features.identity import FeatureSpec\n"
+        "from featx.features.runtime import runnable_here\n"
+        "print(runnable_here(FeatureSpec('mobilenet_v2', 'none', (32, 32), runtime='openvino')).runtime)\n"
+    )
+    environment = {**os.environ, "KERAS_BACKEND": "jax", "PYTHONPATH": str(REPO)}
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=environment, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["keras"]
+    said = [line for line in done.stderr.splitlines() if "instead of openvino" in line]
+    assert said == [
+        "KERAS_BACKEND=jax (openvino converts from tensorflow): computing mobilenet_v2 features in Keras "
+        "instead of openvino"
+    ]
+    here = FeatureSpec("mobilenet_v2", "none", (32, 32), runtime="openvino")
+    assert runtime.runnable_here(here) == here  # this process runs OpenVINO: nothing changes
+
+
+def test_bf16_features_fall_back_to_float32_on_a_cpu_without_bfloat16_instructions(tmp_path, monkeypatch, caplog):
+    (tmp_path / "cpuinfo").write_text("flags\t\t: fpu sse2 avx2\n")
+    monkeypatch.setattr(runtime, "CPUINFO", tmp_path / "cpuinfo")
+    bf16 = FeatureSpec("mobilenet_v2", "none", (32, 32), precision="mixed_bfloat16", runtime="openvino")
+    with caplog.at_level("WARNING", logger="featx.features.runtime"):
+        here = runtime.runnable_here(bf16)
+    assert (here.runtime, here.precision) == ("openvino", "float32")
+    assert caplog.messages == ["this CPU has no bfloat16 instructions: computing mobilenet_v2 features in float32"]

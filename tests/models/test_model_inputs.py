@@ -9,6 +9,7 @@ import dataclasses
 import json
 import logging
 
+import h5py
 import numpy as np
 import pandas as pd
 import pytest
@@ -17,6 +18,7 @@ from featx.data import images
 from featx.data.dataset import load_dataset
 from featx.evaluation.splits import Protocol
 from featx.features.pixels import PixelCache, PixelKey
+from featx.features.runtime import resolve_runtime
 from featx.features.store import load_features
 from featx.heads.recipe import HeadRecipe
 from featx.models.folder import MANIFEST, ModelManifest
@@ -53,6 +55,17 @@ def test_the_manifest_records_the_image_record_the_model_was_trained_with(traine
     assert LoadedModel(model_dir).image == PLAIN_MASKED.image
 
 
+def test_the_manifest_records_the_runtime_and_precision_of_the_store_the_head_was_trained_on(trained, small_dataset):
+    model_dir, cache = trained
+    recorded = json.loads((model_dir / MANIFEST).read_text())
+    (store,) = load_features(cache, PLAIN_MASKED.key(small_dataset.id), small_dataset).sources
+    with h5py.File(store, "r") as opened:
+        made_by = (opened.attrs["runtime"], opened.attrs["precision"])
+    assert (recorded["runtime"], recorded["precision"]) == made_by
+    assert recorded["runtime"] == resolve_runtime()  # the default: OpenVINO on a CPU where it is installed
+    assert LoadedModel(model_dir).features == PLAIN_MASKED.resolved
+
+
 def test_predict_feeds_the_backbone_the_pixels_of_the_training_rows_bit_for_bit(trained, small_dataset):
     model_dir, cache = trained
     model = LoadedModel(model_dir)
@@ -66,7 +79,7 @@ def test_predict_feeds_the_backbone_the_pixels_of_the_training_rows_bit_for_bit(
     default = np.stack([images.load(path, model.input_size) for path in table["path"]])
     assert (default != training_pixels).mean() > 0.05  # the record matters: the default decoder, unmasked, differs
 
-    features = np.asarray(model.features_model.predict(predicted_pixels, batch_size=32, verbose=0))
+    features = model.forward.features_of(predicted_pixels)  # in the runtime the store was made in
     rows = load_features(cache, PLAIN_MASKED.key(small_dataset.id), small_dataset).features
     np.testing.assert_array_equal(features, rows)
     proba = predict_files(model_dir, list(table["path"])).table[[f"p_{c}" for c in model.classes]].to_numpy()
@@ -74,14 +87,16 @@ def test_predict_feeds_the_backbone_the_pixels_of_the_training_rows_bit_for_bit(
 
 
 def test_a_manifest_without_an_image_record_reads_as_what_predict_applied_then(trained, tmp_path):
-    """Manifests written before featx recorded decoder and mask: the default decoder, no mask."""
+    """Manifests written before featx recorded decoder, mask and runtime: the default decoder, no mask, Keras."""
     model_dir, _ = trained
     recorded = json.loads((model_dir / MANIFEST).read_text())
-    older = {name: value for name, value in recorded.items() if name not in ("decoder", "mask")}
+    older = {name: value for name, value in recorded.items() if name not in ("decoder", "mask", "runtime", "precision")}
     (tmp_path / recorded["model_folder"]).symlink_to(model_dir / recorded["model_folder"])
     (tmp_path / MANIFEST).write_text(json.dumps(older))
-    image = ModelManifest.read(tmp_path).image
+    manifest = ModelManifest.read(tmp_path)
+    image = manifest.image
     assert (image.decoder, image.mask, image.input_size) == (images.DEFAULT_DECODER, None, (64, 64))
+    assert (manifest.runtime, manifest.precision) == ("keras", "float32")  # what computed every store then
 
 
 @pytest.fixture(scope="module")

@@ -101,3 +101,49 @@ def test_second_reproduce_reuses_every_result(report, capsys, tmp_path):
     assert main(_reproduce_args(dataset, cache, out) + ["--no-audit"]) == 0
     after = sorted(p.stat().st_mtime_ns for p in (cache / dataset.id / "results").glob("*.json"))
     assert before == after
+
+
+def _random_init_needed():
+    from featx.backbones.registry import get_spec
+    from featx.backbones.weights import imagenet_availability
+
+    available, where = imagenet_availability(get_spec("mobilenet_v2"))
+    if available:
+        pytest.skip(f"MobileNetV2's ImageNet weights are here ({where}): it does not fall back")
+
+
+def test_by_default_a_backbone_without_its_imagenet_weights_is_skipped_not_run_on_random_weights(
+    feature_data, tmp_path, capsys
+):
+    _random_init_needed()
+    dataset, cache = feature_data
+    args = _reproduce_args(dataset, cache, tmp_path / "out")
+    args[args.index("efficientnet_lite0")] = "mobilenet_v2 efficientnet_lite0"
+    args = " ".join(args).split() + ["--no-audit", "--json"]
+    assert main(args) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert (
+        list(payload["skipped"]) == ["mobilenet_v2"] and "--fallback random-init" in payload["skipped"]["mobilenet_v2"]
+    )
+    assert {run["variant"]["backbone"] for run in payload["runs"]} == {"efficientnet_lite0"}
+    assert not any(run["degenerate"] for run in payload["runs"])
+    assert "mobilenet_v2 was skipped: ImageNet weights unavailable here" in (tmp_path / "out" / "report.md").read_text()
+
+
+def test_the_report_marks_the_rows_of_a_random_init_backbone_whose_features_are_degenerate(
+    feature_data, tmp_path, capsys
+):
+    _random_init_needed()
+    dataset, _ = feature_data
+    args = _reproduce_args(dataset, tmp_path / "cache", tmp_path / "out")
+    args[args.index("efficientnet_lite0")] = "mobilenet_v2"
+    args[args.index("64x64")] = "32x32"
+    assert main([*args, "--fallback", "random-init", "--no-audit", "--folds", "2", "--json"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert len(payload["runs"]) == 2 and all(run["degenerate"] for run in payload["runs"])
+    assert all(run["degenerate_reasons"][0].startswith("features vanish") for run in payload["runs"])
+    markdown = (tmp_path / "out" / "report.md").read_text()
+    summary = [line for line in markdown.splitlines() if line.startswith("all, mobilenet_v2 (RANDOM-INIT")]
+    assert len(summary) == 2 and all("not a result" in line and "accuracy" not in line for line in summary)
+    rows = [line for line in markdown.splitlines() if line.startswith("| mobilenet_v2 | random-init |")]
+    assert len(rows) == 2 and all("degenerate features (features vanish" in row and "[" not in row for row in rows)

@@ -15,7 +15,7 @@ def register(subparsers, common) -> None:
     from featx.backbones.registry import BACKBONES
     from featx.data.dataset import PAPER_SUBSETS, SUBSETS
     from featx.heads.sampling import SAMPLERS
-    from featx.study.reproduce import FALLBACKS
+    from featx.study.reproduce import DEFAULT_FALLBACK, DEFAULT_MODELS, FALLBACKS
 
     parser = new_command(
         subparsers,
@@ -24,7 +24,7 @@ def register(subparsers, common) -> None:
         "the paper's experiment under its image-level protocol "
         "and patient-grouped folds, the confound audit, and a report",
         [
-            "featx reproduce --data data/cxr --models efficientnet_lite0 mobilenet_v2",
+            "featx reproduce --data data/cxr --models efficientnet_lite0 efficientnet_lite1",
             "featx reproduce --models efficientnet_lite0 --subsets dataset2 --no-audit --json",
         ],
     )
@@ -33,7 +33,7 @@ def register(subparsers, common) -> None:
     parser.add_argument(
         "--models",
         nargs="+",
-        default=["efficientnet_lite0", "mobilenet_v2"],
+        default=list(DEFAULT_MODELS),
         metavar="NAME",
         help=f"backbones ({', '.join(BACKBONES)})",
     )
@@ -47,7 +47,7 @@ def register(subparsers, common) -> None:
     parser.add_argument("--epochs", type=bounded("--epochs"), default=10, help="phase 3 epochs")
     parser.add_argument(
         "--fallback",
-        default="random-init",
+        default=DEFAULT_FALLBACK,
         choices=list(FALLBACKS),
         help="; ".join(f"{name}: {text}" for name, text in FALLBACKS.items())
         + " (when ImageNet weights are unavailable)",
