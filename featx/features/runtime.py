@@ -36,7 +36,7 @@ from pydantic import Field
 
 from featx import __version__
 from featx.backbones.registry import get_preprocessing
-from featx.exceptions import FeatxError, ParameterError, RecordError, UnknownNameError
+from featx.exceptions import FeatxError, FileSystemError, ParameterError, RecordError, UnknownNameError
 from featx.records import STRICT, Sha256, Text, read_record
 
 if TYPE_CHECKING:
@@ -358,7 +358,10 @@ class OpenVINORuntime:
             warnings.filterwarnings("ignore", message=r"The structure of `inputs` doesn't match")
             converted = openvino.convert_model(model)
         with written_together(folder) as staging:
-            openvino.save_model(converted, str(staging / "model.xml"), compress_to_fp16=False)
+            try:
+                openvino.save_model(converted, str(staging / "model.xml"), compress_to_fp16=False)
+            except RuntimeError as error:  # OpenVINO's C++ streams report a failed write (a full disk) so
+                raise FileSystemError(folder, "write the OpenVINO conversion", _write_failure(staging, error)) from None
             record = ConvertedModel(
                 format_version=CONVERSION_FORMAT,
                 backbone=features.backbone,
@@ -399,6 +402,15 @@ class OpenVINORuntime:
         }
         compiled = openvino.Core().compile_model(model, "CPU", properties)
         return OpenVINORunner(compiled, {**provenance, "runtime_version": version})
+
+
+def _write_failure(folder: Path, error: RuntimeError) -> str:
+    """Why OpenVINO could not write into ``folder``, in words (its own message names a C++ stream)."""
+    import shutil
+
+    if shutil.disk_usage(folder).free < 2**20:
+        return "no space left on device"
+    return f"OpenVINO could not write it ({error})"
 
 
 RUNTIMES = {runtime.name: runtime for runtime in (KerasRuntime(), OpenVINORuntime())}

@@ -56,7 +56,7 @@ from featx.backbones.registry import BACKBONES
 from featx.backbones.weights import PRECISIONS
 from featx.data.images import DECODERS, DEFAULT_DECODER, MASKS
 from featx.evaluation.summary import HEADLINE_KEYS
-from featx.evaluation.variant import VariantRecord
+from featx.evaluation.variant import Variant, VariantRecord
 from featx.exceptions import DivergedError, FeatxError, ModelFolderError, RecordError
 from featx.features.identity import FeatureSpec, ImageRecord
 from featx.features.runtime import KERAS, RUNTIMES
@@ -145,9 +145,10 @@ class CrossValidationFigures:
         return cls(figures={name: values[name] for name in FIGURE_NAMES if name in values}, **rest)
 
     def to_json(self) -> dict:
-        """The manifest's form: the figures flat, then the other fields (``input_size`` lists)."""
+        """The manifest's form: the figures flat, then the other fields, the variant as result files store it
+        (:meth:`featx.evaluation.variant.Variant.to_dict`: a manifest read and written back is unchanged)."""
         recorded = asdict(self)
-        return {**recorded.pop("figures"), **recorded}
+        return {**recorded.pop("figures"), **recorded, "variant": Variant.from_record(self.variant).to_dict()}
 
 
 @dataclass(frozen=True, kw_only=True)
