@@ -130,7 +130,9 @@ def test_finetuned_model_records_the_cv_of_exactly_its_own_variant(dataset, tmp_
 
 
 @pytest.mark.parametrize(
-    "recipe", [HeadRecipe("mlp1000", "oversample", epochs=2), HeadRecipe("logreg", "class-weight")], ids=str
+    "recipe",
+    [HeadRecipe(head="mlp1000", sampler="oversample", epochs=2), HeadRecipe(head="logreg", sampler="class-weight")],
+    ids=str,
 )
 def test_a_folders_head_predicts_its_training_rows_exactly_as_the_fold_trained_on_those_rows(
     feature_data, tmp_path, recipe
