@@ -156,7 +156,7 @@ def validate(model_dir, dataset, *, batch_size: int = 32, cache_dir=None) -> Val
         on (all skipped, or all seen in training).
     """
     model = LoadedModel(model_dir)
-    task = Task(model.manifest.classes, model.manifest.positive)
+    task = Task(classes=model.manifest.classes, positive=model.manifest.positive)
     unknown = sorted(set(dataset.classes) - set(task.classes))
     if unknown:
         raise DatasetError(

@@ -112,11 +112,11 @@ def _reliability(stored: dict) -> Reliability:
         return np.array([np.nan if v is None else v for v in values], dtype=float)
 
     return Reliability(
-        array(stored["edges"]),
-        array(stored["mean_predicted"]),
-        array(stored["observed"]),
-        np.asarray(stored["counts"]),
-        np.nan if stored["ece"] is None else stored["ece"],
+        edges=array(stored["edges"]),
+        mean_predicted=array(stored["mean_predicted"]),
+        observed=array(stored["observed"]),
+        counts=np.asarray(stored["counts"]),
+        ece=np.nan if stored["ece"] is None else stored["ece"],
     )
 
 

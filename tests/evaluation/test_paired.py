@@ -35,7 +35,7 @@ from featx.heads import HeadRecipe
 from featx.heads.family import out_of_fold_proba
 from tests.realdata import LITE0_64
 
-PAPER = Task(("covid", "pneumonia", "normal"), "covid")
+PAPER = Task(classes=("covid", "pneumonia", "normal"), positive="covid")
 FIVE = Protocol(group_by="patient", folds=5, seed=0)
 
 

@@ -60,7 +60,7 @@ def test_validate_figures_are_the_metrics_of_the_predictions_it_wrote(trained, e
     assert "images/seen-in-training.jpg" not in set(predictions["image_id"])
     y_true = predictions["label"].map(PAPER_CLASSES.index).to_numpy()
     proba = predictions[[f"p_{name}" for name in PAPER_CLASSES]].to_numpy()
-    expected = point_metrics(y_true, proba, Task(PAPER_CLASSES, "covid"))
+    expected = point_metrics(y_true, proba, Task(classes=PAPER_CLASSES, positive="covid"))
     for key in FIT_KEYS:
         assert payload["external"][key] == pytest.approx(expected[key], abs=1e-12)
         low, high = payload["external"]["ci95"][key]
