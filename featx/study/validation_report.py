@@ -85,7 +85,7 @@ def add_validation_section(doc: Document, validation: Validation, figures: Path,
     doc.table(["figure", "external", "cross-validated", "difference (external - CV)", "intervals overlap"], rows)
     doc.table(["class", "recall %"], [[c, percent(v)] for c, v in external["per_class_recall"].items()])
     if validation.skipped:
-        doc.bullets(f"skipped {item['file']}: {item['reason']}" for item in validation.skipped)
+        doc.bullets(f"skipped {image.image_id}: {image.reason}" for image in validation.skipped)
     predictions = validation.predictions
     is_positive = (predictions["label"] == task.positive).to_numpy()
     positive_probability = predictions[f"p_{task.positive}"].to_numpy()
