@@ -72,7 +72,7 @@ def main(argv=None) -> int:
         extract(dataset, features, cache_dir=cache, progress=False)
         figures["extract_s"] = round(time.perf_counter() - started, 1)
         for head in ("mlp1000-750", "logreg", "xgb"):
-            summary = fit_variant(dataset, features, HeadRecipe(head), Protocol(), cache_dir=cache, progress=False)
+            summary = fit_variant(dataset, features, HeadRecipe(head=head), Protocol(), cache_dir=cache, progress=False)
             timings = summary.result.timings
             name = "mlp" if head.startswith("mlp") else head
             figures[f"{name}_fit_s"] = round(timings.total_seconds, 2)

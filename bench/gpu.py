@@ -109,7 +109,7 @@ def finetune_rate(name, files, precision, batch_size=64) -> float:
 
     spec = get_spec(name)
     features = FeatureSpec(name, weights_for(name), SIZE)
-    model = build_finetune_model(features, FinetuneRecipe(spec.paper_head, precision=precision), 3).model
+    model = build_finetune_model(features, FinetuneRecipe(head=spec.paper_head, precision=precision), 3).model
     compile_model(model, 1e-4)
     labels = np.arange(len(files)) % 3
     batches = image_batches([str(f) for f in files], labels, features, batch_size, shuffle_seed=0, workers=12)

@@ -113,7 +113,7 @@ def test_the_model_predicts_its_training_images_as_the_head_fitted_on_the_stored
     assert np.isfinite(served).all() and np.allclose(served.sum(axis=1), 1, atol=1e-6)
     assert (table["error"] == "").all() and set(table["predicted"]) <= set(dataset.classes)
     stored = load_features(cache, SPEC.key(dataset.id), dataset).features
-    fitted = HeadRecipe("logreg").build(Protocol().seed).fit(stored, dataset.label_indices()).predict_proba(stored)
+    fitted = HeadRecipe(head="logreg").build(Protocol().seed).fit(stored, dataset.label_indices()).predict_proba(stored)
     np.testing.assert_allclose(served, fitted, atol=1e-4)  # the pixels and the head of phase 1 and 2
     assert list(table["predicted"]) == [dataset.classes[k] for k in fitted.argmax(axis=1)]
     cv = ModelManifest.read(model).cross_validation

@@ -27,7 +27,7 @@ STEM_FILTERS = 32
 HEAD_FILTERS = 1280
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class LiteVariant:
     """Scaling of one EfficientNet-Lite variant."""
 
@@ -37,9 +37,9 @@ class LiteVariant:
 
 
 VARIANTS = {
-    "efficientnet_lite0": LiteVariant(1.0, 1.0, 224),
-    "efficientnet_lite1": LiteVariant(1.0, 1.1, 240),
-    "efficientnet_lite2": LiteVariant(1.1, 1.2, 260),
+    "efficientnet_lite0": LiteVariant(width=1.0, depth=1.0, resolution=224),
+    "efficientnet_lite1": LiteVariant(width=1.0, depth=1.1, resolution=240),
+    "efficientnet_lite2": LiteVariant(width=1.1, depth=1.2, resolution=260),
 }
 
 

@@ -44,7 +44,7 @@ def default_data_dir() -> Path:
     return Path(os.environ.get(DATA_ENV) or FETCHED_DATA)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Dataset:
     """A validated set of labelled images.
 

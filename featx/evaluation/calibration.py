@@ -11,7 +11,7 @@ FIGURES = ("ece_positive", "ece_covid")
 """The keys of :func:`calibration_figures`."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Reliability:
     """How often the event happened among predictions of each probability band.
 
@@ -74,7 +74,7 @@ def reliability(is_positive, probability, bins: int = BINS) -> Reliability:
         if counts.sum()
         else float("nan")
     )
-    return Reliability(edges, mean_predicted, observed, counts, ece)
+    return Reliability(edges=edges, mean_predicted=mean_predicted, observed=observed, counts=counts, ece=ece)
 
 
 def calibration_figures(y_true, proba, task) -> dict:

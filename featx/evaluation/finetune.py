@@ -46,7 +46,7 @@ DEFAULT_LR = 1e-4
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class FinetuneRecipe:
     """How to fine-tune a backbone with a dense head.
 
@@ -95,7 +95,7 @@ class FinetuneRecipe:
         return settings
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class FinetuneModel:
     """A backbone with its layers past the cutoff trainable, and a dense head (compiled later).
 
@@ -212,7 +212,7 @@ def build_finetune_model(features: FeatureSpec, recipe: FinetuneRecipe, n_classe
         model = keras.Model(inputs, outputs, name=f"{features.backbone}_finetune")
     finally:
         keras.mixed_precision.set_dtype_policy("float32")
-    return FinetuneModel(model, base, cutoff, weights_provenance)
+    return FinetuneModel(model=model, base=base, cutoff=cutoff, provenance=weights_provenance)
 
 
 def compile_model(model, learning_rate: float) -> None:

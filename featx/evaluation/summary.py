@@ -16,7 +16,7 @@ HEADLINE_KEYS = (*figure_names(), *DESCRIPTIVE, *calibration.FIGURES, "per_class
 per-class recall, the confusion matrix and the intervals."""
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, kw_only=True)
 class CVSummary:
     """Cross-validated metrics of one variant, recomputed from its stored predictions.
 
@@ -48,7 +48,13 @@ class CVSummary:
         task = Task.of(result.classes, [result.classes[i] for i in result.y_true], positive)
         metrics = summarize(result.y_true, result.proba, result.fold, task, result.groups)
         metrics.update(calibration.calibration_figures(result.y_true, result.proba, task))
-        return cls(result, task, metrics, reused, stores_health(result.provenance.stores))
+        return cls(
+            result=result,
+            task=task,
+            metrics=metrics,
+            reused=reused,
+            health=stores_health(result.provenance.stores),
+        )
 
     @property
     def degenerate(self) -> bool:

@@ -22,7 +22,7 @@ PAPER_POSITIVE = "covid"
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Task:
     """Class names in the column order of every probability, and the positive class.
 
@@ -58,7 +58,7 @@ class Task:
         classes = tuple(classes)
         if positive is None:
             positive = default_positive(classes, labels)
-        return cls(classes, positive)
+        return cls(classes=classes, positive=positive)
 
     @property
     def positive_index(self) -> int:

@@ -10,7 +10,7 @@ from featx.heads.registry import get_head, make_head
 from featx.heads.sampling import Resampled, get_sampler, with_strategy
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class HeadRecipe:
     """How to train a head on cached features.
 

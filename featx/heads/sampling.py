@@ -37,7 +37,7 @@ def _smote(random_state):
     return SMOTE(random_state=random_state)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class SamplerSpec:
     """One imbalance strategy.
 
@@ -61,11 +61,13 @@ class SamplerSpec:
 SAMPLERS = {
     spec.name: spec
     for spec in (
-        SamplerSpec("none", "train on each fold as it is"),
-        SamplerSpec("class-weight", "weight samples inversely to their class frequency", weights_classes=True),
-        SamplerSpec("oversample", "repeat minority-class rows at random", _random_over),
-        SamplerSpec("undersample", "drop majority-class rows at random", _random_under),
-        SamplerSpec("smote", "synthesise minority-class rows (SMOTE)", _smote),
+        SamplerSpec(name="none", summary="train on each fold as it is"),
+        SamplerSpec(
+            name="class-weight", summary="weight samples inversely to their class frequency", weights_classes=True
+        ),
+        SamplerSpec(name="oversample", summary="repeat minority-class rows at random", make=_random_over),
+        SamplerSpec(name="undersample", summary="drop majority-class rows at random", make=_random_under),
+        SamplerSpec(name="smote", summary="synthesise minority-class rows (SMOTE)", make=_smote),
     )
 }
 

@@ -229,7 +229,7 @@ def _readable_hashes(paths) -> tuple[dict, list]:
     return hashes, failures
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Predictions:
     """Predictions for a list of files.
 
@@ -324,4 +324,4 @@ def predict_files(
     explained = [] if explain_dir is None else explain(model, decoded, table, Path(explain_dir))
     if out_csv is not None:
         write_csv(table, out_csv)
-    return Predictions(table, int((table["error"] != "").sum()), [str(p) for p in explained])
+    return Predictions(table=table, failed=int((table["error"] != "").sum()), explained=[str(p) for p in explained])

@@ -20,6 +20,7 @@ from featx.evaluation.calibration import reliability
 from featx.evaluation.metrics import METRICS, bootstrap_intervals, defined_figures, point_metrics
 from featx.evaluation.task import Task
 from featx.exceptions import DatasetError
+from featx.features.extract import SkippedImage
 from featx.features.store import FeatureHealth
 from featx.fileio import write_csv
 from featx.models.predict import LoadedModel, read_pixels
@@ -101,8 +102,8 @@ class Validation:
         The external folder, described.
     images : int
         Images in the external figures.
-    skipped : list of dict
-        ``file`` and ``reason`` of each file that could not be decoded.
+    skipped : list of SkippedImage
+        Each file that could not be decoded, by image id, with the reason.
     excluded_overlap : list of str
         Image ids left out because the model was trained on the same content.
     external : dict
@@ -122,7 +123,7 @@ class Validation:
     task: Task
     data: str
     images: int
-    skipped: list
+    skipped: list[SkippedImage]
     excluded_overlap: list
     external: dict
     cv: dict
@@ -142,7 +143,7 @@ class Validation:
             "task": self.task.to_json(),
             "data": self.data,
             "images": self.images,
-            "skipped": self.skipped,
+            "skipped": [{"file": image.image_id, "reason": image.reason} for image in self.skipped],
             "excluded_overlap": len(self.excluded_overlap),
             "excluded_images": self.excluded_overlap,
             "external": self.external,
@@ -168,7 +169,7 @@ def validate(model_dir, dataset, *, batch_size: int = 32, cache_dir=None) -> Val
         on (all skipped, or all seen in training).
     """
     model = LoadedModel(model_dir, batch_size)
-    task = Task(model.manifest.classes, model.manifest.positive)
+    task = Task(classes=model.manifest.classes, positive=model.manifest.positive)
     unknown = sorted(set(dataset.classes) - set(task.classes))
     if unknown:
         raise DatasetError(
@@ -183,9 +184,11 @@ def validate(model_dir, dataset, *, batch_size: int = 32, cache_dir=None) -> Val
     candidates = table[~seen].reset_index(drop=True)
     model.check_memory(len(candidates))
     decoded, failures = read_pixels(candidates["path"], model.image, candidates["content_hash"], cache_dir=cache_dir)
-    skipped = [{"file": candidates["image_id"].iat[position], "reason": reason} for position, reason in failures]
-    for failure in skipped:
-        log.warning("skipped %s: %s", failure["file"], failure["reason"])
+    skipped = [
+        SkippedImage(image_id=candidates["image_id"].iat[position], reason=reason) for position, reason in failures
+    ]
+    for image in skipped:
+        log.warning("skipped %s: %s", image.image_id, image.reason)
     used = candidates.iloc[[position for position, _ in decoded]].reset_index(drop=True)
     if used.empty:
         raise DatasetError(

@@ -90,7 +90,7 @@ def add_validation_section(doc: Document, validation: Validation, figures: Path,
     doc.table(["figure", "external", "cross-validated", "difference (external - CV)", "intervals overlap"], rows)
     doc.table(["class", "recall %"], [[c, percent(v)] for c, v in external["per_class_recall"].items()])
     if validation.skipped:
-        doc.bullets(f"skipped {item['file']}: {item['reason']}" for item in validation.skipped)
+        doc.bullets(f"skipped {image.image_id}: {image.reason}" for image in validation.skipped)
     predictions = validation.predictions
     is_positive = (predictions["label"] == task.positive).to_numpy()
     positive_probability = predictions[f"p_{task.positive}"].to_numpy()
@@ -117,11 +117,11 @@ def _reliability(stored: dict) -> Reliability:
         return np.array([np.nan if v is None else v for v in values], dtype=float)
 
     return Reliability(
-        array(stored["edges"]),
-        array(stored["mean_predicted"]),
-        array(stored["observed"]),
-        np.asarray(stored["counts"]),
-        np.nan if stored["ece"] is None else stored["ece"],
+        edges=array(stored["edges"]),
+        mean_predicted=array(stored["mean_predicted"]),
+        observed=array(stored["observed"]),
+        counts=np.asarray(stored["counts"]),
+        ece=np.nan if stored["ece"] is None else stored["ece"],
     )
 
 

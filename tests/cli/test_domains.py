@@ -165,7 +165,7 @@ def test_heads_and_fine_tuning_recipes_check_the_same_domains(params):
 
     if "random_state" not in params:
         with pytest.raises(ParameterError):
-            FinetuneRecipe("softmax", **params)
+            FinetuneRecipe(head="softmax", **params)
 
 
 @pytest.mark.parametrize("name", ["mlp0", "mlp0-0", "mlp10-0", "mlp65537", "mlp99999999999", "mlp1-" + "9" * 5000])
@@ -324,7 +324,7 @@ def test_fine_tuning_refuses_a_batch_that_cannot_fit_before_loading_anything(sma
 
     side = limits.MAX_INPUT_SIDE
     features = FeatureSpec("efficientnet_lite0", str(tmp_path / "missing.weights.h5"), (side, side))
-    recipe = FinetuneRecipe("softmax", batch_size=limits.MAX_BATCH_SIZE)
+    recipe = FinetuneRecipe(head="softmax", batch_size=limits.MAX_BATCH_SIZE)
     with pytest.raises(ResourceError, match=f"a batch of {limits.MAX_BATCH_SIZE} images at {side}x{side}"):
         finetune_variant(small_dataset, features, recipe, cache_dir=tmp_path / "cache", progress=False)
     assert not (tmp_path / "cache").exists()

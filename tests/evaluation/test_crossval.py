@@ -49,20 +49,20 @@ def test_a_strategy_sees_only_its_folds_training_rows(strategy, features, monkey
 
 
 def test_variants_share_one_byte_identical_split_and_rerun_reproduces(feature_data):
-    first = _fit(feature_data, HeadRecipe("mlp1000-750", epochs=2))
+    first = _fit(feature_data, HeadRecipe(head="mlp1000-750", epochs=2))
     split_file = first.result.provenance.split_file
     split_bytes = hashlib.sha256(open(split_file, "rb").read()).hexdigest()
-    other = _fit(feature_data, HeadRecipe("logreg", "smote"))
+    other = _fit(feature_data, HeadRecipe(head="logreg", sampler="smote"))
     assert other.result.provenance.split_file == split_file
     assert hashlib.sha256(open(split_file, "rb").read()).hexdigest() == split_bytes
-    again = _fit(feature_data, HeadRecipe("mlp1000-750", epochs=2), refit=True)
+    again = _fit(feature_data, HeadRecipe(head="mlp1000-750", epochs=2), refit=True)
     assert not again.reused
     np.testing.assert_array_equal(again.result.proba, first.result.proba)
-    assert _fit(feature_data, HeadRecipe("mlp1000-750", epochs=2)).reused
+    assert _fit(feature_data, HeadRecipe(head="mlp1000-750", epochs=2)).reused
 
 
 def test_stored_result_round_trips_its_records(feature_data):
-    summary = _fit(feature_data, HeadRecipe("logreg"))
+    summary = _fit(feature_data, HeadRecipe(head="logreg"))
     stored = load_result(summary.result.path)
     assert stored.variant == summary.result.variant and stored.classes == ("covid", "pneumonia", "normal")
     np.testing.assert_array_equal(stored.proba, summary.result.proba)
@@ -71,10 +71,10 @@ def test_stored_result_round_trips_its_records(feature_data):
 
 
 def test_the_variant_names_every_setting(feature_data):
-    base = _fit(feature_data, HeadRecipe("logreg")).result.variant
+    base = _fit(feature_data, HeadRecipe(head="logreg")).result.variant
     for other in (
-        _fit(feature_data, HeadRecipe("logreg"), Protocol(group_by="patient", folds=5, seed=1)).result.variant,
-        _fit(feature_data, HeadRecipe("logreg", "class-weight")).result.variant,
+        _fit(feature_data, HeadRecipe(head="logreg"), Protocol(group_by="patient", folds=5, seed=1)).result.variant,
+        _fit(feature_data, HeadRecipe(head="logreg", sampler="class-weight")).result.variant,
     ):
         assert other.name() != base.name()
 
@@ -85,7 +85,7 @@ def test_fit_without_a_store_names_what_is_missing(feature_data):
         fit_variant(
             dataset,
             FeatureSpec("efficientnet_lite0", "imagenet", (96, 96)),
-            HeadRecipe("logreg"),
+            HeadRecipe(head="logreg"),
             FIVE,
             cache_dir=cache,
         )

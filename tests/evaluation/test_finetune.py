@@ -28,7 +28,7 @@ def dataset(small_data):
 
 
 def test_frozen_layers_and_batchnorm_statistics_stay_bit_identical(dataset, tmp_path):
-    built = build_finetune_model(LITE0_64, FinetuneRecipe("mlp1000"), 3)
+    built = build_finetune_model(LITE0_64, FinetuneRecipe(head="mlp1000"), 3)
     base, cutoff = built.base, built.cutoff
     before = [[w.copy() for w in layer.get_weights()] for layer in base.layers]
     compile_model(built.model, 1e-3)
@@ -52,17 +52,17 @@ def test_frozen_layers_and_batchnorm_statistics_stay_bit_identical(dataset, tmp_
 
 def test_recipe_checks_its_values():
     with pytest.raises(ParameterError, match="head must be a dense head"):
-        FinetuneRecipe("logreg")
+        FinetuneRecipe(head="logreg")
     with pytest.raises(UnknownNameError, match="Unknown precision 'float16'"):
-        FinetuneRecipe("mlp1000", precision="float16")
+        FinetuneRecipe(head="mlp1000", precision="float16")
     with pytest.raises(ParameterError, match="epochs must be a whole number within 1..100000, got 0"):
-        FinetuneRecipe("mlp1000", epochs=0)
+        FinetuneRecipe(head="mlp1000", epochs=0)
     with pytest.raises(ParameterError, match="cutoff must be within 0..\\d+ for efficientnet_lite0, got 100000"):
-        build_finetune_model(LITE0_64, FinetuneRecipe("mlp1000", cutoff=100000), 3)
+        build_finetune_model(LITE0_64, FinetuneRecipe(head="mlp1000", cutoff=100000), 3)
 
 
 def test_finetune_lands_in_the_shared_format_and_reruns_identically_decoding_once(dataset, tmp_path, caplog):
-    recipe = FinetuneRecipe("mlp1000", epochs=1, batch_size=8)
+    recipe = FinetuneRecipe(head="mlp1000", epochs=1, batch_size=8)
     protocol = Protocol(group_by="patient", folds=2, seed=0)
     caplog.set_level(logging.INFO, logger="featx.features.pixels")
     first = finetune_variant(dataset, LITE0_64, recipe, protocol, cache_dir=tmp_path, progress=False)

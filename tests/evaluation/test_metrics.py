@@ -6,7 +6,7 @@ import pytest
 from featx.evaluation import metrics
 from featx.evaluation.task import Task
 
-PAPER = Task(("covid", "pneumonia", "normal"), "covid")
+PAPER = Task(classes=("covid", "pneumonia", "normal"), positive="covid")
 
 
 @pytest.mark.parametrize(
@@ -99,7 +99,7 @@ def test_rank_auc_equals_sklearn_with_ties():
 
 
 def test_binary_task_figures_are_about_its_positive_class():
-    task = Task(("clear", "opacity"), "opacity")
+    task = Task(classes=("clear", "opacity"), positive="opacity")
     y_true = np.array([1, 1, 1, 0, 0, 0, 0])
     y_pred = np.array([1, 0, 1, 0, 0, 1, 0])
     result = metrics.point_metrics(y_true, _proba_for(y_pred, 2), task)
@@ -111,7 +111,7 @@ def test_binary_task_figures_are_about_its_positive_class():
 
 
 def test_four_class_task_reads_the_positive_class_off_the_confusion_matrix():
-    task = Task(("bacterial", "covid", "normal", "viral"), "covid")
+    task = Task(classes=("bacterial", "covid", "normal", "viral"), positive="covid")
     y_true = np.array([0, 1, 1, 2, 3, 3])
     y_pred = np.array([3, 1, 0, 2, 0, 3])
     result = metrics.point_metrics(y_true, _proba_for(y_pred, 4), task)
@@ -124,7 +124,7 @@ def test_unknown_positive_class_lists_the_classes():
     from featx.exceptions import UnknownNameError
 
     with pytest.raises(UnknownNameError, match="Unknown positive class 'tb'. Available: clear, opacity"):
-        Task(("clear", "opacity"), "tb")
+        Task(classes=("clear", "opacity"), positive="tb")
 
 
 def test_default_positive_is_covid_else_the_least_frequent_class():
@@ -164,7 +164,7 @@ def test_point_auc_is_the_rank_sum_statistic_bit_for_bit():
 
 @pytest.mark.parametrize("classes, positive", [(("covid", "pneumonia", "normal"), "covid"), (("clear", "tb"), "tb")])
 def test_each_metric_names_the_positive_class_exactly_when_it_is_about_it(classes, positive):
-    task = Task(classes, positive)
+    task = Task(classes=classes, positive=positive)
     for metric in metrics.METRICS.values():
         assert (positive in metric.label_for(task)) == metric.needs.about_positive, metric.name
 
@@ -176,7 +176,7 @@ def test_the_classes_present_decide_which_figures_are_defined():
     assert not no_pneumonia["accuracy"] and not no_pneumonia["accuracy_3class"]
     assert no_pneumonia["auc_positive"] and no_pneumonia["auc_covid"] and no_pneumonia["specificity"]
     assert all(metrics.defined_figures({0, 1, 2}, PAPER).values())
-    assert not metrics.defined_figures({0, 1}, Task(("clear", "tb"), "tb"))["auc_covid"]
+    assert not metrics.defined_figures({0, 1}, Task(classes=("clear", "tb"), positive="tb"))["auc_covid"]
 
 
 def test_balanced_accuracy_is_sklearns_mean_recall():

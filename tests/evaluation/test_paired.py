@@ -35,7 +35,7 @@ from featx.heads import HeadRecipe
 from featx.heads.family import out_of_fold_proba
 from tests.realdata import LITE0_64
 
-PAPER = Task(("covid", "pneumonia", "normal"), "covid")
+PAPER = Task(classes=("covid", "pneumonia", "normal"), positive="covid")
 FIVE = Protocol(group_by="patient", folds=5, seed=0)
 
 
@@ -510,7 +510,7 @@ def stored_folds(feature_data, tmp_path_factory):
 
 def test_the_same_variant_under_two_head_seeds_is_not_distinguishable(stored_folds):
     features, stored = stored_folds
-    recipe = HeadRecipe("rf")
+    recipe = HeadRecipe(head="rf")
     first, second = stored("rf-seed0", features, recipe, 0), stored("rf-seed1", features, recipe, 1)
     assert not np.allclose(first.proba, second.proba)  # the seeds do change the forest
     compared = compare_paired([first, second])
@@ -520,7 +520,7 @@ def test_the_same_variant_under_two_head_seeds_is_not_distinguishable(stored_fol
 
 def test_logreg_on_real_features_is_distinguishable_from_logreg_on_constant_features(stored_folds):
     features, stored = stored_folds
-    recipe = HeadRecipe("logreg")
+    recipe = HeadRecipe(head="logreg")
     real = stored("logreg", features, recipe, 0)
     degenerate = stored("logreg-constant", np.ones_like(features), recipe, 0)
     compared = {d.metric: d for d in compare_paired([real, degenerate])}
@@ -617,7 +617,7 @@ def test_repeated_split_sets_are_saved_once_and_differ_by_seed(feature_data):
 
 def test_repeated_cross_validation_on_a_real_store_tells_real_features_from_constant_ones(stored_folds):
     features, stored = stored_folds
-    recipe = HeadRecipe("logreg")
+    recipe = HeadRecipe(head="logreg")
     protocols = FIVE.repeated(3)
     real = [stored("logreg", features, recipe, 0, protocol) for protocol in protocols]
     degenerate = [stored("logreg-constant", np.ones_like(features), recipe, 0, protocol) for protocol in protocols]

@@ -21,7 +21,7 @@ def features(feature_data):
 def trained(features):
     matrix, y = features
     family = get_head("mlp64-32").family
-    return family.fit(matrix, y, HeadRecipe("mlp64-32", epochs=2), seed=0, n_classes=3).predictor
+    return family.fit(matrix, y, HeadRecipe(head="mlp64-32", epochs=2), seed=0, n_classes=3).predictor
 
 
 def test_a_saved_head_reads_back_bit_for_bit_and_predicts_the_same(trained, features, tmp_path):
@@ -56,7 +56,7 @@ def test_the_scikit_learn_head_predicts_through_the_trained_heads_forward_pass(f
     matrix, y = features
     head = make_head("mlp64-32", epochs=2).fit(matrix, y)
     np.testing.assert_array_equal(head.predict_proba(matrix), head.trained_.predict_proba(matrix))
-    same = get_head("mlp64-32").family.fit(matrix, y, HeadRecipe("mlp64-32", epochs=2), seed=0, n_classes=3)
+    same = get_head("mlp64-32").family.fit(matrix, y, HeadRecipe(head="mlp64-32", epochs=2), seed=0, n_classes=3)
     np.testing.assert_array_equal(same.predictor.predict_proba(matrix), head.predict_proba(matrix))
 
 

@@ -24,7 +24,7 @@ def features(feature_data):
 def test_folds_trained_in_sequence_equal_each_fold_trained_alone(features):
     matrix, y = features
     fold = np.arange(len(y)) % 4
-    recipe = HeadRecipe("mlp1000-750", epochs=3)
+    recipe = HeadRecipe(head="mlp1000-750", epochs=3)
     proba, seconds, gflops = dense_out_of_fold(matrix, y, fold, recipe, seed=7, n_classes=3)
     assert len(seconds) == 4 and gflops > 0
     for k in range(4):
@@ -40,7 +40,7 @@ def test_no_fold_sees_another_folds_test_rows():
     leak = np.zeros((120, 3), np.float32)
     leak[fold == 0, y[fold == 0]] = 10.0  # the label, written only into fold 0's test rows
     matrix = np.hstack([matrix, leak])
-    recipe = HeadRecipe("softmax", epochs=50, learning_rate=0.05)
+    recipe = HeadRecipe(head="softmax", epochs=50, learning_rate=0.05)
     proba, _, _ = dense_out_of_fold(matrix, y, fold, recipe, seed=0, n_classes=3)
     honest = np.mean(proba[fold == 0].argmax(axis=1) == y[fold == 0])
     cheat = make_head("softmax", epochs=50, learning_rate=0.05).fit(matrix, y).predict_proba(matrix[fold == 0])
@@ -51,7 +51,7 @@ def test_no_fold_sees_another_folds_test_rows():
 def test_a_seeded_rerun_is_identical_and_another_seed_differs(features):
     matrix, y = features
     fold = np.arange(len(y)) % 3
-    recipe = HeadRecipe("mlp1024", epochs=2)
+    recipe = HeadRecipe(head="mlp1024", epochs=2)
     first = dense_out_of_fold(matrix, y, fold, recipe, seed=1, n_classes=3)[0]
     np.testing.assert_array_equal(dense_out_of_fold(matrix, y, fold, recipe, seed=1, n_classes=3)[0], first)
     assert not np.array_equal(dense_out_of_fold(matrix, y, fold, recipe, seed=2, n_classes=3)[0], first)

@@ -53,19 +53,19 @@ def test_paper_needs_a_backbone_and_resolves_with_one():
 def test_training_settings_are_refused_for_every_classical_head(head):
     for setting, value in (("epochs", 5), ("batch_size", 16), ("learning_rate", 0.01)):
         with pytest.raises(ParameterError, match=f"{setting} does not apply to head '{head}'"):
-            HeadRecipe(head, **{setting: value})
+            HeadRecipe(head=head, **{setting: value})
 
 
 def test_training_settings_are_checked_and_recorded():
     with pytest.raises(ParameterError, match=r"batch_size must be a whole number within 1\.\.65536, got 0"):
-        HeadRecipe("mlp1000", batch_size=0)
+        HeadRecipe(head="mlp1000", batch_size=0)
     with pytest.raises(UnknownNameError, match="Unknown sampler 'adasyn'. Available: " + ", ".join(sorted(SAMPLERS))):
-        HeadRecipe("logreg", sampler="adasyn")
-    assert HeadRecipe("mlp1000", batch_size=32).params() == {"batch_size": 32}
+        HeadRecipe(head="logreg", sampler="adasyn")
+    assert HeadRecipe(head="mlp1000", batch_size=32).params() == {"batch_size": 32}
 
 
 def test_batch_size_reaches_the_dense_head():
-    recipe = HeadRecipe("mlp1000", "class-weight", batch_size=16)
+    recipe = HeadRecipe(head="mlp1000", sampler="class-weight", batch_size=16)
     head = recipe.build(seed=3).head
     assert head.batch_size == 16 and head.random_state == 3
 
@@ -73,7 +73,7 @@ def test_batch_size_reaches_the_dense_head():
 def test_a_strategy_wraps_the_head_it_fits(features):
     matrix, y = features
     for sampler in SAMPLERS:
-        fitted = HeadRecipe("logreg", sampler).build(0).fit(matrix, y)
+        fitted = HeadRecipe(head="logreg", sampler=sampler).build(0).fit(matrix, y)
         assert type(fitted.head_).__name__ == "Standardized" and list(fitted.classes_) == [0, 1, 2]
 
 
@@ -81,4 +81,4 @@ def test_class_weights_are_refused_for_a_head_without_sample_weights():
     with pytest.raises(
         ParameterError, match="sampler weights samples, and head 'knn' takes no sample weights, got 'class-weight'"
     ):
-        HeadRecipe("knn", "class-weight")
+        HeadRecipe(head="knn", sampler="class-weight")

@@ -45,7 +45,9 @@ def received(monkeypatch):
 
 def _recipe(head: str, strategy: str) -> HeadRecipe:
     return HeadRecipe(
-        head, strategy, **{key: value for key, value in SETTINGS.items() if key in HEADS[head].family.params}
+        head=head,
+        sampler=strategy,
+        **{key: value for key, value in SETTINGS.items() if key in HEADS[head].family.params},
     )
 
 

@@ -39,7 +39,7 @@ def trained(small_dataset, tmp_path_factory):
     train_model(
         small_dataset,
         PLAIN_MASKED,
-        HeadRecipe("logreg"),
+        HeadRecipe(head="logreg"),
         Protocol(group_by="patient", folds=2, seed=0),
         model_dir=model_dir,
         cache_dir=cache,

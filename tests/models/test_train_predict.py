@@ -112,7 +112,7 @@ def test_classical_heads_save_in_safe_formats_and_predict_like_the_fitted_head(h
 
 def test_finetuned_model_records_the_cv_of_exactly_its_own_variant(dataset, tmp_path):
     """The phase-3 result is looked up by the whole variant, not by backbone, head and epochs alone."""
-    recipe = FinetuneRecipe("mlp1000", epochs=1, batch_size=8)
+    recipe = FinetuneRecipe(head="mlp1000", epochs=1, batch_size=8)
     protocol = Protocol(group_by="patient", folds=2, seed=0)
     stored = finetune_variant(dataset, LITE0_64, recipe, protocol, cache_dir=tmp_path, progress=False)
     same = train_model(
@@ -120,7 +120,7 @@ def test_finetuned_model_records_the_cv_of_exactly_its_own_variant(dataset, tmp_
     )
     assert same.cross_validation.result_file == str(stored.result.path)
     assert same.path_in(tmp_path / "same").name == "model.keras" and same.path_in(tmp_path / "same").is_file()
-    other_lr = FinetuneRecipe("mlp1000", epochs=1, batch_size=8, learning_rate=1e-3)
+    other_lr = FinetuneRecipe(head="mlp1000", epochs=1, batch_size=8, learning_rate=1e-3)
     other = train_model(
         dataset, LITE0_64, other_lr, protocol, model_dir=tmp_path / "other", cache_dir=tmp_path, progress=False
     )
@@ -130,7 +130,9 @@ def test_finetuned_model_records_the_cv_of_exactly_its_own_variant(dataset, tmp_
 
 
 @pytest.mark.parametrize(
-    "recipe", [HeadRecipe("mlp1000", "oversample", epochs=2), HeadRecipe("logreg", "class-weight")], ids=str
+    "recipe",
+    [HeadRecipe(head="mlp1000", sampler="oversample", epochs=2), HeadRecipe(head="logreg", sampler="class-weight")],
+    ids=str,
 )
 def test_a_folders_head_predicts_its_training_rows_exactly_as_the_fold_trained_on_those_rows(
     feature_data, tmp_path, recipe

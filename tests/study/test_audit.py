@@ -23,7 +23,7 @@ from featx.study.audit import (
 from featx.study.audit_report import add_audit_section, audit_summary
 from featx.study.document import Document
 
-PAPER = Task(("covid", "pneumonia", "normal"), "covid")
+PAPER = Task(classes=("covid", "pneumonia", "normal"), positive="covid")
 
 
 def _table(rows):

@@ -181,7 +181,7 @@ def _table_row(markdown: str, first_cell: str) -> list[str]:
 @pytest.mark.parametrize("seed", range(4))
 def test_validation_differences_are_in_points_and_auc_units(seed, tmp_path):
     rng = np.random.default_rng(seed)
-    task = Task(("covid", "normal"), "covid")
+    task = Task(classes=("covid", "normal"), positive="covid")
     y = np.repeat([0, 1], 40)
     signal = np.where(y == 0, 1.0, 0.0)
 

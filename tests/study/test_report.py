@@ -83,7 +83,7 @@ def test_comparison_table_shows_intervals_and_na():
     for key in set(METRICS) - {"auc_positive"}:
         value = values.get(key, 0.5)
         row.update({key: value, f"{key}_low": value - 0.05, f"{key}_high": value + 0.05})
-    lines = markdown_table([row], Task(("covid", "pneumonia", "normal"), "covid")).splitlines()
+    lines = markdown_table([row], Task(classes=("covid", "pneumonia", "normal"), positive="covid")).splitlines()
     assert lines[0].startswith(
         "| phase | backbone | weights | head | sampler | protocol | input | 3-class acc | 2-class acc | covid sens "
         "| covid spec | AUC covid"
@@ -117,6 +117,6 @@ def test_comparison_table_names_the_positive_class():
         ece_positive=0.1,
         positive="opacity",
     )
-    header = markdown_table([row], Task(("clear", "opacity"), "opacity")).splitlines()[0]
+    header = markdown_table([row], Task(classes=("clear", "opacity"), positive="opacity")).splitlines()[0]
     assert "| acc (2 classes) | 2-class acc | opacity sens | opacity spec | AUC opacity |" in header
     assert header.endswith("| ECE opacity | fit s |")

@@ -72,7 +72,9 @@ def test_report_numbers_are_the_metrics_of_the_stored_predictions(report):
     ]  # other tests share this cache
     assert sorted(r.variant.protocol.group_by for r in results) == ["image", "patient"]
     for result in results:
-        metrics = summarize(result.y_true, result.proba, result.fold, Task(PAPER_CLASSES, "covid"), result.groups)
+        metrics = summarize(
+            result.y_true, result.proba, result.fold, Task(classes=PAPER_CLASSES, positive="covid"), result.groups
+        )
         low, high = metrics["ci95"]["accuracy_3class"]
         cell = f"{metrics['accuracy_3class'] * 100:.1f} [{low * 100:.1f}, {high * 100:.1f}]"
         assert markdown_text(cell) in markdown

@@ -12,6 +12,7 @@ from featx.data.dataset import load_dataset
 from featx.data.labels import PAPER_CLASSES
 from featx.evaluation.metrics import METRICS, point_metrics
 from featx.evaluation.task import Task
+from featx.features.extract import SkippedImage
 from featx.study.validate import validate
 from featx.study.validation_report import summary_lines
 from tests.realdata import copy_subset, shared_metadata, train_lite0
@@ -60,7 +61,7 @@ def test_validate_figures_are_the_metrics_of_the_predictions_it_wrote(trained, e
     assert "images/seen-in-training.jpg" not in set(predictions["image_id"])
     y_true = predictions["label"].map(PAPER_CLASSES.index).to_numpy()
     proba = predictions[[f"p_{name}" for name in PAPER_CLASSES]].to_numpy()
-    expected = point_metrics(y_true, proba, Task(PAPER_CLASSES, "covid"))
+    expected = point_metrics(y_true, proba, Task(classes=PAPER_CLASSES, positive="covid"))
     for key in FIT_KEYS:
         assert payload["external"][key] == pytest.approx(expected[key], abs=1e-12)
         low, high = payload["external"]["ci95"][key]
@@ -99,7 +100,8 @@ def test_undecodable_external_files_are_listed_and_skipped(trained, external, tm
     with open(folder / "metadata.csv", "a") as handle:
         handle.write("images/empty.jpg,covid,covid,broken-1,PA,test" + "," * 8 + "\n")
     validation = validate(trained, load_dataset(folder))
-    assert validation.skipped == [{"file": "images/empty.jpg", "reason": "empty file (0 bytes)"}]
+    assert validation.skipped == [SkippedImage(image_id="images/empty.jpg", reason="empty file (0 bytes)")]
+    assert validation.to_json()["skipped"] == [{"file": "images/empty.jpg", "reason": "empty file (0 bytes)"}]
     assert validation.images == 28 and np.isfinite(validation.external["sensitivity"])
 
 
