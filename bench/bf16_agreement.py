@@ -105,7 +105,7 @@ def main(argv=None) -> int:
             extracted = extract(dataset, spec, batch_size=args.batch_size, cache_dir=cache, progress=False)
             seconds[precision] = round(time.perf_counter() - started, 1)
             features[precision] = load_features(cache, spec.key(dataset.id), dataset).features
-            recipe = HeadRecipe(head=spec.spec.paper_head)
+            recipe = HeadRecipe(head=spec.backbone_spec.paper_head)
             summaries[precision] = fit_variant(dataset, spec, recipe, protocol, cache_dir=cache, progress=False)
             print(f"  {precision}: {extracted.images} images, {extracted.runtime}, {seconds[precision]} s", flush=True)
     heads = {precision: head_figures(summary) for precision, summary in summaries.items()}

@@ -62,7 +62,7 @@ def test_extract_stores_one_finite_row_per_image(store):
     data, cache = store
     dataset = load_dataset(data)
     stored = load_features(cache, SPEC.key(dataset.id), dataset)
-    assert stored.features.shape == (36, SPEC.spec.feature_dim) and np.isfinite(stored.features).all()
+    assert stored.features.shape == (36, SPEC.backbone_spec.feature_dim) and np.isfinite(stored.features).all()
     assert stored.features.std(axis=0).max() > 0  # the images differ, so do their features
 
 

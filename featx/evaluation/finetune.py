@@ -196,8 +196,8 @@ def build_finetune_model(features: FeatureSpec, recipe: FinetuneRecipe, n_classe
 
     keras.mixed_precision.set_dtype_policy(recipe.precision)
     try:
-        base, weights_provenance = build_base(features.spec, features.input_size, features.weights)
-        cutoff = cutoff_for(features.spec, base) if recipe.cutoff is None else int(recipe.cutoff)
+        base, weights_provenance = build_base(features.backbone_spec, features.input_size, features.weights)
+        cutoff = cutoff_for(features.backbone_spec, base) if recipe.cutoff is None else int(recipe.cutoff)
         if cutoff > len(base.layers):
             raise ParameterError("cutoff", cutoff, f"must be within 0..{len(base.layers)} for {features.backbone}")
         for index, layer in enumerate(base.layers):

@@ -426,13 +426,15 @@ class _Run:
             "reused_images": self.reused,
         }
         computed = chunks.chunk_parts(folder, work.chunk_digest, total, self.batch_size)
-        write_store(path, key, attrs, work.store_parts(self.dataset.table, computed), self.features.spec.feature_dim)
+        write_store(
+            path, key, attrs, work.store_parts(self.dataset.table, computed), self.features.backbone_spec.feature_dim
+        )
         chunks.remove_folder(folder)
 
     def _provenance(self, engine_provenance: dict) -> dict:
         import keras
 
-        weights = fingerprint(self.features.spec, self.features.weights)
+        weights = fingerprint(self.features.backbone_spec, self.features.weights)
         return {
             **weights.as_attrs(),
             **engine_provenance,

@@ -90,7 +90,7 @@ class Forward:
         features = features.resolved
         self.runner = RUNTIMES[features.runtime].load(features, batch_size)
         self.provenance = self.runner.provenance
-        self.feature_dim = features.spec.feature_dim
+        self.feature_dim = features.backbone_spec.feature_dim
         self.batch_size = batch_size
 
     def run(self, batches):

@@ -150,7 +150,7 @@ class FeatureSpec:
         return replace(self, runtime=resolve_runtime(self.runtime))
 
     @property
-    def spec(self) -> BackboneSpec:
+    def backbone_spec(self) -> BackboneSpec:
         """The backbone's registry entry."""
         return get_spec(self.backbone)
 
@@ -158,14 +158,17 @@ class FeatureSpec:
     def image(self) -> ImageRecord:
         """How files become this backbone's input: the input size, decoder, mask and preprocessing."""
         return ImageRecord(
-            input_size=self.input_size, decoder=self.decoder, mask=self.mask, preprocessing=self.spec.preprocessing
+            input_size=self.input_size,
+            decoder=self.decoder,
+            mask=self.mask,
+            preprocessing=self.backbone_spec.preprocessing,
         )
 
     def key(self, dataset_id: str) -> StoreKey:
         """The store key of these features for dataset ``dataset_id`` (hashes the weights file)."""
         from featx.backbones.weights import fingerprint
 
-        spec = self.spec
+        spec = self.backbone_spec
         weights = fingerprint(spec, self.weights)
         return StoreKey(
             dataset_id=dataset_id,

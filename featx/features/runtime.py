@@ -159,7 +159,7 @@ def uint8_model(features, precision: str | None):
     """
     from featx.backbones.weights import build_base
 
-    base, provenance = build_base(features.spec, features.input_size, features.weights, precision)
+    base, provenance = build_base(features.backbone_spec, features.input_size, features.weights, precision)
     return pixel_model(base, features.image), provenance
 
 
@@ -311,7 +311,7 @@ class OpenVINORuntime:
 
         from featx.backbones.weights import fingerprint
 
-        spec = features.spec
+        spec = features.backbone_spec
         weights = fingerprint(spec, features.weights)
         if weights.weights == "imagenet" and not weights.weights_sha256:  # Keras downloads them on build
             uint8_model(features, None)

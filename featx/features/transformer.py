@@ -77,7 +77,7 @@ class CNNFeatures(TransformerMixin, BaseEstimator):
         """
         _as_paths(X)
         _decoders(self.n_jobs)
-        self.feature_dim_ = FeatureSpec(self.backbone, self.weights, self.input_size).spec.feature_dim
+        self.feature_dim_ = FeatureSpec(self.backbone, self.weights, self.input_size).backbone_spec.feature_dim
         return self
 
     def transform(self, X):

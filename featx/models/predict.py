@@ -74,7 +74,7 @@ class LoadedModel:
     def __init__(self, model_dir, batch_size: int = 32):
         self.model_dir = Path(model_dir)
         self.manifest = ModelManifest.read(self.model_dir)
-        self.spec = get_spec(self.manifest.backbone)
+        self.backbone_spec = get_spec(self.manifest.backbone)
         self.image = self.manifest.image
         self.input_size = self.image.input_size
         self.classes = list(self.manifest.classes)
@@ -89,14 +89,18 @@ class LoadedModel:
             self.keras_model = None
             self.head = load_head(model_path, get_head(self.manifest.head))
             try:
-                columns = self.head.predict_proba(np.zeros((1, self.spec.feature_dim), dtype=np.float32)).shape[1]
+                columns = self.head.predict_proba(
+                    np.zeros((1, self.backbone_spec.feature_dim), dtype=np.float32)
+                ).shape[1]
             except ValueError as error:  # each head's library words a wrong width its own way
                 raise ModelFolderError(
-                    f"{model_path}: the head does not take the {self.spec.feature_dim} features of "
+                    f"{model_path}: the head does not take the {self.backbone_spec.feature_dim} features of "
                     f"{self.manifest.backbone} ({error}); the manifest does not belong to this model"
                 ) from None
             self._check_columns(model_path, columns, len(self.manifest.head_classes), "head_classes")
-            provenance = fingerprint(self.spec, self.manifest.weights_argument)  # checked before Keras reads it
+            provenance = fingerprint(
+                self.backbone_spec, self.manifest.weights_argument
+            )  # checked before Keras reads it
             if provenance.weights_sha256 != self.manifest.weights_sha256:
                 raise ModelFolderError(
                     f"{self.model_dir}: the backbone weights here ({provenance.weights_sha256[:12] or 'none'}, "
@@ -104,7 +108,7 @@ class LoadedModel:
                     f"({self.manifest.weights_sha256[:12] or 'none'})"
                 )
             self.features = runnable_here(self.manifest.features)
-            self.computed = DimensionStatistics(self.spec.feature_dim)
+            self.computed = DimensionStatistics(self.backbone_spec.feature_dim)
 
     @functools.cached_property
     def forward(self) -> Forward:
@@ -119,7 +123,7 @@ class LoadedModel:
 
         if self.manifest.finetuned:
             return next(layer for layer in self.keras_model.layers if isinstance(layer, keras.Model))
-        return build_base(self.spec, self.input_size, self.manifest.weights_argument)[0]
+        return build_base(self.backbone_spec, self.input_size, self.manifest.weights_argument)[0]
 
     @property
     def health(self) -> FeatureHealth | None:

@@ -123,7 +123,7 @@ def train_model(
     """
     model_dir = check_target(model_dir)
     task = Task.of(dataset.classes, dataset.table["label"], positive)
-    provenance = fingerprint(features.spec, features.weights)
+    provenance = fingerprint(features.backbone_spec, features.weights)
     if isinstance(recipe, FinetuneRecipe):
         summary = _stored_summary(cache_dir, Variant.of(3, dataset, features, recipe, protocol), task.positive)
         model = _finetuned_model(dataset, features, recipe, protocol.seed, cache_dir, progress)
@@ -159,7 +159,7 @@ def train_model(
             weights_sha256=provenance.weights_sha256,
             weights_source=provenance.weights_source,
             input_size=features.input_size,
-            preprocessing=features.spec.preprocessing,
+            preprocessing=features.backbone_spec.preprocessing,
             decoder=features.decoder,
             mask=features.mask,
             runtime=KERAS if isinstance(recipe, FinetuneRecipe) else features.resolved.runtime,

@@ -184,7 +184,7 @@ def reproduce(
                 "it with random weights, not transfer learning"
             )
             continue
-        head = features.spec.paper_head
+        head = features.backbone_spec.paper_head
         for subset, dataset in loaded.items():
             datasets[subset] = dataset.id
             recipes = [(paper_recipe(head, phase, epochs), group_by) for group_by in protocols[subset]]

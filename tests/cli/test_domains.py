@@ -305,7 +305,7 @@ def test_weights_naming_a_folder_are_refused_in_one_message(small_data, tmp_path
     from featx.features.identity import FeatureSpec
 
     with pytest.raises(WeightsError, match="is a folder"):
-        fingerprint(FeatureSpec("efficientnet_lite0", str(folder)).spec, str(folder))
+        fingerprint(FeatureSpec("efficientnet_lite0", str(folder)).backbone_spec, str(folder))
 
 
 def test_a_head_too_large_to_train_is_refused_before_anything_is_compiled():
