@@ -100,7 +100,7 @@ def main(argv=None) -> int:
         cache = args.cache or Path(temporary)
         features, summaries, seconds = {}, {}, {}
         for precision in (float32, bfloat16):
-            spec = FeatureSpec(BACKBONE, "imagenet", size, precision=precision)
+            spec = FeatureSpec(backbone=BACKBONE, weights="imagenet", input_size=size, precision=precision)
             started = time.perf_counter()
             extracted = extract(dataset, spec, batch_size=args.batch_size, cache_dir=cache, progress=False)
             seconds[precision] = round(time.perf_counter() - started, 1)

@@ -86,7 +86,7 @@ def bare_rate(name: str, dataset, batch_size: int) -> float:
 def pipeline_rates(name: str, dataset, batch_size: int) -> tuple[float, float, float]:
     """Steady and whole-run images/s of ``extract`` decoding every image (a cold pixel cache), and
     steady images/s of the same extraction again reading the pixels it cached (a second backbone's case)."""
-    features = FeatureSpec(name, weights_for(name), SIZE)
+    features = FeatureSpec(backbone=name, weights=weights_for(name), input_size=SIZE)
     with tempfile.TemporaryDirectory() as cache:
         cold = extract(dataset, features, batch_size=batch_size, cache_dir=cache, progress=False)
         Path(cold.store).unlink()
@@ -133,12 +133,12 @@ def second_backbone(data: Path, first: str, second: str, batch_size: int) -> dic
     dataset = load_dataset(first_images(data, None))
     figures = {"images": len(dataset), "first": first, "second": second}
     with tempfile.TemporaryDirectory() as cache:
-        spec = FeatureSpec(first, weights_for(first), SIZE)
+        spec = FeatureSpec(backbone=first, weights=weights_for(first), input_size=SIZE)
         filled = extract(dataset, spec, batch_size=batch_size, cache_dir=cache, progress=False)
         figures["first_decoded_images"] = filled.decoded_images
         figures["pixel_cache_bytes"] = filled.pixel_cache_bytes
         for label, use_cache in (("with_pixel_cache", True), ("without_pixel_cache", False)):
-            spec = FeatureSpec(second, weights_for(second), SIZE)
+            spec = FeatureSpec(backbone=second, weights=weights_for(second), input_size=SIZE)
             started = time.perf_counter()
             summary = extract(  # without the cache: the store made with it is discarded, the pixels are left alone
                 dataset,

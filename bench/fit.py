@@ -63,7 +63,7 @@ def main(argv=None) -> int:
     parser.add_argument("--subset", default="dataset2")
     args = parser.parse_args(argv)
     dataset = load_dataset(args.data, args.subset)
-    features = FeatureSpec("efficientnet_lite0")
+    features = FeatureSpec(backbone="efficientnet_lite0")
     print(f"{dataset.describe()}; {os.cpu_count()} CPUs", flush=True)
     figures = {"machine": f"{platform.machine()}, {os.cpu_count()} CPUs", "images": len(dataset)}
     figures["sgemm_gflops"] = round(sgemm_gflops(), 1)

@@ -88,7 +88,7 @@ def bare_rate(name: str, precision: str, sample: np.ndarray, batch_size: int, re
 
 def pipeline_figures(name, precision, dataset, *, batch_size, workers) -> dict:
     """The whole ``extract`` path decoding every image, then again reading a filled pixel cache."""
-    features = FeatureSpec(name, weights_for(name), SIZE, precision=precision)
+    features = FeatureSpec(backbone=name, weights=weights_for(name), input_size=SIZE, precision=precision)
     with tempfile.TemporaryDirectory() as cache:
         options = {"batch_size": batch_size, "cache_dir": cache, "progress": False, "workers": workers}
         decoding = extract(dataset, features, pixel_cache=False, **options)
@@ -108,7 +108,7 @@ def finetune_rate(name, files, precision, batch_size=64) -> float:
     from featx.evaluation.finetune import FinetuneRecipe, build_finetune_model, compile_model, image_batches
 
     spec = get_spec(name)
-    features = FeatureSpec(name, weights_for(name), SIZE)
+    features = FeatureSpec(backbone=name, weights=weights_for(name), input_size=SIZE)
     model = build_finetune_model(features, FinetuneRecipe(head=spec.paper_head, precision=precision), 3).model
     compile_model(model, 1e-4)
     labels = np.arange(len(files)) % 3
@@ -130,7 +130,7 @@ def paper_phase1(data: Path, *, batch_size, workers, limit=None) -> dict:
         for name in BACKBONES:
             summary = extract(
                 dataset,
-                FeatureSpec(name, weights_for(name), SIZE),
+                FeatureSpec(backbone=name, weights=weights_for(name), input_size=SIZE),
                 batch_size=batch_size,
                 cache_dir=cache,
                 progress=False,

@@ -52,7 +52,9 @@ def main(argv=None) -> int:
     parser.add_argument("--gpus-per-worker", type=float, default=0.0)
     args = parser.parse_args(argv)
     dataset = load_dataset(first_images(args.data, args.images))
-    features = FeatureSpec(args.model, "imagenet" if args.model.startswith("efficientnet_lite") else "none")
+    features = FeatureSpec(
+        backbone=args.model, weights="imagenet" if args.model.startswith("efficientnet_lite") else "none"
+    )
     print(
         f"{len(dataset)} radiographs, {args.model} at {size_text(features.input_size)}, batch {args.batch_size}, "
         f"{os.cpu_count()} CPUs",

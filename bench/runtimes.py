@@ -73,7 +73,13 @@ def decoded(dataset, size) -> tuple[np.ndarray, float]:
     """Every image of ``dataset`` letterboxed to ``size``, (N, H, W, 3) uint8, and the CPU seconds it took
     (decoding in threads of this process: ``process_time`` counts all of them)."""
     table = dataset.table
-    feed = PixelFeed(table["path"], table["content_hash"], PixelKey(size, None, "jpeg-draft"), cache=None, workers=0)
+    feed = PixelFeed(
+        table["path"],
+        table["content_hash"],
+        PixelKey(input_size=size, mask=None, decoder="jpeg-draft"),
+        cache=None,
+        workers=0,
+    )
     started = time.process_time()
     (batch,) = feed.batches([(0, len(table))])
     return batch.pixels, time.process_time() - started
@@ -203,14 +209,18 @@ def model_figures(name: str, dataset, pixels: np.ndarray, size, batch_size: int,
     weights = weights_for(name)
     runtimes, reference = {}, None
     for runtime_name, precision in settings():
-        features = FeatureSpec(name, weights, size, precision=precision, runtime=runtime_name)
+        features = FeatureSpec(
+            backbone=name, weights=weights, input_size=size, precision=precision, runtime=runtime_name
+        )
         figures, outputs = bare(features, pixels, batch_size)
         reference = outputs if reference is None else reference
         runtimes[f"{runtime_name}-{precision}"] = {**figures, **deviation(outputs, reference)}
         print(f"  {name} {runtime_name} {precision}: {runtimes[f'{runtime_name}-{precision}']}", flush=True)
     default = {}
     for precision in sorted({precision for _, precision in settings()}):
-        whole = whole_extract(dataset, FeatureSpec(name, weights, size, precision=precision), batch_size)
+        whole = whole_extract(
+            dataset, FeatureSpec(backbone=name, weights=weights, input_size=size, precision=precision), batch_size
+        )
         own = runtimes[f"{whole['runtime']}-{precision}"]["bare_img_s"]
         whole["extract_vs_bare"] = round(whole["extract_img_s"] / own, 3)
         whole["extract_pixel_cache_vs_bare"] = round(whole["extract_pixel_cache_img_s"] / own, 3)

@@ -26,7 +26,9 @@ SHARED_DATA = Path(os.environ.get(DATA_ENV) or REPO / ".." / "shared" / "data" /
 HAVE_DATA = (SHARED_DATA / "metadata.csv").exists()
 MISSING = f"real chest X-ray data not found at {SHARED_DATA} (../shared/data/cxr beside the repo, or ${DATA_ENV})"
 requires_data = pytest.mark.skipif(not HAVE_DATA, reason=MISSING)
-LITE0_64 = FeatureSpec("efficientnet_lite0", "imagenet", (64, 64))  # real ImageNet weights, a small input
+LITE0_64 = FeatureSpec(
+    backbone="efficientnet_lite0", weights="imagenet", input_size=(64, 64)
+)  # real ImageNet weights, a small input
 DATA_NAMES = frozenset({"SHARED_DATA", "shared_metadata", "pick_rows", "copy_subset", "require_data", "_need_data"})
 """Names whose use in a test, its fixtures or the test helpers they call means the test reads the shared data."""
 marked_realdata = False

@@ -35,8 +35,8 @@ from featx.features.pixels import PIXEL_FORMAT, PixelCache, PixelKey
 from featx.features.store import FORMAT_VERSION, open_store
 from featx.heads.recipe import HeadRecipe
 
-RANDOM_32 = FeatureSpec("efficientnet_lite0", "none", (32, 32))
-PIXEL_KEY = PixelKey((64, 64), None, "jpeg-draft")
+RANDOM_32 = FeatureSpec(backbone="efficientnet_lite0", weights="none", input_size=(32, 32))
+PIXEL_KEY = PixelKey(input_size=(64, 64), mask=None, decoder="jpeg-draft")
 SPLIT_PROTOCOL = Protocol(group_by="image", folds=3, seed=0)
 UNKNOWN = "unexpected_field"
 HUGE_INT, HUGE_FLOAT = 10**30, 1e308

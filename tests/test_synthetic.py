@@ -22,7 +22,7 @@ from featx.heads.recipe import HeadRecipe
 from featx.models.folder import ModelManifest
 from tests.synthetic import SOURCES, write_dataset
 
-SPEC = FeatureSpec("mobilenet_v2", "none", (64, 64))
+SPEC = FeatureSpec(backbone="mobilenet_v2", weights="none", input_size=(64, 64))
 BACKBONE = ["--model", "mobilenet_v2", "--weights", "none", "--input-size", "64x64"]
 FOLDS = ["--folds", "3"]
 

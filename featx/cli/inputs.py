@@ -42,7 +42,7 @@ def dataset(args, subset: str | None = None):
 
 def features(args) -> FeatureSpec:
     """``--model``, ``--weights``, ``--input-size`` as a :class:`FeatureSpec`."""
-    return FeatureSpec(args.model, args.weights, args.input_size)
+    return FeatureSpec(backbone=args.model, weights=args.weights, input_size=args.input_size)
 
 
 def protocol(args) -> Protocol:

@@ -194,7 +194,7 @@ def extract(
         raise ParameterError("workers", workers, "belongs to the engine when an engine is given")
     key = features.key(dataset.id)
     path = key.path(cache_dir)
-    pixel_key = PixelKey(features.input_size, features.mask, features.decoder)
+    pixel_key = PixelKey(input_size=features.input_size, mask=features.mask, decoder=features.decoder)
     run = _Run(dataset, features, batch_size, engine)
     run.pixel_cache = pixel_key.folder(cache_dir) if pixel_cache else None
     if not rebuild and path.exists():

@@ -54,7 +54,7 @@ def check_batch_memory(batch_size: int, input_size) -> None:
     )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class _Pixels:
     """A batch of pixels and nothing else (what :meth:`Forward.run` reads of a batch)."""
 
@@ -114,7 +114,7 @@ class Forward:
         What ``predict`` and ``validate`` compute a saved head's input with: the loop and runner that
         made its training rows.
         """
-        batches = (_Pixels(pixels[i : i + self.batch_size]) for i in range(0, len(pixels), self.batch_size))
+        batches = (_Pixels(pixels=pixels[i : i + self.batch_size]) for i in range(0, len(pixels), self.batch_size))
         computed = [features for _, features in self.run(batches)]
         return np.concatenate(computed) if computed else np.zeros((0, self.feature_dim), dtype=np.float32)
 

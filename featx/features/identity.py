@@ -98,7 +98,7 @@ class ImageRecord:
         return get_preprocessing(self.preprocessing).host(pixels)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class FeatureSpec:
     """The features a user asks for.
 
@@ -295,9 +295,9 @@ class StoreKey:
         if self.weights.startswith("file:") and not weights_source:
             raise ParameterError("weights", self.weights, "needs the weights file it was made from (weights_source)")
         return FeatureSpec(
-            self.backbone,
-            self.weights_argument(weights_source),
-            self.input_size,
+            backbone=self.backbone,
+            weights=self.weights_argument(weights_source),
+            input_size=self.input_size,
             mask=self.mask,
             precision=self.precision,
             decoder=self.decoder,

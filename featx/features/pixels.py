@@ -49,7 +49,7 @@ CHUNKS_KEPT = 4  # chunks held in memory after reading: a subset walks its paren
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class PixelKey:
     """What letterboxed pixels depend on, besides the image content.
 
@@ -68,7 +68,7 @@ class PixelKey:
     @classmethod
     def of(cls, image: ImageRecord) -> PixelKey:
         """What the pixels of ``image`` depend on (its preprocessing scales them afterwards)."""
-        return cls(image.input_size, image.mask, image.decoder)
+        return cls(input_size=image.input_size, mask=image.mask, decoder=image.decoder)
 
     def folder(self, cache_dir) -> Path:
         """``cache_dir/pixels/WxH-DECODER[-mask-NAME]``."""
@@ -270,7 +270,7 @@ def _unpack(arrays: dict, slot: int, size) -> tuple:
     return arrays["pixels"][start:stop].reshape(shape), None
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, kw_only=True)
 class PixelBatch:
     """The pixels of one batch, ``dataset[first:last]``, ready for a model.
 
@@ -370,7 +370,7 @@ class PixelFeed:
             image = results[self.hashes[position]][0]
             pixels[row] = image[:, :, None] if image.ndim == 2 else image
         errors = [(p, results[self.hashes[p]][1]) for p in range(first, last) if results[self.hashes[p]][0] is None]
-        return PixelBatch(first, last, positions, pixels, errors, results)
+        return PixelBatch(first=first, last=last, positions=positions, pixels=pixels, errors=errors, results=results)
 
     def _results(self, pool, wanted, missing, reading, decoding) -> dict:
         """Pixels or failure reason per content hash of a batch; decoded ones counted and added to the cache."""

@@ -55,7 +55,7 @@ def import_ray():
     return ray
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class RayEngine:
     """Run phase 1 on a Ray cluster (or a local one started with this machine's cores).
 
@@ -270,11 +270,11 @@ class _Backbone:
         if row["error"]:
             return result
         batch = PixelBatch(
-            int(row["first"]),
-            int(row["last"]),
-            json.loads(row["positions"]),
-            row["pixels"],
-            [tuple(error) for error in json.loads(row["errors"])],
+            first=int(row["first"]),
+            last=int(row["last"]),
+            positions=json.loads(row["positions"]),
+            pixels=row["pixels"],
+            errors=[tuple(error) for error in json.loads(row["errors"])],
         )
         try:
             ((_, features),) = self.forward.run([batch])

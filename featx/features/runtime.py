@@ -192,7 +192,7 @@ class OpenVINORunner(Runner):
         return np.array(self.request.get_output_tensor(0).data, dtype=np.float32, copy=True)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class KerasRuntime:
     """Keras on its configured backend: today's path, and the one a GPU uses."""
 
@@ -250,7 +250,7 @@ class ConvertedModel:
     model_sha256: Sha256
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class OpenVINORuntime:
     """OpenVINO on the CPU: the Keras model converted once (cached), compiled per batch size and precision."""
 

@@ -77,7 +77,9 @@ class CNNFeatures(TransformerMixin, BaseEstimator):
         """
         _as_paths(X)
         _decoders(self.n_jobs)
-        self.feature_dim_ = FeatureSpec(self.backbone, self.weights, self.input_size).backbone_spec.feature_dim
+        self.feature_dim_ = FeatureSpec(
+            backbone=self.backbone, weights=self.weights, input_size=self.input_size
+        ).backbone_spec.feature_dim
         return self
 
     def transform(self, X):
@@ -94,7 +96,7 @@ class CNNFeatures(TransformerMixin, BaseEstimator):
 
         check_is_fitted(self)
         dataset = dataset_from_paths(_as_paths(X))
-        features = FeatureSpec(self.backbone, self.weights, self.input_size)
+        features = FeatureSpec(backbone=self.backbone, weights=self.weights, input_size=self.input_size)
         key = features.key(dataset.id)
         gathered = gather_features(self.cache_dir, key, dataset.table["content_hash"])
         if gathered.missing.any():

@@ -306,9 +306,9 @@ class ModelManifest:
     def features(self) -> FeatureSpec:
         """The features the head was trained on: backbone, weights, image record, precision and runtime."""
         return FeatureSpec(
-            self.backbone,
-            self.weights_argument,
-            self.input_size,
+            backbone=self.backbone,
+            weights=self.weights_argument,
+            input_size=self.input_size,
             mask=self.mask,
             precision=self.precision,
             decoder=self.decoder,

@@ -172,7 +172,7 @@ def reproduce(
     for backbone in models:
         features = usable_features(
             data,
-            FeatureSpec(backbone, "imagenet", input_size),
+            FeatureSpec(backbone=backbone, weights="imagenet", input_size=input_size),
             cache_dir=cache_dir,
             fallback=fallback,
             progress=progress,

@@ -305,7 +305,7 @@ def test_weights_naming_a_folder_are_refused_in_one_message(small_data, tmp_path
     from featx.features.identity import FeatureSpec
 
     with pytest.raises(WeightsError, match="is a folder"):
-        fingerprint(FeatureSpec("efficientnet_lite0", str(folder)).backbone_spec, str(folder))
+        fingerprint(FeatureSpec(backbone="efficientnet_lite0", weights=str(folder)).backbone_spec, str(folder))
 
 
 def test_a_head_too_large_to_train_is_refused_before_anything_is_compiled():
@@ -323,7 +323,9 @@ def test_fine_tuning_refuses_a_batch_that_cannot_fit_before_loading_anything(sma
     from featx.features.identity import FeatureSpec
 
     side = limits.MAX_INPUT_SIDE
-    features = FeatureSpec("efficientnet_lite0", str(tmp_path / "missing.weights.h5"), (side, side))
+    features = FeatureSpec(
+        backbone="efficientnet_lite0", weights=str(tmp_path / "missing.weights.h5"), input_size=(side, side)
+    )
     recipe = FinetuneRecipe(head="softmax", batch_size=limits.MAX_BATCH_SIZE)
     with pytest.raises(ResourceError, match=f"a batch of {limits.MAX_BATCH_SIZE} images at {side}x{side}"):
         finetune_variant(small_dataset, features, recipe, cache_dir=tmp_path / "cache", progress=False)

@@ -84,7 +84,7 @@ def test_fit_without_a_store_names_what_is_missing(feature_data):
     with pytest.raises(MissingFeaturesError, match=r"efficientnet_lite0 \(imagenet, 96x96\).*holds 90 of the 90"):
         fit_variant(
             dataset,
-            FeatureSpec("efficientnet_lite0", "imagenet", (96, 96)),
+            FeatureSpec(backbone="efficientnet_lite0", weights="imagenet", input_size=(96, 96)),
             HeadRecipe(head="logreg"),
             FIVE,
             cache_dir=cache,

@@ -16,8 +16,15 @@ from tests.test_records import valid_result
 
 PROTOCOL = Protocol(group_by="image", folds=3, seed=4)
 FEATURES = (
-    FeatureSpec("efficientnet_lite0", "none", (48, 40), mask="lungs", precision="mixed_bfloat16", decoder="plain"),
-    FeatureSpec("mobilenet_v2", "none", (32, 32)),
+    FeatureSpec(
+        backbone="efficientnet_lite0",
+        weights="none",
+        input_size=(48, 40),
+        mask="lungs",
+        precision="mixed_bfloat16",
+        decoder="plain",
+    ),
+    FeatureSpec(backbone="mobilenet_v2", weights="none", input_size=(32, 32)),
 )
 RECIPES = (
     HeadRecipe(head="mlp16", sampler="smote", epochs=3, batch_size=8, learning_rate=0.01),

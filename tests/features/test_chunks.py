@@ -12,7 +12,7 @@ from featx.features.extract import extract
 from featx.features.identity import FeatureSpec
 from featx.features.store import ROW_COLUMNS, open_store
 
-RANDOM = FeatureSpec("efficientnet_lite0", "none", (64, 64))
+RANDOM = FeatureSpec(backbone="efficientnet_lite0", weights="none", input_size=(64, 64))
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +45,9 @@ def test_truncated_edited_or_foreign_chunks_are_refused(reference, tmp_path):
     digest = RANDOM.key(dataset.id).digest()
     path = write_chunk(tmp_path, _chunk_of(store, 0, 4, digest))
     with pytest.raises(CacheError, match="chunk of another store"):
-        read_chunk(path, FeatureSpec("mobilenet_v2", "none", (64, 64)).key(dataset.id).digest())
+        read_chunk(
+            path, FeatureSpec(backbone="mobilenet_v2", weights="none", input_size=(64, 64)).key(dataset.id).digest()
+        )
     data = path.read_bytes()
     offset = data.index(np.ascontiguousarray(store.features[1], dtype="<f4").tobytes())
     path.write_bytes(data[:offset] + bytes([data[offset] ^ 1]) + data[offset + 1 :])

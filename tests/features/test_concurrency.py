@@ -192,7 +192,7 @@ def test_extract_refuses_a_lock_timeout_that_is_not_seconds(small_dataset, tmp_p
     from featx.features.extract import extract
     from featx.features.identity import FeatureSpec
 
-    features = FeatureSpec("mobilenet_v2", "none", (32, 32))
+    features = FeatureSpec(backbone="mobilenet_v2", weights="none", input_size=(32, 32))
     with pytest.raises(ParameterError, match=r"lock_timeout must be a finite number within 0\.\.1e\+07"):
         extract(small_dataset, features, cache_dir=tmp_path / "cache", progress=False, lock_timeout=lock_timeout)
     assert not (tmp_path / "cache").exists()

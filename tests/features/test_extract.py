@@ -22,7 +22,7 @@ from tests.processes import kill_at_progress
 from tests.realdata import copy_subset, featx_command, pick_rows
 
 SIZE = (64, 64)
-RANDOM = FeatureSpec("efficientnet_lite0", "none", SIZE)
+RANDOM = FeatureSpec(backbone="efficientnet_lite0", weights="none", input_size=SIZE)
 
 
 @pytest.fixture(scope="module")
@@ -143,7 +143,10 @@ def test_killed_extraction_resumes_from_chunks_to_identical_features(small_data,
 def test_provenance_mismatch_is_refused(reference_store, small_dataset, tmp_path):
     key = RANDOM.key(small_dataset.id)
     with pytest.raises(CacheError, match="provenance does not match.*input_size"):
-        open_store(reference_store.store, FeatureSpec("efficientnet_lite0", "none", (32, 32)).key(small_dataset.id))
+        open_store(
+            reference_store.store,
+            FeatureSpec(backbone="efficientnet_lite0", weights="none", input_size=(32, 32)).key(small_dataset.id),
+        )
     copy = tmp_path / "edited.h5"
     copy.write_bytes(open(reference_store.store, "rb").read())
     with h5py.File(copy, "a") as handle:

@@ -13,11 +13,14 @@ from featx.features.store import open_store
 
 
 def test_forward_pads_short_batches_and_yields_each_batch_once():
-    forward = Forward(FeatureSpec("efficientnet_lite0", "none", (32, 32)), batch_size=4)
+    forward = Forward(FeatureSpec(backbone="efficientnet_lite0", weights="none", input_size=(32, 32)), batch_size=4)
     rng = np.random.default_rng(1)
     full = rng.integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)
-    batches = [PixelBatch(0, 4, [0, 1, 2, 3], full, []), PixelBatch(4, 5, [4], full[:1], [])]
-    batches.append(PixelBatch(5, 6, [], full[:0], [(5, "empty file (0 bytes)")]))
+    batches = [
+        PixelBatch(first=0, last=4, positions=[0, 1, 2, 3], pixels=full, errors=[]),
+        PixelBatch(first=4, last=5, positions=[4], pixels=full[:1], errors=[]),
+    ]
+    batches.append(PixelBatch(first=5, last=6, positions=[], pixels=full[:0], errors=[(5, "empty file (0 bytes)")]))
     out = list(forward.run(iter(batches)))
     assert [batch.first for batch, _ in out] == [0, 4, 5]
     assert [features.shape for _, features in out] == [(4, 1280), (1, 1280), (0, 1280)]
@@ -28,12 +31,12 @@ def test_a_mixed_bfloat16_store_never_serves_a_float32_request(small_data, tmp_p
     import keras
 
     dataset = load_dataset(small_data)
-    mixed = FeatureSpec("efficientnet_lite0", "none", (32, 32), precision="mixed_bfloat16")
+    mixed = FeatureSpec(backbone="efficientnet_lite0", weights="none", input_size=(32, 32), precision="mixed_bfloat16")
     summary = extract(dataset, mixed, batch_size=12, cache_dir=tmp_path, progress=False)
     assert keras.config.dtype_policy().name == "float32"  # the global policy is restored after the build
     store = open_store(summary.store, mixed.key(dataset.id))
     assert store.attrs["precision"] == "mixed_bfloat16" and np.isfinite(store.features).all()
-    plain = FeatureSpec("efficientnet_lite0", "none", (32, 32))
+    plain = FeatureSpec(backbone="efficientnet_lite0", weights="none", input_size=(32, 32))
     assert plain.key(dataset.id).path(tmp_path) != mixed.key(dataset.id).path(tmp_path)
     with pytest.raises(CacheError, match="provenance does not match.*precision: store has 'mixed_bfloat16'"):
         open_store(summary.store, plain.key(dataset.id))

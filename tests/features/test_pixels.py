@@ -14,8 +14,8 @@ from featx.features.pixels import PixelCache, PixelKey, hold_pixels
 from featx.features.store import open_store
 from featx.fileio import read_arrays_verified
 
-LITE0 = FeatureSpec("efficientnet_lite0", "none", (64, 64))
-MOBILENET = FeatureSpec("mobilenet_v2", "none", (64, 64))
+LITE0 = FeatureSpec(backbone="efficientnet_lite0", weights="none", input_size=(64, 64))
+MOBILENET = FeatureSpec(backbone="mobilenet_v2", weights="none", input_size=(64, 64))
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +42,7 @@ def test_another_dataset_of_the_same_images_reads_their_pixels(small_dataset, wa
 
 
 def test_grayscale_pixels_are_kept_in_one_channel(small_dataset, warm_cache):
-    cache = PixelCache(warm_cache, PixelKey((64, 64), None, "jpeg-draft"))
+    cache = PixelCache(warm_cache, PixelKey(input_size=(64, 64), mask=None, decoder="jpeg-draft"))
     found = cache.read(small_dataset.table["content_hash"])
     assert len(found) == 36 and {pixels.shape for pixels, _ in found.values()} == {(64, 64)}
     assert cache.path.joinpath("pixels.json").exists()

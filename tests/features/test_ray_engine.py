@@ -19,7 +19,7 @@ from tests.processes import kill_at_progress
 from tests.realdata import REPO, featx_command
 
 SIZE = (64, 64)
-RANDOM = FeatureSpec("efficientnet_lite0", "none", SIZE)
+RANDOM = FeatureSpec(backbone="efficientnet_lite0", weights="none", input_size=SIZE)
 
 
 @pytest.fixture(scope="module")

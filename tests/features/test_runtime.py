@@ -58,7 +58,13 @@ def mean_relative_deviation(features, reference) -> float:
 def real_pixels(dataset, size, count: int) -> PixelBatch:
     """The first ``count`` radiographs of ``dataset`` letterboxed to ``size`` (width, height)."""
     table = dataset.table.iloc[:count]
-    feed = PixelFeed(table["path"], table["content_hash"], PixelKey(size, None, "jpeg-draft"), cache=None, workers=0)
+    feed = PixelFeed(
+        table["path"],
+        table["content_hash"],
+        PixelKey(input_size=size, mask=None, decoder="jpeg-draft"),
+        cache=None,
+        workers=0,
+    )
     (batch,) = feed.batches([(0, count)])
     assert len(batch.positions) == count
     return batch
@@ -80,8 +86,12 @@ def small_size(name: str) -> tuple[int, int]:
 def test_openvino_features_equal_keras_for_every_backbone(name, small_dataset):
     size = small_size(name)
     batch = real_pixels(small_dataset, size, 3)
-    keras_features = features_of(FeatureSpec(name, "none", size, runtime="keras"), batch, batch_size=4)
-    openvino_features = features_of(FeatureSpec(name, "none", size, runtime="openvino"), batch, batch_size=4)
+    keras_features = features_of(
+        FeatureSpec(backbone=name, weights="none", input_size=size, runtime="keras"), batch, batch_size=4
+    )
+    openvino_features = features_of(
+        FeatureSpec(backbone=name, weights="none", input_size=size, runtime="openvino"), batch, batch_size=4
+    )
     assert openvino_features.shape == keras_features.shape == (3, BACKBONES[name].feature_dim)
     assert relative_deviation(openvino_features, keras_features) <= F32_TOLERANCE
     assert np.abs(keras_features[0] - keras_features[1]).max() > 10 * np.abs(openvino_features - keras_features).max()
@@ -93,8 +103,14 @@ def test_openvino_features_equal_keras_for_every_backbone(name, small_dataset):
 def test_openvino_bf16_features_stay_close_to_keras_f32(name, small_dataset):
     size = small_size(name)
     batch = real_pixels(small_dataset, size, 3)
-    reference = features_of(FeatureSpec(name, "none", size, runtime="keras"), batch, batch_size=3)
-    bf16 = features_of(FeatureSpec(name, "none", size, precision="mixed_bfloat16", runtime="openvino"), batch, 3)
+    reference = features_of(
+        FeatureSpec(backbone=name, weights="none", input_size=size, runtime="keras"), batch, batch_size=3
+    )
+    bf16 = features_of(
+        FeatureSpec(backbone=name, weights="none", input_size=size, precision="mixed_bfloat16", runtime="openvino"),
+        batch,
+        3,
+    )
     deviation = relative_deviation(bf16, reference)
     assert 0 < deviation <= BF16_TOLERANCE  # not zero: the hint did take effect
     assert mean_relative_deviation(bf16, reference) <= BF16_MEAN_TOLERANCE
@@ -106,12 +122,22 @@ def test_lite0_imagenet_at_full_size_on_radiographs(small_dataset):
     """The paper's Lite0 with its genuine ImageNet weights at 200x266: f32 equal, bf16 within its tolerance."""
     size = (200, 266)
     batch = real_pixels(small_dataset, size, 16)
-    reference = features_of(FeatureSpec("efficientnet_lite0", "imagenet", size, runtime="keras"), batch, 16)
+    reference = features_of(
+        FeatureSpec(backbone="efficientnet_lite0", weights="imagenet", input_size=size, runtime="keras"), batch, 16
+    )
     assert np.abs(reference).max() > 0.1  # genuine features, not a degenerate random-init
-    f32 = features_of(FeatureSpec("efficientnet_lite0", "imagenet", size, runtime="openvino"), batch, 16)
+    f32 = features_of(
+        FeatureSpec(backbone="efficientnet_lite0", weights="imagenet", input_size=size, runtime="openvino"), batch, 16
+    )
     assert relative_deviation(f32, reference) <= F32_TOLERANCE
     if runtime.cpu_has_bf16():
-        spec = FeatureSpec("efficientnet_lite0", "imagenet", size, precision="mixed_bfloat16", runtime="openvino")
+        spec = FeatureSpec(
+            backbone="efficientnet_lite0",
+            weights="imagenet",
+            input_size=size,
+            precision="mixed_bfloat16",
+            runtime="openvino",
+        )
         bf16 = features_of(spec, batch, 16)
         assert relative_deviation(bf16, reference) <= BF16_TOLERANCE
         assert mean_relative_deviation(bf16, reference) <= BF16_MEAN_TOLERANCE
@@ -119,7 +145,7 @@ def test_lite0_imagenet_at_full_size_on_radiographs(small_dataset):
 
 @needs_openvino
 def test_a_conversion_is_cached_with_provenance_and_redone_when_damaged(small_dataset, caplog):
-    spec = FeatureSpec("mobilenet_v2", "none", (32, 40), runtime="openvino")
+    spec = FeatureSpec(backbone="mobilenet_v2", weights="none", input_size=(32, 40), runtime="openvino")
     batch = real_pixels(small_dataset, spec.input_size, 2)
     first = Forward(spec, 2)
     folder = first.provenance["runtime_cache"]
@@ -186,7 +212,7 @@ def test_runtimes_make_separate_stores_and_an_old_keras_store_keeps_opening(smal
     made = {
         name: extract(
             small_dataset,
-            FeatureSpec("efficientnet_lite0", "none", size, runtime=name),
+            FeatureSpec(backbone="efficientnet_lite0", weights="none", input_size=size, runtime=name),
             cache_dir=tmp_path,
             progress=False,
         )
@@ -194,8 +220,12 @@ def test_runtimes_make_separate_stores_and_an_old_keras_store_keeps_opening(smal
     }
     assert made["openvino"].runtime == "openvino" and made["keras"].runtime == "keras"
     assert made["openvino"].store != made["keras"].store
-    keras_key = FeatureSpec("efficientnet_lite0", "none", size, runtime="keras").key(small_dataset.id)
-    openvino_key = FeatureSpec("efficientnet_lite0", "none", size, runtime="openvino").key(small_dataset.id)
+    keras_key = FeatureSpec(backbone="efficientnet_lite0", weights="none", input_size=size, runtime="keras").key(
+        small_dataset.id
+    )
+    openvino_key = FeatureSpec(backbone="efficientnet_lite0", weights="none", input_size=size, runtime="openvino").key(
+        small_dataset.id
+    )
     with pytest.raises(CacheError, match="runtime: store has 'keras', request has 'openvino'"):
         open_store(made["keras"].store, openvino_key)
     stores = {name: open_store(summary.store) for name, summary in made.items()}
@@ -206,7 +236,11 @@ def test_runtimes_make_separate_stores_and_an_old_keras_store_keeps_opening(smal
             del handle.attrs[name]
     old = open_store(made["keras"].store, keras_key)
     assert old.key == keras_key
-    again = extract(small_dataset, FeatureSpec("efficientnet_lite0", "none", size, runtime="keras"), cache_dir=tmp_path)
+    again = extract(
+        small_dataset,
+        FeatureSpec(backbone="efficientnet_lite0", weights="none", input_size=size, runtime="keras"),
+        cache_dir=tmp_path,
+    )
     assert again.cached and again.store == made["keras"].store
 
 
@@ -240,14 +274,16 @@ def test_features_fall_back_to_keras_with_one_line_where_their_runtime_cannot_ru
         "KERAS_BACKEND=jax (openvino converts from tensorflow): computing mobilenet_v2 features in Keras "
         "instead of openvino"
     ]
-    here = FeatureSpec("mobilenet_v2", "none", (32, 32), runtime="openvino")
+    here = FeatureSpec(backbone="mobilenet_v2", weights="none", input_size=(32, 32), runtime="openvino")
     assert runtime.runnable_here(here) == here  # this process runs OpenVINO: nothing changes
 
 
 def test_bf16_features_fall_back_to_float32_on_a_cpu_without_bfloat16_instructions(tmp_path, monkeypatch, caplog):
     (tmp_path / "cpuinfo").write_text("flags\t\t: fpu sse2 avx2\n")
     monkeypatch.setattr(runtime, "CPUINFO", tmp_path / "cpuinfo")
-    bf16 = FeatureSpec("mobilenet_v2", "none", (32, 32), precision="mixed_bfloat16", runtime="openvino")
+    bf16 = FeatureSpec(
+        backbone="mobilenet_v2", weights="none", input_size=(32, 32), precision="mixed_bfloat16", runtime="openvino"
+    )
     with caplog.at_level("WARNING", logger="featx.features.runtime"):
         here = runtime.runnable_here(bf16)
     assert (here.runtime, here.precision) == ("openvino", "float32")

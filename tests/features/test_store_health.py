@@ -41,12 +41,14 @@ def test_genuine_features_are_healthy_and_their_statistics_are_recorded(feature_
     np.testing.assert_array_equal(recorded["health_min"], features.min(axis=0))
     np.testing.assert_array_equal(recorded["health_max"], features.max(axis=0))
     assert health == FeatureHealth.of_features(store.features)
-    key = FeatureSpec("efficientnet_lite0", "imagenet", (64, 64), runtime=store.key.runtime).key(dataset.id)
+    key = FeatureSpec(
+        backbone="efficientnet_lite0", weights="imagenet", input_size=(64, 64), runtime=store.key.runtime
+    ).key(dataset.id)
     assert features_health(cache, key) == health
 
 
 def test_random_init_features_that_vanish_are_flagged_when_made(small_dataset, tmp_path, caplog):
-    features = FeatureSpec("mobilenet_v2", "none", SIZE)
+    features = FeatureSpec(backbone="mobilenet_v2", weights="none", input_size=SIZE)
     with caplog.at_level("WARNING", logger="featx.features.store"):
         summary = extract(small_dataset, features, batch_size=12, cache_dir=tmp_path, progress=False)
     assert "degenerate features (features vanish" in caplog.text
@@ -54,11 +56,16 @@ def test_random_init_features_that_vanish_are_flagged_when_made(small_dataset, t
     assert np.abs(store.features).max() < VANISHING_MAX_ABS  # Keras' random-init MobileNetV2: about 1e-11
     assert store.health.degenerate and summary.degenerate == list(store.health.reasons)
     assert features_health(tmp_path, features.key(small_dataset.id)).degenerate
-    assert features_health(tmp_path, FeatureSpec("vgg19", "none", SIZE).key(small_dataset.id)) is None
+    assert (
+        features_health(tmp_path, FeatureSpec(backbone="vgg19", weights="none", input_size=SIZE).key(small_dataset.id))
+        is None
+    )
 
 
 def test_a_store_made_before_health_was_recorded_gets_it_from_its_features(small_dataset, tmp_path):
-    summary = extract(small_dataset, FeatureSpec("vgg19", "none", SIZE), batch_size=12, cache_dir=tmp_path)
+    summary = extract(
+        small_dataset, FeatureSpec(backbone="vgg19", weights="none", input_size=SIZE), batch_size=12, cache_dir=tmp_path
+    )
     recorded = open_store(summary.store).health
     with h5py.File(summary.store, "r+") as handle:
         for name in [name for name in handle.attrs if name.startswith("health_")]:

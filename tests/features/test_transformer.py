@@ -15,7 +15,7 @@ from featx.features.identity import FeatureSpec
 from featx.features.store import open_store
 from featx.heads.registry import make_head
 
-RANDOM_64 = FeatureSpec("efficientnet_lite0", "none", (64, 64))
+RANDOM_64 = FeatureSpec(backbone="efficientnet_lite0", weights="none", input_size=(64, 64))
 
 
 def _paths(dataset):

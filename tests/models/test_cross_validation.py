@@ -16,7 +16,7 @@ from featx.models.folder import FIGURE_NAMES, CrossValidation, CrossValidationFi
 
 VARIANT = Variant(
     phase=2,
-    features=FeatureSpec("efficientnet_lite0", "none", (64, 64), decoder="plain").key("d0"),
+    features=FeatureSpec(backbone="efficientnet_lite0", weights="none", input_size=(64, 64), decoder="plain").key("d0"),
     recipe=HeadRecipe(head="mlp8", sampler="oversample", epochs=2),
     protocol=Protocol(group_by="patient", folds=2, seed=0),
 )

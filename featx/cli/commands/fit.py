@@ -79,7 +79,11 @@ def _chosen_features(args, dataset) -> list:
     if found:
         return found
     if args.model is not None:  # name the store that is missing, with the weights and size asked for
-        return [FeatureSpec(args.model, args.weights or "imagenet", args.input_size or DEFAULT_SIZE)]
+        return [
+            FeatureSpec(
+                backbone=args.model, weights=args.weights or "imagenet", input_size=args.input_size or DEFAULT_SIZE
+            )
+        ]
     raise MissingFeaturesError(
         f"No feature store in {args.cache} holds the {len(dataset)} images of {dataset.root} [{dataset.subset}]"
     )
