@@ -25,7 +25,7 @@ from featx.heads.registry import get_head
 
 def fit_variant(
     dataset,
-    features: FeatureSpec,
+    feature_spec: FeatureSpec,
     recipe: HeadRecipe,
     protocol: Protocol = Protocol(),
     *,
@@ -36,7 +36,7 @@ def fit_variant(
     progress: bool = True,
     head_seed: int | None = None,
 ) -> CVSummary:
-    """Evaluate ``recipe`` on ``features`` over the saved folds of ``dataset``; store and summarise.
+    """Evaluate ``recipe`` on ``feature_spec`` over the saved folds of ``dataset``; store and summarise.
 
     A stored result of the same variant is reused unless ``refit``. ``positive`` names the class the
     binary figures are about (default: see :mod:`featx.evaluation.task`). ``jobs`` folds are trained
@@ -53,7 +53,7 @@ def fit_variant(
     MissingFeaturesError
         When no feature store holds the dataset's images.
     """
-    variant = Variant.of(2, dataset, features, recipe, protocol, head_seed)
+    variant = Variant.of(2, dataset, feature_spec, recipe, protocol, head_seed)
 
     def train_folds(fold, _path) -> FoldsRun:
         gathered = load_features(cache_dir, variant.features, dataset)

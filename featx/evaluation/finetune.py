@@ -184,8 +184,8 @@ def image_batches(pixels: HeldPixels, rows, labels, image: ImageRecord, batch_si
     return ImageBatches()
 
 
-def build_finetune_model(features: FeatureSpec, recipe: FinetuneRecipe, n_classes: int) -> FinetuneModel:
-    """The backbone of ``features`` with ``recipe``'s head for ``n_classes`` classes, frozen up to the cutoff.
+def build_finetune_model(feature_spec: FeatureSpec, recipe: FinetuneRecipe, n_classes: int) -> FinetuneModel:
+    """The backbone of ``feature_spec`` with ``recipe``'s head for ``n_classes`` classes, frozen up to the cutoff.
 
     Raises
     ------
@@ -196,20 +196,20 @@ def build_finetune_model(features: FeatureSpec, recipe: FinetuneRecipe, n_classe
 
     keras.mixed_precision.set_dtype_policy(recipe.precision)
     try:
-        base, weights_provenance = build_base(features.backbone_spec, features.input_size, features.weights)
-        cutoff = cutoff_for(features.backbone_spec, base) if recipe.cutoff is None else int(recipe.cutoff)
+        base, weights_provenance = build_base(feature_spec.backbone_spec, feature_spec.input_size, feature_spec.weights)
+        cutoff = cutoff_for(feature_spec.backbone_spec, base) if recipe.cutoff is None else int(recipe.cutoff)
         if cutoff > len(base.layers):
-            raise ParameterError("cutoff", cutoff, f"must be within 0..{len(base.layers)} for {features.backbone}")
+            raise ParameterError("cutoff", cutoff, f"must be within 0..{len(base.layers)} for {feature_spec.backbone}")
         for index, layer in enumerate(base.layers):
             # Keras 3 lets an outer training=True override the base's training=False
             # (keras-team/keras#20285); a non-trainable BatchNormalization always runs in
             # inference mode, so BatchNorm layers are frozen explicitly.
             layer.trainable = index >= cutoff and not isinstance(layer, keras.layers.BatchNormalization)
-        width, height = features.input_size
+        width, height = feature_spec.input_size
         inputs = keras.Input(shape=(height, width, 3), name="image")
         pooled = base(inputs, training=False)  # BatchNorm stays in inference mode
         outputs = dense_head(pooled, hidden_layers(recipe.head), 0.5, n_classes)
-        model = keras.Model(inputs, outputs, name=f"{features.backbone}_finetune")
+        model = keras.Model(inputs, outputs, name=f"{feature_spec.backbone}_finetune")
     finally:
         keras.mixed_precision.set_dtype_policy("float32")
     return FinetuneModel(model=model, base=base, cutoff=cutoff, provenance=weights_provenance)
@@ -265,7 +265,7 @@ def estimate_seconds(model, batches, steps_total: int) -> float:
 
 def finetune_variant(
     dataset,
-    features: FeatureSpec,
+    feature_spec: FeatureSpec,
     recipe: FinetuneRecipe,
     protocol: Protocol = Protocol(),
     *,
@@ -291,8 +291,8 @@ def finetune_variant(
     featx.exceptions.DivergedError
         When a fold's loss becomes non-finite (naming the fold and the epoch); no result is written.
     """
-    check_batch_memory(recipe.batch_size, features.input_size)
-    variant = Variant.of(3, dataset, features, recipe, protocol)
+    check_batch_memory(recipe.batch_size, feature_spec.input_size)
+    variant = Variant.of(3, dataset, feature_spec, recipe, protocol)
 
     def train_folds(fold, path) -> FoldsRun:
         checkpoint = path.with_name(path.stem + ".partial.json")
@@ -300,7 +300,7 @@ def finetune_variant(
         cached = load_features(cache_dir, variant.features, dataset).features if recipe.warm_start else None
         image = variant.features.image  # what the result records is what the folds are trained on
         pixels = dataset_pixels(dataset, image, cache_dir)
-        trainer = _FoldFinetuner(features, recipe, dataset, (pixels, image), fold, protocol.seed, cached, progress)
+        trainer = _FoldFinetuner(feature_spec, recipe, dataset, (pixels, image), fold, protocol.seed, cached, progress)
         proba = np.zeros((len(dataset), len(dataset.classes)))
         fold_seconds = []
         for k in tqdm(range(protocol.folds), desc="folds", disable=not progress, file=sys.stderr):
@@ -325,8 +325,8 @@ class _FoldFinetuner:
     """Fine-tunes one fold at a time over a dataset's images (``inputs``: the held pixels of all of them, in
     dataset order, and the image record that scales them)."""
 
-    def __init__(self, features, recipe, dataset, inputs, fold, seed, cached_features, progress):
-        self.features = features
+    def __init__(self, feature_spec, recipe, dataset, inputs, fold, seed, cached_features, progress):
+        self.feature_spec = feature_spec
         self.recipe = recipe
         self.pixels, self.image = inputs
         self.y = dataset.label_indices()
@@ -340,7 +340,7 @@ class _FoldFinetuner:
         import keras
 
         keras.utils.set_random_seed(self.seed + k)
-        built = build_finetune_model(self.features, self.recipe, self.n_classes)
+        built = build_finetune_model(self.feature_spec, self.recipe, self.n_classes)
         if self.cached_features is not None:
             warm_start_head(built.model, self.recipe.head, self.cached_features[train], self.y[train], self.seed)
         compile_model(built.model, self.recipe.learning_rate)
@@ -360,7 +360,7 @@ class _FoldFinetuner:
             log.info(
                 "fine-tuning %s past layer %d of %d: about %.0f min for %d folds x %d epochs on this machine "
                 "(timed first batch)",
-                self.features.backbone,
+                self.feature_spec.backbone,
                 built.cutoff,
                 len(built.base.layers),
                 estimate / 60,

@@ -130,7 +130,7 @@ class ExtractSummary:
 
 def extract(
     dataset,
-    features: FeatureSpec,
+    feature_spec: FeatureSpec,
     *,
     batch_size: int = 32,
     cache_dir="cache",
@@ -142,12 +142,12 @@ def extract(
     engine=None,
     lock_timeout: float = LOCK_TIMEOUT,
 ) -> ExtractSummary:
-    """Extract (or reuse) the feature store of ``features`` over ``dataset``.
+    """Extract (or reuse) the feature store of ``feature_spec`` over ``dataset``.
 
     Parameters
     ----------
     dataset : featx.data.Dataset
-    features : FeatureSpec
+    feature_spec : FeatureSpec
         Backbone, weights, input size, mask, precision and decoder.
     batch_size : int
         Images per forward pass, at least 1. A resumed run keeps the batch size of the run it
@@ -192,10 +192,10 @@ def extract(
         engine = LocalEngine(workers)
     elif workers is not None:
         raise ParameterError("workers", workers, "belongs to the engine when an engine is given")
-    key = features.key(dataset.id)
+    key = feature_spec.key(dataset.id)
     path = key.path(cache_dir)
-    pixel_key = PixelKey(input_size=features.input_size, mask=features.mask, decoder=features.decoder)
-    run = _Run(dataset, features, batch_size, engine)
+    pixel_key = PixelKey(input_size=feature_spec.input_size, mask=feature_spec.mask, decoder=feature_spec.decoder)
+    run = _Run(dataset, feature_spec, batch_size, engine)
     run.pixel_cache = pixel_key.folder(cache_dir) if pixel_cache else None
     if not rebuild and path.exists():
         return run.summary(open_store(path, key, load_features=False), cached=True)
@@ -335,9 +335,9 @@ class StoreWork:
 class _Run:
     """One extraction: the dataset, the features, the batching, the engine, and what happened."""
 
-    def __init__(self, dataset, features: FeatureSpec, batch_size: int, engine):
+    def __init__(self, dataset, feature_spec: FeatureSpec, batch_size: int, engine):
         self.dataset = dataset
-        self.features = features
+        self.feature_spec = feature_spec
         self.batch_size = int(batch_size)
         self.engine = engine
         self.decoded = 0
@@ -349,7 +349,7 @@ class _Run:
     def _plan(self, key, cache_dir: Path, pixel_key: PixelKey, work: StoreWork, todo, *, pixel_cache: bool):
         return BatchPlan(
             table=work.table,
-            features=self.features,
+            features=self.feature_spec,
             batch_size=self.batch_size,
             todo=todo,
             key_digest=work.chunk_digest,
@@ -405,7 +405,7 @@ class _Run:
             initial=len(self.dataset) - plan.images,
             unit="img",
             disable=not progress,
-            desc=f"extract {self.features.backbone}",
+            desc=f"extract {self.feature_spec.backbone}",
             file=sys.stderr,
         )
         with bar:
@@ -427,14 +427,18 @@ class _Run:
         }
         computed = chunks.chunk_parts(folder, work.chunk_digest, total, self.batch_size)
         write_store(
-            path, key, attrs, work.store_parts(self.dataset.table, computed), self.features.backbone_spec.feature_dim
+            path,
+            key,
+            attrs,
+            work.store_parts(self.dataset.table, computed),
+            self.feature_spec.backbone_spec.feature_dim,
         )
         chunks.remove_folder(folder)
 
     def _provenance(self, engine_provenance: dict) -> dict:
         import keras
 
-        weights = fingerprint(self.features.backbone_spec, self.features.weights)
+        weights = fingerprint(self.feature_spec.backbone_spec, self.feature_spec.weights)
         return {
             **weights.as_attrs(),
             **engine_provenance,

@@ -85,12 +85,12 @@ class Forward:
         For bfloat16 on a CPU without bfloat16 instructions.
     """
 
-    def __init__(self, features: FeatureSpec, batch_size: int):
-        check_batch_memory(batch_size, features.input_size)
-        features = features.resolved
-        self.runner = RUNTIMES[features.runtime].load(features, batch_size)
+    def __init__(self, feature_spec: FeatureSpec, batch_size: int):
+        check_batch_memory(batch_size, feature_spec.input_size)
+        feature_spec = feature_spec.resolved
+        self.runner = RUNTIMES[feature_spec.runtime].load(feature_spec, batch_size)
         self.provenance = self.runner.provenance
-        self.feature_dim = features.backbone_spec.feature_dim
+        self.feature_dim = feature_spec.backbone_spec.feature_dim
         self.batch_size = batch_size
 
     def run(self, batches):

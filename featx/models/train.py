@@ -71,7 +71,7 @@ def cross_validation_record(summary: CVSummary | None) -> CrossValidationFigures
 
 def train_model(
     dataset,
-    features: FeatureSpec,
+    feature_spec: FeatureSpec,
     recipe: HeadRecipe | FinetuneRecipe,
     protocol: Protocol = Protocol(),
     *,
@@ -90,7 +90,7 @@ def train_model(
     Parameters
     ----------
     dataset : featx.data.Dataset
-    features : FeatureSpec
+    feature_spec : FeatureSpec
     recipe : HeadRecipe or FinetuneRecipe
         A head on the frozen backbone's cached features, or a fine-tuned backbone.
     protocol : Protocol
@@ -123,18 +123,18 @@ def train_model(
     """
     model_dir = check_target(model_dir)
     task = Task.of(dataset.classes, dataset.table["label"], positive)
-    provenance = fingerprint(features.backbone_spec, features.weights)
+    provenance = fingerprint(feature_spec.backbone_spec, feature_spec.weights)
     if isinstance(recipe, FinetuneRecipe):
-        summary = _stored_summary(cache_dir, Variant.of(3, dataset, features, recipe, protocol), task.positive)
-        model = _finetuned_model(dataset, features, recipe, protocol.seed, cache_dir, progress)
+        summary = _stored_summary(cache_dir, Variant.of(3, dataset, feature_spec, recipe, protocol), task.positive)
+        model = _finetuned_model(dataset, feature_spec, recipe, protocol.seed, cache_dir, progress)
         trained = model.get_weights()
         write = _finetuned_writer(model)
         head_classes, sampler = tuple(range(len(dataset.classes))), "none"
     else:
-        extract(dataset, features, cache_dir=cache_dir, progress=progress)
+        extract(dataset, feature_spec, cache_dir=cache_dir, progress=progress)
         summary = fit_variant(
             dataset,
-            features,
+            feature_spec,
             recipe,
             protocol,
             cache_dir=cache_dir,
@@ -142,7 +142,7 @@ def train_model(
             jobs=jobs,
             progress=progress,
         )
-        x = load_features(cache_dir, features.key(dataset.id), dataset).features
+        x = load_features(cache_dir, feature_spec.key(dataset.id), dataset).features
         family = get_head(recipe.head).family
         head = family.fit(x, dataset.label_indices(), recipe, seed=protocol.seed, n_classes=len(dataset.classes))
         trained = [head.predictor.predict_proba(x[:SAMPLE_ROWS])]
@@ -153,17 +153,17 @@ def train_model(
 
     def manifest_for(model_folder: str, model_file: str) -> ModelManifest:
         return ModelManifest(
-            backbone=features.backbone,
+            backbone=feature_spec.backbone,
             weights=provenance.weights,
-            weights_argument=features.weights,
+            weights_argument=feature_spec.weights,
             weights_sha256=provenance.weights_sha256,
             weights_source=provenance.weights_source,
-            input_size=features.input_size,
-            preprocessing=features.backbone_spec.preprocessing,
-            decoder=features.decoder,
-            mask=features.mask,
-            runtime=KERAS if isinstance(recipe, FinetuneRecipe) else features.resolved.runtime,
-            precision=features.precision,
+            input_size=feature_spec.input_size,
+            preprocessing=feature_spec.backbone_spec.preprocessing,
+            decoder=feature_spec.decoder,
+            mask=feature_spec.mask,
+            runtime=KERAS if isinstance(recipe, FinetuneRecipe) else feature_spec.resolved.runtime,
+            precision=feature_spec.precision,
             classes=dataset.classes,
             positive=task.positive,
             head=recipe.head,
@@ -187,16 +187,18 @@ def _stored_summary(cache_dir, variant, positive: str) -> CVSummary | None:
     return None if stored is None else CVSummary.of(stored, reused=True, positive=positive)
 
 
-def _finetuned_model(dataset, features: FeatureSpec, recipe: FinetuneRecipe, seed: int, cache_dir, progress: bool):
+def _finetuned_model(dataset, feature_spec: FeatureSpec, recipe: FinetuneRecipe, seed: int, cache_dir, progress: bool):
     """The fine-tuned model trained on every image (its pixels read through ``cache_dir``'s pixel cache)."""
     import keras
 
-    pixels = dataset_pixels(dataset, features.image, cache_dir)
+    pixels = dataset_pixels(dataset, feature_spec.image, cache_dir)
     keras.utils.set_random_seed(seed)
-    built = build_finetune_model(features, recipe, len(dataset.classes))
+    built = build_finetune_model(feature_spec, recipe, len(dataset.classes))
     compile_model(built.model, recipe.learning_rate)
     rows = np.arange(len(dataset))
-    batches = image_batches(pixels, rows, dataset.label_indices(), features.image, recipe.batch_size, shuffle_seed=seed)
+    batches = image_batches(
+        pixels, rows, dataset.label_indices(), feature_spec.image, recipe.batch_size, shuffle_seed=seed
+    )
     fit_model(built.model, batches, recipe.epochs, progress)
     return built.model
 

@@ -315,7 +315,7 @@ def missing_patients_note(dataset) -> str:
 
 def run_audit(
     dataset,
-    features: FeatureSpec,
+    feature_spec: FeatureSpec,
     protocol: Protocol = Protocol(),
     *,
     cache_dir="cache",
@@ -342,22 +342,22 @@ def run_audit(
             "that has patient ids with --data"
         )
     task = Task.of(dataset.classes, dataset.table["label"], positive)
-    extract(dataset, features, cache_dir=cache_dir, progress=progress, engine=engine)
-    key = features.key(dataset.id)
+    extract(dataset, feature_spec, cache_dir=cache_dir, progress=progress, engine=engine)
+    key = feature_spec.key(dataset.id)
     plain = load_features(cache_dir, key, dataset).features
     split, split_file = load_or_make_split(cache_dir, dataset, protocol)
     fold = fold_of_each_image(split, dataset.table["image_id"])
     y = dataset.label_indices()
     proba = _out_of_fold(plain, y, fold, n_classes=len(task.classes))
-    masked_features = replace(features, mask="lungs")
+    masked_features = replace(feature_spec, mask="lungs")
     extract(dataset, masked_features, cache_dir=cache_dir, progress=progress, engine=engine)
     masked = load_features(cache_dir, masked_features.key(dataset.id), dataset).features
     table = dataset.table
     return Audit(
         task=task,
-        backbone=features.backbone,
+        backbone=feature_spec.backbone,
         weights=key.weights,
-        input_size=features.input_size,
+        input_size=feature_spec.input_size,
         head=AUDIT_HEAD,
         protocol=protocol.group_by,
         folds=protocol.folds,

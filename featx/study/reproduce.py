@@ -74,30 +74,30 @@ class Reproduction:
 
 
 def usable_features(
-    data, features: FeatureSpec, *, cache_dir, fallback: str, progress: bool, engine=None
+    data, feature_spec: FeatureSpec, *, cache_dir, fallback: str, progress: bool, engine=None
 ) -> FeatureSpec | None:
     """Extract the whole folder once with ImageNet weights, or fall back; return the features used.
 
     Returns
     -------
     FeatureSpec or None
-        ``features`` (ImageNet), the same with ``weights='none'`` (random-init), or None when
+        ``feature_spec`` (ImageNet), the same with ``weights='none'`` (random-init), or None when
         the backbone is skipped.
     """
     dataset = load_dataset(data, "all")
     try:
-        extract(dataset, features, cache_dir=cache_dir, progress=progress, engine=engine)
-        return features
+        extract(dataset, feature_spec, cache_dir=cache_dir, progress=progress, engine=engine)
+        return feature_spec
     except WeightsError as error:
         if fallback == "skip":
-            log.warning("skipping %s: %s", features.backbone, error)
+            log.warning("skipping %s: %s", feature_spec.backbone, error)
             return None
         log.warning(
             "%s: ImageNet weights unavailable here, running it as RANDOM-INIT (labelled so): %s",
-            features.backbone,
+            feature_spec.backbone,
             str(error).split(".")[0],
         )
-        random_init = replace(features, weights="none")
+        random_init = replace(feature_spec, weights="none")
         extract(dataset, random_init, cache_dir=cache_dir, progress=progress, engine=engine)
         return random_init
 
@@ -212,13 +212,13 @@ def reproduce(
     )
 
 
-def evaluate(dataset, features: FeatureSpec, recipe, protocol: Protocol, *, cache_dir, progress: bool):
+def evaluate(dataset, feature_spec: FeatureSpec, recipe, protocol: Protocol, *, cache_dir, progress: bool):
     """The cross-validated summary of ``recipe``: a head on cached features, or fine-tuned (phase 3)."""
     from featx.evaluation.finetune import FinetuneRecipe, finetune_variant
 
     if isinstance(recipe, FinetuneRecipe):
-        return finetune_variant(dataset, features, recipe, protocol, cache_dir=cache_dir, progress=progress)
-    return fit_variant(dataset, features, recipe, protocol, cache_dir=cache_dir, progress=progress)
+        return finetune_variant(dataset, feature_spec, recipe, protocol, cache_dir=cache_dir, progress=progress)
+    return fit_variant(dataset, feature_spec, recipe, protocol, cache_dir=cache_dir, progress=progress)
 
 
 def paper_recipe(head: str, phase: int, epochs: int):
