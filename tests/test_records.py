@@ -10,7 +10,7 @@ import math
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass, replace
+from dataclasses import MISSING, dataclass, fields, replace
 from pathlib import Path
 
 import h5py
@@ -28,11 +28,11 @@ from featx.evaluation.results import (
     read_checkpoint,
 )
 from featx.evaluation.splits import SPLIT_FORMAT, Protocol, load_or_make_split, split_path
-from featx.evaluation.variant import Variant
+from featx.evaluation.variant import Variant, VariantRecord
 from featx.exceptions import DivergedError, FileSystemError, RecordError, SplitError
 from featx.features.identity import FeatureSpec
 from featx.features.pixels import PIXEL_FORMAT, PixelCache, PixelKey
-from featx.features.store import FORMAT_VERSION, open_store
+from featx.features.store import FORMAT_VERSION, StoreAttributes, open_store
 from featx.heads.recipe import HeadRecipe
 
 RANDOM_32 = FeatureSpec(backbone="efficientnet_lite0", weights="none", input_size=(32, 32))
@@ -85,6 +85,16 @@ class JsonFormat:
     defaulted: frozenset = frozenset()
 
 
+def with_defaults(*records) -> frozenset:
+    """The fields of ``records`` that have a default, so that a file may leave them out (made before them)."""
+    return frozenset(
+        field.name
+        for record in records
+        for field in fields(record)
+        if field.default is not MISSING or field.default_factory is not MISSING
+    )
+
+
 def result_format(folder: Path) -> JsonFormat:
     path = valid_result().save(folder / "result.json").path
     return JsonFormat(
@@ -94,8 +104,8 @@ def result_format(folder: Path) -> JsonFormat:
         lambda root: load_result(root / "result.json"),
         "format_version",
         free=frozenset({"head_params"}),
-        nullable=frozenset({"gflops"}),
-        defaulted=frozenset({"fold_seconds", "total_seconds", "gflops", "runtime"}),  # runtime: keras before it was
+        nullable=frozenset(field.name for field in (*fields(VariantRecord), *fields(Timings)) if field.default is None),
+        defaulted=with_defaults(VariantRecord, Timings),  # fields added since: files made before them lack them
     )
 
 
@@ -340,8 +350,7 @@ def store_mutations(attrs: dict) -> list:
     """Every (mutation, new attribute value or None to delete) over a store's attributes."""
     found = [(Mutation("unknown field", UNKNOWN), (UNKNOWN, 1)), (Mutation("newer version"), None)]
     for name, value in attrs.items():
-        optional = name.startswith(("cluster_", "runtime", "health_")) or name == "ray_version"  # not in older stores
-        if not optional:
+        if name not in with_defaults(StoreAttributes):  # fields with defaults are absent from older stores
             found.append((Mutation("drop", name), (name, None)))
         found.append((Mutation("nested wrong type", name), (name, np.array([[1, 2], [3, 4]]))))
         found.append((Mutation("another type", name), (name, 12345 if isinstance(value, str) else "text")))
