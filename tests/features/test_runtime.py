@@ -263,7 +263,8 @@ def test_features_fall_back_to_keras_with_one_line_where_their_runtime_cannot_ru
         "import logging; logging.basicConfig(format='%(message)s')\n"
         "from featx.features.identity import FeatureSpec\n"
         "from featx.features.runtime import runnable_here\n"
-        "print(runnable_here(FeatureSpec('mobilenet_v2', 'none', (32, 32), runtime='openvino')).runtime)\n"
+        "spec = FeatureSpec(backbone='mobilenet_v2', weights='none', input_size=(32, 32), runtime='openvino')\n"
+        "print(runnable_here(spec).runtime)\n"
     )
     environment = {**os.environ, "KERAS_BACKEND": "jax", "PYTHONPATH": str(REPO)}
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=environment, timeout=300)
