@@ -297,10 +297,8 @@ class ModelManifest:
 
     @property
     def image(self) -> ImageRecord:
-        """How files become this model's input: the record it was trained with, and applies."""
-        return ImageRecord(
-            input_size=self.input_size, decoder=self.decoder, mask=self.mask, preprocessing=self.preprocessing
-        )
+        """How files become this model's input: the record it was trained with, and applies (its features')."""
+        return self.features.image
 
     @property
     def features(self) -> FeatureSpec:
