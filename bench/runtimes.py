@@ -8,12 +8,15 @@ Measured in one run, on the real radiographs of ../shared/data/cxr:
   warm-up batch; the seconds to load it (the first OpenVINO load converts, later ones read the
   cached conversion); and the deviation of its features from Keras float32 (largest and mean
   absolute difference, relative to the largest |feature|);
+- per backbone, the whole `extract` in Keras float32 (today's path) from a fresh cache, the bar of issue 20's
+  "done when": each default `extract` below gives its ratio to it (``extract_vs_keras_extract``);
 - per backbone, the whole `extract` under the default runtime (``auto``) in each precision, from a
   fresh cache (every image decoded) and again reading the pixels it cached: steady images/s after
   the first batch, and the ratio to the bare forward of the same runtime;
 - per backbone and precision, where the whole `extract`'s time goes (``accounting``), measured in
   the same run: hashing every file (sha256, what loading a dataset costs), the CPU seconds of
-  decoding and letterboxing every image (one pass in this process, workers=0, ``process_time``),
+  decoding and letterboxing every image (one after another in this process, ``process_time``: what the
+  decoding workers do, without the pool's own costs),
   and inside each `extract` its seconds in the forward pass, in writing chunks, in assembling the
   store and in waiting for pixels (the rest); then the gap of the cold `extract` to the bare forward
   beside the decoding CPU seconds (issue 20 item 4: on two cores the decoder and the model share
@@ -22,7 +25,7 @@ Measured in one run, on the real radiographs of ../shared/data/cxr:
 
 Ends with one JSON line of every figure.
 
-    python bench/runtimes.py [--images 256] [--models efficientnet_lite0 mobilenet_v2] [--input-size 200x266]
+    python bench/runtimes.py [--images 1024] [--models efficientnet_lite0 mobilenet_v2] [--input-size 200x266]
 
 Run it on a quiet machine: every figure is a rate, and other work on the cores slows each one.
 """
@@ -48,12 +51,12 @@ import numpy as np  # noqa: E402
 from bench.extract import SHARED, first_images, weights_for  # noqa: E402
 from featx.backbones.registry import BACKBONES  # noqa: E402
 from featx.backbones.weights import PRECISIONS  # noqa: E402
+from featx.data import images  # noqa: E402
 from featx.data.dataset import load_dataset  # noqa: E402
 from featx.features import chunks, runtime  # noqa: E402
 from featx.features.extract import extract  # noqa: E402
 from featx.features.forward import Forward  # noqa: E402
 from featx.features.identity import FeatureSpec  # noqa: E402
-from featx.features.pixels import PixelFeed, PixelKey  # noqa: E402
 from featx.fileio import sha256_file  # noqa: E402
 
 FLOAT32, BFLOAT16 = PRECISIONS
@@ -70,19 +73,13 @@ def settings() -> list[tuple[str, str]]:
 
 
 def decoded(dataset, size) -> tuple[np.ndarray, float]:
-    """Every image of ``dataset`` letterboxed to ``size``, (N, H, W, 3) uint8, and the CPU seconds it took
-    (decoding in threads of this process: ``process_time`` counts all of them)."""
-    table = dataset.table
-    feed = PixelFeed(
-        table["path"],
-        table["content_hash"],
-        PixelKey(input_size=size, mask=None, decoder="jpeg-draft"),
-        cache=None,
-        workers=0,
-    )
+    """Every image of ``dataset`` letterboxed to ``size``, (N, H, W, 3) uint8, and the CPU seconds of decoding
+    and letterboxing them one after another in this process (``process_time``): the work a decoding worker
+    does per image, without the pool's own costs (processes, shared memory), which the `extract` pays."""
     started = time.process_time()
-    (batch,) = feed.batches([(0, len(table))])
-    return batch.pixels, time.process_time() - started
+    compact = [images.load_compact(path, size, None, "jpeg-draft") for path in dataset.table["path"]]
+    seconds = time.process_time() - started
+    return np.stack([images.as_rgb(pixels) for pixels in compact]), seconds
 
 
 def hashing_seconds(dataset) -> float:
@@ -216,6 +213,10 @@ def model_figures(name: str, dataset, pixels: np.ndarray, size, batch_size: int,
         reference = outputs if reference is None else reference
         runtimes[f"{runtime_name}-{precision}"] = {**figures, **deviation(outputs, reference)}
         print(f"  {name} {runtime_name} {precision}: {runtimes[f'{runtime_name}-{precision}']}", flush=True)
+    keras_extract = whole_extract(
+        dataset, FeatureSpec(backbone=name, weights=weights, input_size=size, runtime="keras"), batch_size
+    )  # today's path, the bar of issue 20's "done when"
+    print(f"  {name} extract (keras, float32): {keras_extract}", flush=True)
     default = {}
     for precision in sorted({precision for _, precision in settings()}):
         whole = whole_extract(
@@ -224,10 +225,11 @@ def model_figures(name: str, dataset, pixels: np.ndarray, size, batch_size: int,
         own = runtimes[f"{whole['runtime']}-{precision}"]["bare_img_s"]
         whole["extract_vs_bare"] = round(whole["extract_img_s"] / own, 3)
         whole["extract_pixel_cache_vs_bare"] = round(whole["extract_pixel_cache_img_s"] / own, 3)
+        whole["extract_vs_keras_extract"] = round(whole["extract_img_s"] / keras_extract["extract_img_s"], 3)
         whole["accounting"] = accounting(whole, len(dataset), own, **costs)
         default[precision] = whole
         print(f"  {name} extract (auto, {precision}): {whole}", flush=True)
-    return {"weights": weights, "runtimes": runtimes, "extract": default}
+    return {"weights": weights, "runtimes": runtimes, "keras_extract": keras_extract, "extract": default}
 
 
 def main(argv=None) -> int:
@@ -235,7 +237,7 @@ def main(argv=None) -> int:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=SHARED / "cxr")
-    parser.add_argument("--images", type=int, default=256)
+    parser.add_argument("--images", type=int, default=1024)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--input-size", default="200x266", help="WIDTHxHEIGHT")
     parser.add_argument("--models", nargs="+", default=list(BACKBONES), choices=list(BACKBONES))

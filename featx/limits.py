@@ -87,6 +87,7 @@ DOMAINS = {
     "epochs": Domain(kind=int, minimum=1, maximum=MAX_EPOCHS),
     "learning_rate": Domain(kind=float, minimum=0, maximum=MAX_LEARNING_RATE, open_minimum=True),
     "folds": Domain(kind=int, minimum=2, maximum=MAX_FOLDS),
+    "inner_folds": Domain(kind=int, minimum=2, maximum=MAX_FOLDS),
     "seed": Domain(kind=int, minimum=0, maximum=MAX_SEED),
     "head_seed": Domain(kind=int, minimum=0, maximum=MAX_SEED),
     "repeats": Domain(kind=int, minimum=1, maximum=MAX_REPEATS),

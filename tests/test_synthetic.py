@@ -90,6 +90,20 @@ def test_every_registered_head_cross_validates_on_the_synthetic_store(head, stor
     assert 0 <= summary["accuracy_3class"] <= 1 and np.isfinite(summary["auc_macro"])
 
 
+def test_select_estimates_the_choice_among_candidates_by_nested_cross_validation(store, capsys):
+    data, cache = store
+    argv = ["select", *BACKBONE, "--head", "logreg", "knn", "--sampler", "none", "oversample", *FOLDS]
+    found = _run(capsys, *argv, "--inner-folds", "2", "--data", str(data), "--cache", str(cache))
+    assert len(found["candidates"]) == 4 and [outer["fold"] for outer in found["outer_folds"]] == [0, 1, 2]
+    for outer in found["outer_folds"]:
+        assert outer["inner_figures"][outer["chosen"]] == max(outer["inner_figures"].values())
+    low, high = found["nested_ci95"]
+    assert 0 <= low <= found["nested_estimate"] <= high <= 1 and found["metric"] == "accuracy"
+    assert found["optimism"] == pytest.approx(found["best_candidate_figure"] - found["nested_estimate"])
+    code = main([*argv, "--inner-folds", "9", "--data", str(data), "--cache", str(cache), "-q"])
+    assert code == 1 and "inner folds=9" in capsys.readouterr().err
+
+
 @pytest.fixture(scope="module")
 def model(store, tmp_path_factory):
     """A logreg model folder trained on the synthetic store."""

@@ -7,8 +7,9 @@ from pathlib import Path
 
 from featx.cli.options import OptionError
 from featx.data.dataset import DATA_ENV, default_data_dir
+from featx.data.images import DEFAULT_SIZE
 from featx.evaluation.splits import Protocol
-from featx.exceptions import DatasetError
+from featx.exceptions import DatasetError, MissingFeaturesError
 from featx.features.identity import FeatureSpec
 
 log = logging.getLogger("featx")
@@ -50,18 +51,50 @@ def protocol(args) -> Protocol:
     return Protocol(group_by=args.group_by, folds=args.folds, seed=args.seed)
 
 
-def head_recipe(args, backbone: str):
+def head_recipe(args, backbone: str, head: str | None = None, sampler: str | None = None):
     """``--head`` (``paper`` resolved for ``backbone``), ``--sampler``, ``--epochs``, ``--batch-size``, ``--lr``
-    as a :class:`~featx.heads.recipe.HeadRecipe`."""
+    as a :class:`~featx.heads.recipe.HeadRecipe`; ``head`` and ``sampler`` stand in for the options where
+    given (default None: the options'), for commands that take several."""
     from featx.heads.recipe import HeadRecipe
     from featx.heads.registry import resolve_head
 
     return HeadRecipe(
-        head=resolve_head(args.head, backbone),
-        sampler=args.sampler,
+        head=resolve_head(head or args.head, backbone),
+        sampler=sampler or args.sampler,
         epochs=args.epochs,
         batch_size=args.batch_size,
         learning_rate=args.lr,
+    )
+
+
+def chosen_features(args, dataset) -> list:
+    """The extracted features to fit on: every store covering the dataset, narrowed by ``--model``,
+    ``--weights`` and ``--input-size`` where given; the missing store named when ``--model`` finds none.
+
+    Raises
+    ------
+    MissingFeaturesError
+        When no store covers the dataset and no ``--model`` names one.
+    """
+    from featx.features.store import extracted_features
+
+    found = [
+        spec
+        for spec in extracted_features(args.cache, dataset.table["content_hash"])
+        if args.model in (None, spec.backbone)
+        and args.input_size in (None, spec.input_size)
+        and args.weights in (None, spec.weights)
+    ]
+    if found:
+        return found
+    if args.model is not None:  # name the store that is missing, with the weights and size asked for
+        return [
+            FeatureSpec(
+                backbone=args.model, weights=args.weights or "imagenet", input_size=args.input_size or DEFAULT_SIZE
+            )
+        ]
+    raise MissingFeaturesError(
+        f"No feature store in {args.cache} holds the {len(dataset)} images of {dataset.root} [{dataset.subset}]"
     )
 
 

@@ -190,21 +190,26 @@ def add_protocol(parser) -> None:
     group.add_argument("--seed", type=bounded("--seed"), default=0, help="seed of the folds and the heads")
 
 
-def add_head(parser, samplers: bool = True) -> None:
-    """``--head`` and, for heads on cached features, ``--sampler``."""
+def add_head(parser, samplers: bool = True, several: bool = False) -> None:
+    """``--head`` and, for heads on cached features, ``--sampler``; ``several`` takes a list of each
+    (candidates for ``featx select``: default the paper's head with every strategy)."""
     parser.add_argument(
         "--head",
         type=head_name,
-        default=PAPER,
+        default=[PAPER] if several else PAPER,
+        nargs="+" if several else None,
         metavar="NAME",
-        help=f"{', '.join(HEADS)}, any mlpN-M, or {PAPER} (the paper's head for the backbone)",
+        help=f"{', '.join(HEADS)}, any mlpN-M, or {PAPER} (the paper's head for the backbone)"
+        + ("; several: each is a candidate (default: paper)" if several else ""),
     )
     if samplers:
         parser.add_argument(
             "--sampler",
-            default="none",
+            default=list(SAMPLERS) if several else "none",
+            nargs="+" if several else None,
             choices=list(SAMPLERS),
-            help="; ".join(f"{spec.name}: {spec.summary}" for spec in SAMPLERS.values()),
+            help="; ".join(f"{spec.name}: {spec.summary}" for spec in SAMPLERS.values())
+            + ("; several: each is a candidate with every head (default: all of them)" if several else ""),
         )
 
 

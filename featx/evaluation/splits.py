@@ -122,27 +122,29 @@ def protocol_groups(dataset, group_by: str):
     return dataset.table["patient_id" if group_by == "patient" else "image_id"].astype(str)
 
 
-def make_split(dataset, protocol: Protocol) -> Split:
-    """Assign every image to one test fold.
+def assign_folds(
+    labels, groups, protocol: Protocol, class_names, *, what: str = "folds", where: str = ""
+) -> list[np.ndarray]:
+    """The test rows of each of ``protocol.folds`` folds, stratified by ``labels`` (indices into
+    ``class_names``) and, under the patient protocol, keeping each of ``groups`` in one fold (seeded by
+    ``protocol.seed``).
+
+    ``what`` names the fold count in the error (default ``folds``; nested selection's inner folds say so)
+    and ``where`` the rows (default: none; e.g. " among outer fold 3's training images").
 
     Raises
     ------
     SplitError
-        When patient ids are missing under grouping or a class has too few patients/images.
+        When a class present has fewer groups than folds.
     """
-    labels = dataset.label_indices()
-    if protocol.group_by == "patient" and not dataset.has_patient_ids:
-        raise SplitError(
-            f"{dataset.root}: patient-grouped folds need a patient_id for every image; add a patient_id "
-            "column to metadata.csv, or group by image (the paper's image-level protocol)"
-        )
-    groups = protocol_groups(dataset, protocol.group_by).to_numpy()
+    labels, groups = np.asarray(labels), np.asarray(groups)
     unit = "patients" if protocol.group_by == "patient" else "images"
-    for index, name in enumerate(dataset.classes):
+    for index in np.unique(labels):
         count = len(np.unique(groups[labels == index]))
-        if 0 < count < protocol.folds:
+        if count < protocol.folds:
             raise SplitError(
-                f"class {name!r} has only {count} {unit}, fewer than folds={protocol.folds}; use {count} folds or fewer"
+                f"class {class_names[index]!r} has only {count} {unit}{where}, fewer than "
+                f"{what}={protocol.folds}; use {count} {what} or fewer"
             )
     if protocol.group_by == "patient":
         splitter = StratifiedGroupKFold(n_splits=protocol.folds, shuffle=True, random_state=protocol.seed)
@@ -150,7 +152,25 @@ def make_split(dataset, protocol: Protocol) -> Split:
     else:
         splitter = StratifiedKFold(n_splits=protocol.folds, shuffle=True, random_state=protocol.seed)
         assignments = splitter.split(np.zeros(len(labels)), labels)
+    return [test for _train, test in assignments]
+
+
+def make_split(dataset, protocol: Protocol) -> Split:
+    """Assign every image to one test fold (see :func:`assign_folds`).
+
+    Raises
+    ------
+    SplitError
+        When patient ids are missing under grouping or a class has too few patients/images.
+    """
+    if protocol.group_by == "patient" and not dataset.has_patient_ids:
+        raise SplitError(
+            f"{dataset.root}: patient-grouped folds need a patient_id for every image; add a patient_id "
+            "column to metadata.csv, or group by image (the paper's image-level protocol)"
+        )
+    groups = protocol_groups(dataset, protocol.group_by).to_numpy()
     ids = dataset.table["image_id"].to_numpy()
+    tests = assign_folds(dataset.label_indices(), groups, protocol, dataset.classes)
     return Split(
         format_version=SPLIT_FORMAT,
         dataset_id=dataset.id,
@@ -158,7 +178,7 @@ def make_split(dataset, protocol: Protocol) -> Split:
         folds=protocol.folds,
         seed=protocol.seed,
         classes=tuple(dataset.classes),
-        test_folds=tuple(tuple(sorted(ids[test].tolist())) for _train, test in assignments),
+        test_folds=tuple(tuple(sorted(ids[test].tolist())) for test in tests),
     )
 
 

@@ -33,7 +33,7 @@ from typing import Annotated, Literal
 import numpy as np
 from pydantic import Field
 
-from featx.data.images import DECODERS, MASKS, as_rgb
+from featx.data.images import DECODERS, MASKS, as_rgb, fill_rgb
 from featx.data.pool import DecodePool
 from featx.exceptions import CacheError
 from featx.features.identity import ImageRecord, Side
@@ -299,8 +299,8 @@ class PixelFeed:
     """Batches of letterboxed pixels for fixed dataset positions, from the cache or decoded ahead.
 
     Images the cache lacks are decoded by a :class:`~featx.data.pool.DecodePool` (a few batches
-    ahead of the consumer) and added to the cache; cached ones are read and verified by a
-    thread, also ahead.
+    ahead of the consumer) and added to the cache by a thread, behind; cached ones are read and
+    verified by the same thread, ahead.
 
     Parameters
     ----------
@@ -336,18 +336,22 @@ class PixelFeed:
             depth=PREFETCH_BATCHES + 2,  # one more region for a damaged cache chunk's images
         )
         with pool, ThreadPoolExecutor(max_workers=1) as reader:
-            pending = deque()
+            pending, adding = deque(), deque()
             upcoming = iter(bounds)
             for bound in upcoming:
                 pending.append(self._start(bound, pool, reader))
                 if len(pending) > PREFETCH_BATCHES:
                     break
             while pending:
-                batch = self._finish(pool, *pending.popleft())
+                batch = self._finish(pool, reader, adding, *pending.popleft())
                 following = next(upcoming, None)
                 if following is not None:
                     pending.append(self._start(following, pool, reader))
+                while adding and adding[0].done():
+                    adding.popleft().result()  # a failed write (a full disk) is raised here
                 yield batch
+            while adding:
+                adding.popleft().result()
 
     def _start(self, bound, pool: DecodePool, reader):
         first, last = bound
@@ -360,20 +364,21 @@ class PixelFeed:
         decoding = pool.submit([self.paths[wanted[digest]] for digest in missing]) if missing else None
         return bound, wanted, missing, reading, decoding
 
-    def _finish(self, pool, bound, wanted, missing, reading, decoding) -> PixelBatch:
+    def _finish(self, pool, reader, adding, bound, wanted, missing, reading, decoding) -> PixelBatch:
         first, last = bound
-        results = self._results(pool, wanted, missing, reading, decoding)
+        results = self._results(pool, reader, adding, wanted, missing, reading, decoding)
         width, height = self.key.input_size
         positions = [p for p in range(first, last) if results[self.hashes[p]][0] is not None]
         pixels = np.empty((len(positions), height, width, 3), dtype=np.uint8)
         for row, position in enumerate(positions):
             image = results[self.hashes[position]][0]
-            pixels[row] = image[:, :, None] if image.ndim == 2 else image
+            fill_rgb(pixels[row], image)
         errors = [(p, results[self.hashes[p]][1]) for p in range(first, last) if results[self.hashes[p]][0] is None]
         return PixelBatch(first=first, last=last, positions=positions, pixels=pixels, errors=errors, results=results)
 
-    def _results(self, pool, wanted, missing, reading, decoding) -> dict:
-        """Pixels or failure reason per content hash of a batch; decoded ones counted and added to the cache."""
+    def _results(self, pool, reader, adding, wanted, missing, reading, decoding) -> dict:
+        """Pixels or failure reason per content hash of a batch; decoded ones counted and added to the cache by
+        the ``reader`` thread (their writing overlaps the model; its future is appended to ``adding``)."""
         results = dict(zip(missing, decoding.result(), strict=True)) if decoding is not None else {}
         if reading is not None:
             results.update(reading.result())
@@ -382,8 +387,8 @@ class PixelFeed:
             results.update(zip(unread, pool.submit([self.paths[wanted[d]] for d in unread]).result(), strict=True))
         fresh = missing + unread
         self.decoded += len(fresh)
-        if self.cache is not None:
-            self.cache.add(fresh, [results[digest] for digest in fresh])
+        if self.cache is not None and fresh:
+            adding.append(reader.submit(self.cache.add, fresh, [results[digest] for digest in fresh]))
         return results
 
 

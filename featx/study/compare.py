@@ -296,3 +296,50 @@ def best_variant(summaries: list[CVSummary]) -> dict | None:
         "it, its cross-validated figure is optimistic (selection): expect less on new data; the paired differences "
         "say which gaps are real.",
     }
+
+
+def selection_lines(selection) -> list[str]:
+    """What ``featx select`` prints: each outer fold's choice, the nested estimate of the whole procedure
+    with its interval, and the best candidate's own cross-validated figure beside it (how much selection
+    flatters it)."""
+    best = selection.best_of_candidates
+    task, metric = best.task, METRICS[selection.metric]
+    name = metric.abbreviation_for(task)
+    protocol = best.result.variant.protocol
+    lines = [
+        f"Nested cross-validation: {len(selection.candidates)} candidates, chosen by {name} over "
+        f"{selection.inner_folds} "
+        f"inner folds of each outer fold's training images; {len(selection.outer)} outer folds ({protocol.group_by} "
+        f"protocol, seed {protocol.seed}), the saved folds of every candidate.",
+        "",
+        f"| outer fold | chosen | its inner {name} | its outer-fold {name} |",
+        "|---|---|---|---|",
+    ]
+    by_name = {summary.result.variant.name(): summary for summary in selection.candidates}
+    for outer in selection.outer:
+        chosen = by_name[outer.chosen]
+        inner = outer.inner_figures[list(by_name).index(outer.chosen)]
+        outer_figure = chosen.metrics["per_fold"][selection.metric]["values"][outer.fold]
+        lines.append(
+            f"| {outer.fold} | {chosen.result.variant.describe()} | {metric.unit.figure(inner)} | "
+            f"{metric.unit.figure(outer_figure)} |"
+        )
+    low, high = selection.metrics["ci95"][selection.metric]
+    lines += [
+        "",
+        f"Estimate of choosing the best candidate (nested): {name} "
+        f"{metric.unit.with_interval(selection.estimate, (low, high))} (95% bootstrap interval).",
+        f"The best candidate's own cross-validated figure: {best.result.variant.describe()}, {name} "
+        f"{metric.unit.figure(best.metrics[selection.metric])}{metric.unit.figure_suffix}, chosen on the folds "
+        f"that measure it: {metric.unit.difference(selection.optimism)} above the nested estimate.",
+    ]
+    if any(summary.degenerate for summary in selection.candidates):
+        lines.append(
+            "Degenerate features among the candidates: "
+            + "; ".join(
+                f"{summary.result.variant.describe()}: {summary.marking}"
+                for summary in selection.candidates
+                if summary.degenerate
+            )
+        )
+    return lines

@@ -10,8 +10,9 @@ from featx.cli.commands import (
     models,
     predict,
     reproduce,
+    select,
     train,
     validate,
 )
 
-COMMANDS = (models, extract, fit, compare, finetune, train, predict, validate, reproduce, audit, data)
+COMMANDS = (models, extract, fit, compare, select, finetune, train, predict, validate, reproduce, audit, data)

@@ -19,8 +19,6 @@ from featx.cli.options import (
     size_text,
 )
 from featx.cli.output import emit, metrics_lines
-from featx.data.images import DEFAULT_SIZE
-from featx.exceptions import MissingFeaturesError
 
 log = logging.getLogger("featx")
 
@@ -64,38 +62,13 @@ def register(subparsers, common) -> None:
     parser.set_defaults(run=run)
 
 
-def _chosen_features(args, dataset) -> list:
-    """The extracted features to fit on: every store covering the dataset, narrowed by the options given."""
-    from featx.features.identity import FeatureSpec
-    from featx.features.store import extracted_features
-
-    found = [
-        spec
-        for spec in extracted_features(args.cache, dataset.table["content_hash"])
-        if args.model in (None, spec.backbone)
-        and args.input_size in (None, spec.input_size)
-        and args.weights in (None, spec.weights)
-    ]
-    if found:
-        return found
-    if args.model is not None:  # name the store that is missing, with the weights and size asked for
-        return [
-            FeatureSpec(
-                backbone=args.model, weights=args.weights or "imagenet", input_size=args.input_size or DEFAULT_SIZE
-            )
-        ]
-    raise MissingFeaturesError(
-        f"No feature store in {args.cache} holds the {len(dataset)} images of {dataset.root} [{dataset.subset}]"
-    )
-
-
 def run(args) -> int:
     from featx.evaluation.crossval import fit_variant
     from featx.study.compare import markdown_table, variant_order, variant_row
 
     dataset = inputs.dataset(args)
     protocols = inputs.protocol(args).repeated(args.repeats)
-    chosen = _chosen_features(args, dataset)
+    chosen = inputs.chosen_features(args, dataset)
     recipes = [inputs.head_recipe(args, features.backbone) for features in chosen]
     summaries = []
     for (features, recipe), protocol in product(zip(chosen, recipes, strict=True), protocols):
