@@ -10,7 +10,9 @@ Measured in one run, through featx's own API, on the real radiographs of ../shar
 - the paper's head for the backbone (:attr:`featx.backbones.registry.BackboneSpec.paper_head`)
   cross-validated (:func:`featx.evaluation.crossval.fit_variant`) on each precision's features over
   the same saved patient-grouped folds: every headline figure with its 95% bootstrap interval
-  (patients resampled), side by side, and the difference bfloat16 - float32.
+  (patients resampled), side by side, and the paired difference bfloat16 - float32 (featx's
+  :func:`featx.evaluation.paired.compare_paired`: the same patients resampled for both, McNemar / DeLong,
+  Holm over the figures).
 
 Ends with one JSON line of every figure. Refused (featx's own message) on a CPU without bfloat16
 instructions. The full run (a quiet machine; about 1,300 images of Dataset_2 at 200x266, twice):
@@ -42,6 +44,7 @@ from featx.data.dataset import SUBSETS, load_dataset  # noqa: E402
 from featx.data.images import DEFAULT_SIZE  # noqa: E402
 from featx.evaluation.crossval import fit_variant  # noqa: E402
 from featx.evaluation.metrics import METRICS  # noqa: E402
+from featx.evaluation.paired import compare_paired  # noqa: E402
 from featx.evaluation.splits import Protocol  # noqa: E402
 from featx.features import runtime  # noqa: E402
 from featx.features.extract import extract  # noqa: E402
@@ -109,13 +112,16 @@ def main(argv=None) -> int:
             summaries[precision] = fit_variant(dataset, spec, recipe, protocol, cache_dir=cache, progress=False)
             print(f"  {precision}: {extracted.images} images, {extracted.runtime}, {seconds[precision]} s", flush=True)
     heads = {precision: head_figures(summary) for precision, summary in summaries.items()}
+    paired = compare_paired([summaries[float32].result, summaries[bfloat16].result])  # same images and folds
     difference = {
-        name: (
-            None
-            if None in (heads[bfloat16][name]["value"], heads[float32][name]["value"])
-            else heads[bfloat16][name]["value"] - heads[float32][name]["value"]
-        )
-        for name in heads[float32]
+        d.metric: {
+            "difference": d.difference,
+            "ci95": list(d.interval),
+            "test": d.test,
+            "p_adjusted": d.p_adjusted,
+            "distinguishable": d.distinguishable,
+        }
+        for d in paired
     }
     figures = {
         "machine": machine,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from featx.data.labels import PAPER_CLASSES
 from featx.evaluation.metrics import METRICS, confusion
 from featx.evaluation.paired import compare_paired
@@ -178,6 +180,8 @@ def paper_report(
         _subset_section(doc, subset, [run for run in reproduction.runs if run.subset == subset], out_dir)
     if reproduction.strategies:
         _strategies_section(doc, reproduction, out_dir / "figures")
+    if reproduction.spread is not None:
+        _spread_section(doc, reproduction.spread)
     if audit is not None:
         add_audit_section(doc, audit)
     for run, validation in external:
@@ -232,17 +236,55 @@ def _strategies_section(doc: Document, reproduction: Reproduction, figures: Path
         doc.image(path, f"Paired differences from none with 95% intervals, {where} (filled: distinguishable)")
         for line in difference_legend(differences, task):
             doc.paragraph(line)
-        doc.paragraph(strategies_note(differences, task, sampler, where))
+        doc.paragraph(differences_note(differences, task, sampler, where))
 
 
-def strategies_note(differences, task, sampler: dict, where: str) -> str:
-    """Which strategies differ from ``none`` (each distinguishable figure, its difference, interval and
-    adjusted p) and which do not, in one sentence about ``where``."""
+def spread_rows(spread) -> list[list[str]]:
+    """Per headline figure: each run's value over the split sets and over the head seeds, and the standard
+    deviation of each (the figures' own unit)."""
+    task = spread.by_split[0].task
+    rows = []
+    for key, metric in METRICS.items():
+        cells = [metric.abbreviation_for(task)]
+        for runs in (spread.by_split, spread.by_head_seed):
+            values = np.array([run.metrics[key] for run in runs], dtype=np.float64)
+            cells += [", ".join(metric.unit.figure(value) for value in values), metric.unit.figure(np.nanstd(values))]
+        rows.append(cells)
+    return rows
+
+
+def _spread_section(doc: Document, spread) -> None:
+    """The spread due to the split beside the spread due to the head's own seed, and whether two head seeds'
+    runs are distinguishable (paired, on the same folds)."""
+    base = spread.by_split[0]
+    variant, task = base.result.variant, base.task
+    seeds = [run.result.variant.protocol.seed for run in spread.by_split]
+    head_seeds = [run.result.variant.seed_of_head for run in spread.by_head_seed]
+    where = f"{spread.subset}, {variant.features.backbone} + {variant.head}, {variant.protocol.group_by} folds"
+    doc.heading(f"How much the figures move: the split or the head's seed ({where})")
+    doc.paragraph(
+        f"The same variant over {len(seeds)} split sets (fold seeds {', '.join(map(str, seeds))}; the head seeded "
+        f"with {variant.seed_of_head} in each) and on the split of seed {variant.protocol.seed} under "
+        f"{len(head_seeds)} head seeds ({', '.join(map(str, head_seeds))}). The first spread is what a new split "
+        "of the same images moves; the second is the head's own randomness (initialisation, dropout, sampler) "
+        "alone. A difference between variants smaller than these is not a finding."
+    )
+    doc.table(["figure", "over split sets", "sd (splits)", "over head seeds", "sd (head seeds)"], spread_rows(spread))
+    differences = compare_paired([run.result for run in spread.by_head_seed], positive=task.positive)
+    seed_of = {run.result.variant.name(): f"head seed {run.result.variant.seed_of_head}" for run in spread.by_head_seed}
+    reference = f"head seed {variant.seed_of_head}"
+    doc.paragraph(differences_note(differences, task, seed_of, f"Head seeds against {reference}, paired", reference))
+
+
+def differences_note(differences, task, label: dict, where: str, reference: str = "none") -> str:
+    """Which variants differ from the ``reference`` (default ``none``, the strategy) in one sentence about
+    ``where``: each distinguishable figure with its difference, interval and adjusted p, then the variants
+    that do not differ (each named by ``label[name]``)."""
     differ, alike = [], []
     for name in dict.fromkeys(d.variant for d in differences):
         real = [d for d in differences if d.variant == name and d.distinguishable]
         if not real:
-            alike.append(sampler[name])
+            alike.append(label[name])
             continue
         figures = [
             f"{METRICS[d.metric].abbreviation_for(task)} {METRICS[d.metric].unit.difference(d.difference)} "
@@ -250,9 +292,13 @@ def strategies_note(differences, task, sampler: dict, where: str) -> str:
             f"{METRICS[d.metric].unit.difference(d.interval[1], suffix=False)}], p adj {d.p_adjusted:.2g}"
             for d in real
         ]
-        differ.append(f"{sampler[name]} ({'; '.join(figures)})")
-    said = f"{where}: " + (f"differ from none: {', '.join(differ)}." if differ else "no strategy differs from none.")
-    return said + (f" Not distinguishable from none in any headline figure: {', '.join(alike)}." if alike else "")
+        differ.append(f"{label[name]} ({'; '.join(figures)})")
+    said = f"{where}: " + (
+        f"differ from {reference}: {', '.join(differ)}." if differ else f"no variant differs from {reference}."
+    )
+    return said + (
+        f" Not distinguishable from {reference} in any headline figure: {', '.join(alike)}." if alike else ""
+    )
 
 
 def _external_section(doc: Document, run, validation, figures: Path) -> None:

@@ -44,6 +44,26 @@ class ReproducedRun:
 
 
 @dataclass(frozen=True, kw_only=True)
+class Spread:
+    """How much a variant's figures move with the split and with the head's own seed, apart.
+
+    Attributes
+    ----------
+    subset : str
+    by_split : tuple of CVSummary
+        The variant over split sets of seeds ``seed``, ``seed + 1``, ..., its head seeded with ``seed`` in
+        each: the spread due to the split alone.
+    by_head_seed : tuple of CVSummary
+        The variant on the split set of ``seed``, its head seeded with ``seed``, ``seed + 1``, ...: the spread
+        due to the head's own seed alone. Both start with the same run.
+    """
+
+    subset: str
+    by_split: tuple
+    by_head_seed: tuple
+
+
+@dataclass(frozen=True, kw_only=True)
 class Reproduction:
     """Everything ``reproduce`` ran or skipped.
 
@@ -63,6 +83,9 @@ class Reproduction:
     strategies : tuple of ReproducedRun
         The paper's head under other imbalance strategies, on the same folds as its run in ``runs``
         (default: none; see :func:`reproduce`).
+    spread : Spread or None
+        The spread of the first backbone's paper head over split sets and over head seeds (default None:
+        not measured).
     """
 
     data: Path
@@ -71,6 +94,7 @@ class Reproduction:
     datasets: dict
     notes: tuple = ()
     strategies: tuple = ()
+    spread: Spread | None = None
 
 
 def usable_features(
@@ -117,6 +141,7 @@ def reproduce(
     engine=None,
     progress: bool = True,
     strategies=(),
+    repeats: int = 1,
 ) -> Reproduction:
     """Run (or reuse) every variant of the paper's design.
 
@@ -142,8 +167,12 @@ def reproduce(
     progress : bool
     strategies : sequence of str
         Imbalance strategies (:data:`featx.heads.SAMPLERS`) besides ``none`` to fit the paper's head
-        with in phase 2, on the patient-grouped folds where they run (else the image-level ones), so
-        that the report can say which differ from ``none`` (default: none).
+        with in phase 2, for the first backbone that runs, on the patient-grouped folds where they run
+        (else the image-level ones), so that the report can say which differ from ``none`` (default: none).
+    repeats : int
+        Phase 2: split sets and head seeds over which the first backbone's paper head is fitted on the last
+        subset (its first protocol), to set the spread due to the split beside the spread due to the head's
+        seed (:class:`Spread`; default 1: not measured).
 
     Returns
     -------
@@ -168,7 +197,7 @@ def reproduce(
         for subset, dataset in loaded.items()
         if "patient" not in protocols[subset]
     )
-    runs, skipped, datasets, strategy_runs = [], {}, {}, []
+    runs, skipped, datasets, strategy_runs, spread, first = [], {}, {}, [], None, None
     for backbone in models:
         features = usable_features(
             data,
@@ -185,12 +214,13 @@ def reproduce(
             )
             continue
         head = features.backbone_spec.paper_head
+        first = first or backbone  # the strategies and the spread are measured on the first that runs
         for subset, dataset in loaded.items():
             datasets[subset] = dataset.id
             recipes = [(paper_recipe(head, phase, epochs), group_by) for group_by in protocols[subset]]
             strategy_recipes = [  # on the first protocol: patient-grouped where it runs (PROTOCOLS order)
                 (HeadRecipe(head=head, sampler=sampler), protocols[subset][0])
-                for sampler in (() if phase == 3 else strategies)
+                for sampler in (strategies if phase == 2 and backbone == first else ())
                 if sampler != "none"
             ]
             for recipe, group_by in recipes + strategy_recipes:
@@ -202,6 +232,12 @@ def reproduce(
                 summary = evaluate(dataset, features, recipe, protocol, cache_dir=cache_dir, progress=progress)
                 made = ReproducedRun(subset=subset, features=features, summary=summary)
                 (runs if (recipe, group_by) in recipes else strategy_runs).append(made)
+        if backbone == first and phase == 2 and repeats > 1:
+            subset = list(loaded)[-1]
+            base = next(run.summary for run in runs if run.subset == subset and run.features == features)
+            spread = measure_spread(
+                loaded[subset], features, base, repeats, subset=subset, cache_dir=cache_dir, progress=progress
+            )
     return Reproduction(
         data=Path(data),
         runs=runs,
@@ -209,6 +245,25 @@ def reproduce(
         datasets=datasets,
         notes=notes,
         strategies=tuple(strategy_runs),
+        spread=spread,
+    )
+
+
+def measure_spread(dataset, features, base: CVSummary, repeats: int, *, subset: str, cache_dir, progress) -> Spread:
+    """The variant of ``base`` over ``repeats`` split sets with its head's seed fixed, and over ``repeats``
+    head seeds with its split fixed (see :class:`Spread`); ``base`` is the first of both."""
+    variant = base.result.variant
+    seeds = variant.protocol.repeated(repeats)
+
+    def fitted(protocol, head_seed):
+        return fit_variant(
+            dataset, features, variant.recipe, protocol, cache_dir=cache_dir, progress=progress, head_seed=head_seed
+        )
+
+    return Spread(
+        subset=subset,
+        by_split=(base, *(fitted(protocol, variant.protocol.seed) for protocol in seeds[1:])),
+        by_head_seed=(base, *(fitted(variant.protocol, protocol.seed) for protocol in seeds[1:])),
     )
 
 

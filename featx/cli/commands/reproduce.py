@@ -57,9 +57,18 @@ def register(subparsers, common) -> None:
         nargs="*",
         choices=list(SAMPLERS),
         metavar="NAME",
+        default=list(SAMPLERS),
         help="phase 2: also fit the paper's head under these imbalance strategies on the patient-grouped folds, and "
-        "report which differ from none (paired differences, a forest plot); without names, all of "
-        f"{', '.join(SAMPLERS)} (default: none)",
+        "report which differ from none (paired differences, a forest plot); without names, or by default, all of "
+        f"{', '.join(SAMPLERS)}; --strategies none fits the paper's head alone",
+    )
+    parser.add_argument(
+        "--repeats",
+        type=bounded("--repeats"),
+        default=3,
+        help="phase 2: fit the first backbone's paper head on the last subset over this many split sets (its head's "
+        "seed fixed) and under this many head seeds (its split fixed), so that the report sets the spread due to "
+        "the split beside the spread due to the head's seed; 1 leaves it out",
     )
     parser.add_argument("--no-audit", action="store_true", help="skip the confound audit")
     parser.add_argument(
@@ -98,7 +107,8 @@ def run(args) -> int:
         cache_dir=args.cache,
         engine=engine,
         progress=inputs.progress(args),
-        strategies=() if args.strategies is None else tuple(args.strategies or SAMPLERS),
+        strategies=tuple(args.strategies or SAMPLERS),
+        repeats=args.repeats,
     )
     audit = None
     if not args.no_audit and reproduction.runs:
