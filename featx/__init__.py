@@ -19,6 +19,8 @@ _LAZY = {
     "with_strategy": "featx.heads.sampling",
     "Protocol": "featx.evaluation.splits",
     "fit_variant": "featx.evaluation.crossval",
+    "compare_paired": "featx.evaluation.paired",
+    "nested_select": "featx.evaluation.selection",
     "train_model": "featx.models.train",
     "predict_files": "featx.models.predict",
 }

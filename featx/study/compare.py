@@ -119,9 +119,12 @@ def choose_baseline(summaries: list[CVSummary], wanted: str | None = None) -> CV
     raise ParameterError("baseline", wanted, f"{problem} ({', '.join(listed)}); give one variant's name")
 
 
-def repeated_runs(summaries: list[CVSummary], repeats: int) -> tuple[list[tuple[CVSummary, ...]], list[str]]:
-    """Each variant's summaries on the split sets of seeds 0, 1, ..., ``repeats - 1`` (as ``featx fit
-    --repeats`` makes them with the default ``--seed``), in the order of ``summaries``.
+def repeated_runs(
+    summaries: list[CVSummary], repeats: int, first_seed: int = 0
+) -> tuple[list[tuple[CVSummary, ...]], list[str]]:
+    """Each variant's summaries on the split sets of seeds ``first_seed`` (default 0), ``first_seed + 1``, ...,
+    ``repeats`` of them (as ``featx fit --seed first_seed --repeats repeats`` makes them), in the order of
+    ``summaries``.
 
     Returns
     -------
@@ -140,16 +143,16 @@ def repeated_runs(summaries: list[CVSummary], repeats: int) -> tuple[list[tuple[
         variant = summary.result.variant.to_dict()
         seed = variant.pop("seed")
         by_variant.setdefault(json.dumps(variant, sort_keys=True), {})[seed] = summary
-    runs, left_out = [], []
+    runs, left_out, seeds = [], [], range(first_seed, first_seed + repeats)
     for by_seed in by_variant.values():
-        if all(seed in by_seed for seed in range(repeats)):
-            runs.append(tuple(by_seed[seed] for seed in range(repeats)))
+        if all(seed in by_seed for seed in seeds):
+            runs.append(tuple(by_seed[seed] for seed in seeds))
         else:
             left_out.append(next(iter(by_seed.values())).result.variant.describe())
     if not runs:
         raise CacheError(
-            f"No variant is stored on all {repeats} split sets of seeds 0..{repeats - 1}; run "
-            f"`featx fit --repeats {repeats}` first"
+            f"No variant is stored on all {repeats} split sets of seeds {seeds[0]}..{seeds[-1]}; run "
+            f"`featx fit --seed {first_seed} --repeats {repeats}` first"
         )
     return runs, left_out
 

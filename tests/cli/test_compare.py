@@ -158,4 +158,6 @@ def test_repeated_cross_validation_is_fitted_once_per_split_set_and_compared_by_
     for row in payload["rows"]:
         assert row["repeats"] == 3 and row["accuracy_repeat_std"] > 0  # the split moves the figure
     assert main(["compare", *data, "--repeats", "4"]) == 1
-    assert "featx fit --repeats 4" in capsys.readouterr().err
+    assert "featx fit --seed 0 --repeats 4" in capsys.readouterr().err
+    later, _ = _compare(data, capsys, "--repeats", "2", "--seed", "1", "--baseline")  # split sets 1 and 2
+    assert all("-s1-" in row["variant"] and row["repeats"] == 2 for row in later["rows"])

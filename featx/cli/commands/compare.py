@@ -50,9 +50,16 @@ def register(subparsers, common) -> None:
         "--repeats",
         type=bounded("--repeats"),
         default=None,
-        help="repeated cross-validation: each variant over the split sets of seeds 0..R-1 (`featx fit --repeats R`); "
-        "the rows are those of seed 0 with each figure's spread over the split sets, differences are averaged over "
-        "them and tested by the corrected resampled t-test on every fold (default: every stored result on its own)",
+        help="repeated cross-validation: each variant over the split sets of seeds S..S+R-1 (`featx fit --seed S "
+        "--repeats R`; S is --seed); the rows are those of seed S with each figure's spread over the split sets, "
+        "differences are averaged over them and tested by the corrected resampled t-test on every fold "
+        "(default: every stored result on its own)",
+    )
+    parser.add_argument(
+        "--seed",
+        type=bounded("--seed"),
+        default=0,
+        help="with --repeats: the first split set's seed, as given to `featx fit --seed S --repeats R`",
     )
     parser.add_argument(
         "--csv",
@@ -87,11 +94,12 @@ def run(args) -> int:
         raise CacheError(f"No stored results for {dataset.describe()} in {args.cache}; run `featx fit` first")
     runs, notes = [(summary,) for summary in summaries], []
     if args.repeats is not None:
-        runs, left_out = repeated_runs(summaries, args.repeats)
+        runs, left_out = repeated_runs(summaries, args.repeats, args.seed)
         summaries = [run[0] for run in runs]
+        last = args.seed + args.repeats - 1
         notes.append(
-            f"Repeated cross-validation: figures of the split set of seed 0; differences averaged over the "
-            f"{args.repeats} split sets of seeds 0..{args.repeats - 1}; *_repeat_std in the CSV and --json: the "
+            f"Repeated cross-validation: figures of the split set of seed {args.seed}; differences averaged over the "
+            f"{args.repeats} split sets of seeds {args.seed}..{last}; *_repeat_std in the CSV and --json: the "
             "spread due to the split."
         )
         notes += [f"Left out (not on all {args.repeats} split sets): {variant}" for variant in left_out]
