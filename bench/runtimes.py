@@ -23,9 +23,12 @@ Measured in one run, on the real radiographs of ../shared/data/cxr:
   them, so the gap should be no more than the decoding CPU time), and the pixel-cache `extract`
   against the bare forward (target >= 0.95).
 
-Ends with one JSON line of every figure.
+Each backbone is measured ``--repeats`` times (default 3), every runtime and `extract` once per repeat; the
+median of each rate and of each ratio taken within a repeat is its summary (rates on this 2-core machine
+move by about 15% from one minute to the next). Ends with one JSON line of every figure.
 
     python bench/runtimes.py [--images 1024] [--models efficientnet_lite0 mobilenet_v2] [--input-size 200x266]
+        [--repeats 3]
 
 Run it on a quiet machine: every figure is a rate, and other work on the cores slows each one.
 """
@@ -232,6 +235,26 @@ def model_figures(name: str, dataset, pixels: np.ndarray, size, batch_size: int,
     return {"weights": weights, "runtimes": runtimes, "keras_extract": keras_extract, "extract": default}
 
 
+def medians(repeats: list[dict]) -> dict:
+    """The median over repeats of :func:`model_figures` of each rate and each ratio taken within one repeat."""
+
+    def median(pick):
+        return round(float(np.median([pick(figures) for figures in repeats])), 3)
+
+    first = repeats[0]
+    summary = {
+        f"bare_img_s {key}": median(lambda f, k=key: f["runtimes"][k]["bare_img_s"]) for key in first["runtimes"]
+    }
+    summary["keras_extract_img_s"] = median(lambda f: f["keras_extract"]["extract_img_s"])
+    for precision in first["extract"]:
+        for figure in ("extract_img_s", "extract_pixel_cache_img_s", "extract_vs_keras_extract", "extract_vs_bare"):
+            summary[f"{figure} {precision}"] = median(lambda f, p=precision, g=figure: f["extract"][p][g])
+        summary[f"pixel_cache_vs_bare {precision}"] = median(
+            lambda f, p=precision: f["extract"][p]["accounting"]["pixel_cache_vs_bare"]
+        )
+    return summary
+
+
 def main(argv=None) -> int:
     import keras
 
@@ -241,6 +264,7 @@ def main(argv=None) -> int:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--input-size", default="200x266", help="WIDTHxHEIGHT")
     parser.add_argument("--models", nargs="+", default=list(BACKBONES), choices=list(BACKBONES))
+    parser.add_argument("--repeats", type=int, default=3, help="whole measurements per backbone, one after another")
     args = parser.parse_args(argv)
     size = tuple(int(side) for side in args.input_size.lower().split("x"))
     openvino = runtime.RUNTIMES["openvino"]
@@ -261,8 +285,13 @@ def main(argv=None) -> int:
         "batch_size": args.batch_size,
         "auto": runtime.resolve_runtime(),
         **costs,
-        "models": {name: model_figures(name, dataset, pixels, size, args.batch_size, costs) for name in args.models},
+        "repeats": args.repeats,
+        "models": {},
     }
+    for name in args.models:  # each repeat measures every runtime and extract once: its ratios are its own
+        repeats = [model_figures(name, dataset, pixels, size, args.batch_size, costs) for _ in range(args.repeats)]
+        figures["models"][name] = {"median": medians(repeats), "repeats": repeats}
+        print(f"  {name} median of {args.repeats}: {figures['models'][name]['median']}", flush=True)
     figures["load_average_end"] = round(os.getloadavg()[0], 2)  # other work on the machine slows every figure
     print(json.dumps(figures))
     return 0
