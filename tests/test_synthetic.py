@@ -102,6 +102,9 @@ def test_select_estimates_the_choice_among_candidates_by_nested_cross_validation
     assert found["optimism"] == pytest.approx(found["best_candidate_figure"] - found["nested_estimate"])
     code = main([*argv, "--inner-folds", "9", "--data", str(data), "--cache", str(cache), "-q"])
     assert code == 1 and "inner folds=9" in capsys.readouterr().err
+    one = ["select", *BACKBONE, "--head", "logreg", "--sampler", "none", "--data", str(data), "--cache", str(cache)]
+    assert main([*one, "-q"]) == 1
+    assert "at least two candidates, got 1 (mobilenet_v2 + logreg (none))" in capsys.readouterr().err
 
 
 @pytest.fixture(scope="module")

@@ -3,11 +3,11 @@ choice itself rather than the flattering figure of the variant chosen."""
 
 from __future__ import annotations
 
-import logging
 from itertools import product
 
 from featx.cli import inputs
 from featx.cli.options import (
+    OptionError,
     add_backbone,
     add_data,
     add_head,
@@ -20,8 +20,6 @@ from featx.cli.options import (
 )
 from featx.cli.output import emit
 from featx.evaluation.metrics import METRICS
-
-log = logging.getLogger("featx")
 
 
 def register(subparsers, common) -> None:
@@ -69,9 +67,18 @@ def run(args) -> int:
         (features, inputs.head_recipe(args, features.backbone, head, sampler))
         for features, head, sampler in product(inputs.chosen_features(args, dataset), args.head, args.sampler)
     ]
+    candidates = list(dict.fromkeys(candidates))
+    if len(candidates) < 2:
+        described = ", ".join(
+            f"{features.backbone} + {recipe.head} ({recipe.sampler})" for features, recipe in candidates
+        )
+        raise OptionError(
+            f"featx select chooses among at least two candidates, got 1 ({described}): give several --head or "
+            "--sampler values, or leave out --model where several backbones are extracted"
+        )
     selection = nested_select(
         dataset,
-        list(dict.fromkeys(candidates)),
+        candidates,
         inputs.protocol(args),
         metric=args.metric,
         inner_folds=args.inner_folds,
