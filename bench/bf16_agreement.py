@@ -11,11 +11,11 @@ Measured in one run, through featx's own API, on the real radiographs of ../shar
   cross-validated (:func:`featx.evaluation.crossval.fit_variant`) on each precision's features over
   the same saved patient-grouped folds: every headline figure with its 95% bootstrap interval
   (patients resampled), side by side, and the paired difference bfloat16 - float32 (featx's
-  :func:`featx.evaluation.paired.compare_paired`: the same patients resampled for both, McNemar / DeLong,
+  :func:`featx.evaluation.paired.compare_paired`: the same patients resampled for both, McNemar / DeLong / sign-flip,
   Holm over the figures).
 
 Ends with one JSON line of every figure. Refused (featx's own message) on a CPU without bfloat16
-instructions. The full run (a quiet machine; about 1,300 images of Dataset_2 at 200x266, twice):
+instructions. The full run (a quiet machine; 1,442 images of Dataset_2 at 200x266, twice):
 
     python bench/bf16_agreement.py [--data ../shared/data/cxr] [--subset dataset2] [--folds 10] [--cache DIR]
 

@@ -22,11 +22,15 @@ import numpy as np
 from featx import limits
 from featx.evaluation.crossval import fit_variant
 from featx.evaluation.metrics import METRICS, Predictions, summarize
-from featx.evaluation.splits import Protocol, assign_folds
+from featx.evaluation.splits import Protocol, assign_folds, fold_of_each_image, load_or_make_split, protocol_groups
 from featx.evaluation.summary import CVSummary
+from featx.evaluation.variant import Variant
 from featx.exceptions import ParameterError, UnknownNameError
 from featx.features.store import load_features
 from featx.heads.registry import get_head
+
+FIRST_METRIC = next(iter(METRICS))
+"""The figure a selection maximises unless told: the registry's first headline figure (``accuracy``)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -135,7 +139,7 @@ def nested_select(
     candidates,
     protocol: Protocol = Protocol(),
     *,
-    metric: str = "accuracy",
+    metric: str = FIRST_METRIC,
     inner_folds: int = 5,
     cache_dir="cache",
     positive: str | None = None,
@@ -152,7 +156,7 @@ def nested_select(
     protocol : Protocol
         The outer folds (the saved split every variant shares; default :class:`Protocol`'s defaults).
     metric : str
-        The figure the choice maximises (default ``accuracy``; a key of
+        The figure the choice maximises (default :data:`FIRST_METRIC`, ``accuracy``; a key of
         :data:`featx.evaluation.metrics.METRICS`).
     inner_folds : int
         Folds of the inner cross-validation on each outer fold's training images (default 5), grouped
@@ -173,8 +177,8 @@ def nested_select(
     Raises
     ------
     ParameterError
-        For fewer than two candidates, ``inner_folds`` outside its domain (:mod:`featx.limits`), or a figure
-        no candidate defines.
+        For fewer than two candidates, one given twice, ``inner_folds`` outside its domain
+        (:mod:`featx.limits`), or a figure no candidate defines.
     UnknownNameError
         For a ``metric`` outside the registry.
     SplitError
@@ -184,35 +188,31 @@ def nested_select(
         raise UnknownNameError("metric", metric, METRICS)
     if len(candidates) < 2:
         raise ParameterError("candidates", len(candidates), "nested selection needs at least two to choose among")
+    names = [Variant.of(2, dataset, spec, recipe, protocol).name() for spec, recipe in candidates]
+    if len(set(names)) < len(names):
+        twice = sorted({name for name in names if names.count(name) > 1})
+        raise ParameterError("candidates", ", ".join(twice), "each candidate must be given once")
     inner_folds = limits.check("inner_folds", inner_folds)
+    split, _ = load_or_make_split(cache_dir, dataset, protocol)
+    fold = fold_of_each_image(split, dataset.table["image_id"])
+    y, groups = dataset.label_indices(), protocol_groups(dataset, protocol.group_by).to_numpy()
+    inner_of = {  # before any training: too many inner folds for an outer fold's patients is said at once
+        int(k): _inner_assignment(y[fold != k], groups[fold != k], replace(protocol, folds=inner_folds), dataset, k)
+        for k in np.unique(fold)
+    }
     summaries = tuple(
         fit_variant(
             dataset, spec, recipe, protocol, cache_dir=cache_dir, positive=positive, jobs=jobs, progress=progress
         )
         for spec, recipe in candidates
     )
-    first = summaries[0].result
-    y, fold, groups = first.y_true, first.fold, first.groups
     features = {
         summary.result.variant.features: load_features(cache_dir, summary.result.variant.features, dataset).features
         for summary in summaries
     }
-    inner_protocol = replace(protocol, folds=inner_folds)
-    outer, proba = [], np.zeros_like(first.proba)
-    for k in np.unique(fold):
+    outer, proba = [], np.zeros_like(summaries[0].result.proba)
+    for k, inner in inner_of.items():
         train = fold != k
-        inner = np.empty(int(train.sum()), dtype=int)
-        for index, test in enumerate(
-            assign_folds(
-                y[train],
-                groups[train],
-                inner_protocol,
-                dataset.classes,
-                what="inner folds",
-                where=f" among outer fold {k}'s training images",
-            )
-        ):
-            inner[test] = index
         figures = tuple(
             _inner_figure(summary, features[summary.result.variant.features][train], y[train], inner, metric, jobs)
             for summary in summaries
@@ -230,6 +230,15 @@ def nested_select(
         proba=proba,
         metrics=summarize(y, proba, fold, summaries[0].task, groups),
     )
+
+
+def _inner_assignment(y, groups, protocol: Protocol, dataset, k) -> np.ndarray:
+    """The inner fold of each of outer fold ``k``'s training images (see :func:`assign_folds`)."""
+    inner = np.empty(len(y), dtype=int)
+    where = f" among outer fold {k}'s training images"
+    for index, test in enumerate(assign_folds(y, groups, protocol, dataset.classes, what="inner folds", where=where)):
+        inner[test] = index
+    return inner
 
 
 def _inner_figure(summary: CVSummary, features, y, inner, metric: str, jobs) -> float:

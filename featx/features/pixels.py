@@ -342,16 +342,18 @@ class PixelFeed:
                 pending.append(self._start(bound, pool, reader))
                 if len(pending) > PREFETCH_BATCHES:
                     break
-            while pending:
-                batch = self._finish(pool, reader, adding, *pending.popleft())
-                following = next(upcoming, None)
-                if following is not None:
-                    pending.append(self._start(following, pool, reader))
-                while adding and adding[0].done():
-                    adding.popleft().result()  # a failed write (a full disk) is raised here
-                yield batch
-            while adding:
-                adding.popleft().result()
+            try:
+                while pending:
+                    batch = self._finish(pool, reader, adding, *pending.popleft())
+                    following = next(upcoming, None)
+                    if following is not None:
+                        pending.append(self._start(following, pool, reader))
+                    while adding and (adding[0].done() or len(adding) > PREFETCH_BATCHES):
+                        adding.popleft().result()  # a failed write (a full disk) is raised here
+                    yield batch
+            finally:  # also when the consumer stops early: every write is waited for and a failure raised
+                while adding:
+                    adding.popleft().result()
 
     def _start(self, bound, pool: DecodePool, reader):
         first, last = bound

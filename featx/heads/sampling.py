@@ -15,7 +15,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.utils.class_weight import compute_sample_weight
 from sklearn.utils.validation import check_is_fitted
 
-from featx.exceptions import UnknownNameError
+from featx.exceptions import ParameterError, UnknownNameError
 from featx.heads.base import ArgmaxPredictMixin
 
 
@@ -31,10 +31,14 @@ def _random_under(random_state):
     return RandomUnderSampler(random_state=random_state)
 
 
+SMOTE_NEIGHBOURS = 5
+"""SMOTE's nearest neighbours per synthetic row (imbalanced-learn's default): every class needs more rows."""
+
+
 def _smote(random_state):
     from imblearn.over_sampling import SMOTE
 
-    return SMOTE(random_state=random_state)
+    return SMOTE(random_state=random_state, k_neighbors=SMOTE_NEIGHBOURS)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -50,12 +54,15 @@ class SamplerSpec:
         resamples nothing.
     weights_classes : bool
         Whether the head is fitted with balanced class weights instead.
+    min_class_rows : int
+        The fewest training rows of a class the strategy works with (default 1).
     """
 
     name: str
     summary: str
     make: Callable | None = None
     weights_classes: bool = False
+    min_class_rows: int = 1
 
 
 SAMPLERS = {
@@ -67,7 +74,12 @@ SAMPLERS = {
         ),
         SamplerSpec(name="oversample", summary="repeat minority-class rows at random", make=_random_over),
         SamplerSpec(name="undersample", summary="drop majority-class rows at random", make=_random_under),
-        SamplerSpec(name="smote", summary="synthesise minority-class rows (SMOTE)", make=_smote),
+        SamplerSpec(
+            name="smote",
+            summary="synthesise minority-class rows (SMOTE)",
+            make=_smote,
+            min_class_rows=SMOTE_NEIGHBOURS + 1,
+        ),
     )
 }
 
@@ -120,8 +132,19 @@ def training_rows(name: str, X, y, random_state: int = 0) -> TrainingRows:
     Raises
     ------
     UnknownNameError
+    ParameterError
+        When a class has fewer rows than the strategy's ``min_class_rows`` (naming it and its count).
     """
     spec = get_sampler(name)
+    classes, counts = np.unique(np.asarray(y), return_counts=True)
+    if counts.min() < spec.min_class_rows:
+        raise ParameterError(
+            "sampler",
+            name,
+            f"needs {spec.min_class_rows} training rows of every class or more; class index "
+            f"{classes[counts.argmin()]} has {counts.min()} in these training rows: use fewer folds, or another "
+            "strategy",
+        )
     if spec.make is not None:
         X, y = spec.make(random_state).fit_resample(X, y)
     return TrainingRows(

@@ -158,8 +158,9 @@ def repeated_runs(
 
 
 def add_repeat_spread(row: dict, run: tuple[CVSummary, ...]) -> None:
-    """Give a comparison row the spread of each headline figure over the split sets of ``run`` (the
-    spread due to the split): ``repeats``, ``{metric}_repeat_mean`` and ``{metric}_repeat_std``."""
+    """Give a comparison row the spread of each headline figure over the split sets of ``run`` (due to the
+    split and the head's seed together, unless the head's seed was fixed): ``repeats``,
+    ``{metric}_repeat_mean`` and ``{metric}_repeat_std``."""
     row["repeats"] = len(run)
     for key in METRICS:
         values = np.array([summary.metrics[key] for summary in run], dtype=np.float64)

@@ -267,7 +267,8 @@ def _spread_section(doc: Document, spread) -> None:
         f"with {variant.seed_of_head} in each) and on the split of seed {variant.protocol.seed} under "
         f"{len(head_seeds)} head seeds ({', '.join(map(str, head_seeds))}). The first spread is what a new split "
         "of the same images moves; the second is the head's own randomness (initialisation, dropout, sampler) "
-        "alone. A difference between variants smaller than these is not a finding."
+        "alone. Variants compared on one split set differ by less than these spreads more often than not; whether such "
+        "a difference is real is for a paired test on the same folds to say, not for the spread."
     )
     doc.table(["figure", "over split sets", "sd (splits)", "over head seeds", "sd (head seeds)"], spread_rows(spread))
     differences = compare_paired([run.result for run in spread.by_head_seed], positive=task.positive)

@@ -17,6 +17,7 @@ from featx.exceptions import ParameterError, UnknownNameError, WeightsError
 from featx.features.extract import extract
 from featx.features.identity import FeatureSpec
 from featx.heads.recipe import HeadRecipe
+from featx.heads.sampling import SAMPLERS
 from featx.study.audit import missing_patients_note
 
 FALLBACKS = {
@@ -28,6 +29,10 @@ DEFAULT_FALLBACK = "skip"
 """Genuine backbones only by default: a random-init backbone is not transfer learning, and the BatchNorm
 backbones' random-init features vanish (max |feature| about 4e-11), so their figures would be computed
 from nothing (see :class:`featx.features.store.FeatureHealth`)."""
+DEFAULT_STRATEGIES = tuple(SAMPLERS)
+"""The imbalance strategies the main job compares with none on the first backbone's paper head: all of them."""
+DEFAULT_REPEATS = 3
+"""Split sets and head seeds over which the main job measures the spread of the first backbone's paper head."""
 DEFAULT_MODELS = ("efficientnet_lite0", "efficientnet_lite1")
 """The main job's backbones: both have genuine ImageNet weights in an installed package, so they run
 without a network (the Keras applications download theirs when online)."""
@@ -140,8 +145,8 @@ def reproduce(
     cache_dir="cache",
     engine=None,
     progress: bool = True,
-    strategies=(),
-    repeats: int = 1,
+    strategies=DEFAULT_STRATEGIES,
+    repeats: int = DEFAULT_REPEATS,
 ) -> Reproduction:
     """Run (or reuse) every variant of the paper's design.
 
@@ -168,11 +173,12 @@ def reproduce(
     strategies : sequence of str
         Imbalance strategies (:data:`featx.heads.SAMPLERS`) besides ``none`` to fit the paper's head
         with in phase 2, for the first backbone that runs, on the patient-grouped folds where they run
-        (else the image-level ones), so that the report can say which differ from ``none`` (default: none).
+        (else the image-level ones), so that the report can say which differ from ``none`` (default
+        :data:`DEFAULT_STRATEGIES`: all of them; ``()`` or ``("none",)`` fits none).
     repeats : int
         Phase 2: split sets and head seeds over which the first backbone's paper head is fitted on the last
         subset (its first protocol), to set the spread due to the split beside the spread due to the head's
-        seed (:class:`Spread`; default 1: not measured).
+        seed (:class:`Spread`; default :data:`DEFAULT_REPEATS`, 3; 1 leaves it out).
 
     Returns
     -------
@@ -190,6 +196,7 @@ def reproduce(
         raise ParameterError("phase", phase, "must be 2 or 3")
     if fallback not in FALLBACKS:
         raise UnknownNameError("fallback", fallback, FALLBACKS)
+    Protocol(folds=folds, seed=seed).repeated(repeats)  # a seed past the largest is refused before any work
     loaded = {subset: load_dataset(data, subset) for subset in subsets}
     protocols = {subset: protocols_for(dataset) for subset, dataset in loaded.items()}
     notes = tuple(

@@ -161,3 +161,5 @@ def test_repeated_cross_validation_is_fitted_once_per_split_set_and_compared_by_
     assert "featx fit --seed 0 --repeats 4" in capsys.readouterr().err
     later, _ = _compare(data, capsys, "--repeats", "2", "--seed", "1", "--baseline")  # split sets 1 and 2
     assert all("-s1-" in row["variant"] and row["repeats"] == 2 for row in later["rows"])
+    assert main(["compare", *data, "--seed", "1"]) == 1
+    assert "give --repeats R with it" in capsys.readouterr().err

@@ -86,5 +86,7 @@ def test_nested_select_refuses_what_it_cannot_choose_among(shuffled_labels):
         nested_select(dataset, CANDIDATES, FIVE, inner_folds=1, cache_dir=cache, progress=False)
     with pytest.raises(UnknownNameError, match="metric"):
         nested_select(dataset, CANDIDATES, FIVE, metric="f1", cache_dir=cache, progress=False)
+    with pytest.raises(ParameterError, match="each candidate must be given once"):
+        nested_select(dataset, [CANDIDATES[0], *CANDIDATES[:2]], FIVE, cache_dir=cache, progress=False)
     with pytest.raises(SplitError, match=r"outer fold 0's training images, fewer than inner folds=40"):
         nested_select(dataset, CANDIDATES[:2], FIVE, inner_folds=40, cache_dir=cache, progress=False)

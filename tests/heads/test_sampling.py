@@ -4,10 +4,12 @@ recorded at its training step during real fits on real features, per strategy.""
 import numpy as np
 import pytest
 
+from featx.exceptions import ParameterError
 from featx.features.store import load_features
 from featx.heads import HEADS, SAMPLERS, HeadRecipe
 from featx.heads.classical import Standardized
 from featx.heads.fold_trainer import FoldTrainer
+from featx.heads.sampling import training_rows
 from tests.realdata import LITE0_64
 
 FIRST_OF_EACH_FAMILY = list({type(spec.family): name for name, spec in reversed(HEADS.items())}.values())[::-1]
@@ -97,3 +99,17 @@ def test_each_fold_trains_on_the_strategys_rows_of_its_own_training_rows(imbalan
     assert len(received) == 2
     for k, calls in enumerate(received):
         check_trained_on(strategy, matrix[fold != k], y[fold != k], calls)
+
+
+@pytest.mark.parametrize("strategy", sorted(SAMPLERS))
+def test_a_class_with_fewer_rows_than_its_strategy_needs_is_refused_in_words(strategy):
+    spec = SAMPLERS[strategy]
+    rng = np.random.default_rng(0)
+    enough = max(spec.min_class_rows, 2)
+    y = np.array([0] * 20 + [1] * enough)
+    rows = training_rows(strategy, rng.normal(size=(len(y), 4)), y, 0)
+    assert set(rows.labels) == {0, 1} and np.isfinite(rows.features).all()
+    if spec.min_class_rows > 1:
+        few = np.array([0] * 20 + [1] * (spec.min_class_rows - 1))
+        with pytest.raises(ParameterError, match=f"class index 1 has {spec.min_class_rows - 1} in these training"):
+            training_rows(strategy, rng.normal(size=(len(few), 4)), few, 0)

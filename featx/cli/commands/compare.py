@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from featx.cli import inputs
-from featx.cli.options import add_data, add_positive, bounded, new_command, output_file
+from featx.cli.options import OptionError, add_data, add_positive, bounded, new_command, output_file
 from featx.cli.output import emit
 from featx.evaluation.paired import CORRECTIONS
 from featx.exceptions import CacheError
@@ -93,6 +93,8 @@ def run(args) -> int:
     if not summaries:
         raise CacheError(f"No stored results for {dataset.describe()} in {args.cache}; run `featx fit` first")
     runs, notes = [(summary,) for summary in summaries], []
+    if args.seed and args.repeats is None:
+        raise OptionError("--seed chooses the first of the split sets of --repeats; give --repeats R with it")
     if args.repeats is not None:
         runs, left_out = repeated_runs(summaries, args.repeats, args.seed)
         summaries = [run[0] for run in runs]
@@ -100,7 +102,8 @@ def run(args) -> int:
         notes.append(
             f"Repeated cross-validation: figures of the split set of seed {args.seed}; differences averaged over the "
             f"{args.repeats} split sets of seeds {args.seed}..{last}; *_repeat_std in the CSV and --json: the "
-            "spread due to the split."
+            "spread over the split sets (with the split and the head's seed together unless `featx fit --head-seed` "
+            "fixed the latter)."
         )
         notes += [f"Left out (not on all {args.repeats} split sets): {variant}" for variant in left_out]
     task = summaries[0].task

@@ -15,7 +15,7 @@ def register(subparsers, common) -> None:
     from featx.backbones.registry import BACKBONES
     from featx.data.dataset import PAPER_SUBSETS, SUBSETS
     from featx.heads.sampling import SAMPLERS
-    from featx.study.reproduce import DEFAULT_FALLBACK, DEFAULT_MODELS, FALLBACKS
+    from featx.study.reproduce import DEFAULT_FALLBACK, DEFAULT_MODELS, DEFAULT_REPEATS, DEFAULT_STRATEGIES, FALLBACKS
 
     parser = new_command(
         subparsers,
@@ -57,15 +57,16 @@ def register(subparsers, common) -> None:
         nargs="*",
         choices=list(SAMPLERS),
         metavar="NAME",
-        default=list(SAMPLERS),
-        help="phase 2: also fit the paper's head under these imbalance strategies on the patient-grouped folds, and "
-        "report which differ from none (paired differences, a forest plot); without names, or by default, all of "
+        default=list(DEFAULT_STRATEGIES),
+        help="phase 2: also fit the first backbone's paper head under these imbalance strategies on the "
+        "patient-grouped folds, and report which differ from none (paired differences, a forest plot); without "
+        "names, or by default, all of "
         f"{', '.join(SAMPLERS)}; --strategies none fits the paper's head alone",
     )
     parser.add_argument(
         "--repeats",
         type=bounded("--repeats"),
-        default=3,
+        default=DEFAULT_REPEATS,
         help="phase 2: fit the first backbone's paper head on the last subset over this many split sets (its head's "
         "seed fixed) and under this many head seeds (its split fixed), so that the report sets the spread due to "
         "the split beside the spread due to the head's seed; 1 leaves it out",

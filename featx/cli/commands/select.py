@@ -32,7 +32,7 @@ def register(subparsers, common) -> None:
         [
             "featx select --subset dataset2   # the paper's head with each imbalance strategy",
             "featx select --head logreg svm mlp1000-750 --sampler none class-weight",
-            "featx select --model efficientnet_lite0 --head logreg --sampler none smote --metric auc --inner-folds 3",
+            "featx select --model efficientnet_lite0 --head logreg --sampler none smote --metric auc_positive",
         ],
     )
     add_backbone(parser, required=False)
