@@ -225,7 +225,8 @@ def difference_cells(
 ) -> tuple[list[str], list[list[str]]]:
     """The header and rows of a table of differences from the baseline: per variant (named by
     ``label(name)``, default its name) and headline figure, the difference with its paired bootstrap
-    interval (``~`` marking one not distinguishable from noise) and the adjusted p-value."""
+    interval (``~`` marking one not distinguishable from noise, ``~*`` one whose interval, made for its own
+    comparison, excludes 0 although the adjusted p does not) and the adjusted p-value."""
     variants = list(dict.fromkeys(difference.variant for difference in differences))
     keys = list(dict.fromkeys(difference.metric for difference in differences))
     found = {(difference.variant, difference.metric): difference for difference in differences}
@@ -239,7 +240,7 @@ def difference_cells(
         for key in keys:
             difference, unit = found[variant, key], METRICS[key].unit
             low, high = difference.interval
-            mark = "" if difference.distinguishable else " ~"
+            mark = "" if difference.distinguishable else " ~" + ("*" if low > 0 or high < 0 else "")
             cells += [
                 f"{unit.difference(difference.difference, suffix=False)} "
                 f"[{unit.difference(low, suffix=False)}, {unit.difference(high, suffix=False)}]{mark}",
@@ -262,7 +263,9 @@ def difference_legend(differences: tuple[PairedDifference, ...], task: Task, cor
         "Tests: "
         + "; ".join(f"{METRICS[key].abbreviation_for(task)}: {PAIRED_TESTS[test]}" for key, test in tests.items())
         + f". p adjusted over the {len(differences)} comparisons shown: {CORRECTIONS[correction]}.",
-        f"~ : not distinguishable from noise (adjusted p >= {ALPHA:g}, or undefined).",
+        f"~ : not distinguishable from noise (adjusted p >= {ALPHA:g}, or undefined). ~* : the same, although its "
+        f"interval excludes 0: the interval is for that comparison alone, the p is adjusted over all "
+        f"{len(differences)}.",
     ]
 
 

@@ -7,11 +7,14 @@ import numpy as np
 from PIL import Image
 
 from featx.cli import main
+from featx.data.labels import PAPER_CLASSES
 from featx.evaluation.metrics import METRICS
-from featx.evaluation.paired import compare_paired
+from featx.evaluation.paired import ALPHA, PairedDifference, compare_paired
 from featx.evaluation.results import list_results
 from featx.evaluation.splits import Protocol
 from featx.evaluation.summary import CVSummary
+from featx.evaluation.task import Task
+from featx.study.compare import difference_cells, difference_legend
 from featx.study.document import markdown_text
 
 
@@ -74,3 +77,35 @@ def test_the_report_says_which_imbalance_strategies_differ_from_none(feature_dat
     assert cells[2] == unit.figure(np.std(split_values))
     assert cells[3] == ", ".join(unit.figure(value) for value in seed_values)
     assert "Head seeds against head seed 0, paired:" in section
+
+
+def test_an_interval_that_excludes_zero_without_an_adjusted_p_below_alpha_is_marked_apart():
+    task = Task(classes=PAPER_CLASSES, positive="covid")
+
+    def difference(variant, interval, p_adjusted):
+        return PairedDifference(
+            metric="accuracy",
+            baseline="none",
+            variant=variant,
+            difference=sum(interval) / 2,
+            interval=interval,
+            level=0.95,
+            test="mcnemar",
+            statistic=1.0,
+            p_value=p_adjusted / 3,
+            p_adjusted=p_adjusted,
+            distinguishable=p_adjusted < ALPHA,
+        )
+
+    differences = (
+        difference("real", (0.01, 0.03), 0.001),
+        difference("unadjusted-only", (0.005, 0.02), 0.09),
+        difference("noise", (-0.01, 0.02), 0.8),
+    )
+    _, rows = difference_cells(differences, task)
+    marks = {row[0]: row[1].rsplit("]", 1)[1] for row in rows}
+    assert marks == {"real": "", "unadjusted-only": " ~*", "noise": " ~"}
+    assert any(
+        line.startswith("~ : not distinguishable") and "~* : the same" in line
+        for line in difference_legend(differences, task)
+    )
