@@ -51,6 +51,11 @@ class OuterFold:
     chosen: str
     inner_figures: tuple[float, ...]
 
+    @property
+    def chosen_figure(self) -> float:
+        """The chosen candidate's inner figure: the largest (an undefined one never chosen)."""
+        return float(np.nanmax(self.inner_figures))
+
 
 @dataclass(frozen=True, kw_only=True, eq=False)
 class NestedSelection:
@@ -89,7 +94,7 @@ class NestedSelection:
     def best_inner(self) -> float:
         """The chosen candidates' inner figures, averaged over the outer folds: each the largest of the
         candidates' figures on the images it was chosen on, so selection flatters it too."""
-        return float(np.mean([np.nanmax(outer.inner_figures) for outer in self.outer]))
+        return float(np.mean([outer.chosen_figure for outer in self.outer]))
 
     @property
     def estimate(self) -> float:
@@ -197,7 +202,14 @@ def nested_select(
     fold = fold_of_each_image(split, dataset.table["image_id"])
     y, groups = dataset.label_indices(), protocol_groups(dataset, protocol.group_by).to_numpy()
     inner_of = {  # before any training: too many inner folds for an outer fold's patients is said at once
-        int(k): _inner_assignment(y[fold != k], groups[fold != k], replace(protocol, folds=inner_folds), dataset, k)
+        int(k): assign_folds(
+            y[fold != k],
+            groups[fold != k],
+            replace(protocol, folds=inner_folds),
+            dataset.classes,
+            what="inner folds",
+            where=f" among outer fold {k}'s training images",
+        )
         for k in np.unique(fold)
     }
     summaries = tuple(
@@ -206,9 +218,9 @@ def nested_select(
         )
         for spec, recipe in candidates
     )
-    features = {
-        summary.result.variant.features: load_features(cache_dir, summary.result.variant.features, dataset).features
-        for summary in summaries
+    features = {  # each store read once, however many candidates share it
+        key: load_features(cache_dir, key, dataset).features
+        for key in dict.fromkeys(summary.result.variant.features for summary in summaries)
     }
     outer, proba = [], np.zeros_like(summaries[0].result.proba)
     for k, inner in inner_of.items():
@@ -230,15 +242,6 @@ def nested_select(
         proba=proba,
         metrics=summarize(y, proba, fold, summaries[0].task, groups),
     )
-
-
-def _inner_assignment(y, groups, protocol: Protocol, dataset, k) -> np.ndarray:
-    """The inner fold of each of outer fold ``k``'s training images (see :func:`assign_folds`)."""
-    inner = np.empty(len(y), dtype=int)
-    where = f" among outer fold {k}'s training images"
-    for index, test in enumerate(assign_folds(y, groups, protocol, dataset.classes, what="inner folds", where=where)):
-        inner[test] = index
-    return inner
 
 
 def _inner_figure(summary: CVSummary, features, y, inner, metric: str, jobs) -> float:

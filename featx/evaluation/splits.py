@@ -124,8 +124,8 @@ def protocol_groups(dataset, group_by: str):
 
 def assign_folds(
     labels, groups, protocol: Protocol, class_names, *, what: str = "folds", where: str = ""
-) -> list[np.ndarray]:
-    """The test rows of each of ``protocol.folds`` folds, stratified by ``labels`` (indices into
+) -> np.ndarray:
+    """The test fold of each row, one of ``protocol.folds`` folds stratified by ``labels`` (indices into
     ``class_names``) and, under the patient protocol, keeping each of ``groups`` in one fold (seeded by
     ``protocol.seed``).
 
@@ -152,7 +152,10 @@ def assign_folds(
     else:
         splitter = StratifiedKFold(n_splits=protocol.folds, shuffle=True, random_state=protocol.seed)
         assignments = splitter.split(np.zeros(len(labels)), labels)
-    return [test for _train, test in assignments]
+    fold = np.empty(len(labels), dtype=int)
+    for index, (_train, test) in enumerate(assignments):
+        fold[test] = index
+    return fold
 
 
 def make_split(dataset, protocol: Protocol) -> Split:
@@ -170,7 +173,7 @@ def make_split(dataset, protocol: Protocol) -> Split:
         )
     groups = protocol_groups(dataset, protocol.group_by).to_numpy()
     ids = dataset.table["image_id"].to_numpy()
-    tests = assign_folds(dataset.label_indices(), groups, protocol, dataset.classes)
+    fold = assign_folds(dataset.label_indices(), groups, protocol, dataset.classes)
     return Split(
         format_version=SPLIT_FORMAT,
         dataset_id=dataset.id,
@@ -178,7 +181,7 @@ def make_split(dataset, protocol: Protocol) -> Split:
         folds=protocol.folds,
         seed=protocol.seed,
         classes=tuple(dataset.classes),
-        test_folds=tuple(tuple(sorted(ids[test].tolist())) for test in tests),
+        test_folds=tuple(tuple(sorted(ids[fold == index].tolist())) for index in range(protocol.folds)),
     )
 
 

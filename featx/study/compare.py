@@ -163,8 +163,14 @@ def add_repeat_spread(row: dict, run: tuple[CVSummary, ...]) -> None:
     ``{metric}_repeat_mean`` and ``{metric}_repeat_std``."""
     row["repeats"] = len(run)
     for key in METRICS:
-        values = np.array([summary.metrics[key] for summary in run], dtype=np.float64)
-        row[f"{key}_repeat_mean"], row[f"{key}_repeat_std"] = float(np.nanmean(values)), float(np.nanstd(values))
+        _values, row[f"{key}_repeat_mean"], row[f"{key}_repeat_std"] = spread_over(run, key)
+
+
+def spread_over(runs, key: str) -> tuple[np.ndarray, float, float]:
+    """The headline figure ``key`` of each of ``runs`` (summaries), their mean and standard deviation
+    (population, undefined figures left out)."""
+    values = np.array([summary.metrics[key] for summary in runs], dtype=np.float64)
+    return values, float(np.nanmean(values)), float(np.nanstd(values))
 
 
 def paired_against(
@@ -325,10 +331,9 @@ def selection_lines(selection) -> list[str]:
     by_name = {summary.result.variant.name(): summary for summary in selection.candidates}
     for outer in selection.outer:
         chosen = by_name[outer.chosen]
-        inner = outer.inner_figures[list(by_name).index(outer.chosen)]
         outer_figure = chosen.metrics["per_fold"][selection.metric]["values"][outer.fold]
         lines.append(
-            f"| {outer.fold} | {chosen.result.variant.describe()} | {metric.unit.figure(inner)} | "
+            f"| {outer.fold} | {chosen.result.variant.describe()} | {metric.unit.figure(outer.chosen_figure)} | "
             f"{metric.unit.figure(outer_figure)} |"
         )
     low, high = selection.metrics["ci95"][selection.metric]

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
 from featx.data.labels import PAPER_CLASSES
 from featx.evaluation.metrics import METRICS, confusion
 from featx.evaluation.paired import compare_paired
 from featx.fileio import make_folder
 from featx.study.audit import Audit
 from featx.study.audit_report import add_audit_section, audit_summary
-from featx.study.compare import difference_cells, difference_legend
+from featx.study.compare import difference_cells, difference_legend, spread_over
 from featx.study.document import Document
 from featx.study.formatting import percent
 from featx.study.plots import confusion_figure, forest_figure, roc_figure
@@ -247,8 +245,8 @@ def spread_rows(spread) -> list[list[str]]:
     for key, metric in METRICS.items():
         cells = [metric.abbreviation_for(task)]
         for runs in (spread.by_split, spread.by_head_seed):
-            values = np.array([run.metrics[key] for run in runs], dtype=np.float64)
-            cells += [", ".join(metric.unit.figure(value) for value in values), metric.unit.figure(np.nanstd(values))]
+            values, _mean, std = spread_over(runs, key)
+            cells += [", ".join(metric.unit.figure(value) for value in values), metric.unit.figure(std)]
         rows.append(cells)
     return rows
 
